@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` (train the default CNN on MNIST) and `make test`.
+# Both create or reuse .venv; the install step re-runs only when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, by exact version, so pip takes the local CPU wheel and never the CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cnnlab train
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/mnist_time_to_accuracy.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

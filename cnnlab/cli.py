@@ -1,0 +1,46 @@
+"""The `cnnlab` command. Each subcommand lives in `cnnlab.commands.<name>` and provides
+`add_parser(subparsers)` (which sets `func`) so that adding a command is one module plus one line here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+COMMANDS = ["train", "evaluate", "predict", "runs"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are a single line (no usage dump) and exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.description = "Convolutional neural networks: build, train, look inside and reuse CNNs."
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"cnnlab.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except CnnlabError as err:
+        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130

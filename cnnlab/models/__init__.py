@@ -1,0 +1,7 @@
+"""Model architectures (PyTorch). Importing this package registers every model file below."""
+
+from cnnlab.models.registry import get_model, list_models, model_info, register_model, resolve_name
+
+from cnnlab.models import simple  # noqa: F401,E402  (registers the default CNN)
+
+__all__ = ["get_model", "list_models", "model_info", "register_model", "resolve_name"]

@@ -1,0 +1,71 @@
+"""The model registry: the one place the CLI, the web explorer and the tests find models.
+
+A model file registers a builder with `@register_model("name", ...)`; the builder takes
+`num_classes`, `in_channels` and keyword options and returns an `nn.Module`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable
+    family: str
+    input_size: tuple[int, int, int]  # (C, H, W) the model was designed for
+    task: str = "classification"
+    description: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(name: str, *, family: str, input_size: tuple[int, int, int], task: str = "classification",
+                   description: str = "", aliases: tuple[str, ...] = ()):
+    def decorator(builder: Callable) -> Callable:
+        for key in (name, *aliases):
+            if key in _MODELS or key in _ALIASES:
+                raise ValueError(f"model name {key!r} registered twice")
+        summary = description or next(iter((builder.__doc__ or "").strip().splitlines()), "")
+        _MODELS[name] = ModelEntry(name, builder, family, tuple(input_size), task, summary, tuple(aliases))
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return builder
+
+    return decorator
+
+
+def resolve_name(name: str) -> str:
+    key = name.lower()
+    if key in _MODELS:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key, [*_MODELS, *_ALIASES], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else " (see `cnnlab zoo` or list_models())"
+    raise ConfigError(f"unknown model {name!r}{hint}")
+
+
+def model_info(name: str) -> ModelEntry:
+    return _MODELS[resolve_name(name)]
+
+
+def list_models(family: str | None = None, task: str | None = None) -> list[str]:
+    return [n for n, e in _MODELS.items()
+            if (family is None or e.family == family) and (task is None or e.task == task)]
+
+
+def get_model(name: str, num_classes: int = 10, in_channels: int = 1, **options):
+    entry = model_info(name)
+    try:
+        return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
+    except TypeError as err:
+        raise ConfigError(f"model {entry.name!r}: {err}") from None
