@@ -1,7 +1,8 @@
 """The model registry: the one place the CLI, the web explorer and the tests find models.
 
 A model file registers a builder with `@register_model("name", ...)`; the builder takes
-`num_classes`, `in_channels` and keyword options and returns an `nn.Module`.
+`num_classes`, `in_channels`, `input_size` (the side of the square input, in pixels) and keyword options,
+and returns an `nn.Module`. Models adapt themselves to small inputs (28x28, 32x32) from `input_size`.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ def list_models(family: str | None = None, task: str | None = None) -> list[str]
             if (family is None or e.family == family) and (task is None or e.task == task)]
 
 
-def get_model(name: str, num_classes: int = 10, in_channels: int = 1, **options):
+def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size: int | None = None, **options):
+    """Build a registered model; `input_size` defaults to the model's native input side."""
     entry = model_info(name)
+    side = entry.input_size[-1] if input_size is None else int(input_size)
     try:
-        return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
+        return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
     except TypeError as err:
         raise ConfigError(f"model {entry.name!r}: {err}") from None
