@@ -12,32 +12,31 @@ import numpy as np
 
 from cnnlab.scratch.errors import ShapeError
 from cnnlab.scratch.tensor import Tensor
-from cnnlab.scratch.windows import fold, output_shape, pad, pair, windows
+from cnnlab.scratch.windows import fold, output_shape, pad, pair, windows, zeros_batch_last
 
 
 def _columns(x: np.ndarray, kernel, stride, dilation, out, groups: int) -> np.ndarray:
-    """(N, C, H, W) -> (groups, C/groups*KH*KW, N*OH*OW): each column one receptive field (one copy)."""
-    n, c = x.shape[:2]
-    view = windows(x, kernel, stride, dilation, out).transpose(1, 4, 5, 0, 2, 3)  # (C, KH, KW, N, OH, OW)
-    return view.reshape(groups, c // groups * kernel[0] * kernel[1], n * out[0] * out[1])
+    """(N, C, H, W) -> (groups, C/groups*KH*KW, OH*OW*N): each column one receptive field (one copy)."""
+    c = x.shape[1]
+    view = windows(x, kernel, stride, dilation, out).transpose(1, 4, 5, 2, 3, 0)  # (C, KH, KW, OH, OW, N)
+    return view.reshape(groups, c // groups * kernel[0] * kernel[1], -1)
 
 
 def _uncolumns(cols: np.ndarray, shape, kernel, stride, dilation, out) -> np.ndarray:
     """Adjoint of `_columns`: sum the columns back onto an (N, C, H, W) image."""
     n, c = shape[:2]
-    cols = cols.reshape(c, *kernel, n, *out).transpose(3, 0, 4, 5, 1, 2)  # (N, C, OH, OW, KH, KW)
+    cols = cols.reshape(c, *kernel, *out, n).transpose(5, 0, 3, 4, 1, 2)  # (N, C, OH, OW, KH, KW)
     return fold(cols, shape, stride, dilation)
 
 
-def _channels_first(x: np.ndarray, groups: int) -> np.ndarray:
-    """(N, C, H, W) -> (groups, C/groups, N*H*W): the layout in which a 1x1 'column' is a pixel."""
-    n, c, h, w = x.shape
-    return x.transpose(1, 0, 2, 3).reshape(groups, c // groups, n * h * w)
+def _as_matrix(x: np.ndarray, groups: int) -> np.ndarray:
+    """(N, C, H, W) -> (groups, C/groups, H*W*N): one row per channel (no copy in the batch-last layout)."""
+    return x.transpose(1, 2, 3, 0).reshape(groups, x.shape[1] // groups, -1)
 
 
-def _batch_first(y: np.ndarray, n: int, size) -> np.ndarray:
-    """(groups, C/groups, N*H*W) -> (N, C, H, W), a view (the next op reads it through its strides)."""
-    return y.reshape(-1, n, *size).transpose(1, 0, 2, 3)
+def _from_matrix(m: np.ndarray, n: int, size) -> np.ndarray:
+    """(groups, C/groups, H*W*N) -> (N, C, H, W), a view: the inverse of `_as_matrix`."""
+    return m.reshape(-1, *size, n).transpose(3, 0, 1, 2)
 
 
 def _check(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int, inputs: int, outputs: int):
@@ -71,12 +70,13 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     padded = pad(x.data, padding)
     cols = _columns(padded, kernel, stride, dilation, out, groups)
     wmat = weight.data.reshape(groups, weight.shape[0] // groups, -1)
-    y = _batch_first(np.matmul(wmat, cols), n, out)
+    ymat = np.matmul(wmat, cols)
     if bias is not None:
-        y = y + bias.data[:, None, None]
+        ymat.reshape(weight.shape[0], -1)[...] += bias.data[:, None]
+    y = _from_matrix(ymat, n, out)
 
     def backward(g):
-        gmat = _channels_first(g, groups)
+        gmat = _as_matrix(g, groups)
         gx = gw = gb = None
         if x.requires_grad:
             gx = _uncolumns(np.matmul(wmat.transpose(0, 2, 1), gmat), padded.shape, kernel, stride, dilation, out)
@@ -112,7 +112,7 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     if min(out) < 1:
         raise ShapeError(f"conv_transpose2d: padding {padding} leaves no output from a {h}x{w} input")
     o = weight.shape[1] * groups
-    xmat = _channels_first(x.data, groups)
+    xmat = _as_matrix(x.data, groups)
     wmat = weight.data.reshape(groups, c // groups, -1)
     canvas = _uncolumns(np.matmul(wmat.transpose(0, 2, 1), xmat), (n, o, *full), kernel, stride, dilation, (h, w))
     y = canvas[:, :, padding[0]:padding[0] + out[0], padding[1]:padding[1] + out[1]]
@@ -120,10 +120,10 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
         y = y + bias.data[:, None, None]
 
     def backward(g):
-        gcanvas = np.zeros(canvas.shape, dtype=g.dtype)
+        gcanvas = zeros_batch_last(canvas.shape, g.dtype)
         gcanvas[:, :, padding[0]:padding[0] + out[0], padding[1]:padding[1] + out[1]] = g
         gcols = _columns(gcanvas, kernel, stride, dilation, (h, w), groups)
-        gx = _batch_first(np.matmul(wmat, gcols), n, (h, w)) if x.requires_grad else None
+        gx = _from_matrix(np.matmul(wmat, gcols), n, (h, w)) if x.requires_grad else None
         gw = np.matmul(xmat, gcols.transpose(0, 2, 1)).reshape(weight.shape) if weight.requires_grad else None
         gb = g.sum(axis=(0, 2, 3)) if bias is not None and bias.requires_grad else None
         return gx, gw, gb

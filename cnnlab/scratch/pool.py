@@ -1,6 +1,8 @@
 """Pooling: max, average and sum over sliding windows, channel by channel.
 
 Output sides, as for convolution: OH = floor((H + 2*padding - KH) / stride) + 1 (stride defaults to the kernel).
+Both passes loop over the KH*KW kernel offsets, never over pixels: offset (u, v) sees one strided view of the
+whole batch, and the window results are elementwise maxima or sums of those views.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 
 from cnnlab.scratch.errors import ShapeError
 from cnnlab.scratch.tensor import Tensor
-from cnnlab.scratch.windows import fold, output_shape, pad, pair, windows
+from cnnlab.scratch.windows import offsets, output_shape, pad, pair, shifted, zeros_batch_last
 
 _NO_DILATION = (1, 1)
 
@@ -26,22 +28,33 @@ def _geometry(op: str, x: Tensor, kernel_size, stride, padding):
     return kernel, stride, padding, out
 
 
+def _views(padded: np.ndarray, kernel, stride, out) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """(index, view) for each kernel offset; view[n, c, i, j] is what that offset sees in window (i, j)."""
+    return [(index, padded[index]) for index in
+            (shifted(top, left, stride, out) for _, _, top, left in offsets(kernel, _NO_DILATION))]
+
+
 def _unpad(g: np.ndarray, padding, size) -> np.ndarray:
     return g[:, :, padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The largest value of each window (padding counts as -inf). The gradient goes to the first maximum of
-    each window, as in PyTorch."""
+    each window in row-major order, as in PyTorch."""
     kernel, stride, padding, out = _geometry("max_pool2d", x, kernel_size, stride, padding)
     padded = pad(x.data, padding, value=-np.inf)
-    flat = windows(padded, kernel, stride, _NO_DILATION, out).reshape(*x.shape[:2], *out, -1)
-    winner = flat.argmax(axis=-1)[..., None]
-    y = np.take_along_axis(flat, winner, axis=-1)[..., 0]
+    views = _views(padded, kernel, stride, out)
+    y = views[0][1].copy(order="K")  # "K" keeps the (batch-last) memory layout
+    for _, view in views[1:]:
+        np.maximum(y, view, out=y)
 
     def backward(g):
-        scattered = (np.arange(flat.shape[-1]) == winner) * g[..., None]  # one-hot of the winner, times g
-        gx = fold(scattered.reshape(*g.shape, *kernel), padded.shape, stride, _NO_DILATION)
+        gx = zeros_batch_last(padded.shape, g.dtype)
+        unclaimed = np.ones(y.shape, dtype=bool)
+        for index, view in views:
+            winner = (view == y) & unclaimed
+            unclaimed &= ~winner
+            gx[index] += g * winner
         return (_unpad(gx, padding, x.shape[2:]),)
 
     return Tensor.from_op(y, (x,), backward)
@@ -51,11 +64,16 @@ def sum_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The sum of each window (zero padding)."""
     kernel, stride, padding, out = _geometry("sum_pool2d", x, kernel_size, stride, padding)
     padded = pad(x.data, padding)
-    y = windows(padded, kernel, stride, _NO_DILATION, out).sum(axis=(-2, -1))
+    views = _views(padded, kernel, stride, out)
+    y = views[0][1].copy(order="K")
+    for _, view in views[1:]:
+        y += view
 
     def backward(g):
-        spread = np.broadcast_to(g[..., None, None], (*g.shape, *kernel))  # every input of a window gets g
-        return (_unpad(fold(spread, padded.shape, stride, _NO_DILATION), padding, x.shape[2:]),)
+        gx = zeros_batch_last(padded.shape, g.dtype)
+        for index, _ in views:
+            gx[index] += g  # every input of a window receives the window's gradient
+        return (_unpad(gx, padding, x.shape[2:]),)
 
     return Tensor.from_op(y, (x,), backward)
 

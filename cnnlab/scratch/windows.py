@@ -3,7 +3,15 @@
 `windows` shows every receptive field of a (N, C, H, W) array as a strided *view* (N, C, OH, OW, KH, KW): no copy,
 no loop. `fold` is its adjoint: it sums window-shaped values back onto the image they came from, with one strided
 add per kernel offset (KH*KW adds, each over the whole batch), which is what backward passes need.
+`shifted` is the same idea seen from one kernel offset: the (N, C, OH, OW) view of the pixels that offset
+sees in every window; pooling works offset by offset with it.
+
+Memory layout: arrays keep the logical shape (N, C, H, W) of PyTorch, but the engine stores them batch-last,
+(C, H, W, N) in memory (as cuda-convnet did). Then every window view, every im2col copy and every strided add
+runs over long contiguous stretches (a whole row of pixels times the batch) instead of a few pixels at a time,
+and matrix products come out in that layout with no transposing copies.
 """
+
 
 from __future__ import annotations
 
@@ -44,10 +52,14 @@ def output_shape(op: str, image: tuple[int, int], kernel, stride, padding, dilat
 
 
 def pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    """Surround each image with `value`, keeping x's memory layout (np.pad would make it batch-first)."""
     ph, pw = padding
     if ph == pw == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    n, c, h, w = x.shape
+    out = np.full_like(x, value, shape=(n, c, h + 2 * ph, w + 2 * pw))
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
 
 
 def windows(x: np.ndarray, kernel, stride, dilation, out: tuple[int, int]) -> np.ndarray:
@@ -60,13 +72,27 @@ def windows(x: np.ndarray, kernel, stride, dilation, out: tuple[int, int]) -> np
     return as_strided(x, shape, strides, writeable=False)
 
 
+def offsets(kernel, dilation):
+    """The kernel offsets (u, v) and where each one starts in the image, row by row."""
+    return [(u, v, u * dilation[0], v * dilation[1]) for u in range(kernel[0]) for v in range(kernel[1])]
+
+
+def shifted(top: int, left: int, stride, out) -> tuple[slice, ...]:
+    """Index of the pixels that kernel offset (top, left) sees in every window: an (N, C, OH, OW) strided view."""
+    return (slice(None), slice(None), slice(top, top + stride[0] * (out[0] - 1) + 1, stride[0]),
+            slice(left, left + stride[1] * (out[1] - 1) + 1, stride[1]))
+
+
+def zeros_batch_last(shape, dtype) -> np.ndarray:
+    """Zeros of logical shape (N, C, H, W) stored as (C, H, W, N), the engine's layout."""
+    n, c, h, w = shape
+    return np.zeros((c, h, w, n), dtype=dtype).transpose(3, 0, 1, 2)
+
+
 def fold(cols: np.ndarray, shape: tuple[int, ...], stride, dilation) -> np.ndarray:
     """Adjoint of `windows`: (N, C, OH, OW, KH, KW) -> (N, C, H, W), summing where windows overlap."""
-    out = np.zeros(shape, dtype=cols.dtype)
+    out = zeros_batch_last(shape, cols.dtype)
     oh, ow, kh, kw = cols.shape[2:]
-    for u in range(kh):
-        for v in range(kw):
-            top, left = u * dilation[0], v * dilation[1]
-            out[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0], left:left + stride[1] * (ow - 1) + 1:stride[1]] \
-                += cols[:, :, :, :, u, v]
+    for u, v, top, left in offsets((kh, kw), dilation):
+        out[shifted(top, left, stride, (oh, ow))] += cols[:, :, :, :, u, v]
     return out
