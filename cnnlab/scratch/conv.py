@@ -12,7 +12,7 @@ import numpy as np
 
 from cnnlab.scratch.errors import ShapeError
 from cnnlab.scratch.tensor import Tensor
-from cnnlab.scratch.windows import fold, output_shape, pad, pair, windows, zeros_batch_last
+from cnnlab.scratch.windows import batch_last, fold, output_shape, pad, pair, windows, zeros_batch_last
 
 
 def _columns(x: np.ndarray, kernel, stride, dilation, out, groups: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     n, _, h, w = x.shape
     kernel = weight.shape[2:]
     out = output_shape("conv2d", (h, w), kernel, stride, padding, dilation)
-    padded = pad(x.data, padding)
+    padded = pad(batch_last(x.data), padding)
     cols = _columns(padded, kernel, stride, dilation, out, groups)
     wmat = weight.data.reshape(groups, weight.shape[0] // groups, -1)
     ymat = np.matmul(wmat, cols)
@@ -82,7 +82,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
             gx = _uncolumns(np.matmul(wmat.transpose(0, 2, 1), gmat), padded.shape, kernel, stride, dilation, out)
             gx = gx[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
         if weight.requires_grad:
-            gw = np.matmul(gmat, cols.transpose(0, 2, 1)).reshape(weight.shape)
+            # (cols @ g^T)^T rather than g @ cols^T: the same numbers, but BLAS is ~4x faster with the long
+            # N*OH*OW axis as the inner dimension of both operands
+            gw = np.matmul(cols, gmat.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape)
         if bias is not None and bias.requires_grad:
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
@@ -124,7 +126,8 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
         gcanvas[:, :, padding[0]:padding[0] + out[0], padding[1]:padding[1] + out[1]] = g
         gcols = _columns(gcanvas, kernel, stride, dilation, (h, w), groups)
         gx = _from_matrix(np.matmul(wmat, gcols), n, (h, w)) if x.requires_grad else None
-        gw = np.matmul(xmat, gcols.transpose(0, 2, 1)).reshape(weight.shape) if weight.requires_grad else None
+        gw = np.matmul(gcols, xmat.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape) \
+            if weight.requires_grad else None  # the faster order, as in conv2d
         gb = g.sum(axis=(0, 2, 3)) if bias is not None and bias.requires_grad else None
         return gx, gw, gb
 

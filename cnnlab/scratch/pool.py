@@ -50,7 +50,7 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
     def backward(g):
         gx = zeros_batch_last(padded.shape, g.dtype)
-        unclaimed = np.ones(y.shape, dtype=bool)
+        unclaimed = np.ones_like(y, dtype=bool)  # like y: same (batch-last) layout, so the loop streams
         for index, view in views:
             winner = (view == y) & unclaimed
             unclaimed &= ~winner

@@ -190,7 +190,11 @@ class Tensor:
         except ValueError:
             raise ShapeError(f"cannot reshape a tensor of shape {self.shape} ({self.data.size} values) "
                              f"to {tuple(shape)}") from None
-        return Tensor.from_op(out, (self,), lambda g: (g.reshape(self.shape),))
+        def backward(g):
+            grad = np.empty_like(self.data)  # in self's memory layout: mixing layouts makes later ops crawl
+            grad[...] = g.reshape(self.shape)
+            return (grad,)
+        return Tensor.from_op(out, (self,), backward)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         start, end = start_dim % self.ndim, end_dim % self.ndim

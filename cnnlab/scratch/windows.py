@@ -83,6 +83,11 @@ def shifted(top: int, left: int, stride, out) -> tuple[slice, ...]:
             slice(left, left + stride[1] * (out[1] - 1) + 1, stride[1]))
 
 
+def batch_last(x: np.ndarray) -> np.ndarray:
+    """x as stored batch-last: itself if it already is, else a copy (network inputs arrive batch-first)."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
 def zeros_batch_last(shape, dtype) -> np.ndarray:
     """Zeros of logical shape (N, C, H, W) stored as (C, H, W, N), the engine's layout."""
     n, c, h, w = shape
