@@ -11,7 +11,7 @@ from torch import nn as tnn
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.models import get_model
-from cnnlab.scratch import ShapeError, Tensor, nn, optim
+from cnnlab.scratch import ShapeError, Tensor, nn, optim, output_size
 from cnnlab.scratch import functional as F
 from cnnlab.scratch.gradcheck import relative_error
 from cnnlab.scratch.twin import twin
@@ -136,6 +136,16 @@ def test_bad_shapes_give_clear_errors(call, message):
         call()
     assert message in str(info.value)
     assert isinstance(info.value, CnnlabError)
+
+
+def test_output_size_formula_and_non_integer_sizes():
+    assert output_size(28, 5) == 24 and output_size(7, 3, stride=2, padding=1) == 4
+    assert output_size(28, 5, stride=2) == 12  # what conv2d computes: PyTorch's floor, the last row dropped
+    with pytest.raises(ShapeError, match=r"non-integer output size: \(28 \+ 2\*0 - 1\*\(5-1\) - 1\)/2 \+ 1 = 12.5"):
+        output_size(28, 5, stride=2, exact=True)
+    assert output_size(27, 5, stride=2, exact=True) == 12
+    x = Tensor(np.zeros((1, 1, 28, 28)))
+    assert F.conv2d(x, Tensor(np.zeros((1, 1, 5, 5))), stride=2).shape == (1, 1, 12, 12)
 
 
 def test_load_state_dict_names_what_does_not_fit():

@@ -12,5 +12,6 @@ from cnnlab.scratch.errors import ShapeError
 from cnnlab.scratch.gradcheck import gradcheck
 from cnnlab.scratch.rng import manual_seed
 from cnnlab.scratch.tensor import Tensor, no_grad
+from cnnlab.scratch.windows import output_size
 
-__all__ = ["Tensor", "no_grad", "functional", "nn", "optim", "gradcheck", "manual_seed", "ShapeError"]
+__all__ = ["Tensor", "no_grad", "functional", "nn", "optim", "gradcheck", "manual_seed", "output_size", "ShapeError"]
