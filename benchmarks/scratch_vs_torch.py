@@ -51,20 +51,21 @@ def mnist(split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]
 def training_flops_per_image(model: torch.nn.Module, shape=(1, 1, 28, 28)) -> float:
     """Multiply-adds x 2 of conv and linear layers: once forward, once for the weight gradients and once for the
     input gradients (except for the first layer, whose input needs none)."""
-    forward, first = [], []
+    forward = []
+
     def count(module, inputs, output):
         if isinstance(module, torch.nn.Conv2d):
             macs = output[0].numel() * module.in_channels // module.groups * np.prod(module.kernel_size)
         else:
             macs = module.in_features * module.out_features
         forward.append(2 * macs)
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     with torch.no_grad():
         model(torch.zeros(shape))
     for h in hooks:
         h.remove()
-    first = forward[0]
-    return 3 * sum(forward) - first
+    return 3 * sum(forward) - forward[0]
 
 
 def sgemm_gflops(n: int = 1024, repeats: int = 10) -> tuple[float, float]:

@@ -50,12 +50,14 @@ def parse_kernel(text: str) -> Filter:
     try:
         matrix = tuple(tuple(float(v) for v in row) for row in rows)
     except ValueError:
-        raise ConfigError(f"--kernel {text!r}: values must be numbers, rows separated by ';' and values by ','") from None
+        raise ConfigError(f"--kernel {text!r}: values must be numbers, rows separated by ';' and values by ','") \
+            from None
     widths = sorted({len(row) for row in matrix})
     if len(widths) != 1:
         raise ConfigError(f"--kernel {text!r}: rows have different lengths {widths}")
     if len(matrix) % 2 == 0 or widths[0] % 2 == 0:
-        raise ConfigError(f"--kernel {text!r}: a {len(matrix)}x{widths[0]} kernel has no centre; use odd sides (3x3, 5x5, ...)")
+        raise ConfigError(f"--kernel {text!r}: a {len(matrix)}x{widths[0]} kernel has no centre; "
+                          "use odd sides (3x3, 5x5, ...)")
     if not np.all(np.isfinite(matrix)):
         raise ConfigError(f"--kernel {text!r}: values must be finite")
     return Filter("Custom", matrix)

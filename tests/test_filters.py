@@ -75,4 +75,5 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["filters", str(tmp_path / "missing.jpg")]) == 2
     assert "missing.jpg: no such image file" in capsys.readouterr().err
     assert main(["filters", "--kernel", "1,2;3,4"]) == 2
-    assert capsys.readouterr().err.strip() == "cnnlab filters: error: --kernel '1,2;3,4': a 2x2 kernel has no centre; use odd sides (3x3, 5x5, ...)"
+    assert capsys.readouterr().err.strip() == \
+        "cnnlab filters: error: --kernel '1,2;3,4': a 2x2 kernel has no centre; use odd sides (3x3, 5x5, ...)"

@@ -21,7 +21,8 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "sum_pool2d
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Fully connected layer: x (N, IN) @ weight.T (IN, OUT) + bias (OUT,) -> (N, OUT)."""
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
-        raise ShapeError(f"linear: input {x.shape} does not fit weight {weight.shape} (expected (N, {weight.shape[-1]}))")
+        raise ShapeError(f"linear: input {x.shape} does not fit weight {weight.shape} "
+                         f"(expected (N, {weight.shape[-1]}))")
     y = x.data @ weight.data.T
     if bias is not None:
         y = y + bias.data
