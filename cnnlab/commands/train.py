@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from cnnlab.commands import add_command
@@ -48,12 +49,13 @@ def add_parser(subparsers):
 
 
 def _json_object(text: str) -> dict:
+    # ArgumentTypeError, so argparse reports it as a usage error naming the option.
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"not valid JSON: {text!r} ({err.msg})") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err.msg})") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
     return value
 
 
