@@ -70,5 +70,5 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
     side = entry.input_size[-1] if input_size is None else int(input_size)
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # bad options: unknown names, wrong shapes of values
         raise ConfigError(f"model {entry.name!r}: {err}") from None
