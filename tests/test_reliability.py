@@ -102,3 +102,21 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="refused: not a plain tensor checkpoint"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_scratch_engine_run_interrupted_after_an_epoch_resumes_exactly(tmp_path):
+    config = recipe_config(engine="scratch", epochs=2, train_limit=640, test_limit=200, batch_size=32)
+    Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
+    interrupted = Trainer(config, name="cut", runs_dir=tmp_path, progress=False)
+    save = interrupted._checkpoint
+
+    def save_then_stop(row):
+        save(row)
+        raise KeyboardInterrupt
+
+    interrupted._checkpoint = save_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    Trainer.resume(tmp_path / "cut", progress=False).fit()
+    assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
+    assert_same_weights(tmp_path / "cut", tmp_path / "whole")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cnnlab import __version__
 from cnnlab.data import load_dataset
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
@@ -91,6 +91,8 @@ def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: 
     if config.engine == "scratch":
         from cnnlab.train.scratch_engine import ScratchEngine
 
+        if world.distributed:
+            raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
         return ScratchEngine(config, input_shape, steps_per_epoch)
     return TorchEngine(config, build_torch_model(config, input_shape), steps_per_epoch, device, world)
 
