@@ -71,4 +71,6 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
     except TypeError as err:
+        if "keyword argument" not in str(err):  # a bug inside the model, not an unknown or repeated option
+            raise
         raise ConfigError(f"model {entry.name!r}: {err}") from None
