@@ -2,6 +2,6 @@
 
 from cnnlab.models.registry import get_model, list_models, model_info, register_model, resolve_name
 
-from cnnlab.models import alexnet, lenet, resnet, simple, vgg  # noqa: F401,E402  (importing a model file registers its models)
+from cnnlab.models import alexnet, googlenet, lenet, resnet, simple, vgg  # noqa: F401,E402  (importing a model file registers its models)
 
 __all__ = ["get_model", "list_models", "model_info", "register_model", "resolve_name"]
