@@ -1,0 +1,112 @@
+"""`cnnlab train`: train a registered model on a registered dataset and write a run folder."""
+
+from __future__ import annotations
+
+import json
+
+from cnnlab.commands import add_command
+from cnnlab.errors import ConfigError
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "train", "Train a CNN and write a run folder (runs/<name>/).", [
+        "cnnlab train                                  # default CNN on MNIST, ~99.2% in ~20 s",
+        "cnnlab train --recipe best                    # BN + augmentation, >= 99.6%",
+        "cnnlab train --model resnet20 --dataset fashion-mnist --epochs 10",
+        "cnnlab train --config runs/NAME/config.json   # reproduce a run",
+    ], run)
+    p.add_argument("--recipe", default=None, help="starting settings: default or best (flags override them)")
+    p.add_argument("--config", help="a config.json to start from (e.g. an earlier run's)")
+    p.add_argument("--model", help="registered model name (default simple-cnn; see `cnnlab zoo`)")
+    p.add_argument("--model-options", type=_json_object, help='model options as JSON, e.g. \'{"channels": [8, 16]}\'')
+    p.add_argument("--dataset", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--engine", choices=["torch", "scratch"], help="torch (default) or the NumPy scratch engine")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument("--no-nesterov", dest="nesterov", action="store_const", const=False, help="plain SGD momentum")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
+    p.add_argument("--warmup", type=float, help="fraction of steps for warm-up (cosine, onecycle)")
+    p.add_argument("--step-size", type=int, help="epochs between decays (step schedule)")
+    p.add_argument("--gamma", type=float, help="decay factor (step schedule)")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--augment", type=_json_object,
+                   help='random affine jitter, e.g. \'{"max_shift": 2, "max_rotate_deg": 10, "max_scale": 0.1}\'')
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
+    p.add_argument("--data-dir", help="folder with the dataset files (else $CNNLAB_DATA, data/, cache, download)")
+    p.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
+    p.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
+    p.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
+    return p
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"not valid JSON: {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
+    return value
+
+
+FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
+          "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
+          "seed", "device", "threads", "train_limit", "test_limit", "data_dir"]
+
+
+def config_from_args(args):
+    from cnnlab.train.config import TrainConfig, recipe_config
+
+    overrides = {f: getattr(args, f) for f in FIELDS if getattr(args, f, None) is not None}
+    if args.config:
+        base = TrainConfig.load(args.config).to_dict()
+        if args.recipe:
+            raise ConfigError("--config and --recipe both set the starting point; give one")
+        return TrainConfig.from_dict({**base, **overrides}, source="--config").validate()
+    return recipe_config(args.recipe or "default", **overrides)
+
+
+def run(args) -> int:
+    from cnnlab.train.trainer import Trainer
+
+    config = config_from_args(args)
+    trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet)
+    if not args.quiet:
+        from rich.console import Console
+
+        Console().print(f"[bold]cnnlab train[/]: {config.model} on {config.dataset} "
+                        f"({len(trainer.train_data):,} train / {len(trainer.test_data):,} test images), "
+                        f"{config.engine} engine on {trainer.device}, recipe {config.recipe}")
+    result = trainer.fit()
+    if args.quiet:
+        print(result.run_dir)
+        return 0
+    _print_results(result)
+    return 0
+
+
+def _print_results(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Results — {result.run_dir}")
+    for column in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds", "images/s"):
+        table.add_column(column, justify="right")
+    best = max(result.history, key=lambda r: r["test_acc"])
+    for r in result.history:
+        style = "bold green" if r is best else None
+        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['test_loss']:.4f}",
+                      f"{r['test_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}", f"{r['images_per_s']:,.0f}",
+                      style=style)
+    console = Console()
+    console.print(table)
+    console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
+                  f"{result.seconds:.1f} s — see {result.run_dir}/summary.md")

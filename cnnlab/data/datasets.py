@@ -1,0 +1,99 @@
+"""Find, verify and load registered datasets into memory as NumPy arrays (uint8 images, int64 labels).
+
+Lookup order for each file: `data_dir` argument → `$CNNLAB_DATA` → the repository's bundled `data/` →
+the user cache (`$CNNLAB_CACHE`, default `~/.cache/cnnlab`) → download into the cache.
+A root may hold `<root>/<dataset>/<file>[.gz]`, or be the dataset folder itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.download import download_file, sha256_of
+from cnnlab.data.idx import parse_idx, read_bytes
+from cnnlab.data.registry import SPLITS, DatasetInfo, dataset_info
+from cnnlab.errors import ConfigError, DatasetError
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset, held in memory: images uint8 [N, H, W] (or [N, C, H, W]), labels int64 [N]."""
+    images: np.ndarray
+    labels: np.ndarray
+    info: DatasetInfo
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
+
+
+def search_roots(data_dir: str | Path | None = None) -> list[Path]:
+    roots = [data_dir, os.environ.get("CNNLAB_DATA"), BUNDLED, cache_dir()]
+    return [Path(r).expanduser() for r in roots if r]
+
+
+def locate(info: DatasetInfo, file: str, data_dir: str | Path | None = None) -> Path | None:
+    for root in search_roots(data_dir):
+        for folder in (root / info.name, root):
+            for candidate in (folder / file, folder / f"{file}.gz"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _read_verified(info: DatasetInfo, file: str, path: Path) -> np.ndarray:
+    data = read_bytes(path)
+    digest = sha256_of(data)
+    if digest != info.sha256[file]:
+        raise DatasetError(f"{path}: checksum mismatch for {info.name} (sha256 {digest[:12]}…, "
+                           f"expected {info.sha256[file][:12]}…): file is corrupt or not {info.name}")
+    return parse_idx(data, path)
+
+
+def fetch_file(info: DatasetInfo, file: str, data_dir: str | Path | None = None, download: bool = True,
+               quiet: bool = False) -> Path:
+    path = locate(info, file, data_dir)
+    if path is not None:
+        return path
+    if not download:
+        raise DatasetError(f"{info.name}: {file} not found in {', '.join(map(str, search_roots(data_dir)))}")
+    return download_file(info, file, cache_dir() / info.name, quiet=quiet)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, split: str, images_path: Path, labels_path: Path) -> Split:
+    info = dataset_info(name)
+    images_file, labels_file = info.files[split]
+    images = _read_verified(info, images_file, images_path)
+    labels = _read_verified(info, labels_file, labels_path)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise DatasetError(f"{images_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
+    if labels.ndim != 1:
+        raise DatasetError(f"{labels_path}: expected a 1-D label array, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels")
+    if labels.size and labels.max() >= info.num_classes:
+        raise DatasetError(f"{labels_path}: label {labels.max()} out of range for {info.num_classes} classes")
+    images.setflags(write=False)
+    return Split(images, labels.astype(np.int64), info, split)
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, download: bool = True,
+                 quiet: bool = False) -> Split:
+    """Load a registered dataset split into memory (cached per process)."""
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    paths = [fetch_file(info, f, data_dir, download, quiet) for f in info.files[split]]
+    return _load(info.name, split, *paths)

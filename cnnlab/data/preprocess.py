@@ -1,0 +1,87 @@
+"""Turn any photo or drawing of a digit into a 28x28 MNIST-style image, the way MNIST itself was made:
+grayscale, light background inverted to white-on-black, cropped to the ink, scaled so the longer side is
+20 pixels (aspect kept), then placed in a 28x28 canvas with its centre of mass at the centre.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cnnlab.errors import ImageError
+
+MAX_PIXELS = 40_000_000  # larger images are refused rather than decompressed (decompression bombs)
+MAX_BYTES = 50 * 1024 * 1024
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Open an image file or bytes with clear errors; the returned image is fully decoded."""
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{label}: file not found")
+        if path.stat().st_size > MAX_BYTES:
+            raise ImageError(f"{label}: file is larger than {MAX_BYTES // 2**20} MiB")
+        source = path.read_bytes()
+    if not source:
+        raise ImageError(f"{label}: empty file")
+    try:
+        image = Image.open(io.BytesIO(source))
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageError(f"{label}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} allowed")
+        image.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{label}: not a readable image ({err.__class__.__name__})") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageError(f"{label}: corrupt or truncated image ({err})") from None
+    return image
+
+
+def to_gray(image: Image.Image) -> np.ndarray:
+    """Float grayscale in [0, 1]; transparent pixels count as background (white paper)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        span = array.max() - array.min()
+        return (array - array.min()) / span if span else np.zeros_like(array)
+    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+
+
+def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
+    """[H, W] grayscale in [0, 1] -> uint8 [28, 28], white digit on black, centred by mass."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = 1.0 - gray if np.median(border) > 0.5 else gray.copy()
+    ink = np.clip(ink - np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])), 0, None)
+    if ink.max() < 0.1:
+        raise ImageError(f"{name}: no digit found (the image is blank)")
+    ink /= ink.max()
+    rows, cols = np.nonzero(ink > 0.15)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray((ink * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
+                       dtype=np.float64)
+    canvas = np.zeros((28, 28))
+    ys, xs = np.indices(small.shape)
+    mass = small.sum()
+    cy, cx = (ys * small).sum() / mass, (xs * small).sum() / mass
+    top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
+    left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
+    canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read an image of a digit and return it MNIST-style: uint8 [28, 28]."""
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    return mnist_style(to_gray(open_image(source, label)), label)

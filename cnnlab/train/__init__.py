@@ -1,0 +1,1 @@
+"""The PyTorch training engine: Trainer, configuration and recipes, run folders."""

@@ -1,0 +1,101 @@
+"""The figures and the summary of a training run: curves, confusion matrix, most confident mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import cnnlab.viz  # noqa: F401  (selects the headless backend)
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
+    ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], "s-", label="test")
+    best = max(history, key=lambda r: r["test_acc"])
+    ax_acc.annotate(f"best test {best['test_acc']:.2%}", (best["epoch"], 100 * best["test_acc"]),
+                    textcoords="offset points", xytext=(0, -18), ha="center", fontsize=9)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path) -> None:
+    counts = confusion.numpy()
+    totals = counts.sum(1, keepdims=True).clip(min=1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * n, 0.6 + 0.55 * n))
+    image = ax.imshow(counts / totals * 100, cmap="Blues", vmin=0, vmax=100)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                share = counts[i, j] / totals[i, 0]
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if share > 0.5 else "black")
+    ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right" if max(map(len, classes)) > 2 else "center")
+    ax.set_yticks(range(n), classes)
+    accuracy = np.trace(counts) / max(1, counts.sum())
+    ax.set(xlabel="predicted class", ylabel="true class", title=f"Confusion matrix (test accuracy {accuracy:.2%})")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_mistakes(images: torch.Tensor, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
+    """The test images the model got wrong with the highest confidence, with true and predicted labels."""
+    probs = evaluation.logits.softmax(1)
+    confidence, predicted = probs.max(1)
+    wrong = (predicted != evaluation.labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    cols = 8
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6 + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index in zip(axes.flat, order.tolist()):
+        image = images[index]
+        ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if image.shape[0] == 1 else None)
+        ax.set_title(f"true {classes[evaluation.labels[index]]}\npred {classes[predicted[index]]} "
+                     f"{confidence[index]:.0%}", fontsize=8, color="firebrick")
+    if not len(order):
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(f"Most confident mistakes ({len(wrong)} of {len(evaluation.labels)} test images wrong)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_summary(run_dir: Path, config, result) -> None:
+    best = max(result.history, key=lambda r: r["test_acc"])
+    last = result.history[-1]
+    lines = [
+        f"# Run `{run_dir.name}`", "",
+        f"{config.model} on {config.dataset} with the {config.engine} engine, recipe `{config.recipe}`: "
+        f"**{last['test_acc']:.2%}** test accuracy after {len(result.history)} epochs "
+        f"(best {best['test_acc']:.2%} at epoch {best['epoch']}), {result.seconds:.1f} s.", "",
+        "| epoch | train loss | train acc | test loss | test acc | lr | seconds | images/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2%} | {r['test_loss']:.4f} | "
+          f"{r['test_acc']:.2%} | {r['lr']:.2e} | {r['seconds']:.1f} | {r['images_per_s']:,.0f} |"
+          for r in result.history], "",
+        "![curves](curves.png)", "", "![confusion](confusion.png)", "", "![mistakes](mistakes.png)", "",
+        "Reproduce: `cnnlab train --config " + str(run_dir / "config.json") + "`", "",
+    ]
+    (run_dir / "summary.md").write_text("\n".join(lines))
