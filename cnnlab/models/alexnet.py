@@ -96,13 +96,13 @@ class AlexNet2012(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
-@register_model("alexnet", family="alexnet", input_size=(3, 224, 224))
+@register_model("alexnet", family="alexnet", input_size=(3, 224, 224), num_classes=1000)
 def alexnet(num_classes: int, in_channels: int, input_size: int, **options) -> AlexNet:
     """AlexNet as torchvision builds it (single-GPU, 64-192-384-256-256, no LRN)."""
     return AlexNet(num_classes, in_channels, input_size, **options)
 
 
-@register_model("alexnet-2012", family="alexnet", input_size=(3, 227, 227))
+@register_model("alexnet-2012", family="alexnet", input_size=(3, 227, 227), num_classes=1000)
 def alexnet_2012(num_classes: int, in_channels: int, input_size: int, **options) -> AlexNet2012:
     """AlexNet as published (Krizhevsky et al. 2012): LRN, two-GPU grouped convolutions, 227x227 input."""
     return AlexNet2012(num_classes, in_channels, input_size, **options)

@@ -155,7 +155,8 @@ class GoogLeNet(nn.Module):
         return main + AUX_WEIGHT * (aux1 + aux2)
 
 
-@register_model("googlenet", family="googlenet", input_size=(3, 224, 224), aliases=("inception-v1",))
+@register_model("googlenet", family="googlenet", input_size=(3, 224, 224), num_classes=1000,
+                aliases=("inception-v1",))
 def googlenet(num_classes: int, in_channels: int, input_size: int, **options) -> GoogLeNet:
     """GoogLeNet / Inception v1 (Szegedy et al. 2015, Table 1), torchvision's layout; optional auxiliary heads."""
     return GoogLeNet(num_classes, in_channels, input_size, **options)

@@ -153,12 +153,13 @@ PLAIN_IMAGENET = (18, 34)
 CIFAR_N = (3, 5, 7, 9, 18)  # depth 6n+2 = 20, 32, 44, 56, 110
 
 
-def _register(prefix: str, depth: int, family: str, native: tuple[int, int, int], shortcut: str | None,
-              description: str, make):
+def _register(prefix: str, depth: int, family: str, native: tuple[int, int, int], classes: int,
+              shortcut: str | None, description: str, make):
     """Register `prefix+depth` (alias `prefix-depth`); `shortcut` is its default option, None for a plain net."""
     name = f"{prefix}{depth}"
 
-    @register_model(name, family=family, input_size=native, aliases=(f"{prefix}-{depth}",), description=description)
+    @register_model(name, family=family, input_size=native, num_classes=classes, aliases=(f"{prefix}-{depth}",),
+                    description=description)
     def build(num_classes: int, in_channels: int, input_size: int, **options) -> ResNet:
         if shortcut is None and options.get("shortcut") is not None:
             raise ConfigError(f"{name} is a plain net: it has no shortcut option (use resnet{depth})")
@@ -166,20 +167,26 @@ def _register(prefix: str, depth: int, family: str, native: tuple[int, int, int]
         return make(num_classes, in_channels, input_size, **options)
 
 
-for _depth, (_block, _depths) in IMAGENET.items():
-    for _prefix, _default, _kind in [("resnet", "B", "ResNet, shortcut option B by default"),
-                                      ("plain", None, "plain net (no shortcuts)")]:
-        if _default is None and _depth not in PLAIN_IMAGENET:
-            continue
-        _register(_prefix, _depth, "resnet", (3, 224, 224), _default, f"{_depth}-layer {_kind} ({PAPER}, Table 1)",
-                  lambda num_classes, in_channels, input_size, block=_block, depths=_depths, **options: ResNet(
-                      block, depths, (64, 128, 256, 512), num_classes, in_channels,
-                      imagenet_stem=input_size >= layers.SMALL_INPUT, **options))
+def _register_all():
+    for depth, (block, depths) in IMAGENET.items():
+        def imagenet(num_classes, in_channels, input_size, block=block, depths=depths, **options) -> ResNet:
+            return ResNet(block, depths, (64, 128, 256, 512), num_classes, in_channels,
+                          imagenet_stem=input_size >= layers.SMALL_INPUT, **options)
 
-for _n in CIFAR_N:
-    for _prefix, _default, _kind in [("resnet", "A", "ResNet, shortcut option A by default"),
-                                      ("plain", None, "plain net (no shortcuts)")]:
-        _register(_prefix, 6 * _n + 2, "resnet-cifar", (3, 32, 32), _default,
-                  f"{6 * _n + 2}-layer CIFAR {_kind} ({PAPER}, Section 4.2)",
-                  lambda num_classes, in_channels, input_size, n=_n, **options: ResNet(
-                      BasicBlock, (n, n, n), (16, 32, 64), num_classes, in_channels, imagenet_stem=False, **options))
+        _register("resnet", depth, "resnet", (3, 224, 224), 1000, "B",
+                  f"{depth}-layer ResNet, shortcut option B by default ({PAPER}, Table 1)", imagenet)
+        if depth in PLAIN_IMAGENET:
+            _register("plain", depth, "resnet", (3, 224, 224), 1000, None,
+                      f"{depth}-layer plain net, no shortcuts ({PAPER}, Table 1)", imagenet)
+    for n in CIFAR_N:
+        def cifar(num_classes, in_channels, input_size, n=n, **options) -> ResNet:
+            return ResNet(BasicBlock, (n, n, n), (16, 32, 64), num_classes, in_channels, imagenet_stem=False,
+                          **options)
+
+        _register("resnet", 6 * n + 2, "resnet-cifar", (3, 32, 32), 10, "A",
+                  f"{6 * n + 2}-layer CIFAR ResNet, shortcut option A by default ({PAPER}, Section 4.2)", cifar)
+        _register("plain", 6 * n + 2, "resnet-cifar", (3, 32, 32), 10, None,
+                  f"{6 * n + 2}-layer CIFAR plain net, no shortcuts ({PAPER}, Section 4.2)", cifar)
+
+
+_register_all()

@@ -90,9 +90,10 @@ def _register(config: str, batch_norm: bool):
     if config in DEPTHS:
         aliases = (f"vgg{DEPTHS[config]}{suffix}",) + ((f"vgg{DEPTHS[config]}_bn",) if batch_norm else ())
 
-    @register_model(f"vgg-{config.lower()}{suffix}", family="vgg", input_size=(3, 224, 224), aliases=aliases,
-                    description=f"VGG configuration {config}{' with batch norm' if batch_norm else ''} "
-                                "(Simonyan & Zisserman 2015, Table 1)")
+    description = f"VGG configuration {config}{' with batch norm' if batch_norm else ''} (Simonyan & Zisserman 2015)"
+
+    @register_model(f"vgg-{config.lower()}{suffix}", family="vgg", input_size=(3, 224, 224), num_classes=1000,
+                    aliases=aliases, description=description)
     def build(num_classes: int, in_channels: int, input_size: int, **options) -> VGG:
         return VGG(config, num_classes, in_channels, input_size, batch_norm=batch_norm, **options)
 
