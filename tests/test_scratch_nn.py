@@ -159,3 +159,7 @@ def test_load_state_dict_names_what_does_not_fit():
 def test_twin_refuses_layers_the_engine_lacks():
     with pytest.raises(ConfigError, match="no GELU layer"):
         twin(tnn.Sequential(tnn.GELU()))
+    with pytest.raises(ConfigError, match="supports ceil_mode=False only, MaxPool2d has True"):
+        twin(tnn.Sequential(tnn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(ConfigError, match="supports count_include_pad=True only"):
+        twin(tnn.Sequential(tnn.AvgPool2d(3, padding=1, count_include_pad=False)))
