@@ -129,8 +129,10 @@ def test_learning_rate_is_set_through_param_groups():
     (lambda: F.cross_entropy(Tensor(np.zeros((2, 3))), [0, 3]), "class indices in [0, 3)"),
     (lambda: Tensor(np.zeros((2, 3))).reshape(4, 2), "cannot reshape a tensor of shape (2, 3)"),
     (lambda: Tensor(np.zeros((2, 3))) @ Tensor(np.zeros((2, 3))), "inner sizes 3 and 2 differ"),
+    (lambda: nn.BatchNorm2d(4)(Tensor(np.zeros((2, 3, 5, 5)))), "input has 3 channels but the running statistics have 4"),
 ], ids=["kernel-too-large", "dilated-kernel-too-large", "channel-mismatch", "groups-not-dividing", "not-4d",
-        "zero-stride", "output-padding", "pool-too-large", "pool-padding", "linear", "labels", "reshape", "matmul"])
+        "zero-stride", "output-padding", "pool-too-large", "pool-padding", "linear", "labels", "reshape", "matmul",
+        "batch-norm"])
 def test_bad_shapes_give_clear_errors(call, message):
     with pytest.raises(ShapeError) as info:
         call()
