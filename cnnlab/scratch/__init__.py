@@ -3,8 +3,9 @@
     from cnnlab.scratch import Tensor, nn, optim, functional as F
 
 `Tensor` (tensor.py) records operations and `backward()` applies the chain rule; the operations live in
-conv.py (convolution, transposed convolution), pool.py (max/avg/sum pooling) and functional.py (the rest);
-nn.py has the layers, optim.py the optimizers, gradcheck.py the finite-difference check they all pass.
+conv.py (convolution, transposed convolution), pool.py (max/avg/sum pooling), both built on the sliding windows
+of windows.py, and functional.py (the rest); nn.py has the layers, optim.py the optimizers, gradcheck.py the
+finite-difference check they all pass, twin.py the bridge from a PyTorch model (weights in, weights out).
 """
 
 from cnnlab.scratch import functional, nn, optim
