@@ -167,6 +167,8 @@ class Trainer:
                 self.history.append(row)
                 if self.save:
                     self._checkpoint(row)
+                if config.stop_at is not None and row["test_acc"] >= config.stop_at:
+                    break
         if evaluation is None:  # resumed a run that had already finished
             evaluation = evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation)
