@@ -118,10 +118,12 @@ def main() -> int:
             steps[name](xb, yb)
             seconds[name] += time.perf_counter() - t0
 
+    chunks = range(0, len(x_test), 1000)  # bounded memory: im2col of 10,000 images would take ~1.6 GB
     with torch.no_grad():
-        torch_acc = (model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()
+        torch_pred = np.concatenate([model(torch.from_numpy(x_test[i:i + 1000])).argmax(1).numpy() for i in chunks])
     with no_grad():
-        scratch_acc = (scratch_model(Tensor(x_test)).data.argmax(1) == y_test).mean()
+        scratch_pred = np.concatenate([scratch_model(Tensor(x_test[i:i + 1000])).data.argmax(1) for i in chunks])
+    torch_acc, scratch_acc = (torch_pred == y_test).mean(), (scratch_pred == y_test).mean()
     numpy_gemm, torch_gemm = sgemm_gflops()
 
     print(f"one epoch of simple-cnn on {len(x):,} MNIST images, batch {args.batch_size}, SGD lr {args.lr} "
