@@ -111,7 +111,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
 
     @app.exception_handler(CnnlabError)
     def user_error(_request, err: CnnlabError):
-        status = 404 if isinstance(err, (SourceError, inspect.LayerError)) else 422
+        status = 404 if isinstance(err, SourceError) else 422
         return JSONResponse({"detail": str(err)}, status)
 
     @app.get("/api/sources", summary="Runs and registered models the explorer can show")
