@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from cnnlab.cli import main as cli
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.runs import Run
+from cnnlab.train.runs import Run, save_weights, write_json_atomic
 from cnnlab.train.trainer import Trainer
 from cnnlab.web import create_app
 from cnnlab.web.app import MAX_UPLOAD_BYTES
@@ -31,11 +32,24 @@ SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Run:
-    """simple-cnn after one epoch on 3,000 MNIST images (~90% test accuracy, a few seconds on 2 cores)."""
-    root = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(train_limit=3000, test_limit=1000, epochs=1, seed=0, device="cpu")
-    result = Trainer(config, name="tiny", runs_dir=root, progress=False).fit()
-    return Run.open(result.run_dir)
+    """simple-cnn after one epoch on 3,000 MNIST images (~87% test accuracy), trained once for all xdist workers.
+
+    The run folder is written here rather than by `Trainer(save=True)`, whose report figures would double the
+    time; the explorer reads only config.json, metrics.jsonl and model.safetensors.
+    """
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every xdist worker
+    path = shared / "web-runs" / "tiny"
+    with open(shared / "web-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "model.safetensors").is_file():
+            config = TrainConfig(train_limit=3000, test_limit=500, epochs=1, seed=0, device="cpu")
+            trainer = Trainer(config, progress=False, save=False)
+            result = trainer.fit()
+            path.mkdir(parents=True)
+            write_json_atomic(path / "config.json", config.to_dict())
+            (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.history))
+            save_weights(path / "model.safetensors", trainer.engine.weights(), {"model": config.model})
+    return Run.open(path)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +85,7 @@ def test_sources_list_the_run_and_every_registered_model_with_random_weights(cli
     sources = {s["id"]: s for s in client.get("/api/sources").json()}
     run = sources["run:tiny"]
     assert (run["model"], run["dataset"], run["epochs"], run["random_weights"]) == ("simple-cnn", "mnist", 1, False)
-    assert 0.8 < run["test_acc"] < 1.0
+    assert 0.8 < run["test_acc"] < 0.95
     for name in list_models(task="classification"):
         assert sources[f"model:{name}"]["random_weights"] is True
 
