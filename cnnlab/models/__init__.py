@@ -1,7 +1,9 @@
 """Model architectures (PyTorch). Importing this package registers every model file below."""
 
 from cnnlab.models.registry import get_model, list_models, model_info, register_model, resolve_name
+from cnnlab.models.weights import load_weights
 
-from cnnlab.models import simple  # noqa: F401,E402  (registers the default CNN)
+# Importing a model file registers its models.
+from cnnlab.models import alexnet, googlenet, lenet, resnet, simple, vgg  # noqa: F401,E402
 
-__all__ = ["get_model", "list_models", "model_info", "register_model", "resolve_name"]
+__all__ = ["get_model", "list_models", "load_weights", "model_info", "register_model", "resolve_name"]

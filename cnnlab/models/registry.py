@@ -20,6 +20,7 @@ class ModelEntry:
     builder: Callable
     family: str
     input_size: tuple[int, int, int]  # (C, H, W) the model was designed for
+    num_classes: int = 10  # the class count it was designed for (1000 for ImageNet nets): `cnnlab zoo` counts there
     task: str = "classification"
     description: str = ""
     aliases: tuple[str, ...] = field(default=())
@@ -29,14 +30,14 @@ _MODELS: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register_model(name: str, *, family: str, input_size: tuple[int, int, int], task: str = "classification",
-                   description: str = "", aliases: tuple[str, ...] = ()):
+def register_model(name: str, *, family: str, input_size: tuple[int, int, int], num_classes: int = 10,
+                   task: str = "classification", description: str = "", aliases: tuple[str, ...] = ()):
     def decorator(builder: Callable) -> Callable:
         for key in (name, *aliases):
             if key in _MODELS or key in _ALIASES:
                 raise ValueError(f"model name {key!r} registered twice")
         summary = description or next(iter((builder.__doc__ or "").strip().splitlines()), "")
-        _MODELS[name] = ModelEntry(name, builder, family, tuple(input_size), task, summary, tuple(aliases))
+        _MODELS[name] = ModelEntry(name, builder, family, tuple(input_size), num_classes, task, summary, tuple(aliases))
         for alias in aliases:
             _ALIASES[alias] = name
         return builder
@@ -71,4 +72,6 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
     except TypeError as err:
+        if "keyword argument" not in str(err):  # a bug inside the model, not an unknown or repeated option
+            raise
         raise ConfigError(f"model {entry.name!r}: {err}") from None
