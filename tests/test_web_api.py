@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.cli import main as cli
 from cnnlab.data import dataset_info, load_dataset
+from cnnlab.filters import CATALOGUE
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.runs import Run, save_weights, write_json_atomic
@@ -244,12 +245,15 @@ def test_convolve_refuses_bad_shapes(client, body, words):
     assert answer.status_code == 422 and words in json.dumps(answer.json()["detail"])
 
 
-def test_filter_catalogue(client):
-    filters = {f["name"]: np.asarray(f["kernel"]) for f in client.get("/api/filters").json()}
-    assert np.array_equal(filters["edge-laplacian"], [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
-    assert filters["sharpen"].sum() == 1 and filters["identity"].sum() == 1
-    assert filters["box-blur"].sum() == pytest.approx(1) and filters["gaussian-blur"].sum() == pytest.approx(1)
-    assert all(filters[n].sum() == 0 for n in ("edge-diagonal", "edge-laplacian", "edge-all"))
+def test_filter_catalogue_is_the_packages_with_unique_names(client):
+    served = client.get("/api/filters").json()
+    assert len(served) == len(CATALOGUE) and len({f["name"] for f in served}) == len(served)
+    for item, original in zip(served, CATALOGUE):
+        assert np.allclose(item["kernel"], original.kernel)
+    filters = {f["name"]: np.asarray(f["kernel"]) for f in served}
+    assert np.array_equal(filters["edge-detection-2"], [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    assert filters["box-blur-normalized"][0, 0] == 1 / 9  # exact, not float32
+    assert all(filters[f"edge-detection-{n}"].sum() == 0 for n in (1, 2, 3))
 
 
 def test_examples_are_the_labelled_test_set(client, mnist_test):

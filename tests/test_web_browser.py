@@ -116,8 +116,8 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert sum(probabilities(page)) == pytest.approx(1, abs=1e-4)
 
     # Filter playground on that image: the Laplacian, then a hand-edited kernel, against NumPy.
-    page.select_option("#filter-pick", "edge-laplacian")
-    kernel = np.asarray(next(f["kernel"] for f in filter_catalogue() if f["name"] == "edge-laplacian"))
+    page.select_option("#filter-pick", "edge-detection-2")
+    kernel = np.asarray(next(f["kernel"] for f in filter_catalogue() if f["name"] == "edge-detection-2"))
     image = np.pad(mnist.images[1] / 255, 1)
     expected = np.array([[(image[r:r + 3, c:c + 3] * kernel).sum() for c in range(28)] for r in range(28)])
     wait_until(page, RANGE_IS, [expected.min(), expected.max()])

@@ -1,23 +1,23 @@
-"""The filter playground's catalogue: the hand-crafted 3x3 filters of the seed, before CNNs learned their own.
-
-Kept behind `filter_catalogue()` alone: when `cnnlab.filters` (the package's filter catalogue) lands, this
-function is the one place to point at it.
-"""
+"""The filter playground's catalogue: `cnnlab.filters.CATALOGUE` (the seed's hand-crafted filters), given the
+unique names and one-line titles a web page and its API need (the seed has three "Edge detection" rows)."""
 
 from __future__ import annotations
 
-_FILTERS = [
-    ("identity", "Identity", [[0, 0, 0], [0, 1, 0], [0, 0, 0]], 1),
-    ("edge-diagonal", "Edge detection (diagonal)", [[1, 0, -1], [0, 0, 0], [-1, 0, 1]], 1),
-    ("edge-laplacian", "Edge detection (Laplacian, 4-neighbour)", [[0, 1, 0], [1, -4, 1], [0, 1, 0]], 1),
-    ("edge-all", "Edge detection (8-neighbour)", [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], 1),
-    ("sharpen", "Sharpen", [[0, -1, 0], [-1, 5, -1], [0, -1, 0]], 1),
-    ("box-blur", "Box blur", [[1, 1, 1], [1, 1, 1], [1, 1, 1]], 1 / 9),
-    ("gaussian-blur", "Gaussian blur 3x3", [[1, 2, 1], [2, 4, 2], [1, 2, 1]], 1 / 16),
-]
+import re
+from collections import Counter
+
+from cnnlab.filters import CATALOGUE
 
 
 def filter_catalogue() -> list[dict]:
-    """[{name, title, kernel}] with the kernel as a 3x3 list of floats (scale applied)."""
-    return [{"name": name, "title": title, "kernel": [[v * scale for v in row] for row in kernel]}
-            for name, title, kernel, scale in _FILTERS]
+    """[{name, title, kernel}]: name like `edge-detection-2`, kernel a list of rows of floats (scale applied)."""
+    titles = [" ".join(f.operation.split()) for f in CATALOGUE]
+    repeated, seen = Counter(titles), Counter()
+    items = []
+    for f, title in zip(CATALOGUE, titles):
+        seen[title] += 1
+        if repeated[title] > 1:
+            title = f"{title} {seen[title]}"
+        name = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        items.append({"name": name, "title": title, "kernel": [[float(f.scale) * v for v in row] for row in f.matrix]})
+    return items

@@ -449,7 +449,7 @@ async function setupPlayground() {
     convolvePlayground();
   };
   pick.addEventListener("change", useFilter);
-  pick.value = "edge-laplacian";
+  pick.value = "edge-detection-2";
   useFilter();
 }
 
