@@ -317,29 +317,48 @@ function openDetail(layer, channel, values, low, high) {
   panel.hidden = false;
   $("#detail-title").textContent = `${layer.name} · map ${channel} · ${height}×${width}`;
   const canvas = $("#detail-map");
-  paint(canvas, values, height, width, low, high);
+  const show = (mark) => paintEnlarged(canvas, values, height, width, low, high, mark);
   $("#explain").replaceChildren();
   const isConv = layer.type === "Conv2d";
   const maker = isConv ? layer : precedingConv(layer);
   $("#detail-note").textContent = isConv
     ? "Click a pixel to see the multiply-and-sum that computed it."
     : maker
-      ? `${layer.type} acts on each map separately; this map comes from ${maker.name}'s filter ${channel} (click a pixel for its sum there).`
+      ? `${layer.type} output. The nearest convolution before it, ${maker.name}, made map ${channel} ` +
+        "(batch norm or residual additions between them are not drawn); click a pixel for its sum there."
       : `${layer.type} output.`;
-  canvas.onclick = (event) => {
-    const box = canvas.getBoundingClientRect();
-    const y = Math.floor(((event.clientY - box.top) / box.height) * height);
-    const x = Math.floor(((event.clientX - box.left) / box.width) * width);
-    if (!maker) return;
-    // Map the pixel back to the convolution's output grid (pooling shrinks it; activations keep it).
+  // A pixel of this map, mapped to the convolution's output grid (pooling shrinks it; activations keep it).
+  const explainAt = (y, x) => {
+    show([y, x]);
     const [, mh, mw] = maker.shape;
     explain(maker.name, channel, Math.min(mh - 1, Math.floor((y * mh) / height)), Math.min(mw - 1, Math.floor((x * mw) / width)));
   };
-  if (maker) {
-    const [, mh, mw] = maker.shape;
-    explain(maker.name, channel, Math.floor(mh / 2), Math.floor(mw / 2));
-  }
+  canvas.onclick = (event) => {
+    if (!maker) return;
+    const box = canvas.getBoundingClientRect();
+    explainAt(Math.floor(((event.clientY - box.top) / box.height) * height),
+      Math.floor(((event.clientX - box.left) / box.width) * width));
+  };
+  if (maker) explainAt(Math.floor(height / 2), Math.floor(width / 2));
+  else show(null);
   panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+function paintEnlarged(canvas, values, height, width, low, high, mark) {
+  // Drawn at 12 screen pixels per map pixel so the chosen pixel can be outlined.
+  const small = document.createElement("canvas");
+  paint(small, values, height, width, low, high);
+  const scale = 12;
+  canvas.width = width * scale;
+  canvas.height = height * scale;
+  const context = canvas.getContext("2d");
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+  if (mark) {
+    context.lineWidth = 2;
+    context.strokeStyle = "#16a34a";
+    context.strokeRect(mark[1] * scale + 1, mark[0] * scale + 1, scale - 2, scale - 2);
+  }
 }
 
 function precedingConv(layer) {
@@ -373,6 +392,10 @@ async function explain(layerName, channel, y, x) {
   const title = document.createElement("h3");
   title.textContent = `${layerName}, filter ${channel}, output pixel (row ${y}, column ${x}): input patch × kernel, summed`;
   const parts = [title];
+  if (state.layers[0]?.name === layerName) {
+    parts.push(Object.assign(document.createElement("p"), { className: "note",
+      textContent: "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training." }));
+  }
   const shownChannels = 6;
   result.patch.slice(0, shownChannels).forEach((patch, i) => {
     const products = patch.map((row, r) => row.map((v, c) => v * result.kernel[i][r][c]));
@@ -392,7 +415,8 @@ async function explain(layerName, channel, y, x) {
   const equation = document.createElement("p");
   equation.className = "total";
   equation.id = "explain-sum";
-  const sums = result.channel_sums.map((s) => s.toFixed(3)).join(" + ");
+  const terms = result.channel_sums.map((s) => s.toFixed(3));
+  const sums = terms.length > 16 ? `${terms.slice(0, 8).join(" + ")} + … (${terms.length - 8} more terms)` : terms.join(" + ");
   const drawn = result.patch.length > shownChannels ? ` (first ${shownChannels} drawn above)` : "";
   equation.textContent = `Sum over ${result.patch.length} input map(s)${drawn}: ${sums} + bias ${result.bias.toFixed(3)} = ` +
     `${result.sum.toFixed(4)}; the model computed ${result.actual.toFixed(4)}.`;
