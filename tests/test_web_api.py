@@ -7,6 +7,7 @@ import fcntl
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,6 +264,20 @@ def test_examples_are_the_labelled_test_set(client, mnist_test):
     assert np.array_equal(answer["examples"][1]["digit"], mnist_test.images[9999])
     assert client.get("/api/examples/mnsit").status_code == 404
     assert client.get("/api/examples/mnist", params={"count": 1000}).status_code == 422
+
+
+SHARED_DATA = Path(__file__).parents[1].parent / "shared/data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="needs ../shared/data/fashion-mnist")
+def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
+    run = tmp_path / "fashion"
+    run.mkdir()
+    write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=str(SHARED_DATA)).to_dict())
+    with TestClient(create_app([run])) as fashion:
+        answer = fashion.get("/api/examples/fashion-mnist", params={"count": 1}).json()
+    assert answer["total"] == 10000 and answer["classes"][9] == "Ankle boot"
+    assert answer["examples"][0]["label"] == 9  # the first Fashion-MNIST test image is an ankle boot
 
 
 def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_test):

@@ -121,8 +121,10 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.get("/api/examples/{dataset}", summary="Test-set images with their labels")
     def examples(dataset: str, start: Annotated[int, Query(ge=0)] = 0,
                  count: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+        # A run trained with --data-dir knows where its dataset lives; the default lookup covers the rest.
+        data_dir = next((r.config.data_dir for r in sources.runs() if r.config.dataset == dataset), None)
         try:
-            split = load_dataset(dataset, "test", download=False, quiet=True)
+            split = load_dataset(dataset, "test", data_dir, download=False, quiet=True)
         except (ConfigError, DatasetError) as err:
             raise HTTPException(404, str(err)) from None
         if split.images.ndim != 3:

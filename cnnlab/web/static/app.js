@@ -197,6 +197,7 @@ function setupDrawing() {
   };
   const send = () => draw.toBlob((blob) => predictUpload(blob, "drawing"), "image/png");
   draw.addEventListener("pointerdown", (event) => {
+    document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
     draw.setPointerCapture(event.pointerId);
     last = point(event);
     pen.lineWidth = 20; pen.lineCap = "round"; pen.lineJoin = "round"; pen.strokeStyle = "#000";
