@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnnlab.data import load_dataset
 from cnnlab.web.filters import filter_catalogue
@@ -68,9 +69,9 @@ def browser():
         chromium.close()
 
 
-def open_page(browser, server, width: int):
+def open_page(browser, server, width: int, touch: bool = False):
     """A page at `server`; any request to another host is refused and recorded (the explorer must work offline)."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
+    page = browser.new_page(viewport={"width": width, "height": 900}, has_touch=touch)
     page.foreign = []
     page.errors = []
     page.on("pageerror", lambda err: page.errors.append(str(err)))
@@ -164,9 +165,35 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     page.close()
 
 
-def test_explorer_fits_a_phone(browser, server):
-    page = open_page(browser, server, 390)
-    page.wait_for_selector(".layer[data-layer='conv1'] canvas.map")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
+    page = open_page(browser, server, 390, touch=True)
+    wait_until(page, "document.querySelector('#prediction').textContent !== '–'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+
+    # A finger drags a vertical stroke (real touch events, through Chromium's input pipeline).
+    page.locator("#draw").scroll_into_view_if_needed()
+    box = page.locator("#draw").bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    x = box["x"] + box["width"] / 2
+    ys = [box["y"] + box["height"] * f for f in (0.15, 0.3, 0.45, 0.6, 0.75, 0.85)]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": ys[0]}]})
+    for y in ys[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '1'")
+
+    # Uploads: a photo-like digit is classified; a blank page is refused with the server's one-line reason.
+    mnist = load_dataset("mnist", "test", download=False)
+    assert mnist.labels[3] == 0
+    photo, blank = tmp_path / "zero.png", tmp_path / "blank.png"
+    Image.fromarray(255 - np.kron(mnist.images[3], np.ones((5, 5), np.uint8))).save(photo)
+    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(blank)
+    page.set_input_files("#upload", str(photo))
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('zero.png')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '0'")
+    page.set_input_files("#upload", str(blank))
+    wait_until(page, "document.querySelector('#status').textContent === 'blank.png: no digit found (the image is blank)'")
+    assert page.inner_text("#prediction") == "0"  # the last good answer stays
     assert page.foreign == [] and page.errors == []
     page.close()
