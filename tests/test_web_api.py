@@ -6,6 +6,8 @@ import base64
 import fcntl
 import io
 import json
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -295,6 +297,28 @@ def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_t
         one_by_one = [call(r) for r in requests]
     assert app.state.sources.builds == 1
     assert together == one_by_one
+
+
+def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_test):
+    run = tmp_path / "growing"
+    shutil.copytree(trained_run.path, run)
+    body = {"source": "run:growing", "digit": mnist_test.images[0].tolist()}
+    app = create_app([run])
+    with TestClient(app) as fresh:
+        trained = fresh.post("/api/activations", json=body).json()["probabilities"]
+        assert fresh.post("/api/activations", json=body).json()["probabilities"] == trained
+        assert app.state.sources.builds == 1
+        zeros = {k: torch.zeros_like(v) for k, v in trained_run.build_model().state_dict().items()}
+        save_weights(run / "model.safetensors", zeros, {"model": "simple-cnn"})  # as the next epoch would
+        os.utime(run / "model.safetensors", ns=(1, 1))  # a different mtime even on a coarse clock
+        assert fresh.post("/api/activations", json=body).json()["probabilities"] == pytest.approx([0.1] * 10)
+        assert app.state.sources.builds == 2
+
+
+def test_untrained_models_have_the_same_random_weights_every_time():
+    weights = [TestClient(create_app(runs_dir="/nonexistent")).get("/api/kernels", params={"source": "model:simple-cnn"}).json()
+               for _ in range(2)]
+    assert weights[0]["weights"] == weights[1]["weights"]
 
 
 def test_openapi_schema_documents_the_api(client):

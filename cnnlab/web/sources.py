@@ -43,7 +43,7 @@ class Sources:
                  cache_size: int = 4):
         self._explicit = [Run.open(r) for r in runs or []]
         self._runs_dir = runs_dir
-        self._cache: OrderedDict[str, Loaded] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[int, Loaded]] = OrderedDict()  # source -> (version, model)
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.builds = 0  # how many models were built: the cache tests read it
@@ -67,30 +67,47 @@ class Sources:
 
     def get(self, source: str) -> Loaded:
         with self._lock:
-            if source in self._cache:
+            version = self._version(source)
+            cached = self._cache.get(source)
+            if cached and cached[0] == version:
                 self._cache.move_to_end(source)
-                return self._cache[source]
+                return cached[1]
             loaded = self._build(source)
             self.builds += 1
-            self._cache[source] = loaded
+            self._cache[source] = (version, loaded)
+            self._cache.move_to_end(source)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return loaded
+
+    def _run(self, source: str) -> Run:
+        name = source.partition(":")[2]
+        run = next((r for r in self.runs() if r.name == name), None)
+        if run is None:
+            raise SourceError(f"source {source!r}: no such run (GET /api/sources lists them)")
+        return run
+
+    def _version(self, source: str) -> int:
+        """A run's weights change while it trains (one checkpoint per epoch): a newer file means a rebuild."""
+        if not source.startswith("run:"):
+            return 0
+        checkpoint = self._run(source).checkpoint("last")
+        return checkpoint.stat().st_mtime_ns if checkpoint.is_file() else -1
 
     def _build(self, source: str) -> Loaded:
         kind, _, name = source.partition(":")
         try:
             if kind == "run":
-                run = next((r for r in self.runs() if r.name == name), None)
-                if run is None:
-                    raise SourceError(f"source {source!r}: no such run (GET /api/sources lists them)")
+                run = self._run(source)
                 return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
             if kind == "model" and name in list_models(task="classification"):
                 from cnnlab.train.engine import build_torch_model
 
-                torch.manual_seed(RANDOM_SEED)
                 config = TrainConfig(model=name)
-                return Loaded(source, build_torch_model(config).eval(), dataset_info(config.dataset))
+                with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
+                    torch.manual_seed(RANDOM_SEED)
+                    model = build_torch_model(config).eval()
+                return Loaded(source, model, dataset_info(config.dataset))
         except SourceError:
             raise
         except (CnnlabError, ValueError, RuntimeError) as err:
