@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,6 +75,15 @@ def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a size it does not have: the server must refuse it from the header alone."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
 def paper_digit(digit: np.ndarray) -> bytes:
     """An MNIST digit as a person would photograph it: black ink on white paper, 4x larger, off-centre."""
     page = np.full((160, 200), 255, np.uint8)
@@ -113,6 +124,7 @@ def test_predict_upload_matches_the_cli_exactly(client, trained_run, mnist_test,
     (lambda: png(np.zeros((8, 8), np.uint8), "TIFF"), 415, "TIFF images are not accepted"),
     (lambda: b"\x89PNG" + b"\0" * MAX_UPLOAD_BYTES, 413, "larger than 5 MiB"),
     (lambda: png(np.full((5000, 5000), 255, np.uint8)), 413, "5000x5000 is more than 20,000,000 pixels"),
+    (lambda: png_header(100_000, 100_000), 413, "more than 20,000,000 pixels"),
     (lambda: png(np.full((64, 64), 255, np.uint8)), 422, "no digit found"),
     (lambda: png(np.zeros((64, 64), np.uint8))[:60], 422, "corrupt or truncated"),
 ])

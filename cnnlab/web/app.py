@@ -15,12 +15,12 @@ import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
-from cnnlab.data import load_dataset
 from cnnlab.commands.predict import predict_probabilities
+from cnnlab.data import load_dataset
 from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.web import inspect
@@ -85,7 +85,9 @@ def read_upload(upload: UploadFile) -> np.ndarray:
         raise HTTPException(413, f"{name}: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
     try:
         header = Image.open(io.BytesIO(data))  # lazy: reads the header only
-    except Exception:
+    except Image.DecompressionBombError:  # Pillow's own, higher limit, also from the header
+        raise HTTPException(413, f"{name}: more than {MAX_UPLOAD_PIXELS:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise HTTPException(415, f"{name}: not an image (expected {', '.join(sorted(UPLOAD_FORMATS))})") from None
     if header.format not in UPLOAD_FORMATS:
         raise HTTPException(415, f"{name}: {header.format} images are not accepted "
