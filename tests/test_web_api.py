@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -350,5 +351,11 @@ def test_the_page_loads_nothing_from_other_hosts(client):
 def test_serve_refuses_bad_arguments_in_one_line(capsys):
     assert cli(["serve", "--port", "70000"]) == 2
     assert capsys.readouterr().err.strip() == "cnnlab serve: error: --port 70000: expected 0 to 65535"
-    assert cli(["serve", "/nonexistent/run"]) == 2
+    assert cli(["serve", "/nonexistent/run", "--port", "0"]) == 2
     assert "no such run folder" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip() == f"cnnlab serve: error: cannot listen on 127.0.0.1:{port} (Address already in use)"

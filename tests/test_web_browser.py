@@ -7,11 +7,10 @@ refresh the README's screenshot from this test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,28 +31,17 @@ RANGE_IS = """([low, high]) => {
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained_run):  # noqa: F811
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(trained_run.path), "--port", str(port)],
+    """`cnnlab serve RUN --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first."""
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(trained_run.path), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"cnnlab serve did not start: {process.stdout.read()}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        line = process.stdout.readline()
+        match = re.match(r"cnnlab explorer: (http://127\.0\.0\.1:\d+)/", line)
+        if not match:
+            raise RuntimeError(f"cnnlab serve did not start: {line}{process.stdout.read()}")
+        yield match[1]
     finally:
         process.terminate()
         process.wait(10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from cnnlab.commands import add_command
 from cnnlab.errors import ConfigError
 
@@ -15,8 +17,23 @@ def add_parser(subparsers):
     p.add_argument("runs", metavar="RUN", nargs="*", help="run folders to show (default: every run in --runs-dir)")
     p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     return p
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound socket, so that a busy port is a one-line error here (Uvicorn would log and exit) and port 0
+    gets a free port whose number the URL below can show."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: expected 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    return sock
 
 
 def run(args) -> int:
@@ -24,14 +41,10 @@ def run(args) -> int:
 
     from cnnlab.web import create_app
 
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port}: expected 0 to 65535")
     app = create_app(args.runs, args.runs_dir)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
-    print(f"cnnlab explorer: http://{args.host}:{args.port}/  (API schema at /openapi.json; Ctrl-C stops it)")
-    try:
-        server.run()
-    except OSError as err:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
+    sock = listen(args.host, args.port)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
+          flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
