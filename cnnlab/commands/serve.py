@@ -28,10 +28,14 @@ def listen(host: str, port: int) -> socket.socket:
         raise ConfigError(f"--port {port}: expected 0 to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise ConfigError(f"--host {host}: cannot resolve it ({err.strerror or err})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as err:
+        sock.close()
         raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
     return sock
 
