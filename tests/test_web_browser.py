@@ -139,7 +139,8 @@ def test_explorer_end_to_end(browser, server, tmp_path):
         return Math.max(...data) - Math.min(...data); }""")
     assert spread > 100
     assert page.locator(".layer[data-layer='softmax'] .strip span").count() == 10
-    page.click(".layer[data-layer='conv2'] canvas.map >> nth=5")
+    page.focus(".layer[data-layer='conv2'] canvas.map >> nth=5")  # by keyboard: the maps are focusable buttons
+    page.keyboard.press("Enter")
     page.wait_for_selector("#explain-sum")
     text = page.inner_text("#explain-sum")
     computed, actual = text.split(" = ")[-1].split("; the model computed ")

@@ -266,11 +266,18 @@ function layerRow(layer, maps, low, high) {
     const canvas = document.createElement("canvas");
     canvas.className = "map";
     canvas.title = `${layer.name} map ${channel}`;
+    // Keyboard users reach the maps too: each is a focusable button.
+    canvas.tabIndex = 0;
+    canvas.setAttribute("role", "button");
+    canvas.setAttribute("aria-label", canvas.title);
     paint(canvas, values, height, width, low, high);
     canvas.addEventListener("click", () => {
       document.querySelectorAll(".maps canvas.chosen").forEach((c) => c.classList.remove("chosen"));
       canvas.classList.add("chosen");
       openDetail(layer, channel, values, low, high);
+    });
+    canvas.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); canvas.click(); }
     });
     box.append(canvas);
   });
