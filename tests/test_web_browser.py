@@ -130,7 +130,7 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert len(shown) == 10 and sum(shown) == pytest.approx(1, abs=1e-4)
 
     # Every layer's feature maps are there, drawn (not blank), and a conv map explains its pixel.
-    page.wait_for_selector(".layer[data-layer='pool2'] canvas.map")
+    wait_until(page, "document.body.dataset.pending === '0'")
     counts = {name: page.locator(f".layer[data-layer='{name}'] canvas.map").count()
               for name in ("input", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2")}
     assert counts == {"input": 1, "conv1": 16, "relu1": 16, "pool1": 16, "conv2": 32, "relu2": 32, "pool2": 32}

@@ -4,8 +4,16 @@ const state = { sources: [], source: null, digit: null, layers: [], examplesStar
 
 // ---- API -------------------------------------------------------------------------------------------------
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
-  const body = await response.json().catch(() => ({}));
+  // body[data-pending] counts requests in flight: "0" means the page shows its final answer (the tests wait for it).
+  const pending = (change) => { document.body.dataset.pending = Number(document.body.dataset.pending || 0) + change; };
+  pending(+1);
+  let response, body;
+  try {
+    response = await fetch(path, options);
+    body = await response.json().catch(() => ({}));
+  } finally {
+    pending(-1);
+  }
   if (!response.ok) {
     const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
     throw new Error(detail || `${path}: HTTP ${response.status}`);
@@ -214,6 +222,8 @@ function setupDrawing() {
   const end = () => {
     if (!last) return;
     last = null;
+    clearTimeout(timer);  // the final send below supersedes a throttled one
+    timer = null;
     if (draw.dataset.ink === "1") send();
   };
   draw.addEventListener("pointerup", end);
@@ -230,7 +240,6 @@ function setupDrawing() {
 // ---- network overview ------------------------------------------------------------------------------------
 function showNetwork(result) {
   state.layers = result.layers;
-  $("#detail").hidden = true;  // it showed the previous input
   const rows = [layerRow({ name: "input", type: "28×28 image", shape: [1, 28, 28] }, [flat(state.digit)], 0, 255)];
   for (const layer of result.layers) {
     if (layer.maps) {
@@ -242,6 +251,10 @@ function showNetwork(result) {
   rows.push(vectorRow({ name: "softmax", type: "probabilities", shape: [result.probabilities.length],
     values: result.probabilities, shown: result.probabilities.length }, result.classes));
   $("#network").replaceChildren(...rows);
+  // An open map follows the input (drawing updates it live); it closes if the new model has no such map.
+  const open = state.detail && $(`.layer[data-layer="${CSS.escape(state.detail.layer)}"] canvas.map:nth-of-type(${state.detail.channel + 1})`);
+  if (open) open.dispatchEvent(new CustomEvent("click", { detail: "follow" }));
+  else $("#detail").hidden = true;
 }
 
 function rowHead(layer) {
@@ -271,10 +284,10 @@ function layerRow(layer, maps, low, high) {
     canvas.setAttribute("role", "button");
     canvas.setAttribute("aria-label", canvas.title);
     paint(canvas, values, height, width, low, high);
-    canvas.addEventListener("click", () => {
+    canvas.addEventListener("click", (event) => {
       document.querySelectorAll(".maps canvas.chosen").forEach((c) => c.classList.remove("chosen"));
       canvas.classList.add("chosen");
-      openDetail(layer, channel, values, low, high);
+      openDetail(layer, channel, values, low, high, event.detail === "follow");
     });
     canvas.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") { event.preventDefault(); canvas.click(); }
@@ -319,8 +332,11 @@ function vectorRow(layer, labels) {
 }
 
 // ---- detail: one map enlarged, the kernels that made it, the multiply-and-sum at a pixel --------------------
-function openDetail(layer, channel, values, low, high) {
+function openDetail(layer, channel, values, low, high, following) {
   const [, height, width] = layer.shape;
+  const same = following && state.detail.layer === layer.name && state.detail.channel === channel;
+  const start = same ? state.detail.point : [Math.floor(height / 2), Math.floor(width / 2)];
+  state.detail = { layer: layer.name, channel, point: start };
   const panel = $("#detail");
   panel.hidden = false;
   $("#detail-title").textContent = `${layer.name} · map ${channel} · ${height}×${width}`;
@@ -333,13 +349,25 @@ function openDetail(layer, channel, values, low, high) {
     ? "Click a pixel to see the multiply-and-sum that computed it."
     : maker
       ? `${layer.type} output. The nearest convolution before it, ${maker.name}, made map ${channel} ` +
-        "(batch norm or residual additions between them are not drawn); click a pixel for its sum there."
+        "(batch norm or residual additions between them are not drawn). Click a pixel for the sum at the largest " +
+        "convolution output under it."
       : `${layer.type} output.`;
-  // A pixel of this map, mapped to the convolution's output grid (pooling shrinks it; activations keep it).
+  // A pixel of this map, mapped to the convolution's output grid: activations keep the grid; pooling shrinks it,
+  // and then the window's largest convolution output is the one shown (the one max pooling keeps).
   const explainAt = (y, x) => {
+    state.detail.point = [y, x];
     show([y, x]);
     const [, mh, mw] = maker.shape;
-    explain(maker.name, channel, Math.min(mh - 1, Math.floor((y * mh) / height)), Math.min(mw - 1, Math.floor((x * mw) / width)));
+    const rows = [Math.floor((y * mh) / height), Math.max(Math.floor(((y + 1) * mh) / height), Math.floor((y * mh) / height) + 1)];
+    const cols = [Math.floor((x * mw) / width), Math.max(Math.floor(((x + 1) * mw) / width), Math.floor((x * mw) / width) + 1)];
+    const values = channel < maker.shown ? decodeMaps(maker)[channel] : null;
+    let best = [Math.min(rows[0], mh - 1), Math.min(cols[0], mw - 1)];
+    for (let r = rows[0]; values && r < Math.min(rows[1], mh); r++) {
+      for (let c = cols[0]; c < Math.min(cols[1], mw); c++) {
+        if (values[r * mw + c] > values[best[0] * mw + best[1]]) best = [r, c];
+      }
+    }
+    explain(maker.name, channel, ...best);
   };
   canvas.onclick = (event) => {
     if (!maker) return;
@@ -347,9 +375,9 @@ function openDetail(layer, channel, values, low, high) {
     explainAt(Math.floor(((event.clientY - box.top) / box.height) * height),
       Math.floor(((event.clientX - box.left) / box.width) * width));
   };
-  if (maker) explainAt(Math.floor(height / 2), Math.floor(width / 2));
+  if (maker) explainAt(...start);
   else show(null);
-  panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  if (!following) panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
 function paintEnlarged(canvas, values, height, width, low, high, mark) {
