@@ -147,6 +147,22 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert float(computed) == pytest.approx(float(actual.rstrip(".")), abs=2e-4)
     assert page.locator("#learned canvas").count() == 16
 
+    # A pooled pixel is explained by the largest convolution output under it: max(0, that) is the pixel's value.
+    brightest = page.eval_on_selector(".layer[data-layer='pool1'] canvas.map >> nth=6", """canvas => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let best = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
+        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width, data[best]]; }""")
+    assert brightest[2] > 0  # the map has a positive pixel, so the check below is not max(0, x) == 0
+    page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    size = page.locator("#detail-map").bounding_box()["width"] / 12
+    page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
+    wait_until(page, "document.body.dataset.pending === '0'")
+    shown, half_step = map(float, page.inner_text("#detail-value").split(": ")[1].split(" ± "))
+    actual = float(page.inner_text("#explain-sum").split("the model computed ")[1].rstrip("."))
+    assert abs(max(actual, 0) - shown) <= half_step + 1e-4
+
     shot = Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOT") or tmp_path / "explorer.png")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000

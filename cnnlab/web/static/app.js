@@ -341,7 +341,13 @@ function openDetail(layer, channel, values, low, high, following) {
   panel.hidden = false;
   $("#detail-title").textContent = `${layer.name} · map ${channel} · ${height}×${width}`;
   const canvas = $("#detail-map");
-  const show = (mark) => paintEnlarged(canvas, values, height, width, low, high, mark);
+  const show = (mark) => {
+    paintEnlarged(canvas, values, height, width, low, high, mark);
+    // Maps travel as 8 bits over the layer's range: the value is known to half a step.
+    $("#detail-value").textContent = mark
+      ? `Here (row ${mark[0]}, column ${mark[1]}): ${values[mark[0] * width + mark[1]].toFixed(4)} ± ${((high - low) / 510).toFixed(4)}`
+      : "";
+  };
   $("#explain").replaceChildren();
   const isConv = layer.type === "Conv2d";
   const maker = isConv ? layer : precedingConv(layer);
@@ -370,10 +376,11 @@ function openDetail(layer, channel, values, low, high, following) {
     explain(maker.name, channel, ...best);
   };
   canvas.onclick = (event) => {
-    if (!maker) return;
     const box = canvas.getBoundingClientRect();
-    explainAt(Math.floor(((event.clientY - box.top) / box.height) * height),
-      Math.floor(((event.clientX - box.left) / box.width) * width));
+    const y = Math.min(height - 1, Math.floor(((event.clientY - box.top) / box.height) * height));
+    const x = Math.min(width - 1, Math.floor(((event.clientX - box.left) / box.width) * width));
+    if (maker) explainAt(y, x);
+    else show([y, x]);
   };
   if (maker) explainAt(...start);
   else show(null);
