@@ -37,25 +37,29 @@ SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16
                  ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("fc1", [128]), ("relu3", [128]), ("fc2", [10])]
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Run:
-    """simple-cnn after one epoch on 3,000 MNIST images (~87% test accuracy), trained once for all xdist workers.
+def train_run(path: Path, config: TrainConfig) -> Run:
+    """Train and write the run folder here rather than with `Trainer(save=True)`, whose report figures would
+    double the time; the explorer reads only config.json, metrics.jsonl and model.safetensors."""
+    trainer = Trainer(config, progress=False, save=False)
+    result = trainer.fit()
+    path.mkdir(parents=True)
+    write_json_atomic(path / "config.json", config.to_dict())
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.history))
+    save_weights(path / "model.safetensors", trainer.engine.weights(), {"model": config.model})
+    return Run.open(path)
 
-    The run folder is written here rather than by `Trainer(save=True)`, whose report figures would double the
-    time; the explorer reads only config.json, metrics.jsonl and model.safetensors.
-    """
-    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every xdist worker
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, worker_id) -> Run:
+    """simple-cnn after one epoch on 3,000 MNIST images (~87% test accuracy), trained once per test session and
+    shared by its xdist workers (their temporary folders have this session's folder as parent)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
     path = shared / "web-runs" / "tiny"
     with open(shared / "web-runs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / "model.safetensors").is_file():
-            config = TrainConfig(train_limit=3000, test_limit=500, epochs=1, seed=0, device="cpu")
-            trainer = Trainer(config, progress=False, save=False)
-            result = trainer.fit()
-            path.mkdir(parents=True)
-            write_json_atomic(path / "config.json", config.to_dict())
-            (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.history))
-            save_weights(path / "model.safetensors", trainer.engine.weights(), {"model": config.model})
+            train_run(path, TrainConfig(train_limit=3000, test_limit=500, epochs=1, seed=0, device="cpu"))
     return Run.open(path)
 
 
@@ -310,6 +314,24 @@ def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_t
         one_by_one = [call(r) for r in requests]
     assert app.state.sources.builds == 1
     assert together == one_by_one
+
+
+def test_a_scratch_engine_run_is_shown_like_a_torch_one(tmp_path, mnist_test):
+    """One optimizer step of the NumPy engine is enough: the explorer must read its run folder like any other."""
+    config = TrainConfig(engine="scratch", train_limit=64, test_limit=64, batch_size=64, epochs=1, seed=0)
+    run = train_run(tmp_path / "scratchy", config)
+    digit = mnist_test.images[0]
+    with TestClient(create_app([run.path])) as scratch:
+        assert scratch.get("/api/sources").json()[0]["engine"] == "scratch"
+        answer = scratch.post("/api/activations", json={"source": "run:scratchy", "digit": digit.tolist()}).json()
+        explained = scratch.post("/api/explain", json={"source": "run:scratchy", "digit": digit.tolist(),
+                                                       "layer": "conv2", "channel": 1, "y": 2, "x": 3}).json()
+    info = dataset_info("mnist")
+    with torch.no_grad():
+        expected = run.build_model()((torch.tensor(digit).float()[None, None] / 255 - info.mean) / info.std).softmax(1)
+    assert [l["name"] for l in answer["layers"]] == [name for name, _ in SIMPLE_LAYERS]
+    assert answer["probabilities"] == pytest.approx(expected[0].tolist(), abs=1e-6)
+    assert explained["sum"] == pytest.approx(explained["actual"], abs=1e-4)
 
 
 def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_test):
