@@ -138,7 +138,7 @@ async function loadExamples() {
       document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
       button.classList.add("chosen");
       clearCanvas();
-      setDigit(example.digit, `test image #${example.index}, labelled ${data.classes[example.label]}`);
+      setDigit(example.digit, `test image #${example.index}, labelled ${data.classes[example.label]}, as stored (already 28×28).`);
     });
     return button;
   }));
@@ -152,14 +152,15 @@ async function predictUpload(blob, name) {
   const result = await latest("predict", () => api("api/predict", { method: "POST", body: form }));
   if (result) {
     showProbabilities(result.classes, result.probabilities);
-    await setDigit(result.digit, `${name}, preprocessed`);
+    await setDigit(result.digit, `${name}, preprocessed: grayscale, white on black, cropped, scaled to 20×20 and ` +
+      "centred by mass — exactly what `cnnlab predict` does.");
   }
 }
 
 async function setDigit(digit, where) {
   state.digit = digit;
   paintDigit($("#seen"), digit);
-  $("#seen-note").textContent = `${where}: grayscale, white on black, cropped, scaled to 20×20 and centred by mass — exactly what \`cnnlab predict\` does.`;
+  $("#seen-note").textContent = where;
   paintDigit($("#conv-input"), digit);
   await Promise.all([analyse(), convolvePlayground()]);
 }
