@@ -126,6 +126,9 @@ class Trainer:
         self.name, self.runs_dir = name, runs_dir
         if config.threads:
             torch.set_num_threads(config.threads)
+        elif config.engine == "scratch":
+            # torch only batches the data here; its threads would compete with NumPy's BLAS for the cores.
+            torch.set_num_threads(1)
         device = resolve_device(config.device) if config.engine == "torch" else torch.device("cpu")
         self.world = init_world(device)
         self.device = device_for(self.world, device)
