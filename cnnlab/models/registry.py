@@ -75,3 +75,5 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
         if "keyword argument" not in str(err):  # a bug inside the model, not an unknown or repeated option
             raise
         raise ConfigError(f"model {entry.name!r}: {err}") from None
+    except ValueError as err:  # option values the model cannot take (wrong shapes, inputs too small)
+        raise ConfigError(f"model {entry.name!r}: {err}") from None
