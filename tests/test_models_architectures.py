@@ -91,15 +91,17 @@ def test_googlenet_modules_follow_table_1():
 
 
 def test_googlenet_five_by_five_option_gives_the_papers_kernel():
-    model = get_model("googlenet", 1000, 3, five_by_five=True)
-    assert model.inception3a.branch3[1].conv.kernel_size == (5, 5)
-    assert get_model("googlenet", 1000, 3).inception3a.branch3[1].conv.kernel_size == (3, 3)  # torchvision's
+    with torch.device("meta"):
+        paper, torchvision = get_model("googlenet", 1000, 3, five_by_five=True), get_model("googlenet", 1000, 3)
+    assert paper.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    assert torchvision.inception3a.branch3[1].conv.kernel_size == (3, 3)
+    assert sum(p.numel() for p in paper.parameters()) == 7_005_832
 
 
 def test_googlenet_aux_heads_train_with_the_papers_weighting():
     torch.manual_seed(0)
-    model = get_model("googlenet", 5, 1, input_size=32, aux_heads=True)
-    x, y = torch.randn(2, 1, 32, 32), torch.tensor([1, 4])
+    model = get_model("googlenet", 5, 1, input_size=16, aux_heads=True)
+    x, y = torch.randn(2, 1, 16, 16), torch.tensor([1, 4])
     outputs = model(x)
     assert isinstance(outputs, GoogLeNetOutputs) and all(o.shape == (2, 5) for o in outputs)
     ce = torch.nn.functional.cross_entropy

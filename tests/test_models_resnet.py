@@ -79,7 +79,8 @@ def test_cifar_nets_default_to_option_a_and_imagenet_nets_to_b():
 def test_small_inputs_swap_the_imagenet_stem():
     large, small = get_model("resnet18", 10, 3, input_size=224), get_model("resnet18", 10, 3, input_size=32)
     assert large.conv1.kernel_size == (7, 7) and isinstance(large.maxpool, torch.nn.MaxPool2d)
-    assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1) and isinstance(small.maxpool, torch.nn.Identity)
+    assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1)
+    assert isinstance(small.maxpool, torch.nn.Identity)
     with torch.device("meta"):
         features = torch.nn.Sequential(*list(get_model("resnet18", 10, 3, input_size=32).children())[:-2])
         assert features(torch.empty(1, 3, 32, 32)).shape == (1, 512, 4, 4)  # 32 -> 32, 16, 8, 4 over the stages
