@@ -122,6 +122,57 @@ def _split_blocks(cells: list[str]) -> list[list[str]]:
     return [b for b in blocks if b]
 
 
+def resnet_table() -> str:
+    """The ResNet paper's Table 1, one column per depth, read back from the built models (the paper's layout:
+    parameter-free shortcuts A for 18/34, stride in the first 1x1 convolution for 50-152)."""
+    columns, sizes = {}, {}
+    for depth, options in RESNET_TABLE_1_LAYOUT.items():
+        model, shape = build(f"resnet{depth}", **options)
+        maps = _stage_outputs(model, shape)
+        sizes = {stage: f"{s[-2]}x{s[-1]}" for stage, s in maps.items()}
+        stem = model.conv1
+        cells = [f"{stem.kernel_size[0]}x{stem.kernel_size[1]}, {stem.out_channels}, stride {stem.stride[0]}"]
+        for index in range(1, model.num_stages + 1):
+            stage = getattr(model, f"layer{index}")
+            convs = [m for name, m in stage[0].named_modules() if isinstance(m, torch.nn.Conv2d)
+                     and not name.startswith("downsample")]
+            block = "; ".join(f"{c.kernel_size[0]}x{c.kernel_size[1]}, {c.out_channels}" for c in convs)
+            cells.append(f"[{block}] x {len(stage)}")
+        cells += [f"average pool, {model.fc.out_features}-d fc, softmax", human(profile(model, shape).macs)]
+        columns[depth] = cells
+    names = ["conv1", *(f"conv{i}_x" for i in range(2, 6)), "", "MACs"]
+    outputs = [sizes.get("conv1", ""), *(sizes.get(f"layer{i}", "") for i in range(1, 5)), "1x1", ""]
+    rows = [[name, size, *(column[i] for column in columns.values())]
+            for i, (name, size) in enumerate(zip(names, outputs))]
+    rows.append(["MACs, the paper", "", *PAPER_TABLE_1_MACS.values()])
+    return markdown_table(["layer name", "output size", *(f"{d}-layer" for d in columns)], rows)
+
+
+RESNET_TABLE_1_LAYOUT = {18: {"shortcut": "A"}, 34: {"shortcut": "A"}, 50: {"stride_in_1x1": True},
+                         101: {"stride_in_1x1": True}, 152: {"stride_in_1x1": True}}
+PAPER_TABLE_1_MACS = {18: "1.8 G", 34: "3.6 G", 50: "3.8 G", 101: "7.6 G", 152: "11.3 G"}  # its "FLOPs" row
+
+
+def _stage_outputs(model, shape) -> dict[str, tuple[int, ...]]:
+    """Output shapes of the first convolution (before the stem's max-pool, as the paper lists it) and stages."""
+    shapes, handles = {}, []
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes[name] = tuple(output.shape)
+        return hook
+
+    for name in ["conv1", *(f"layer{i}" for i in range(1, model.num_stages + 1))]:
+        handles.append(getattr(model, name).register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty((1, *shape), device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
 def render(families: list[str], shape: tuple[int, int, int] | None = None, classes: int = 10) -> str:
     where = (f"at a {'x'.join(map(str, shape))} input with {classes} classes" if shape else
              "at its native input and class count (ImageNet: 3x224x224, 1000 classes)")
@@ -140,6 +191,9 @@ def render(families: list[str], shape: tuple[int, int, int] | None = None, class
         if family == "vgg":
             parts += ["", "### The VGG configurations (the paper's Table 1, read back from the built models)", "",
                       vgg_table(shape, classes if shape else None)]
+        if family == "resnet" and not shape:
+            parts += ["", "### The ResNet architectures (the paper's Table 1, read back from the built models)", "",
+                      resnet_table()]
     return "\n".join(parts)
 
 
