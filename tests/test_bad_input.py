@@ -148,9 +148,9 @@ NEEDS_RUN = {
     "image text": (image_case(b"hello, I am a text file\n"), "not a readable image"),
     # checkpoints
     "weights wrong keys": (checkpoint_case(weights(lambda t: {("x." + k): v for k, v in t.items()})),
-                           "weights do not fit"),
+                           "does not fit SimpleCNN: 8 missing"),
     "weights wrong shapes": (checkpoint_case(weights(lambda t: {**t, "fc2.weight": torch.zeros(3, 3)})),
-                             "mis-shaped fc2.weight (3, 3)"),
+                             "1 mis-shaped (fc2.weight (3, 3) vs model (10, 128))"),
     "weights truncated": (checkpoint_case(lambda r: (r / "model.safetensors").write_bytes(
         (r / "model.safetensors").read_bytes()[:500])), "not a valid safetensors file"),
     "weights are a pickle": (checkpoint_case(lambda r: (r / "model.safetensors").write_bytes(

@@ -124,6 +124,7 @@ class Run:
 
     def build_model(self, which: str = "last"):
         """The run's PyTorch model with its trained weights, in eval mode."""
+        from cnnlab.models.weights import check_fits
         from cnnlab.train.engine import build_torch_model
 
         path = self.checkpoint(which)
@@ -132,20 +133,6 @@ class Run:
         check_fits(model, tensors, path)
         model.load_state_dict(tensors)
         return model.eval()
-
-
-def check_fits(model, tensors: dict, source) -> None:
-    """Raise a CheckpointError listing every missing, unexpected and mis-shaped key."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    misshaped = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                 if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or misshaped:
-        def show(keys):
-            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "") if keys else "none"
-        raise CheckpointError(f"{source}: weights do not fit {type(model).__name__}: missing {show(missing)}; "
-                              f"unexpected {show(unexpected)}; mis-shaped {show(misshaped)}")
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
