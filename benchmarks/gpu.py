@@ -33,7 +33,7 @@ def synchronize(device: torch.device) -> None:
 def time_to_accuracy(device: str, target: float, repeats: int, quick: bool, **overrides) -> dict:
     settings = dict(device=device, stop_at=target, **overrides)
     if quick:
-        settings.update(train_limit=2000, test_limit=1000, epochs=2, stop_at=None)
+        settings.update(train_limit=1000, test_limit=500, epochs=1, stop_at=None)
     Trainer(recipe_config(**settings), progress=False, save=False).fit()  # warm-up
     runs = []
     for seed in range(repeats):
@@ -100,7 +100,7 @@ def main() -> None:
     results["throughput"] = []
     for name, (batch, side) in sizes.items():
         if args.quick:
-            batch, side = 2, (None if name == "simple-cnn" else 64)
+            batch, side = 2, (None if name == "simple-cnn" else 32)
         row = throughput(name, device, batch, steps, warmup, side)
         results["throughput"].append(row)
         print(f"{name:>10} {'x'.join(map(str, row['input']))} batch {batch}: {row['images_per_s']:,.0f} images/s")

@@ -134,7 +134,7 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
     numbers = json.loads(out.read_text())
     assert [row["model"] for row in numbers["throughput"]] == ["simple-cnn", "resnet18", "resnet50"]
     assert all(row["images_per_s"] > 0 for row in numbers["throughput"])
-    assert numbers["time_to_accuracy"]["runs"][0]["test_acc"] > 0.8
+    assert numbers["time_to_accuracy"]["runs"][0]["test_acc"] > 0.6  # 1 epoch on 1,000 images
 
 
 def test_stop_at_ends_training_at_the_target():
