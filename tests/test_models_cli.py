@@ -1,8 +1,13 @@
-"""`cnnlab zoo` and `cnnlab summary`, through the CLI entry point."""
+"""`cnnlab zoo` and `cnnlab summary`, through the CLI entry point; docs/zoo.md holds their current output."""
+
+from pathlib import Path
 
 import pytest
 
 from cnnlab.cli import main
+from cnnlab.commands.zoo import family_table, vgg_table
+
+DOCS = Path(__file__).parents[1] / "docs" / "zoo.md"
 
 
 def test_zoo_vgg_reproduces_the_papers_table(capsys):
@@ -22,6 +27,24 @@ def test_zoo_resnet_lists_the_papers_variants_with_errors(capsys):
     assert "| resnet34 shortcut=A          | 3x224x224 |            34 | 21,623,848 | 3.644 G |       25.03 |        7.76 |" in out
     assert "| plain34                      | 3x224x224 |            34 | 21,623,848 | 3.644 G |       28.54 |       10.02 |" in out
     assert "| resnet152 stride_in_1x1=True | 3x224x224 |           152 | 60,192,808 | 11.28 G |       21.43 |        5.71 |" in out
+    assert "| conv4_x         | 14x14       | [3x3, 256; 3x3, 256] x 2         | [3x3, 256; 3x3, 256] x 6  " in out
+    assert "[1x1, 256; 3x3, 256; 1x1, 1024] x 36 |" in out  # the paper's Table 1, read back from resnet152
+    docs = DOCS.read_text()
+    for table in (block for block in out.split("\n\n") if block.startswith("|")):
+        assert table.strip() in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo`"
+
+
+def test_zoo_at_a_small_input_shows_the_adapted_models(capsys):
+    assert main(["zoo", "--family", "vgg", "--input", "1x28x28"]) == 0
+    out = capsys.readouterr().out
+    assert "| vgg-d     | 1x28x28 |            16 | 15,243,978 | 268.2 M |" in out
+    assert "FC-512" in out and "top-1 err" not in out  # published errors belong to the native networks
+
+
+def test_docs_hold_the_current_tables():
+    docs = DOCS.read_text()
+    for table in (family_table("vgg"), vgg_table(), family_table("resnet-cifar", (1, 28, 28), 10)):
+        assert table in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo` (see the file)"
 
 
 def test_summary_table_and_totals(capsys):

@@ -19,8 +19,8 @@ def checkpoint_like_torchvision(tv_name: str) -> dict[str, torch.Tensor]:
         pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"][tv_name]["state_dict"]
     generator = torch.Generator().manual_seed(0)
-    state = {name: torch.randn(shape, generator=generator) if dtype == "float32" else torch.zeros(shape, dtype=torch.int64)
-             for name, shape, dtype in entries}
+    state = {name: torch.randn(shape, generator=generator) if dtype == "float32"
+             else torch.zeros(shape, dtype=torch.int64) for name, shape, dtype in entries}
     for name in state:
         if name.endswith("running_var"):
             state[name] = state[name].abs() + 0.5  # a variance, so that the loaded model computes finite values

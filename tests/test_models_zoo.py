@@ -74,3 +74,14 @@ def test_prelu_option_learns_a_slope_per_channel():
     assert prelus[0].weight.shape == (16,) and torch.all(prelus[0].weight == 0.25)
     model(torch.randn(2, 1, 28, 28)).sum().backward()
     assert all(p.weight.grad.abs().sum() > 0 for p in prelus)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet-2012", "vgg-a", "googlenet", "resnet50", "resnet20"])
+def test_prelu_option_in_every_family(name):
+    with torch.device("meta"):
+        relu, prelu = get_model(name, 10, 1, 28), get_model(name, 10, 1, 28, activation="prelu")
+        assert prelu(torch.empty(2, 1, 28, 28)).shape == (2, 10)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in prelu.modules())
+    slopes = sum(m.weight.numel() for m in prelu.modules() if isinstance(m, torch.nn.PReLU))
+    assert slopes > 0
+    assert sum(p.numel() for p in prelu.parameters()) == sum(p.numel() for p in relu.parameters()) + slopes

@@ -61,11 +61,13 @@ def summary(name: str, shape: tuple[int, int, int], num_classes: int, options: d
     rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}" if r.params else "",
              f"{r.macs:,}" if r.macs else ""] for r in counted.rows]
     table = markdown_table(["layer", "type", "output", "parameters", "MACs"], rows, right={3, 4})
+    unused = counted.params - sum(r.params for r in counted.rows)
     totals = [
         f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
         + (f", options {json.dumps(options)}" if options else ""),
         f"weight layers:        {weight_layers(model, shape)}",
-        f"parameters:           {counted.params:,} ({human(counted.params)})",
+        f"parameters:           {counted.params:,} ({human(counted.params)})" + (
+            f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else ""),
         f"trainable parameters: {counted.trainable:,}",
         f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
     ]

@@ -22,11 +22,6 @@ from cnnlab.models import layers
 from cnnlab.models.registry import register_model
 
 
-def _lrn() -> nn.LocalResponseNorm:
-    # The paper's k=2, n=5, alpha=1e-4, beta=0.75; PyTorch divides alpha by n, hence 5 x 1e-4.
-    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
-
-
 def _classifier(in_features: int, hidden: int, num_classes: int, act: str, dropout: float) -> nn.Sequential:
     # The paper applies dropout before the first two fully connected layers (torchvision's order too).
     return nn.Sequential(
@@ -73,11 +68,10 @@ class AlexNet2012(nn.Module):
         super().__init__()
         small = input_size < layers.SMALL_INPUT
         act = activation
+        lrn = layers.local_response_norm
         self.features = nn.Sequential(
-            _first_conv(in_channels, 96, small, large_padding=0), layers.activation(act, 96), _lrn(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(96, 256, 5, padding=2, groups=groups), layers.activation(act, 256), _lrn(),
-            nn.MaxPool2d(3, 2),
+            _first_conv(in_channels, 96, small, large_padding=0), layers.activation(act, 96), lrn(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2, groups=groups), layers.activation(act, 256), lrn(), nn.MaxPool2d(3, 2),
             nn.Conv2d(256, 384, 3, padding=1), layers.activation(act, 384),
             nn.Conv2d(384, 384, 3, padding=1, groups=groups), layers.activation(act, 384),
             nn.Conv2d(384, 256, 3, padding=1, groups=groups), layers.activation(act, 256), nn.MaxPool2d(3, 2),

@@ -4,7 +4,7 @@
 #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj. Two differences from the paper are torchvision's, kept so
 that its published checkpoint loads: every convolution is followed by batch norm (the paper has LRN in the stem
 and predates batch norm), and the "5x5" branch convolves with a 3x3 kernel (`five_by_five=True` gives the
-paper's 5x5, 6.99 M parameters instead of 6.62 M).
+paper's 5x5, 7.01 M parameters instead of 6.62 M).
 
 The auxiliary classifiers (after 4a and 4d) are off by default, so that the model returns plain logits like every
 other model; `aux_heads=True` builds them (torchvision's checkpoint includes them), and then a training-mode
@@ -140,9 +140,10 @@ class GoogLeNet(nn.Module):
         x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
         aux = {}
         for row in TABLE_1:
-            x = getattr(self, row if isinstance(row, str) else row[0])(x)
-            if self.aux_heads and self.training and row[0] in AUX_AFTER:
-                aux[AUX_AFTER[row[0]]] = getattr(self, AUX_AFTER[row[0]])(x)
+            name = row if isinstance(row, str) else row[0]
+            x = getattr(self, name)(x)
+            if self.aux_heads and self.training and name in AUX_AFTER:
+                aux[AUX_AFTER[name]] = getattr(self, AUX_AFTER[name])(x)
         logits = self.fc(self.dropout(self.avgpool(x).flatten(1)))
         return GoogLeNetOutputs(logits, aux["aux2"], aux["aux1"]) if aux else logits
 

@@ -1,4 +1,4 @@
-"""Building blocks shared by several architecture files: the activation option and the small-input rule."""
+"""Building blocks shared by several architecture files: the activation option, LRN, the small-input rule."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def activation(name: str, channels: int) -> nn.Module:
         # The paper's channel-wise form, initialised at 0.25 as in its Section 2.
         return nn.PReLU(channels, init=0.25)
     raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+
+
+def local_response_norm() -> nn.LocalResponseNorm:
+    """Krizhevsky et al. 2012's local response normalisation (k=2, n=5, alpha=1e-4, beta=0.75), also VGG's A-LRN.
+    PyTorch divides alpha by the window size n, so the paper's alpha is passed as 5 x 1e-4."""
+    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)

@@ -46,9 +46,7 @@ def make_features(config: list[str], in_channels: int, batch_norm: bool, act: st
         if cell == "maxpool":
             modules.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
         elif cell == "LRN":
-            # Krizhevsky et al.'s constants (the paper's Section 2.1 refers to them). PyTorch divides alpha by
-            # the window size, so 5 x 1e-4 here is the paper's alpha = 1e-4.
-            modules.append(nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0))
+            modules.append(layers.local_response_norm())  # Krizhevsky et al.'s, as the paper's Section 2.1 says
         else:
             kernel, width = (int(v) for v in cell.removeprefix("conv").split("-"))
             modules.append(nn.Conv2d(in_channels, width, kernel, padding=kernel // 2))
