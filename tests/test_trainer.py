@@ -125,3 +125,13 @@ def test_given_model_with_frozen_layers_stays_frozen():
     assert not torch.equal(before["bn2.running_mean"], after["bn2.running_mean"])
     optimized = {id(p) for group in trainer.engine.optimizer.param_groups for p in group["params"]}
     assert id(model.conv1.weight) not in optimized and id(model.conv2.weight) in optimized
+
+
+def test_googlenet_auxiliary_heads_train_through_the_trainer():
+    config = recipe_config(model="googlenet", model_options={"aux_heads": True}, epochs=1, train_limit=64,
+                           test_limit=32, batch_size=32, threads=1)
+    trainer = Trainer(config, progress=False, save=False)
+    before = trainer.engine.model.aux1.fc2.weight.clone()
+    result = trainer.fit()
+    assert result.history[0]["train_loss"] > 0
+    assert not torch.equal(before, trainer.engine.model.aux1.fc2.weight)  # the auxiliary head learned too

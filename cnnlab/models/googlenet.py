@@ -101,6 +101,8 @@ class GoogLeNetOutputs(NamedTuple):
 
 
 class GoogLeNet(nn.Module):
+    aux_weight = AUX_WEIGHT  # how a trainer weighs the auxiliary heads' losses (the Trainer reads it)
+
     def __init__(self, num_classes: int, in_channels: int, input_size: int, aux_heads: bool = False,
                  five_by_five: bool = False, activation: str = "relu", dropout: float = 0.4):
         super().__init__()

@@ -101,8 +101,13 @@ class TorchEngine:
     def train_batch(self, x: torch.Tensor, y: torch.Tensor, loss_scale: float | None = None):
         self.train_mode()
         with self._autocast():
-            logits = self.forward(self._inputs(x))
-            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=self.label_smoothing)
+            outputs = self.forward(self._inputs(x))
+            # Models with auxiliary classifiers (GoogLeNet) return (logits, *aux) in training and say how much
+            # the auxiliary losses weigh.
+            logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
+            loss_sum = sum((getattr(self.model, "aux_weight", 1.0) if i else 1.0) *
+                           F.cross_entropy(o.float(), y, reduction="sum", label_smoothing=self.label_smoothing)
+                           for i, o in enumerate([logits, *aux]))
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * (loss_scale if loss_scale is not None else 1 / len(y))).backward()
         self.lr = self.optimizer.param_groups[0]["lr"]
