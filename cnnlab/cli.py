@@ -10,7 +10,7 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-COMMANDS = ["train", "evaluate", "predict", "runs", "experiment"]
+COMMANDS = ["train", "evaluate", "predict", "runs", "experiment", "show"]
 
 
 class _Parser(argparse.ArgumentParser):
