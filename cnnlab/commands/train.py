@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from cnnlab.commands import add_command
@@ -14,7 +15,11 @@ def add_parser(subparsers):
         "cnnlab train --recipe best                    # BN + augmentation, >= 99.6%",
         "cnnlab train --model resnet20 --dataset fashion-mnist --epochs 10",
         "cnnlab train --config runs/NAME/config.json   # reproduce a run",
+        "cnnlab train --resume runs/NAME               # continue an interrupted run",
+        "cnnlab train --nproc-per-node 2               # data-parallel over 2 processes (torchrun, DDP)",
+        "torchrun --nnodes 2 --node-rank 0 --master-addr HOST --nproc-per-node 8 -m cnnlab train  # several machines",
     ], run)
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last finished epoch, with its own config")
     p.add_argument("--recipe", default=None, help="starting settings: default or best (flags override them)")
     p.add_argument("--config", help="a config.json to start from (e.g. an earlier run's)")
     p.add_argument("--model", help="registered model name (default simple-cnn; see `cnnlab zoo`)")
@@ -38,6 +43,12 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (default: on for CUDA)")
+    p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
+    p.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
     p.add_argument("--data-dir", help="folder with the dataset files (else $CNNLAB_DATA, data/, cache, download)")
@@ -48,18 +59,32 @@ def add_parser(subparsers):
 
 
 def _json_object(text: str) -> dict:
+    # ArgumentTypeError, so argparse reports it as a usage error naming the option.
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"not valid JSON: {text!r} ({err.msg})") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err.msg})") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
     return value
 
 
 FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
           "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
-          "seed", "device", "threads", "train_limit", "test_limit", "data_dir"]
+          "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "test_limit",
+          "data_dir"]
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def config_from_args(args):
@@ -75,17 +100,41 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    import sys
+
     from cnnlab.train.trainer import Trainer
 
-    config = config_from_args(args)
-    trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet)
+    if args.nproc_per_node is not None:
+        if args.nproc_per_node < 1:
+            raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
+        from cnnlab.train.distributed import launch
+
+        argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train"]
+        return launch(args.nproc_per_node, _without_option(argv, "--nproc-per-node"))
+    if args.resume:
+        stray = [f"--{f.replace('_', '-')}" for f in FIELDS if getattr(args, f, None) is not None]
+        if stray or args.config or args.recipe or args.name:
+            raise ConfigError(f"--resume continues a run with its own config.json; drop {', '.join(stray) or 'the other settings'}")
+        trainer = Trainer.resume(args.resume, progress=not args.quiet)
+        config = trainer.config
+    else:
+        config = config_from_args(args)
+        trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet)
+    if not trainer.world.is_main:
+        trainer.fit()
+        return 0
     if not args.quiet:
         from rich.console import Console
 
         Console().print(f"[bold]cnnlab train[/]: {config.model} on {config.dataset} "
                         f"({len(trainer.train_data):,} train / {len(trainer.test_data):,} test images), "
                         f"{config.engine} engine on {trainer.device}, recipe {config.recipe}")
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        where = f"; resume with: cnnlab train --resume {trainer.run_dir}" if trainer.history else ""
+        print(f"cnnlab train: interrupted after {len(trainer.history)} finished epoch(s){where}", file=sys.stderr)
+        return 130
     if args.quiet:
         print(result.run_dir)
         return 0

@@ -54,11 +54,12 @@ def locate(info: DatasetInfo, file: str, data_dir: str | Path | None = None) -> 
 
 def _read_verified(info: DatasetInfo, file: str, path: Path) -> np.ndarray:
     data = read_bytes(path)
+    array = parse_idx(data, path)  # structural problems first: they say more than a checksum mismatch
     digest = sha256_of(data)
     if digest != info.sha256[file]:
         raise DatasetError(f"{path}: checksum mismatch for {info.name} (sha256 {digest[:12]}…, "
                            f"expected {info.sha256[file][:12]}…): file is corrupt or not {info.name}")
-    return parse_idx(data, path)
+    return array
 
 
 def fetch_file(info: DatasetInfo, file: str, data_dir: str | Path | None = None, download: bool = True,

@@ -32,7 +32,7 @@ C3_TABLE = [
     "XXX...XXX..X.XXX",
     ".XXX..XXXX..X.XX",
     "..XXX..XXXX.XX.X",
-    "...XXX..XXXXX.XX",
+    "...XXX..XXXX.XXX",
 ]
 
 

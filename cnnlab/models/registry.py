@@ -71,7 +71,8 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
     side = entry.input_size[-1] if input_size is None else int(input_size)
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
-    except TypeError as err:
-        if "keyword argument" not in str(err):  # a bug inside the model, not an unknown or repeated option
+    except (TypeError, ValueError) as err:
+        # With options given, a failure to build is the options' fault; without, it is a bug in the model.
+        if not options and "keyword argument" not in str(err):
             raise
         raise ConfigError(f"model {entry.name!r}: {err}") from None

@@ -51,10 +51,8 @@ def _listed(kind: str, names: list[str]) -> str:
     return f"{len(names)} {kind} ({', '.join(names[:_SHOWN])}{more})"
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a weights file into `model` with strict=True; any mismatch raises CheckpointError naming the
-    missing, unexpected and mis-shaped keys. Returns the model."""
-    state = read_state_dict(path)
+def check_fits(model: nn.Module, state: dict, source) -> None:
+    """Raise one CheckpointError naming every missing, unexpected and mis-shaped key of `state` for `model`."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -63,6 +61,13 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if missing or unexpected or misshaped:
         problems = [_listed(kind, names) for kind, names in
                     [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)] if names]
-        raise CheckpointError(f"{path} does not fit {type(model).__name__}: {'; '.join(problems)}")
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: {'; '.join(problems)}")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a weights file into `model` with strict=True; any mismatch raises CheckpointError naming the
+    missing, unexpected and mis-shaped keys. Returns the model."""
+    state = read_state_dict(path)
+    check_fits(model, state, path)
     model.load_state_dict(state, strict=True)
     return model

@@ -35,6 +35,9 @@ class TrainConfig:
     augment: dict | None = None  # cnnlab.train.batches.Augment arguments, or None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False  # torch.compile the model
     threads: int | None = None
     train_limit: int | None = None  # first N training images only (quick runs and tests)
     test_limit: int | None = None
@@ -55,6 +58,7 @@ class TrainConfig:
         need(self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
         need(self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}")
         for name in ("train_limit", "test_limit", "threads"):
             value = getattr(self, name)
@@ -72,10 +76,16 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"{source}: {err}") from None
+        types = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "None": type(None)}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            allowed = tuple(t for name in f.type.split("|") for t in _flatten(types[name.strip()]))
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise ConfigError(f"{source}: {f.name} must be {f.type.replace(' | None', ' or null')}, "
+                                  f"got {json.dumps(value)}")
+        return cls(**data)
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
@@ -89,6 +99,10 @@ class TrainConfig:
             raise ConfigError(f"{path}: expected a JSON object of settings")
         # Keys starting with "_" (the run's versions and command line) describe the run, not the settings.
         return cls.from_dict({k: v for k, v in data.items() if not k.startswith("_")}, source=str(path))
+
+
+def _flatten(t) -> tuple:
+    return t if isinstance(t, tuple) else (t,)
 
 
 # Named starting points; command-line flags override any field.

@@ -124,15 +124,14 @@ class Run:
 
     def build_model(self, which: str = "last"):
         """The run's PyTorch model with its trained weights, in eval mode."""
+        from cnnlab.models.weights import check_fits
         from cnnlab.train.engine import build_torch_model
 
-        tensors, _ = read_weights(self.checkpoint(which))
-        model = build_torch_model(self.config)
-        result = model.load_state_dict(tensors, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointError(f"{self.checkpoint(which)}: does not fit model {self.config.model!r} "
-                                  f"(missing: {', '.join(result.missing_keys) or '-'}; "
-                                  f"unexpected: {', '.join(result.unexpected_keys) or '-'})")
+        path = self.checkpoint(which)
+        tensors, metadata = read_weights(path)
+        model = build_torch_model(self.config, metadata.get("input_shape"))
+        check_fits(model, tensors, path)
+        model.load_state_dict(tensors)
         return model.eval()
 
 

@@ -1,12 +1,21 @@
 """The Trainer: data in memory, an engine, a live progress bar, evaluation each epoch, and a run folder.
 
     trainer = Trainer(recipe_config("default", epochs=3))
-    result = trainer.fit()          # -> TrainResult(run_dir, best_test_acc, final_test_acc, seconds, ...)
+    result = trainer.fit()          # -> TrainResult(run_dir, history, final evaluation)
+    Trainer.resume("runs/NAME").fit()   # continue a run that was interrupted
+
+After every epoch the run folder gets, each written atomically: `checkpoint.pt` (weights, optimizer, schedule,
+random-number states, history), then `metrics.jsonl` and the weights files. A run killed at any moment resumes
+from its last finished epoch and ends exactly as if it had never stopped (on the CPU, where kernels are
+deterministic).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import pickle
 import platform
 import sys
 import time
@@ -18,10 +27,19 @@ import torch.nn.functional as F
 
 from cnnlab import __version__
 from cnnlab.data import load_dataset
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
+
+CHECKPOINT = "checkpoint.pt"
+PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)
+
+
+class TrainingDiverged(CnnlabError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -69,24 +87,43 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
     return Evaluation(loss, accuracy, logits, labels)
 
 
-def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device):
+def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World):
     if config.engine == "scratch":
         from cnnlab.train.scratch_engine import ScratchEngine
 
+        if world.distributed:
+            raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
         return ScratchEngine(config, input_shape, steps_per_epoch)
-    return TorchEngine(config, build_torch_model(config, input_shape), steps_per_epoch, device)
+    return TorchEngine(config, build_torch_model(config, input_shape), steps_per_epoch, device, world)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a resume checkpoint without unpickling arbitrary objects (weights_only=True)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no checkpoint to resume from (the run has not finished an epoch)") from None
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: refused: not a plain tensor checkpoint ({reason})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
 
 
 class Trainer:
-    """Train `config` and write a run folder (`out_dir=None` and `save=False` for a dry, in-memory run)."""
+    """Train `config`, writing a run folder (or nothing, with `save=False`)."""
 
     def __init__(self, config: TrainConfig, name: str | None = None, runs_dir: Path | None = None,
                  progress: bool = True, save: bool = True):
         self.config = config.validate()
-        self.name, self.runs_dir, self.show_progress, self.save = name, runs_dir, progress, save
+        self.name, self.runs_dir = name, runs_dir
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device) if config.engine == "torch" else torch.device("cpu")
+        device = resolve_device(config.device) if config.engine == "torch" else torch.device("cpu")
+        self.world = init_world(device)
+        self.device = device_for(self.world, device)
+        self.save = save and self.world.is_main
+        self.show_progress = progress and self.world.is_main
         self.train_data = TensorSplit(load_dataset(config.dataset, "train", config.data_dir, quiet=not progress),
                                       self.device, config.train_limit)
         self.test_data = TensorSplit(load_dataset(config.dataset, "test", config.data_dir, quiet=not progress),
@@ -95,45 +132,67 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.steps_per_epoch = self.train_data.num_batches(config.batch_size)
-        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device)
+        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world)
         self.run_dir: Path | None = None
+        self.history: list[dict] = []
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, progress: bool = True) -> "Trainer":
+        """A Trainer that continues `run_dir` from its last finished epoch."""
+        run = runs.Run.open(run_dir)
+        for stale in run.path.glob(".*.part"):  # an atomic write the kill interrupted
+            stale.unlink()
+        state = load_checkpoint(run.path / CHECKPOINT)
+        trainer = cls(run.config, progress=progress)
+        trainer.run_dir = run.path
+        try:
+            trainer.engine.load_state_dict(state["engine"])
+            trainer.history = list(state["history"])
+            torch.set_rng_state(state["torch_rng"])
+            trainer.generator.set_state(state["generator"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{run.path / CHECKPOINT}: does not fit this run ({str(err).splitlines()[0]})") from None
+        return trainer
 
     # -- the loop -------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         config = self.config
-        if self.save:
+        if self.save and self.run_dir is None:
             self.run_dir = runs.new_run_dir(config, self.name, self.runs_dir)
             runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
-        history, best_acc, evaluation = [], -1.0, None
+        evaluation = None
         with self._progress() as progress:
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(len(self.history) + 1, config.epochs + 1):
                 row, evaluation = self._epoch(epoch, progress)
-                history.append(row)
-                if self.run_dir:
-                    with open(self.run_dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    self._save_weights("last", epoch, row)
-                    if row["test_acc"] > best_acc:
-                        self._save_weights("best", epoch, row)
-                best_acc = max(best_acc, row["test_acc"])
-        result = TrainResult(self.run_dir, history, evaluation)
-        if self.run_dir:
+                self.history.append(row)
+                if self.save:
+                    self._checkpoint(row)
+        if evaluation is None:  # resumed a run that had already finished
+            evaluation = evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
+        result = TrainResult(self.run_dir, self.history, evaluation)
+        if self.save:
             self._write_report(result)
         return result
 
     def _epoch(self, epoch: int, progress) -> tuple[dict, Evaluation]:
-        config, engine = self.config, self.engine
+        config, engine, world = self.config, self.engine, self.world
         task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=self.steps_per_epoch, stats="") if progress else None
         loss_sum, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
-        for step, (x, y) in enumerate(self.train_data.batches(config.batch_size, shuffle=True,
-                                                              generator=self.generator, augment=self.augment), 1):
-            batch_loss, batch_correct = engine.train_batch(x, y)
-            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
-            if progress and (step % 10 == 0 or step == self.steps_per_epoch):
-                rate = seen / (time.perf_counter() - start)
-                progress.update(task, completed=step, stats=f"loss {loss_sum / seen:.4f}  acc {correct / seen:6.2%}  "
-                                                            f"{rate:,.0f} img/s")
+        batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=self.augment)
+        for step, (x, y) in enumerate(batches, 1):
+            # Every rank draws the same global batch; each trains on its share, scaled so DDP's average of the
+            # shares' gradients is the global batch's mean gradient.
+            x_share, y_share = world.shard(x), world.shard(y)
+            batch_loss, batch_correct = engine.train_batch(x_share, y_share, world.size / len(y))
+            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y_share)
+            if step % PROGRESS_EVERY == 0 or step == self.steps_per_epoch:
+                self._check_finite(float(batch_loss), epoch, step)
+                if progress:
+                    rate = seen * world.size / (time.perf_counter() - start)
+                    progress.update(task, completed=step, stats=f"loss {float(loss_sum) / seen:.4f}  "
+                                                                f"acc {float(correct) / seen:6.2%}  {rate:,.0f} img/s")
+        loss_sum, correct, seen = world.sum(float(loss_sum), float(correct), float(seen))
         train_seconds = time.perf_counter() - start
         evaluation = evaluate(engine.logits, self.test_data, config.eval_batch_size)
         seconds = time.perf_counter() - start
@@ -144,17 +203,39 @@ class Trainer:
             progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ test acc {evaluation.accuracy:.2%}")
         return row, evaluation
 
+    def _check_finite(self, loss: float, epoch: int, step: int) -> None:
+        if math.isfinite(loss):
+            return
+        kept = (f"the last good checkpoint (epoch {len(self.history)}) is kept in {self.run_dir}"
+                if self.run_dir and self.history else "no epoch had finished, so no checkpoint was written")
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, step {step} (try a lower --lr); {kept}")
+
     # -- outputs --------------------------------------------------------------------------------------------
+    def _checkpoint(self, row: dict) -> None:
+        """Resume state first, then what is derived from it, each file atomically."""
+        from cnnlab.data.download import atomic_write
+
+        state = {"engine": self.engine.state_dict(), "history": self.history, "torch_rng": torch.get_rng_state(),
+                 "generator": self.generator.get_state()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
+        atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history).encode())
+        self._save_weights("last", row)
+        if row["test_acc"] >= max(r["test_acc"] for r in self.history):
+            self._save_weights("best", row)
+
     def _meta(self) -> dict:
         return {"cnnlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
-                "input_shape": list(self.train_data.shape), "num_classes": self.train_data.info.num_classes}
+                "world_size": self.world.size, "input_shape": list(self.train_data.shape),
+                "num_classes": self.train_data.info.num_classes}
 
-    def _save_weights(self, which: str, epoch: int, row: dict) -> None:
+    def _save_weights(self, which: str, row: dict) -> None:
         metadata = {"model": self.config.model, "model_options": self.config.model_options,
                     "dataset": self.config.dataset, "input_shape": list(self.train_data.shape),
                     "num_classes": self.train_data.info.num_classes, "engine": self.config.engine,
-                    "epoch": epoch, "test_acc": row["test_acc"]}
+                    "epoch": row["epoch"], "test_acc": row["test_acc"]}
         runs.save_weights(self.run_dir / runs.CHECKPOINTS[which], self.engine.weights(), metadata)
 
     def _write_report(self, result: TrainResult) -> None:
@@ -173,5 +254,5 @@ class Trainer:
             return nullcontext(None)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))

@@ -80,18 +80,10 @@ def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.nd
 
 
 def hand_crafted_filters() -> dict[str, np.ndarray]:
-    """The seed's hand-crafted 3x3 filters by name.
+    """The seed's hand-crafted filters (`cnnlab.filters.CATALOGUE`) by a short, unique name."""
+    from cnnlab.filters import CATALOGUE
 
-    TODO(merge): the catalogue belongs to `cnnlab.filters` (branch `scratch`), which had not landed when this
-    was written; once it has, return its filters here and delete this table.
-    """
-    kernels = {
-        "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
-        "edge (diagonal)": [[1, 0, -1], [0, 0, 0], [-1, 0, 1]],
-        "edge (4-neighbour)": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
-        "edge (8-neighbour)": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
-        "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
-        "box blur": np.ones((3, 3)) / 9,
-        "Gaussian blur": np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16,
-    }
-    return {name: np.asarray(k, dtype=np.float32) for name, k in kernels.items()}
+    names = [f.operation.split("\n")[0] for f in CATALOGUE]
+    # The catalogue has three "Edge detection" kernels: number repeated names so that none is lost.
+    labels = [f"{n} {names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+    return {label: f.kernel for label, f in zip(labels, CATALOGUE)}

@@ -1,0 +1,115 @@
+"""Seconds to reach 99.0% MNIST test accuracy: the PyTorch examples' MNIST recipe vs cnnlab's default.
+
+Both run in this one process, with the same thread count and the same in-memory data; each is evaluated on the
+full 10,000-image test set after every epoch, and the clock (training + evaluation) stops at the first epoch
+that reaches the target.
+
+    python benchmarks/mnist_time_to_accuracy.py                # ~5 minutes on 2 cores
+    python benchmarks/mnist_time_to_accuracy.py --repeats 3    # medians over 3 runs of each
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import load_mnist
+from cnnlab.train.batches import TensorSplit
+from cnnlab.train.config import recipe_config
+from cnnlab.train.trainer import Trainer, evaluate
+
+
+class ExamplesNet(nn.Module):
+    """The network of the PyTorch examples' mnist/main.py."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+        self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = torch.flatten(self.dropout1(x), 1)
+        return self.fc2(self.dropout2(F.relu(self.fc1(x))))
+
+
+def reference(train: TensorSplit, test: TensorSplit, target: float, max_epochs: int, seed: int) -> dict:
+    """Adadelta lr 1.0, StepLR gamma 0.7 each epoch, batch 64, normalization (0.1307, 0.3081)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = ExamplesNet()
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    elapsed, history = 0.0, []
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for x, y in train.batches(64, shuffle=True, generator=generator):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        scheduler.step()
+        model.eval()
+        with torch.inference_mode():
+            accuracy = evaluate(model, test).accuracy
+        elapsed += time.perf_counter() - start
+        history.append((epoch, elapsed, accuracy))
+        if accuracy >= target:
+            break
+    return crossing(history, target)
+
+
+def cnnlab_default(target: float, seed: int) -> dict:
+    result = Trainer(recipe_config(seed=seed), progress=False, save=False).fit()
+    elapsed, history = 0.0, []
+    for row in result.history:
+        elapsed += row["seconds"]
+        history.append((row["epoch"], elapsed, row["test_acc"]))
+    return crossing(history, target)
+
+
+def crossing(history, target) -> dict:
+    for epoch, seconds, accuracy in history:
+        if accuracy >= target:
+            return {"epochs": epoch, "seconds": seconds, "accuracy": accuracy}
+    epoch, seconds, accuracy = history[-1]
+    return {"epochs": None, "seconds": float("inf"), "accuracy": accuracy}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--max-epochs", type=int, default=8, help="reference gives up after this many epochs")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train, test = TensorSplit(load_mnist("train")), TensorSplit(load_mnist("test"))
+    runs = {"reference (PyTorch examples)": [], "cnnlab default": []}
+    for repeat in range(args.repeats):
+        runs["reference (PyTorch examples)"].append(reference(train, test, args.target, args.max_epochs, repeat))
+        runs["cnnlab default"].append(cnnlab_default(args.target, repeat))
+        for name, results in runs.items():
+            r = results[-1]
+            print(f"  repeat {repeat + 1}: {name}: {r['seconds']:.1f} s, epochs {r['epochs']}, acc {r['accuracy']:.2%}",
+                  flush=True)
+    print(f"\nseconds to {args.target:.1%} MNIST test accuracy, {args.threads} threads, torch {torch.__version__}, "
+          f"median of {args.repeats}:")
+    print(f"| recipe | epochs to target | seconds to target | accuracy then |\n|---|---:|---:|---:|")
+    medians = {}
+    for name, results in runs.items():
+        medians[name] = statistics.median(r["seconds"] for r in results)
+        epochs = statistics.median(r["epochs"] or float("inf") for r in results)
+        accuracy = statistics.median(r["accuracy"] for r in results)
+        print(f"| {name} | {epochs:g} | {medians[name]:.1f} | {accuracy:.2%} |")
+    print(f"\nspeed-up: {medians['reference (PyTorch examples)'] / medians['cnnlab default']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""`cnnlab summary MODEL`: the per-layer table (layer, output shape, parameters, MACs) with totals, as Keras'
+`model.summary()` and torchinfo print it. The model is built on the meta device, so any size is instant."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import torch
+
+from cnnlab.commands import add_command
+from cnnlab.commands.tables import human, markdown_table
+from cnnlab.errors import ConfigError
+from cnnlab.models import get_model, model_info
+from cnnlab.models.complexity import profile, weight_layers
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "summary", "Show a model layer by layer: output shapes, parameters, MACs.", [
+        "cnnlab summary resnet20 --input 1x28x28",
+        "cnnlab summary vgg16                       # native input, 3x224x224, 1000 classes",
+        "cnnlab summary resnet34 --options '{\"shortcut\": \"A\"}'",
+    ], run)
+    p.add_argument("model", help="registered model name (see `cnnlab zoo`)")
+    p.add_argument("--input", help="input shape CxHxW, e.g. 1x28x28 (default: the model's native input)")
+    p.add_argument("--classes", type=int, help="number of classes (default: the model's native count)")
+    p.add_argument("--options", help='model options as JSON, e.g. \'{"activation": "prelu"}\'')
+    return p
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*[x,]\s*(\d+)\s*", text)
+    if not match:
+        raise ConfigError(f"--input: expected CxHxW such as 1x28x28, got {text!r}")
+    c, h, w = (int(v) for v in match.groups())
+    if h != w or min(c, h) < 1:
+        raise ConfigError(f"--input: the models take square images with at least one channel, got {text!r}")
+    return c, h, w
+
+
+def parse_options(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--options: not valid JSON: {text!r} ({err.msg})") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"--options: expected a JSON object like '{{\"key\": value}}', got {text!r}")
+    return options
+
+
+def summary(name: str, shape: tuple[int, int, int], num_classes: int, options: dict) -> str:
+    with torch.device("meta"):
+        model = get_model(name, num_classes=num_classes, in_channels=shape[0], input_size=shape[-1], **options)
+    try:
+        counted = profile(model, shape)
+    except RuntimeError as err:  # e.g. an input too small for the layers' kernels
+        raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
+                          f"{str(err).splitlines()[0]}") from None
+    rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}" if r.params else "",
+             f"{r.macs:,}" if r.macs else ""] for r in counted.rows]
+    table = markdown_table(["layer", "type", "output", "parameters", "MACs"], rows, right={3, 4})
+    totals = [
+        f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
+        + (f", options {json.dumps(options)}" if options else ""),
+        f"weight layers:        {weight_layers(model, shape)}",
+        f"parameters:           {counted.params:,} ({human(counted.params)})",
+        f"trainable parameters: {counted.trainable:,}",
+        f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
+    ]
+    return "\n".join([table, "", *totals])
+
+
+def run(args) -> int:
+    entry = model_info(args.model)
+    shape = parse_shape(args.input) if args.input else entry.input_size
+    classes = args.classes if args.classes is not None else entry.num_classes
+    if classes < 1:
+        raise ConfigError(f"--classes must be at least 1, got {classes}")
+    print(summary(entry.name, shape, classes, parse_options(args.options)))
+    return 0

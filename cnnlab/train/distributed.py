@@ -1,0 +1,67 @@
+"""Multi-process data-parallel training on PyTorch's own engine (DDP), launched by torchrun.
+
+Every rank builds the same global mini-batch (same seed, same shuffle, same augmentation) and trains on its
+contiguous share of it; gradients are averaged by DDP. With the loss of each share scaled to `world / global_batch`,
+one step equals a single-process step on the global batch. Only rank 0 writes the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def shard(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of a global batch (shares differ by at most one item)."""
+        return torch.tensor_split(tensor, self.size)[self.rank] if self.distributed else tensor
+
+    def sum(self, *values: float) -> list[float]:
+        if not self.distributed:
+            return list(values)
+        total = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(total)
+        return total.tolist()
+
+
+def init_world(device: torch.device) -> World:
+    """Join the process group torchrun set up (RANK/WORLD_SIZE in the environment), else a world of one."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world
+
+
+def device_for(world: World, device: torch.device) -> torch.device:
+    if device.type == "cuda" and world.distributed:
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+def launch(nproc_per_node: int, argv: list[str]) -> int:
+    """Re-run `cnnlab <argv>` under torchrun with `nproc_per_node` processes on this machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
+               "-m", "cnnlab", *argv]
+    return subprocess.call(command)

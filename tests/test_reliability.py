@@ -1,0 +1,122 @@
+"""Crash-safe training, DDP equivalence, divergence, and refusing untrusted pickles."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cnnlab.errors import CheckpointError
+from cnnlab.train.config import recipe_config
+from cnnlab.train.runs import read_weights
+from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_checkpoint
+
+COMMON = ["--epochs", "3", "--batch-size", "32", "--threads", "1", "--test-limit", "500", "--quiet"]
+
+
+def cnnlab_command(*args) -> list[str]:
+    return [sys.executable, "-m", "cnnlab", *map(str, args)]
+
+
+def metrics_without_timings(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
+
+
+def assert_same_weights(a, b, atol=0.0):
+    wa, wb = read_weights(a / "model.safetensors")[0], read_weights(b / "model.safetensors")[0]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    data = ["--train-limit", "6000", "--runs-dir", tmp_path]
+    subprocess.run(cnnlab_command("train", *COMMON, *data, "--name", "whole"), check=True, capture_output=True)
+    victim = subprocess.Popen(cnnlab_command("train", *COMMON, *data, "--name", "killed"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / CHECKPOINT
+    deadline = time.time() + 240
+    while not checkpoint.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into epoch 2 (an epoch takes seconds)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finished = len(load_checkpoint(checkpoint)["history"])
+    assert 1 <= finished < 3, "the kill must land before the run ends"
+    subprocess.run(cnnlab_command("train", "--resume", tmp_path / "killed", "--quiet"), check=True, capture_output=True)
+    assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(tmp_path / "whole")
+    assert_same_weights(tmp_path / "killed", tmp_path / "whole")
+    assert not list((tmp_path / "killed").glob(".*.part"))
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    args = ["--train-limit", "1024", "--test-limit", "500", "--epochs", "2", "--batch-size", "64", "--threads", "1",
+            "--runs-dir", tmp_path, "--quiet"]
+    subprocess.run(cnnlab_command("train", *args, "--name", "single"), check=True, capture_output=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(cnnlab_command("train", *args, "--name", "ddp", "--nproc-per-node", "2"),
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert_same_weights(tmp_path / "ddp", tmp_path / "single", atol=1e-5)
+    single, double = metrics_without_timings(tmp_path / "single"), metrics_without_timings(tmp_path / "ddp")
+    for a, b in zip(single, double):
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.002)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert config["_meta"]["world_size"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # only rank 0 wrote
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(recipe_config(epochs=3, train_limit=640, test_limit=200, threads=1), name="nan",
+                      runs_dir=tmp_path, progress=False)
+    healthy, calls = trainer.engine.train_batch, []
+
+    def poisoned(x, y, scale):
+        calls.append(1)
+        loss, correct = healthy(x, y, scale)
+        return (loss * float("nan") if len(calls) > trainer.steps_per_epoch else loss), correct
+
+    trainer.engine.train_batch = poisoned
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 10.*checkpoint \(epoch 1\) is kept"):
+        trainer.fit()
+    assert len(load_checkpoint(tmp_path / "nan" / CHECKPOINT)["history"]) == 1
+    assert read_weights(tmp_path / "nan" / "model.safetensors")[1]["epoch"] == 1
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('EXPLOIT_MARKER', '/tmp/cnnlab-exploit')}",))
+
+
+def test_malicious_pickle_checkpoint_is_refused(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
+    path = tmp_path / CHECKPOINT
+    torch.save({"engine": Exploit()}, path)
+    with pytest.raises(CheckpointError, match="refused: not a plain tensor checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_scratch_engine_run_interrupted_after_an_epoch_resumes_exactly(tmp_path):
+    config = recipe_config(engine="scratch", epochs=2, train_limit=640, test_limit=200, batch_size=32)
+    Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
+    interrupted = Trainer(config, name="cut", runs_dir=tmp_path, progress=False)
+    save = interrupted._checkpoint
+
+    def save_then_stop(row):
+        save(row)
+        raise KeyboardInterrupt
+
+    interrupted._checkpoint = save_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    Trainer.resume(tmp_path / "cut", progress=False).fit()
+    assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
+    assert_same_weights(tmp_path / "cut", tmp_path / "whole")
