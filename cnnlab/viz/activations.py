@@ -13,9 +13,16 @@ from torch import nn
 from cnnlab.errors import ConfigError
 
 
+# Convolutions and poolings defined outside torch.nn count too, recognised by their class names: LeNet-5's
+# PartialConv2d and Subsampling, the experiments' SumPool2d.
+FEATURE_LAYER_WORDS = ("Conv", "Pool", "Subsampling")
+
+
 def is_feature_layer(module: nn.Module) -> bool:
-    # By class name so that pooling modules defined outside torch.nn (sum pooling in the experiments) count too.
-    return isinstance(module, nn.Conv2d) or type(module).__name__.endswith("Pool2d")
+    if isinstance(module, nn.Conv2d):
+        return True
+    is_leaf = next(module.children(), None) is None  # a block named "...Conv..." is not itself one layer
+    return is_leaf and any(word in type(module).__name__ for word in FEATURE_LAYER_WORDS)
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

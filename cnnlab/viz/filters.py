@@ -73,7 +73,7 @@ def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.nd
                 for (i, j), value in np.ndenumerate(kernel):
                     ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6,
                             color="white" if abs(value) > 0.6 * k_limit else "black")
-            ax.set_title(name.replace(" (", "\n("), fontsize=7)
+            ax.set_title(name, fontsize=7)
             ax.set_xticks([]), ax.set_yticks([])
         subfigs[1].suptitle("Hand-crafted filters (values written in; each on its own centred scale)", fontsize=10)
     return fig
