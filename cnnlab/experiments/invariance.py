@@ -22,7 +22,7 @@ CLAIM = "Pooling makes a CNN invariant to small translations, rotations and shif
 POOLINGS = ("max", "average", "sum", "strided conv")
 _TRAIN = {"dataset": "mnist", "optimizer": "adam", "lr": 2e-3, "schedule": "onecycle", "seed": 0, "batch_size": 64}
 SETTINGS = {
-    "full": {**_TRAIN, "epochs": 2, "train_limit": None, "test_limit": 5000,
+    "full": {**_TRAIN, "epochs": 2, "train_limit": 20000, "test_limit": 5000,
              "shifts": list(range(-6, 7)), "rotations": list(range(-45, 46, 5))},
     "quick": {**_TRAIN, "epochs": 1, "train_limit": 600, "test_limit": 200,
               "shifts": [-4, 0, 4], "rotations": [-30, 0, 30]},

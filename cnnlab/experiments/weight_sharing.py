@@ -18,7 +18,7 @@ CLAIM = ("A convolutional layer is a fully connected layer restricted to local w
 
 _TRAIN = {"dataset": "mnist", "optimizer": "adam", "lr": 2e-3, "schedule": "onecycle", "seed": 0}
 SETTINGS = {
-    "full": {**_TRAIN, "epochs": 3, "batch_size": 64, "train_limit": None, "test_limit": None,
+    "full": {**_TRAIN, "epochs": 2, "batch_size": 64, "train_limit": None, "test_limit": None,
              "mlp_hidden": [[100], [1024, 1024]]},
     "quick": {**_TRAIN, "epochs": 1, "batch_size": 64, "train_limit": 600, "test_limit": 300,
               "mlp_hidden": [[100]]},
