@@ -186,3 +186,16 @@ def test_report_redraws_missing_figures_for_a_run_of_another_model(tmp_path):
 def test_conv_layer_lookup_names_the_choices():
     with pytest.raises(ConfigError, match="no conv layer named 'x'; conv layers: conv1, conv2"):
         conv_layer(get_model("simple-cnn"), "x")
+
+
+def test_show_works_for_a_run_of_the_scratch_engine(tmp_path):
+    config = recipe_config("default", engine="scratch", epochs=1, train_limit=200, test_limit=50)
+    run_dir = Trainer(config, name="scratch", runs_dir=tmp_path, progress=False).fit().run_dir
+    model = Run.open(run_dir).build_model()
+    maps, _ = feature_maps(model, torch.zeros(1, 1, 28, 28))
+    assert [n for n, _ in maps] == ["conv1", "pool1", "conv2", "pool2"]
+    # with an all-zero input every conv1 map is its bias: the hooks see the loaded scratch-trained weights
+    torch.testing.assert_close(maps[0][1][:, 0, 0], model.conv1.bias.detach())
+    for kind in ("filters", "features"):
+        argv = ["show", kind, str(run_dir), "--out", str(tmp_path / f"{kind}.png")]
+        assert main(argv + (["--index", "0"] if kind == "features" else [])) == 0
