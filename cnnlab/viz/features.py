@@ -13,7 +13,8 @@ import cnnlab.viz  # noqa: F401  (selects the headless backend)
 def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], max_maps: int = 16,
                       title: str = ""):
     """One row per layer: its first `max_maps` channels, each scaled to its own min..max (viridis: dark = the
-    map's minimum, yellow = its maximum), labelled with the layer's name and output shape. The input comes first."""
+    map's minimum, yellow = its maximum), labelled with the layer's name and output shape. The input comes first;
+    1x1 maps are one strip of values instead."""
     cols = max(1, min(max_maps, max((m.shape[0] for _, m in maps), default=1)))
     cell = 0.85
     fig = plt.figure(figsize=(cols * cell + 0.6, (len(maps) + 1) * (cell + 0.38) + 0.5))
@@ -22,20 +23,29 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
     for a in ax:
         a.axis("off")
     ax[0].imshow(image, cmap="gray")
-    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}", fontsize=9, x=0.02, ha="left")
+    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}.  Below, each map is scaled to its own range: "
+                     "dark = its minimum, yellow = its maximum", fontsize=9, x=0.02, ha="left")
     for row, (name, output) in zip(rows[1:], maps):
         channels, h, w = output.shape
-        shown = min(channels, max_maps)
-        axes = row.subplots(1, cols, squeeze=False)[0]
-        for index, a in enumerate(axes):
-            a.axis("off")
-            if index < shown:
-                a.imshow(output[index].numpy(), cmap="viridis")
-        row.suptitle(f"{name}: {channels}×{h}×{w}" + (f" (first {shown} maps)" if shown < channels else ""),
-                     fontsize=9, x=0.02, ha="left")
+        if h * w == 1:
+            # 1x1 maps (global pooling) are single numbers: scaled one by one they would all look alike, so
+            # they are drawn as one strip on a shared scale.
+            shown = min(channels, 8 * max_maps)
+            strip = row.subplots(1, 1)
+            image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap="viridis", aspect="auto")
+            strip.set_yticks([])
+            strip.set_xlabel("channel", fontsize=8)
+            row.colorbar(image, ax=strip, fraction=0.03, pad=0.01)
+            what = f" (first {shown} values, shared scale)" if shown < channels else " (shared scale)"
+        else:
+            shown = min(channels, max_maps)
+            for index, a in enumerate(row.subplots(1, cols, squeeze=False)[0]):
+                a.axis("off")
+                if index < shown:
+                    a.imshow(output[index].numpy(), cmap="viridis")
+            what = f" (first {shown} maps)" if shown < channels else ""
+        row.suptitle(f"{name}: {channels}×{h}×{w}{what}", fontsize=9, x=0.02, ha="left")
     fig.suptitle(title or "Feature maps", fontsize=11, y=1.0 + 0.25 / len(rows), va="bottom")
-    fig.text(0.5, 0.0, "each map scaled to its own range: dark = its minimum, yellow = its maximum",
-             ha="center", va="top", fontsize=8)
     return fig
 
 
