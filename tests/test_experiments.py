@@ -2,6 +2,8 @@
 quick setting run end to end through `cnnlab experiment`."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +113,14 @@ def test_unknown_experiment_is_a_one_line_error(capsys):
         main(["experiment", "dpeth"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'dpeth'" in capsys.readouterr().err
+
+
+def test_replot_redraws_from_result_json_and_names_a_missing_one(tmp_path, capsys):
+    assert main(["experiment", "depth", "--replot", "--out", str(tmp_path)]) == 2
+    assert f"{tmp_path}/depth/result.json: no result yet" in capsys.readouterr().err
+    measured = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "depth" / "result.json"
+    (tmp_path / "depth").mkdir()
+    shutil.copy(measured, tmp_path / "depth" / "result.json")
+    assert main(["experiment", "depth", "--replot", "--out", str(tmp_path)]) == 0
+    with Image.open(tmp_path / "depth" / "depth.png") as figure:
+        assert figure.width > 600

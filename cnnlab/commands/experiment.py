@@ -15,6 +15,7 @@ def add_parser(subparsers):
     p.add_argument("name", metavar="NAME", choices=EXPERIMENTS, help=f"one of: {', '.join(EXPERIMENTS)}")
     p.add_argument("--quick", action="store_true", help="the seconds-long setting used by the tests")
     p.add_argument("--out", default="experiments", help="parent folder of the output (default experiments/)")
+    p.add_argument("--replot", action="store_true", help="only redraw the figure from an earlier result.json")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return p
 
@@ -23,7 +24,11 @@ def run(args) -> int:
     import torch
 
     from cnnlab.errors import ConfigError
-    from cnnlab.experiments.runner import run_experiment
+    from cnnlab.experiments.runner import replot, run_experiment
+
+    if args.replot:
+        print(f"wrote {replot(args.name, args.out)}")
+        return 0
 
     if args.threads is not None:
         if args.threads < 1:

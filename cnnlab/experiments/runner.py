@@ -39,3 +39,19 @@ def run_experiment(name: str, setting: str = "full", out_root: str | Path = "exp
     (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
     module.plot(record, out / f"{name}.png")
     return record, out
+
+
+def replot(name: str, out_root: str | Path = "experiments") -> Path:
+    """Redraw `<out>/<name>/<name>.png` from its result.json, without training anything."""
+    from cnnlab.errors import CnnlabError
+
+    path = Path(out_root) / name / "result.json"
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no result yet (run `cnnlab experiment {name}` first)") from None
+    except json.JSONDecodeError as err:
+        raise CnnlabError(f"{path}: not valid JSON ({err})") from None
+    figure = path.parent / f"{name}.png"
+    experiment_module(name).plot(record, figure)
+    return figure

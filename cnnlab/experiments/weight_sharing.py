@@ -89,7 +89,8 @@ def plot(record: dict, path) -> None:
     bars = ax_p.barh(labels, counts, color=colors)
     ax_p.set_xscale("log")
     ax_p.bar_label(bars, [f"{c:,}" for c in counts], padding=3, fontsize=8)
-    ax_p.set(xlabel="parameters (log scale)", title="Parameters", xlim=(min(counts) / 2, max(counts) * 20))
+    ax_p.set(xlabel="parameters (log scale)", title="Parameters (pale bars: counted, not trained)",
+             xlim=(min(counts) / 2, max(counts) * 20))
     ax_p.invert_yaxis()
     accuracy = [100 * n["test_acc"] for n in nets.values()]
     bars = ax_a.barh(list(nets), accuracy, color=colors[:len(nets)])
