@@ -63,8 +63,8 @@ def _save(fig, out) -> None:
     print(f"wrote {out}")
 
 
-def load_input(args, info, dataset: str):
-    """(uint8 image [H, W] the model sees, a caption) from IMAGE or --index."""
+def load_input(args, info, config):
+    """(uint8 image [H, W] the model sees, a caption) from IMAGE or --index (a test image of the run's dataset)."""
     from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import load_digit
     from cnnlab.errors import ConfigError
@@ -73,7 +73,8 @@ def load_input(args, info, dataset: str):
         return load_digit(args.image), args.image
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
-    test = load_dataset(dataset, "test", quiet=True)
+    dataset = config.dataset
+    test = load_dataset(dataset, "test", config.data_dir, quiet=True)
     if not 0 <= args.index < len(test.labels):
         raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
     label = info.classes[int(test.labels[args.index])]
@@ -104,7 +105,7 @@ def show_features(args) -> int:
         raise ConfigError(f"--max-maps must be at least 1, got {args.max_maps}")
     run = Run.open(args.run)
     info = dataset_info(run.config.dataset)
-    image, caption = load_input(args, info, run.config.dataset)
+    image, caption = load_input(args, info, run.config)
     maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
     probs = logits.softmax(0)
     title = (f"Feature maps of {run.name} ({run.config.model}) for {caption}: "
@@ -146,7 +147,7 @@ def show_saliency(args) -> int:
 
     run = Run.open(args.run)
     info = dataset_info(run.config.dataset)
-    image, caption = load_input(args, info, run.config.dataset)
+    image, caption = load_input(args, info, run.config)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     probs = model(x)[0].softmax(0).detach()

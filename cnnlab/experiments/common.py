@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from cnnlab.train.config import TrainConfig
@@ -19,7 +18,6 @@ def train(config: TrainConfig, model: nn.Module | None = None, progress: bool = 
     """
     trainer = Trainer(config, progress=progress, save=False)
     if model is not None:
-        torch.manual_seed(config.seed)  # the swapped-in model was built earlier; keep the data order identical
         trainer.engine = TorchEngine(trainer.config, model, trainer.steps_per_epoch, trainer.device, trainer.world)
     return trainer.fit()
 
