@@ -96,7 +96,7 @@ def plot(record: dict, path) -> None:
     bars = ax_a.barh(list(nets), accuracy, color=colors[:len(nets)])
     ax_a.bar_label(bars, [f"{a:.2f}%" for a in accuracy], padding=3, fontsize=8)
     low = min(accuracy)
-    ax_a.set(xlabel="test accuracy (%)", title="MNIST test accuracy (trained nets only)",
+    ax_a.set(xlabel="test accuracy (%, axis does not start at 0)", title="MNIST test accuracy (trained nets only)",
              xlim=(max(0, low - 5), 100.8))
     ax_a.invert_yaxis()
     for ax in (ax_p, ax_a):
