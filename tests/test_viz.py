@@ -133,8 +133,8 @@ def test_saliency_of_a_trained_run_concentrates_on_the_digit(run_dir):
 def test_show_commands_write_pictures(run_dir, digit_png, tmp_path, capsys):
     for argv in (["filters", str(run_dir)], ["filters", str(run_dir), "--layer", "conv2"],
                  ["features", str(run_dir), "--index", "3"], ["features", str(run_dir), str(digit_png)],
-                 ["saliency", str(run_dir), str(digit_png)], ["random-filters", str(digit_png), "--count", "4"]):
-        out = tmp_path / f"{'-'.join(a for a in argv if '/' not in a)}.png"
+                 ["saliency", str(run_dir), str(digit_png)], ["random-filters", str(digit_png), "--count", "4"], ["random-filters"]):
+        out = tmp_path / f"{'-'.join(a for a in argv if '/' not in a)}{len(argv)}.png"
         assert main(["show", *argv, "--out", str(out)]) == 0
         with Image.open(out) as image:
             assert image.width > 400 and image.height > 250

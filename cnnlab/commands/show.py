@@ -13,7 +13,8 @@ def add_parser(subparsers):
         "cnnlab show filters runs/NAME --layer conv2 --out conv2.png",
         "cnnlab show features runs/NAME --index 7",
         "cnnlab show features runs/NAME my_digit.png",
-        "cnnlab show random-filters photo.jpg",
+        "cnnlab show random-filters",
+        "cnnlab show random-filters photo.jpg --count 4 --size 5",
         "cnnlab show saliency runs/NAME my_digit.png",
     ], lambda args: p.print_help() or 2)
     kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
@@ -26,8 +27,10 @@ def add_parser(subparsers):
             k.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
             k.add_argument("--checkpoint", choices=["last", "best"], default="last")
         if image:
-            source = k.add_mutually_exclusive_group(required=not run)
-            source.add_argument("image", metavar="IMAGE", nargs="?", help="an image file (PNG/JPG)")
+            source = k.add_mutually_exclusive_group()
+            source.add_argument("image", metavar="IMAGE", nargs="?",
+                                help="an image file (PNG/JPG)" + ("" if run else "; default: the photograph of "
+                                                                  "`cnnlab filters`"))
             source.add_argument("--index", type=int, help="use test image number N of the run's dataset instead")
         k.add_argument("--out", default=f"{name}.png", help=f"output PNG (default {name}.png)")
         return k
@@ -116,11 +119,10 @@ def show_features(args) -> int:
 
 def show_random_filters(args) -> int:
     import numpy as np
-    from PIL import Image
-
     from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import open_image, to_gray
     from cnnlab.errors import ConfigError
+    from cnnlab.filters import load_image
     from cnnlab.viz.features import plot_random_filters
 
     if args.count < 1 or args.size < 1:
@@ -129,6 +131,9 @@ def show_random_filters(args) -> int:
         picture = open_image(args.image)
         picture.thumbnail((256, 256))  # filters of a few pixels only show structure at a modest resolution
         image, name = to_gray(picture), args.image
+    elif args.index is None:
+        # ITU-R 601 luma, the weights PIL uses for its own grayscale conversion
+        image, name = load_image() @ np.array([0.299, 0.587, 0.114], dtype=np.float32), "photograph"
     else:
         test = load_dataset("mnist", "test", quiet=True)
         if not 0 <= args.index < len(test.labels):

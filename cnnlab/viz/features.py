@@ -61,7 +61,7 @@ def random_filter_responses(image: np.ndarray, count: int = 6, size: int = 3, se
 
 
 def plot_random_filters(image: np.ndarray, count: int = 6, size: int = 3, seed: int = 0, name: str = "image"):
-    """The image, then per random filter: the filter (centred scale) above its response (centred scale)."""
+    """The image, then per random filter: the filter (shared centred scale) above its response (own centred scale)."""
     filters, responses = random_filter_responses(image, count, size, seed)
     fig, axes = plt.subplots(2, count + 1, figsize=(1.9 * (count + 1) + 0.8, 4.4), squeeze=False)
     for a in axes.flat:
@@ -70,14 +70,16 @@ def plot_random_filters(image: np.ndarray, count: int = 6, size: int = 3, seed: 
     axes[0, 0].set_title(f"{name}\n{image.shape[0]}×{image.shape[1]}", fontsize=8)
     axes[1, 0].axis("off")
     f_limit = float(np.abs(filters).max())
-    r_limit = float(np.abs(responses).max()) or 1.0
     for i in range(count):
         f_image = axes[0, i + 1].imshow(filters[i], cmap="RdBu_r", vmin=-f_limit, vmax=f_limit)
         axes[0, i + 1].set_title(f"random filter {i + 1}", fontsize=8)
-        r_image = axes[1, i + 1].imshow(responses[i], cmap="RdBu_r", vmin=-r_limit, vmax=r_limit)
-        axes[1, i + 1].set_title(f"response {i + 1}", fontsize=8)
+        # Each response on its own scale: on a shared one, a filter whose weights nearly cancel shows nothing.
+        r_limit = float(np.abs(responses[i]).max()) or 1.0
+        axes[1, i + 1].imshow(responses[i], cmap="RdBu_r", vmin=-r_limit, vmax=r_limit)
+        axes[1, i + 1].set_title(f"response {i + 1} (±{r_limit:.2g})", fontsize=8)
     fig.colorbar(f_image, ax=axes[0, 1:].tolist(), shrink=0.85, label="filter weight")
-    fig.colorbar(r_image, ax=axes[1, 1:].tolist(), shrink=0.85, label="response (blue < 0 < red)")
+    axes[1, 0].text(0.5, 0.5, "responses:\nred > 0 > blue,\neach scaled to\nthe ± in its title", ha="center",
+                    va="center", fontsize=8, transform=axes[1, 0].transAxes)
     fig.suptitle(f"{name} convolved with {count} random {size}×{size} filters (N(0,1) weights, seed {seed}, "
                  "zero padding)", fontsize=10)
     return fig
