@@ -21,7 +21,7 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import conv_layer, feature_maps, normalize_input
 from cnnlab.viz.features import random_filter_responses
 from cnnlab.viz.filters import hand_crafted_filters, plot_kernels
-from cnnlab.viz.saliency import grad_cam, gradient_saliency
+from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,15 @@ def test_saliency_of_a_trained_run_concentrates_on_the_digit(run_dir):
     ink = digit > 50
     assert saliency[ink].mean() > 3 * saliency[~ink].mean()
     cam, layer = grad_cam(model, x, target=7)
-    assert layer == "conv2" and cam.shape == (28, 28) and cam.max() == pytest.approx(1.0)
+    assert layer == "relu2" and cam.shape == (28, 28) and cam.max() == pytest.approx(1.0)
+
+
+def test_grad_cam_defaults_to_the_rectified_maps_after_the_last_conv():
+    x = torch.randn(1, 1, 28, 28)
+    assert default_cam_layer(get_model("simple-cnn").eval(), x) == "relu2"
+    assert default_cam_layer(get_model("resnet20", in_channels=1, input_size=28).eval(), x) == "layer3.2.act2"
+    with pytest.raises(ConfigError, match="layer 'fc1' outputs \\(128,\\), not feature maps"):
+        grad_cam(get_model("simple-cnn").eval(), x, 0, layer="fc1")
 
 
 def test_show_commands_write_pictures(run_dir, digit_png, tmp_path, capsys):

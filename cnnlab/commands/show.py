@@ -47,7 +47,7 @@ def add_parser(subparsers):
     r.add_argument("--seed", type=int, default=0)
     s = kind("saliency", "Gradient saliency and Grad-CAM for one input.", show_saliency)
     s.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
-    s.add_argument("--layer", help="conv layer for Grad-CAM (default: the last)")
+    s.add_argument("--layer", help="layer for Grad-CAM (default: the activation after the last conv layer)")
     return p
 
 
