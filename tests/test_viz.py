@@ -2,6 +2,7 @@
 `cnnlab report`, for a trained run and for other registered models."""
 
 import base64
+import json
 import re
 
 import numpy as np
@@ -181,7 +182,7 @@ def test_report_redraws_missing_figures_for_a_run_of_another_model(tmp_path):
     config = recipe_config("default", model="resnet20", test_limit=50)
     run_path = tmp_path / "resnet-run"
     run_path.mkdir()
-    (run_path / "config.json").write_text(__import__("json").dumps(config.to_dict()))
+    (run_path / "config.json").write_text(json.dumps(config.to_dict()))
     torch.manual_seed(0)
     save_weights(run_path / "model.safetensors", get_model("resnet20", in_channels=1, input_size=28).state_dict(),
                  {"model": "resnet20"})

@@ -34,7 +34,7 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The first activation run after the last conv layer (the last conv layer itself if none follows).
 
     Grad-CAM weighs *rectified* maps: on a conv's raw output, negative maps times negative weights light up the
-    background. For a ResNet this is the last block's output ReLU, the layer the Grad-CAM paper uses.
+    background. For a ResNet this is the last block's output ReLU, where Grad-CAM is usually applied.
     """
     order: list[str] = []
     leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
