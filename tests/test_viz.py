@@ -175,6 +175,7 @@ def test_report_is_one_self_contained_html_file(run_dir, tmp_path):
     for _, data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<td>train_limit</td><td>1000</td>" in page  # the configuration table
+    assert f"<td>_meta.torch</td><td>&quot;{torch.__version__}&quot;</td>" in page  # and how the run was made
 
 
 def test_report_redraws_missing_figures_for_a_run_of_another_model(tmp_path):

@@ -90,6 +90,9 @@ def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint
         parts.append("<p class=note>No metrics recorded (the run stopped before its first epoch ended).</p>")
 
     settings = [[k, json.dumps(v)] for k, v in config.to_dict().items()]
+    # The Trainer stores versions, creation time and command line under "_meta" in config.json.
+    meta = json.loads((run.path / "config.json").read_text()).get("_meta") or {}
+    settings += [[f"_meta.{k}", json.dumps(v)] for k, v in meta.items()]
     parts += ["<h2>Configuration</h2>", _table(["setting", "value"], settings)]
     if metrics:
         parts += ["<h2>Training curves</h2>",
