@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/cnnlab train
 
 test: $(STAMP)
+	# The explorer's browser test drives Debian's Chromium (Playwright's own browser download is not used).
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)

@@ -41,6 +41,7 @@ CATALOGUE: tuple[Filter, ...] = (
 # Grace Hopper's official US Navy portrait (public domain), shipped with matplotlib; the default crop is her
 # face at full resolution, where a 3x3 kernel's effect is visible.
 DEFAULT_CROP = (slice(110, 366), slice(128, 384))
+MAX_SIDE = 512  # larger user images are scaled down to this (long side)
 
 
 def parse_kernel(text: str) -> Filter:
@@ -50,19 +51,22 @@ def parse_kernel(text: str) -> Filter:
     try:
         matrix = tuple(tuple(float(v) for v in row) for row in rows)
     except ValueError:
-        raise ConfigError(f"--kernel {text!r}: values must be numbers, rows separated by ';' and values by ','") from None
+        raise ConfigError(f"--kernel {text!r}: values must be numbers, rows separated by ';' and values by ','") \
+            from None
     widths = sorted({len(row) for row in matrix})
     if len(widths) != 1:
         raise ConfigError(f"--kernel {text!r}: rows have different lengths {widths}")
     if len(matrix) % 2 == 0 or widths[0] % 2 == 0:
-        raise ConfigError(f"--kernel {text!r}: a {len(matrix)}x{widths[0]} kernel has no centre; use odd sides (3x3, 5x5, ...)")
+        raise ConfigError(f"--kernel {text!r}: a {len(matrix)}x{widths[0]} kernel has no centre; "
+                          "use odd sides (3x3, 5x5, ...)")
     if not np.all(np.isfinite(matrix)):
         raise ConfigError(f"--kernel {text!r}: values must be finite")
     return Filter("Custom", matrix)
 
 
 def load_image(path: str | Path | None = None) -> np.ndarray:
-    """An RGB image as float32 [H, W, 3] in [0, 1]: the file at `path`, or the default photograph's crop."""
+    """An RGB image as float32 [H, W, 3] in [0, 1]: the file at `path` (scaled down to MAX_SIDE pixels if
+    larger), or the default photograph's crop."""
     from PIL import Image, UnidentifiedImageError
 
     if path is None:
@@ -72,7 +76,10 @@ def load_image(path: str | Path | None = None) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.float32)[DEFAULT_CROP] / 255
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+            im = im.convert("RGB")
+            if max(im.size) > MAX_SIDE:  # a 3x3 kernel's effect is invisible on a photo shown 2 inches wide
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            return np.asarray(im, dtype=np.float32) / 255
     except FileNotFoundError:
         raise ImageError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError) as err:

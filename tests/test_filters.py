@@ -71,8 +71,17 @@ def test_cli_writes_the_table_for_a_user_image(tmp_path, capsys):
     assert Image.open(out).size[1] > Image.open(out).size[0]  # a tall table: one row per filter
 
 
+def test_large_photos_are_scaled_down(tmp_path):
+    photo = tmp_path / "large.jpg"
+    Image.new("RGB", (2000, 1000), (200, 100, 50)).save(photo)
+    image = load_image(photo)
+    assert image.shape == (256, 512, 3)
+    np.testing.assert_allclose(image[128, 256], np.array([200, 100, 50]) / 255, atol=0.02)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["filters", str(tmp_path / "missing.jpg")]) == 2
     assert "missing.jpg: no such image file" in capsys.readouterr().err
     assert main(["filters", "--kernel", "1,2;3,4"]) == 2
-    assert capsys.readouterr().err.strip() == "cnnlab filters: error: --kernel '1,2;3,4': a 2x2 kernel has no centre; use odd sides (3x3, 5x5, ...)"
+    assert capsys.readouterr().err.strip() == \
+        "cnnlab filters: error: --kernel '1,2;3,4': a 2x2 kernel has no centre; use odd sides (3x3, 5x5, ...)"

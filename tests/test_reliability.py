@@ -120,3 +120,24 @@ def test_scratch_engine_run_interrupted_after_an_epoch_resumes_exactly(tmp_path)
     Trainer.resume(tmp_path / "cut", progress=False).fit()
     assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
     assert_same_weights(tmp_path / "cut", tmp_path / "whole")
+
+
+def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py in --quick mode: every code path it takes on a GPU, at tiny sizes, on the CPU."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--json", out],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads(out.read_text())
+    assert [row["model"] for row in numbers["throughput"]] == ["simple-cnn", "resnet18", "resnet50"]
+    assert all(row["images_per_s"] > 0 for row in numbers["throughput"])
+    assert numbers["time_to_accuracy"]["runs"][0]["test_acc"] > 0.6  # 1 epoch on 1,000 images
+
+
+def test_stop_at_ends_training_at_the_target():
+    result = Trainer(recipe_config(epochs=5, train_limit=2000, test_limit=500, batch_size=32, lr=3e-3, threads=1,
+                                   stop_at=0.85), progress=False, save=False).fit()
+    assert len(result.history) < 5 and result.final_test_acc >= 0.85

@@ -11,7 +11,7 @@ from torch import nn as tnn
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.models import get_model
-from cnnlab.scratch import ShapeError, Tensor, nn, optim
+from cnnlab.scratch import ShapeError, Tensor, nn, optim, output_size
 from cnnlab.scratch import functional as F
 from cnnlab.scratch.gradcheck import relative_error
 from cnnlab.scratch.twin import twin
@@ -129,13 +129,25 @@ def test_learning_rate_is_set_through_param_groups():
     (lambda: F.cross_entropy(Tensor(np.zeros((2, 3))), [0, 3]), "class indices in [0, 3)"),
     (lambda: Tensor(np.zeros((2, 3))).reshape(4, 2), "cannot reshape a tensor of shape (2, 3)"),
     (lambda: Tensor(np.zeros((2, 3))) @ Tensor(np.zeros((2, 3))), "inner sizes 3 and 2 differ"),
+    (lambda: nn.BatchNorm2d(4)(Tensor(np.zeros((2, 3, 5, 5)))), "input has 3 channels but the running statistics have 4"),
 ], ids=["kernel-too-large", "dilated-kernel-too-large", "channel-mismatch", "groups-not-dividing", "not-4d",
-        "zero-stride", "output-padding", "pool-too-large", "pool-padding", "linear", "labels", "reshape", "matmul"])
+        "zero-stride", "output-padding", "pool-too-large", "pool-padding", "linear", "labels", "reshape", "matmul",
+        "batch-norm"])
 def test_bad_shapes_give_clear_errors(call, message):
     with pytest.raises(ShapeError) as info:
         call()
     assert message in str(info.value)
     assert isinstance(info.value, CnnlabError)
+
+
+def test_output_size_formula_and_non_integer_sizes():
+    assert output_size(28, 5) == 24 and output_size(7, 3, stride=2, padding=1) == 4
+    assert output_size(28, 5, stride=2) == 12  # what conv2d computes: PyTorch's floor, the last row dropped
+    with pytest.raises(ShapeError, match=r"non-integer output size: \(28 \+ 2\*0 - 1\*\(5-1\) - 1\)/2 \+ 1 = 12.5"):
+        output_size(28, 5, stride=2, exact=True)
+    assert output_size(27, 5, stride=2, exact=True) == 12
+    x = Tensor(np.zeros((1, 1, 28, 28)))
+    assert F.conv2d(x, Tensor(np.zeros((1, 1, 5, 5))), stride=2).shape == (1, 1, 12, 12)
 
 
 def test_load_state_dict_names_what_does_not_fit():
@@ -149,3 +161,7 @@ def test_load_state_dict_names_what_does_not_fit():
 def test_twin_refuses_layers_the_engine_lacks():
     with pytest.raises(ConfigError, match="no GELU layer"):
         twin(tnn.Sequential(tnn.GELU()))
+    with pytest.raises(ConfigError, match="supports ceil_mode=False only, MaxPool2d has True"):
+        twin(tnn.Sequential(tnn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(ConfigError, match="supports count_include_pad=True only"):
+        twin(tnn.Sequential(tnn.AvgPool2d(3, padding=1, count_include_pad=False)))

@@ -31,7 +31,8 @@ RUNNING_MEAN, RUNNING_VAR = np.array([0.1, -0.2, 0.3]), np.array([0.5, 1.5, 2.0]
 
 def _conv(shape_x, shape_w, bias=True, **kw):
     shapes = (shape_x, shape_w, (shape_w[0],)) if bias else (shape_x, shape_w)
-    return Case(f"conv2d-{shape_x}-{shape_w}-{kw}", shapes, lambda *t: F.conv2d(*t, **kw), lambda *t: TF.conv2d(*t, **kw))
+    return Case(f"conv2d-{shape_x}-{shape_w}-{kw}", shapes,
+                lambda *t: F.conv2d(*t, **kw), lambda *t: TF.conv2d(*t, **kw))
 
 
 def _deconv(shape_x, shape_w, groups=1, **kw):

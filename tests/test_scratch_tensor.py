@@ -1,9 +1,13 @@
 """The autodiff machinery itself: accumulation, shared sub-expressions, no_grad, dtypes, errors."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from cnnlab.scratch import ShapeError, Tensor, no_grad
+from cnnlab.scratch import ShapeError, Tensor, gradcheck, no_grad
+from cnnlab.scratch.gradcheck import GradientMismatch
 
 
 def test_a_value_used_twice_gets_both_gradients():
@@ -53,3 +57,18 @@ def test_backward_errors_say_what_is_wrong():
         Tensor(np.ones(2)).sum().backward()
     with pytest.raises(ShapeError, match="explicit gradient for a non-scalar of shape \\(2,\\)"):
         (Tensor(np.ones(2), requires_grad=True) * 2.0).backward()
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    def wrong_square(x):  # forward x^2, backward claims 3x
+        return Tensor.from_op(x.data**2, (x,), lambda g: (3 * x.data * g,))
+
+    with pytest.raises(GradientMismatch, match=r"gradient of input 0 \(shape \(3, 2\)\): relative error"):
+        gradcheck(wrong_square, np.arange(6.0).reshape(3, 2))
+    assert gradcheck(lambda x: x * x, np.arange(6.0).reshape(3, 2)) < 1e-8
+
+
+def test_the_engine_never_imports_torch():
+    code = "import sys, cnnlab.scratch, cnnlab.filters; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

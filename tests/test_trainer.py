@@ -105,3 +105,23 @@ def test_broken_run_folders(tmp_path):
     (tmp_path / "r" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(CheckpointError, match="not a valid safetensors file"):
         Run.open(tmp_path / "r").build_model()
+
+
+def test_given_model_with_frozen_layers_stays_frozen():
+    from cnnlab.models import get_model
+
+    model = get_model("simple-cnn", batch_norm=True)
+    for module in (model.conv1, model.bn1):
+        for p in module.parameters():
+            p.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(recipe_config(epochs=1, train_limit=256, test_limit=64, threads=1), progress=False,
+                      save=False, model=model)
+    trainer.fit()
+    after = model.state_dict()
+    for key in ("conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"):
+        assert torch.equal(before[key], after[key]), key
+    assert not torch.equal(before["conv2.weight"], after["conv2.weight"])
+    assert not torch.equal(before["bn2.running_mean"], after["bn2.running_mean"])
+    optimized = {id(p) for group in trainer.engine.optimizer.param_groups for p in group["params"]}
+    assert id(model.conv1.weight) not in optimized and id(model.conv2.weight) in optimized

@@ -40,6 +40,7 @@ def add_parser(subparsers):
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment", type=_json_object,
                    help='random affine jitter, e.g. \'{"max_shift": 2, "max_rotate_deg": 10, "max_scale": 0.1}\'')
+    p.add_argument("--stop-at", type=float, metavar="ACC", help="stop once the test accuracy reaches ACC (e.g. 0.99)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -71,7 +72,7 @@ def _json_object(text: str) -> dict:
 
 FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
           "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
-          "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "test_limit",
+          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "test_limit",
           "data_dir"]
 
 

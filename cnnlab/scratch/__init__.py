@@ -3,8 +3,9 @@
     from cnnlab.scratch import Tensor, nn, optim, functional as F
 
 `Tensor` (tensor.py) records operations and `backward()` applies the chain rule; the operations live in
-conv.py (convolution, transposed convolution), pool.py (max/avg/sum pooling) and functional.py (the rest);
-nn.py has the layers, optim.py the optimizers, gradcheck.py the finite-difference check they all pass.
+conv.py (convolution, transposed convolution), pool.py (max/avg/sum pooling), both built on the sliding windows
+of windows.py, and functional.py (the rest); nn.py has the layers, optim.py the optimizers, gradcheck.py the
+finite-difference check they all pass, twin.py the bridge from a PyTorch model (weights in, weights out).
 """
 
 from cnnlab.scratch import functional, nn, optim
@@ -12,5 +13,6 @@ from cnnlab.scratch.errors import ShapeError
 from cnnlab.scratch.gradcheck import gradcheck
 from cnnlab.scratch.rng import manual_seed
 from cnnlab.scratch.tensor import Tensor, no_grad
+from cnnlab.scratch.windows import output_size
 
-__all__ = ["Tensor", "no_grad", "functional", "nn", "optim", "gradcheck", "manual_seed", "ShapeError"]
+__all__ = ["Tensor", "no_grad", "functional", "nn", "optim", "gradcheck", "manual_seed", "output_size", "ShapeError"]

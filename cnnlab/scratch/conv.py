@@ -72,7 +72,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     wmat = weight.data.reshape(groups, weight.shape[0] // groups, -1)
     ymat = np.matmul(wmat, cols)
     if bias is not None:
-        ymat.reshape(weight.shape[0], -1)[...] += bias.data[:, None]
+        ymat += bias.data.reshape(groups, -1, 1)  # in place: the product is a fresh array
     y = _from_matrix(ymat, n, out)
 
     def backward(g):

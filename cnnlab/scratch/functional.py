@@ -21,7 +21,8 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "sum_pool2d
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Fully connected layer: x (N, IN) @ weight.T (IN, OUT) + bias (OUT,) -> (N, OUT)."""
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
-        raise ShapeError(f"linear: input {x.shape} does not fit weight {weight.shape} (expected (N, {weight.shape[-1]}))")
+        raise ShapeError(f"linear: input {x.shape} does not fit weight {weight.shape} "
+                         f"(expected (N, {weight.shape[-1]}))")
     y = x.data @ weight.data.T
     if bias is not None:
         y = y + bias.data
@@ -140,9 +141,11 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     Training uses the batch's statistics and updates the running ones in place (the running variance is the
     unbiased one, as in PyTorch); evaluation uses the running statistics.
     """
-    if x.ndim < 2 or (running_mean is not None and running_mean.shape != (x.shape[1],)):
-        raise ShapeError(f"batch_norm: input {x.shape} does not match the {running_mean.shape[0]} running statistics"
-                         if running_mean is not None else f"batch_norm: input must be (N, C, ...), got {x.shape}")
+    if x.ndim < 2:
+        raise ShapeError(f"batch_norm: input must be (N, C, ...), got shape {x.shape}")
+    if running_mean is not None and running_mean.shape != (x.shape[1],):
+        raise ShapeError(f"batch_norm: input has {x.shape[1]} channels but the running statistics have "
+                         f"{running_mean.shape[0]}")
     axes = tuple(i for i in range(x.ndim) if i != 1)
     per_channel = (1, -1) + (1,) * (x.ndim - 2)
     batch_stats = training or running_mean is None

@@ -45,7 +45,8 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: np.ndarray, eps: float = 1e-6,
     """Compare the gradients of `fn(*tensors)` with respect to every input with finite differences.
 
     Returns the largest relative error; raises GradientMismatch naming the input when it exceeds `tol`.
-    Example: gradcheck(lambda x, w: F.conv2d(x, w, padding=1), rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(4, 3, 3, 3)))
+    Example: gradcheck(lambda x, w: F.conv2d(x, w, padding=1), rng.normal(size=(2, 3, 5, 5)),
+                       rng.normal(size=(4, 3, 3, 3)))
     """
     arrays = [np.array(a, dtype=np.float64) for a in inputs]  # private float64 copies, perturbed in place
     tensors = [Tensor(a, requires_grad=True, dtype=np.float64) for a in arrays]

@@ -119,8 +119,9 @@ class Module:
                     module.register_buffer(name, value.astype(own[key].dtype))
 
     def __repr__(self) -> str:
-        children = "".join(f"\n  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items())
-        return f"{type(self).__name__}({self.extra_repr()}{children}{chr(10) if children else ''})"
+        children = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        body = "\n" + "\n".join(children) + "\n" if children else ""
+        return f"{type(self).__name__}({self.extra_repr()}{body})"
 
     def extra_repr(self) -> str:
         return ""
@@ -211,7 +212,8 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride if stride is not None else kernel_size, padding
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
 
     def forward(self, x):
         return type(self).function(x, self.kernel_size, self.stride, self.padding)

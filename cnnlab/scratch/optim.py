@@ -1,7 +1,8 @@
 """Optimizers with PyTorch's update rules, so the two engines follow the same trajectory from the same weights.
 
-Like PyTorch, each keeps its settings in `param_groups[0]` (one group): a learning-rate schedule sets
-`optimizer.param_groups[0]["lr"]` before each step, whichever engine it drives.
+Like PyTorch, each keeps its settings in `param_groups[0]` (one group): a learning-rate schedule (the pure
+functions of `cnnlab.schedules`, shared with the torch trainer) sets `optimizer.param_groups[0]["lr"]` before
+each step, whichever engine it drives.
 """
 
 from __future__ import annotations

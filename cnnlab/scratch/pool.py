@@ -39,8 +39,9 @@ def _unpad(g: np.ndarray, padding, size) -> np.ndarray:
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """The largest value of each window (padding counts as -inf). The gradient goes to the first maximum of
-    each window in row-major order, as in PyTorch."""
+    """The largest value of each window (padding counts as -inf): (N, C, H, W) -> (N, C, OH, OW) with
+    OH = floor((H + 2*padding - KH) / stride) + 1. The gradient goes to the first maximum of each window in
+    row-major order, as in PyTorch."""
     kernel, stride, padding, out = _geometry("max_pool2d", x, kernel_size, stride, padding)
     padded = pad(x.data, padding, value=-np.inf)
     views = _views(padded, kernel, stride, out)
@@ -61,7 +62,7 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
 
 def sum_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """The sum of each window (zero padding)."""
+    """The sum of each window (zero padding): (N, C, H, W) -> (N, C, OH, OW), OH as for max_pool2d."""
     kernel, stride, padding, out = _geometry("sum_pool2d", x, kernel_size, stride, padding)
     padded = pad(x.data, padding)
     views = _views(padded, kernel, stride, out)

@@ -85,7 +85,8 @@ class Tensor:
             elif id(node) not in seen:
                 seen.add(id(node))
                 stack.append((node, True))
-                stack.extend((p, False) for p in node._parents if p is not None and p.requires_grad and id(p) not in seen)
+                stack.extend((p, False) for p in node._parents
+                             if p is not None and p.requires_grad and id(p) not in seen)
         return order
 
     # ---- conveniences -------------------------------------------------------------------------------------------

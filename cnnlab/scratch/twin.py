@@ -30,6 +30,9 @@ _LAYERS = {
     "Flatten": lambda m: nn.Flatten(m.start_dim, m.end_dim),
 }
 
+# pooling options the scratch engine does not have: a model using them is refused rather than silently changed
+_POOL_DEFAULTS = {"ceil_mode": False, "dilation": 1, "count_include_pad": True, "divisor_override": None}
+
 
 def _layer(module) -> nn.Module:
     classes = [c.__name__ for c in type(module).__mro__]
@@ -41,6 +44,11 @@ def _layer(module) -> nn.Module:
                           f"(it has: Sequential, {', '.join(_LAYERS)})")
     if isinstance(getattr(module, "padding", 0), str):
         raise ConfigError(f"the scratch engine needs numeric padding, {type(module).__name__} has {module.padding!r}")
+    if "MaxPool2d" in classes or "AvgPool2d" in classes:
+        for option, default in _POOL_DEFAULTS.items():
+            if getattr(module, option, default) not in (default, (default, default)):
+                raise ConfigError(f"the scratch engine's pooling supports {option}={default} only, "
+                                  f"{type(module).__name__} has {getattr(module, option)!r}")
     return build(module)
 
 

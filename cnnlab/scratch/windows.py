@@ -29,12 +29,18 @@ def pair(value, name: str) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """Windows along one axis: floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1.
+def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+                exact: bool = False) -> int:
+    """Windows along one axis: (size + 2*padding - dilation*(kernel-1) - 1) / stride + 1.
 
-    When the division is not exact the last, incomplete window is dropped, as in PyTorch.
+    When the division is not exact, the operations drop the last, incomplete window (PyTorch's floor) so that
+    every PyTorch architecture runs; `exact=True` makes it an error instead, to check a design by hand.
     """
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if exact and span % stride:
+        raise ShapeError(f"non-integer output size: ({size} + 2*{padding} - {dilation}*({kernel}-1) - 1)/{stride} + 1 "
+                         f"= {span / stride + 1:g}; the last {span % stride} pixel(s) fit no window")
+    return span // stride + 1
 
 
 def output_shape(op: str, image: tuple[int, int], kernel, stride, padding, dilation=(1, 1)) -> tuple[int, int]:

@@ -42,6 +42,7 @@ class TrainConfig:
     train_limit: int | None = None  # first N training images only (quick runs and tests)
     test_limit: int | None = None
     eval_batch_size: int = 1000
+    stop_at: float | None = None  # stop after the first epoch whose test accuracy reaches this
     recipe: str = "default"
     data_dir: str | None = None
 
@@ -59,6 +60,7 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
         need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
+        need(self.stop_at is None or 0 < self.stop_at <= 1, f"stop-at must be an accuracy in (0, 1], got {self.stop_at}")
         need(self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}")
         for name in ("train_limit", "test_limit", "threads"):
             value = getattr(self, name)

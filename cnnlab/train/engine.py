@@ -72,6 +72,9 @@ class TorchEngine:
         self.channels_last = config.channels_last if config.channels_last is not None else on_gpu
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=memory_format)
+        # Batch-norm layers whose parameters are frozen must not update their running statistics either.
+        self.frozen_norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                             and m.affine and not any(p.requires_grad for p in m.parameters(recurse=False))]
         self.optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
         self.label_smoothing = config.label_smoothing
@@ -90,8 +93,13 @@ class TorchEngine:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor, loss_scale: float | None = None):
+    def train_mode(self) -> None:
         self.model.train()
+        for norm in self.frozen_norms:
+            norm.eval()
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, loss_scale: float | None = None):
+        self.train_mode()
         with self._autocast():
             logits = self.forward(self._inputs(x))
             loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=self.label_smoothing)

@@ -87,14 +87,16 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
     return Evaluation(loss, accuracy, logits, labels)
 
 
-def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World):
+def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World,
+                model: torch.nn.Module | None = None):
     if config.engine == "scratch":
         from cnnlab.train.scratch_engine import ScratchEngine
 
         if world.distributed:
             raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
         return ScratchEngine(config, input_shape, steps_per_epoch)
-    return TorchEngine(config, build_torch_model(config, input_shape), steps_per_epoch, device, world)
+    model = model if model is not None else build_torch_model(config, input_shape)
+    return TorchEngine(config, model, steps_per_epoch, device, world)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -111,10 +113,15 @@ def load_checkpoint(path: Path) -> dict:
 
 
 class Trainer:
-    """Train `config`, writing a run folder (or nothing, with `save=False`)."""
+    """Train `config`, writing a run folder (or nothing, with `save=False`).
+
+    `model` trains a given torch model instead of building `config.model` from the registry: a variant the
+    registry does not name, or a model with frozen layers (parameters with requires_grad=False get no gradient
+    and no optimizer state, and frozen batch-norm layers keep their running statistics).
+    """
 
     def __init__(self, config: TrainConfig, name: str | None = None, runs_dir: Path | None = None,
-                 progress: bool = True, save: bool = True):
+                 progress: bool = True, save: bool = True, model: torch.nn.Module | None = None):
         self.config = config.validate()
         self.name, self.runs_dir = name, runs_dir
         if config.threads:
@@ -132,7 +139,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.steps_per_epoch = self.train_data.num_batches(config.batch_size)
-        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world)
+        if model is not None and config.engine != "torch":
+            raise ConfigError("a given model instance trains with the torch engine")
+        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world, model)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
 
@@ -167,6 +176,8 @@ class Trainer:
                 self.history.append(row)
                 if self.save:
                     self._checkpoint(row)
+                if config.stop_at is not None and row["test_acc"] >= config.stop_at:
+                    break
         if evaluation is None:  # resumed a run that had already finished
             evaluation = evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation)

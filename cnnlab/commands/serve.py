@@ -1,0 +1,54 @@
+"""`cnnlab serve [RUN...]`: the web explorer, a local page where you draw a digit and watch every layer respond."""
+
+from __future__ import annotations
+
+import socket
+
+from cnnlab.commands import add_command
+from cnnlab.errors import ConfigError
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "serve", "Start the web explorer (draw a digit, see every layer respond).", [
+        "cnnlab serve                                  # every run in runs/, plus untrained models",
+        "cnnlab serve runs/simple-cnn-mnist-20261125-101500 --port 8080",
+        "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0   # reachable from other machines: think first",
+    ], run)
+    p.add_argument("runs", metavar="RUN", nargs="*", help="run folders to show (default: every run in --runs-dir)")
+    p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    return p
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound socket, so that a busy port is a one-line error here (Uvicorn would log and exit) and port 0
+    gets a free port whose number the URL below can show."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: expected 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as err:
+        raise ConfigError(f"--host {host}: cannot resolve it ({err.strerror or err})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    return sock
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from cnnlab.web import create_app
+
+    app = create_app(args.runs, args.runs_dir)
+    sock = listen(args.host, args.port)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
+          flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    return 0

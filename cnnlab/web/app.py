@@ -1,0 +1,180 @@
+"""The explorer's web app: a JSON API (its OpenAPI schema at /openapi.json) and the page that uses it.
+
+Every endpoint is a plain `def`: FastAPI runs them on its thread pool, so a slow forward pass never blocks the
+event loop, and `Sources` makes the shared models safe to use from several threads.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field, field_validator
+
+from cnnlab import __version__
+from cnnlab.commands.predict import predict_probabilities
+from cnnlab.data import load_dataset
+from cnnlab.data.preprocess import load_digit
+from cnnlab.errors import CnnlabError, ConfigError, DatasetError
+from cnnlab.web import inspect
+from cnnlab.web.filters import filter_catalogue
+from cnnlab.web.sources import Sources, SourceError
+
+MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
+MAX_UPLOAD_PIXELS = 20_000_000  # checked from the header, before the image is decoded
+UPLOAD_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
+MAX_CONVOLVE_SIDE = 256
+MAX_KERNEL_SIDE = 15
+
+Digit = Annotated[list[Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=28, max_length=28)]],
+                  Field(min_length=28, max_length=28, description="28x28 grayscale, 0-255, white digit on black")]
+
+
+class DigitInput(BaseModel):
+    source: str = Field(description="run:<name> or model:<name>, from GET /api/sources")
+    digit: Digit
+
+
+class ActivationsRequest(DigitInput):
+    max_maps: int = Field(32, ge=1, le=256, description="feature maps sent per layer (the first ones)")
+
+
+class ExplainRequest(DigitInput):
+    layer: str = Field(description="a Conv2d layer's name, e.g. conv1 or layer1.0.conv2")
+    channel: int = Field(ge=0)
+    y: int = Field(ge=0)
+    x: int = Field(ge=0)
+
+
+class ConvolveRequest(BaseModel):
+    image: list[list[float]] = Field(description=f"2-D grayscale image, at most {MAX_CONVOLVE_SIDE} a side")
+    kernel: list[list[float]] = Field(description=f"2-D kernel, at most {MAX_KERNEL_SIDE} a side")
+    padding: Literal["same", "valid"] = "same"
+
+    @field_validator("image", "kernel")
+    @classmethod
+    def rectangular(cls, rows: list[list[float]], info):
+        limit = MAX_CONVOLVE_SIDE if info.field_name == "image" else MAX_KERNEL_SIDE
+        if not rows or not rows[0]:
+            raise ValueError("must not be empty")
+        if any(len(r) != len(rows[0]) for r in rows):
+            raise ValueError("rows must all have the same length")
+        if len(rows) > limit or len(rows[0]) > limit:
+            raise ValueError(f"is {len(rows)}x{len(rows[0])}; at most {limit}x{limit} allowed")
+        if not np.isfinite(np.asarray(rows, dtype=np.float64)).all():
+            raise ValueError("must hold finite numbers only")
+        return rows
+
+
+def _digit(rows: list[list[int]]) -> np.ndarray:
+    return np.asarray(rows, dtype=np.uint8)
+
+
+def read_upload(upload: UploadFile) -> np.ndarray:
+    """The uploaded image as the 28x28 digit `cnnlab predict` would make of it, or a 4xx naming the problem."""
+    name = upload.filename or "upload"
+    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"{name}: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+    try:
+        header = Image.open(io.BytesIO(data))  # lazy: reads the header only
+    except Image.DecompressionBombError:  # Pillow's own, higher limit, also from the header
+        raise HTTPException(413, f"{name}: more than {MAX_UPLOAD_PIXELS:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise HTTPException(415, f"{name}: not an image (expected {', '.join(sorted(UPLOAD_FORMATS))})") from None
+    if header.format not in UPLOAD_FORMATS:
+        raise HTTPException(415, f"{name}: {header.format} images are not accepted "
+                                 f"(expected {', '.join(sorted(UPLOAD_FORMATS))})")
+    if header.width * header.height > MAX_UPLOAD_PIXELS:
+        raise HTTPException(413, f"{name}: {header.width}x{header.height} is more than {MAX_UPLOAD_PIXELS:,} pixels")
+    return load_digit(data, name)
+
+
+def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None) -> FastAPI:
+    sources = Sources(runs, runs_dir)
+    # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
+    app = FastAPI(title="cnnlab explorer", version=__version__, docs_url=None, redoc_url=None,
+                  description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")
+    app.state.sources = sources
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:  # room for multipart framing
+            return JSONResponse({"detail": f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(CnnlabError)
+    def user_error(_request, err: CnnlabError):
+        status = 404 if isinstance(err, SourceError) else 422
+        return JSONResponse({"detail": str(err)}, status)
+
+    @app.get("/api/sources", summary="Runs and registered models the explorer can show")
+    def list_sources() -> list[dict]:
+        return sources.describe()
+
+    @app.get("/api/examples/{dataset}", summary="Test-set images with their labels")
+    def examples(dataset: str, start: Annotated[int, Query(ge=0)] = 0,
+                 count: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+        # A run trained with --data-dir knows where its dataset lives; the default lookup covers the rest.
+        data_dir = next((r.config.data_dir for r in sources.runs() if r.config.dataset == dataset), None)
+        try:
+            split = load_dataset(dataset, "test", data_dir, download=False, quiet=True)
+        except (ConfigError, DatasetError) as err:
+            raise HTTPException(404, str(err)) from None
+        if split.images.ndim != 3:
+            raise HTTPException(422, f"{dataset}: only single-channel datasets can be shown")
+        stop = min(start + count, len(split))
+        return {"dataset": dataset, "classes": list(split.info.classes), "total": len(split),
+                "examples": [{"index": i, "label": int(split.labels[i]), "digit": split.images[i].tolist()}
+                             for i in range(start, stop)]}
+
+    @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")
+    def predict(image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP or WebP")],
+                source: Annotated[str, Form()]) -> dict:
+        digit = read_upload(image)
+        loaded = sources.get(source)
+        with loaded.lock:
+            probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
+        return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
+                "probabilities": [float(p) for p in probabilities],
+                "prediction": loaded.info.classes[int(probabilities.argmax())]}
+
+    @app.post("/api/activations", summary="Every layer's output for one 28x28 input, input to softmax")
+    def activations(body: ActivationsRequest) -> dict:
+        return inspect.activations(sources.get(body.source), _digit(body.digit), body.max_maps)
+
+    @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
+    def kernels(source: str, layer: str | None = None,
+                max_filters: Annotated[int, Query(ge=1, le=512)] = 64) -> dict:
+        return inspect.kernels(sources.get(source), layer, max_filters)
+
+    @app.post("/api/explain", summary="The multiply-and-sum behind one output pixel of a convolution")
+    def explain(body: ExplainRequest) -> dict:
+        return inspect.explain_pixel(sources.get(body.source), _digit(body.digit), body.layer, body.channel,
+                                     body.y, body.x)
+
+    @app.get("/api/filters", summary="The hand-crafted filters of the playground")
+    def filters() -> list[dict]:
+        return filter_catalogue()
+
+    @app.post("/api/convolve", summary="Convolve an image with a kernel (cross-correlation, as CNN layers do)")
+    def convolve(body: ConvolveRequest) -> dict:
+        image, kernel = np.asarray(body.image), np.asarray(body.kernel)
+        if body.padding == "valid" and (kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]):
+            raise HTTPException(422, f"kernel {kernel.shape[0]}x{kernel.shape[1]} is larger than the image "
+                                     f"{image.shape[0]}x{image.shape[1]} (use padding 'same')")
+        out = inspect.convolve(image, kernel, body.padding)
+        return {"shape": list(out.shape), "output": out.round(5).tolist()}
+
+    static = resources.files("cnnlab.web") / "static"
+    app.mount("/", StaticFiles(directory=str(static), html=True), name="static")
+    return app
+

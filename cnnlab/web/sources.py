@@ -1,0 +1,116 @@
+"""What the explorer can show: trained runs (either engine) and registered models with random weights.
+
+A source id is `run:<folder name>` or `model:<registered name>`. Models are built once per source and kept in a
+small cache; building and the forward passes are guarded by locks because FastAPI runs plain `def` endpoints on a
+thread pool, and hooks registered on a shared module would otherwise see other requests' forward passes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnlab.data import DatasetInfo, dataset_info
+from cnnlab.errors import CnnlabError
+from cnnlab.models import list_models
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.runs import Run, list_runs
+
+RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
+
+
+class SourceError(CnnlabError):
+    """An unknown source id, or a source whose model cannot be built."""
+
+
+@dataclass
+class Loaded:
+    """A built model, ready for inference, with the lock every forward pass on it takes."""
+    source: str
+    model: torch.nn.Module
+    info: DatasetInfo
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Sources:
+    """The runs given to `cnnlab serve` (or every run under a runs folder) plus every classification model."""
+
+    def __init__(self, runs: list[str | Path] | None = None, runs_dir: str | Path | None = None,
+                 cache_size: int = 4):
+        self._explicit = [Run.open(r) for r in runs or []]
+        self._runs_dir = runs_dir
+        self._cache: OrderedDict[str, tuple[int, Loaded]] = OrderedDict()  # source -> (version, model)
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.builds = 0  # how many models were built: the cache tests read it
+
+    def runs(self) -> list[Run]:
+        # Re-listed on every call so that a run finished while the server is up appears without a restart.
+        return self._explicit or list_runs(self._runs_dir)
+
+    def describe(self) -> list[dict]:
+        items = []
+        for run in self.runs():
+            metrics = run.metrics()
+            last = metrics[-1] if metrics else {}
+            items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
+                          "dataset": run.config.dataset, "engine": run.config.engine,
+                          "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False})
+        for name in list_models(task="classification"):
+            items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
+                          "engine": "torch", "epochs": 0, "test_acc": None, "random_weights": True})
+        return items
+
+    def get(self, source: str) -> Loaded:
+        with self._lock:
+            version = self._version(source)
+            cached = self._cache.get(source)
+            if cached and cached[0] == version:
+                self._cache.move_to_end(source)
+                return cached[1]
+            loaded = self._build(source)
+            self.builds += 1
+            self._cache[source] = (version, loaded)
+            self._cache.move_to_end(source)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return loaded
+
+    def _run(self, source: str) -> Run:
+        name = source.partition(":")[2]
+        run = next((r for r in self.runs() if r.name == name), None)
+        if run is None:
+            raise SourceError(f"source {source!r}: no such run (GET /api/sources lists them)")
+        return run
+
+    def _version(self, source: str) -> int:
+        """A run's weights change while it trains (one checkpoint per epoch): a newer file means a rebuild."""
+        if not source.startswith("run:"):
+            return 0
+        checkpoint = self._run(source).checkpoint("last")
+        return checkpoint.stat().st_mtime_ns if checkpoint.is_file() else -1
+
+    def _build(self, source: str) -> Loaded:
+        kind, _, name = source.partition(":")
+        try:
+            if kind == "run":
+                run = self._run(source)
+                return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
+            if kind == "model" and name in list_models(task="classification"):
+                from cnnlab.train.engine import build_torch_model
+
+                config = TrainConfig(model=name)
+                with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
+                    torch.manual_seed(RANDOM_SEED)
+                    model = build_torch_model(config).eval()
+                return Loaded(source, model, dataset_info(config.dataset))
+        except SourceError:
+            raise
+        except (CnnlabError, ValueError, RuntimeError) as err:
+            raise SourceError(f"source {source!r}: cannot build the model ({err})") from None
+        raise SourceError(f"source {source!r}: unknown; expected run:<name> or model:<name> (GET /api/sources)")
+

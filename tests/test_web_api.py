@@ -1,0 +1,383 @@
+"""The explorer's JSON API, through Starlette's test client, against a small real run trained here."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from torch import nn
+
+from cnnlab.cli import main as cli
+from cnnlab.data import dataset_info, load_dataset
+from cnnlab.filters import CATALOGUE
+from cnnlab.models import list_models
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.runs import Run, save_weights, write_json_atomic
+from cnnlab.train.trainer import Trainer
+from cnnlab.web import create_app
+from cnnlab.web.app import MAX_UPLOAD_BYTES
+from cnnlab.web.inspect import explain_pixel
+from cnnlab.web.sources import Loaded
+
+SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16, 12, 12]), ("conv2", [32, 8, 8]),
+                 ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("fc1", [128]), ("relu3", [128]), ("fc2", [10])]
+
+
+def train_run(path: Path, config: TrainConfig) -> Run:
+    """Train and write the run folder here rather than with `Trainer(save=True)`, whose report figures would
+    double the time; the explorer reads only config.json, metrics.jsonl and model.safetensors."""
+    trainer = Trainer(config, progress=False, save=False)
+    result = trainer.fit()
+    path.mkdir(parents=True)
+    write_json_atomic(path / "config.json", config.to_dict())
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.history))
+    save_weights(path / "model.safetensors", trainer.engine.weights(), {"model": config.model})
+    return Run.open(path)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, worker_id) -> Run:
+    """simple-cnn after one epoch on 3,000 MNIST images (~87% test accuracy), trained once per test session and
+    shared by its xdist workers (their temporary folders have this session's folder as parent)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    path = shared / "web-runs" / "tiny"
+    with open(shared / "web-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "model.safetensors").is_file():
+            train_run(path, TrainConfig(train_limit=3000, test_limit=500, epochs=1, seed=0, device="cpu"))
+    return Run.open(path)
+
+
+@pytest.fixture(scope="module")
+def client(trained_run):
+    with TestClient(create_app([trained_run.path])) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return load_dataset("mnist", "test", download=False)
+
+
+def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a size it does not have: the server must refuse it from the header alone."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def paper_digit(digit: np.ndarray) -> bytes:
+    """An MNIST digit as a person would photograph it: black ink on white paper, 4x larger, off-centre."""
+    page = np.full((160, 200), 255, np.uint8)
+    big = np.asarray(Image.fromarray(digit).resize((112, 112), Image.Resampling.BILINEAR))
+    page[10:122, 60:172] = 255 - big
+    return png(page)
+
+
+def post_image(client, data: bytes, name="digit.png", source="run:tiny", mime="image/png"):
+    return client.post("/api/predict", files={"image": (name, data, mime)}, data={"source": source})
+
+
+def test_sources_list_the_run_and_every_registered_model_with_random_weights(client):
+    sources = {s["id"]: s for s in client.get("/api/sources").json()}
+    run = sources["run:tiny"]
+    assert (run["model"], run["dataset"], run["epochs"], run["random_weights"]) == ("simple-cnn", "mnist", 1, False)
+    assert 0.8 < run["test_acc"] < 0.95
+    for name in list_models(task="classification"):
+        assert sources[f"model:{name}"]["random_weights"] is True
+
+
+def test_predict_upload_matches_the_cli_exactly(client, trained_run, mnist_test, tmp_path, capsys):
+    data = paper_digit(mnist_test.images[0])
+    (tmp_path / "seven.png").write_bytes(data)
+    assert cli(["predict", str(trained_run.path), str(tmp_path / "seven.png"), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)[0]["probabilities"]
+
+    answer = post_image(client, data).json()
+    assert mnist_test.labels[0] == 7 and answer["prediction"] == "7"
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
+    assert answer["probabilities"] == pytest.approx([expected[c] for c in "0123456789"], abs=2e-6)
+    digit = np.asarray(answer["digit"])
+    assert digit.shape == (28, 28) and digit.max() == 255 and digit[0].sum() == 0  # white on black, centred
+
+
+@pytest.mark.parametrize("make, status, words", [
+    (lambda: b"this is not an image", 415, "not an image"),
+    (lambda: png(np.zeros((8, 8), np.uint8), "TIFF"), 415, "TIFF images are not accepted"),
+    (lambda: b"\x89PNG" + b"\0" * MAX_UPLOAD_BYTES, 413, "larger than 5 MiB"),
+    (lambda: png(np.full((5000, 5000), 255, np.uint8)), 413, "5000x5000 is more than 20,000,000 pixels"),
+    (lambda: png_header(100_000, 100_000), 413, "more than 20,000,000 pixels"),
+    (lambda: png(np.full((64, 64), 255, np.uint8)), 422, "no digit found"),
+    (lambda: png(np.zeros((64, 64), np.uint8))[:60], 422, "corrupt or truncated"),
+])
+def test_predict_refuses_bad_uploads_with_one_clear_line(client, make, status, words):
+    answer = post_image(client, make(), name="bad.png")
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert words in detail and "\n" not in detail
+
+
+def test_unknown_source_and_missing_fields_are_4xx(client, mnist_test):
+    answer = post_image(client, paper_digit(mnist_test.images[0]), source="run:nope")
+    assert answer.status_code == 404 and "run:nope" in answer.json()["detail"]
+    assert client.post("/api/predict", data={"source": "run:tiny"}).status_code == 422
+    bad_digit = client.post("/api/activations", json={"source": "run:tiny", "digit": [[0] * 28] * 27})
+    assert bad_digit.status_code == 422
+    out_of_range = client.post("/api/activations", json={"source": "run:tiny", "digit": [[300] * 28] * 28})
+    assert out_of_range.status_code == 422
+
+
+def test_a_body_larger_than_the_limit_is_refused_before_it_is_read(client):
+    answer = client.post("/api/predict", content=b"x", headers={"content-length": str(50 * 2**20),
+                                                                  "content-type": "multipart/form-data"})
+    assert answer.status_code == 413
+
+
+def decode(layer) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(layer["maps"]), np.uint8).reshape(layer["shown"], *layer["shape"][1:])
+    return layer["min"] + raw / 255 * (layer["max"] - layer["min"])
+
+
+def test_activations_are_every_layer_in_order_and_the_real_numbers(client, trained_run, mnist_test):
+    digit = mnist_test.images[0]
+    answer = client.post("/api/activations", json={"source": "run:tiny", "digit": digit.tolist()}).json()
+    assert [(l["name"], l["shape"]) for l in answer["layers"]] == SIMPLE_LAYERS
+    assert answer["classes"] == list("0123456789")
+
+    model = trained_run.build_model()
+    info = dataset_info("mnist")
+    x = (torch.tensor(digit).float()[None, None] / 255 - info.mean) / info.std
+    with torch.no_grad():
+        conv1 = model.conv1(x)[0]
+        probabilities = model(x).softmax(1)[0]
+    layers = {l["name"]: l for l in answer["layers"]}
+    step = (layers["conv1"]["max"] - layers["conv1"]["min"]) / 255
+    assert np.abs(decode(layers["conv1"]) - conv1.numpy()).max() <= step / 2 + 1e-6
+    assert layers["conv1"]["kernel"] == [16, 1, 5, 5]
+    assert answer["probabilities"] == pytest.approx(probabilities.tolist(), abs=1e-6)
+    assert layers["fc2"]["values"] == pytest.approx(model(x)[0].tolist(), abs=1e-4)
+    assert int(np.argmax(answer["probabilities"])) == 7
+
+    capped = client.post("/api/activations", json={"source": "run:tiny", "digit": digit.tolist(), "max_maps": 5}).json()
+    assert {l["shown"] for l in capped["layers"] if "maps" in l} == {5}
+
+
+@pytest.mark.parametrize("name", list_models(task="classification"))
+def test_activations_work_for_every_registered_model(client, name, mnist_test):
+    answer = client.post("/api/activations", json={"source": f"model:{name}", "digit": mnist_test.images[1].tolist(),
+                                                   "max_maps": 2})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert sum(body["probabilities"]) == pytest.approx(1, abs=1e-5)
+    kinds = {l["type"] for l in body["layers"]}
+    assert "Conv2d" in kinds and "Linear" in kinds
+    assert body["layers"][-1]["shape"] == [10]  # the last layer seen is the classifier
+
+
+def test_kernels_are_the_layer_weights(client, trained_run):
+    model = trained_run.build_model()
+    first = client.get("/api/kernels", params={"source": "run:tiny"}).json()
+    assert first["layer"] == "conv1" and first["shape"] == [16, 1, 5, 5]
+    assert np.allclose(first["weights"], model.conv1.weight.detach().numpy())
+    second = client.get("/api/kernels", params={"source": "run:tiny", "layer": "conv2", "max_filters": 3}).json()
+    assert np.allclose(second["weights"], model.conv2.weight.detach()[:3].numpy())
+    assert np.allclose(second["bias"], model.conv2.bias.detach()[:3].numpy())
+    wrong = client.get("/api/kernels", params={"source": "run:tiny", "layer": "fc1"})
+    assert wrong.status_code == 422 and "is a Linear, not a 2-D convolution" in wrong.json()["detail"]
+
+
+def test_explain_adds_up_to_what_the_model_computed(client, mnist_test):
+    digit = mnist_test.images[0].tolist()
+    for layer, channel, y, x in [("conv1", 0, 0, 0), ("conv1", 7, 12, 11), ("conv2", 31, 7, 7), ("conv2", 3, 4, 4)]:
+        answer = client.post("/api/explain", json={"source": "run:tiny", "digit": digit, "layer": layer,
+                                                   "channel": channel, "y": y, "x": x}).json()
+        products = np.asarray(answer["patch"]) * np.asarray(answer["kernel"])
+        assert products.sum() + answer["bias"] == pytest.approx(answer["actual"], abs=1e-4)
+        assert answer["sum"] == pytest.approx(answer["actual"], abs=1e-4)
+        assert len(answer["patch"]) == (1 if layer == "conv1" else 16)
+    outside = client.post("/api/explain", json={"source": "run:tiny", "digit": digit, "layer": "conv2",
+                                                "channel": 0, "y": 8, "x": 0})
+    assert outside.status_code == 422 and "outside its output 32x8x8" in outside.json()["detail"]
+    unknown = client.post("/api/explain", json={"source": "run:tiny", "digit": digit, "layer": "conv9",
+                                                "channel": 0, "y": 0, "x": 0})
+    assert unknown.status_code == 422 and "'conv9': no such layer" in unknown.json()["detail"]
+
+
+def test_explain_handles_padding_stride_dilation_and_groups():
+    """Every output pixel of an awkward convolution, against PyTorch's own result."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), conv, nn.Flatten(), nn.LazyLinear(10)).eval()
+    model(torch.zeros(1, 1, 28, 28))
+    loaded = Loaded("test", model, dataset_info("mnist"))
+    digit = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    for channel in (0, 5):
+        for y in range(0, 14, 13):
+            for x in range(14):
+                answer = explain_pixel(loaded, digit, "2", channel, y, x)
+                assert answer["input_channels"] == ([0, 1] if channel < 3 else [2, 3])
+                assert answer["sum"] == pytest.approx(answer["actual"], abs=1e-4)
+
+
+def test_convolve_is_cross_correlation_with_zero_padding(client):
+    image = np.arange(30, dtype=float).reshape(5, 6)
+    kernel = np.array([[1, 2, 0], [0, 0, 0], [0, 0, -1]], float)  # not symmetric: flipping would show
+    same = np.asarray(client.post("/api/convolve", json={"image": image.tolist(), "kernel": kernel.tolist()}).json()["output"])
+    padded = np.pad(image, 1)
+    expected = np.array([[(padded[r:r + 3, c:c + 3] * kernel).sum() for c in range(6)] for r in range(5)])
+    assert same.shape == (5, 6) and np.allclose(same, expected)
+    valid = client.post("/api/convolve", json={"image": image.tolist(), "kernel": kernel.tolist(), "padding": "valid"})
+    assert valid.json()["shape"] == [3, 4] and np.allclose(valid.json()["output"], expected[1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"image": [[1, 2], [3]], "kernel": [[1]]}, "same length"),
+    ({"image": [[0] * 257] * 2, "kernel": [[1]]}, "at most 256x256"),
+    ({"image": [[0] * 3] * 3, "kernel": [[1] * 16] * 16}, "at most 15x15"),
+    ({"image": [[0] * 3] * 3, "kernel": [[1] * 5] * 5, "padding": "valid"}, "larger than the image"),
+    ({"image": [], "kernel": [[1]]}, "must not be empty"),
+])
+def test_convolve_refuses_bad_shapes(client, body, words):
+    answer = client.post("/api/convolve", json=body)
+    assert answer.status_code == 422 and words in json.dumps(answer.json()["detail"])
+
+
+def test_filter_catalogue_is_the_packages_with_unique_names(client):
+    served = client.get("/api/filters").json()
+    assert len(served) == len(CATALOGUE) and len({f["name"] for f in served}) == len(served)
+    for item, original in zip(served, CATALOGUE):
+        assert np.allclose(item["kernel"], original.kernel)
+    filters = {f["name"]: np.asarray(f["kernel"]) for f in served}
+    assert np.array_equal(filters["edge-detection-2"], [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    assert filters["box-blur-normalized"][0, 0] == 1 / 9  # exact, not float32
+    assert all(filters[f"edge-detection-{n}"].sum() == 0 for n in (1, 2, 3))
+
+
+def test_examples_are_the_labelled_test_set(client, mnist_test):
+    answer = client.get("/api/examples/mnist", params={"start": 9998, "count": 5}).json()
+    assert answer["total"] == 10000 and [e["index"] for e in answer["examples"]] == [9998, 9999]
+    assert answer["examples"][1]["label"] == mnist_test.labels[9999]
+    assert np.array_equal(answer["examples"][1]["digit"], mnist_test.images[9999])
+    assert client.get("/api/examples/mnsit").status_code == 404
+    assert client.get("/api/examples/mnist", params={"count": 1000}).status_code == 422
+
+
+SHARED_DATA = Path(__file__).parents[1].parent / "shared/data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="needs ../shared/data/fashion-mnist")
+def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
+    run = tmp_path / "fashion"
+    run.mkdir()
+    write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=str(SHARED_DATA)).to_dict())
+    with TestClient(create_app([run])) as fashion:
+        answer = fashion.get("/api/examples/fashion-mnist", params={"count": 1}).json()
+    assert answer["total"] == 10000 and answer["classes"][9] == "Ankle boot"
+    assert answer["examples"][0]["label"] == 9  # the first Fashion-MNIST test image is an ankle boot
+
+
+def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_test):
+    app = create_app([trained_run.path])
+    requests = [(i % 2, mnist_test.images[i % 4]) for i in range(24)]
+    with TestClient(app) as fresh:
+        def call(request):
+            kind, digit = request
+            if kind:  # every layer's maps: a forward pass of another request seen by this one's hooks would show
+                return fresh.post("/api/activations", json={"source": "run:tiny", "digit": digit.tolist()}).json()
+            return post_image(fresh, png(255 - digit)).json()
+
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(call, requests))
+        one_by_one = [call(r) for r in requests]
+    assert app.state.sources.builds == 1
+    assert together == one_by_one
+
+
+def test_a_scratch_engine_run_is_shown_like_a_torch_one(tmp_path, mnist_test):
+    """One optimizer step of the NumPy engine is enough: the explorer must read its run folder like any other."""
+    config = TrainConfig(engine="scratch", train_limit=64, test_limit=64, batch_size=64, epochs=1, seed=0)
+    run = train_run(tmp_path / "scratchy", config)
+    digit = mnist_test.images[0]
+    with TestClient(create_app([run.path])) as scratch:
+        assert scratch.get("/api/sources").json()[0]["engine"] == "scratch"
+        answer = scratch.post("/api/activations", json={"source": "run:scratchy", "digit": digit.tolist()}).json()
+        explained = scratch.post("/api/explain", json={"source": "run:scratchy", "digit": digit.tolist(),
+                                                       "layer": "conv2", "channel": 1, "y": 2, "x": 3}).json()
+    info = dataset_info("mnist")
+    with torch.no_grad():
+        expected = run.build_model()((torch.tensor(digit).float()[None, None] / 255 - info.mean) / info.std).softmax(1)
+    assert [l["name"] for l in answer["layers"]] == [name for name, _ in SIMPLE_LAYERS]
+    assert answer["probabilities"] == pytest.approx(expected[0].tolist(), abs=1e-6)
+    assert explained["sum"] == pytest.approx(explained["actual"], abs=1e-4)
+
+
+def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_test):
+    run = tmp_path / "growing"
+    shutil.copytree(trained_run.path, run)
+    body = {"source": "run:growing", "digit": mnist_test.images[0].tolist()}
+    app = create_app([run])
+    with TestClient(app) as fresh:
+        trained = fresh.post("/api/activations", json=body).json()["probabilities"]
+        assert fresh.post("/api/activations", json=body).json()["probabilities"] == trained
+        assert app.state.sources.builds == 1
+        zeros = {k: torch.zeros_like(v) for k, v in trained_run.build_model().state_dict().items()}
+        save_weights(run / "model.safetensors", zeros, {"model": "simple-cnn"})  # as the next epoch would
+        os.utime(run / "model.safetensors", ns=(1, 1))  # a different mtime even on a coarse clock
+        assert fresh.post("/api/activations", json=body).json()["probabilities"] == pytest.approx([0.1] * 10)
+        assert app.state.sources.builds == 2
+
+
+def test_untrained_models_have_the_same_random_weights_every_time():
+    weights = [TestClient(create_app(runs_dir="/nonexistent")).get("/api/kernels", params={"source": "model:simple-cnn"}).json()
+               for _ in range(2)]
+    assert weights[0]["weights"] == weights[1]["weights"]
+
+
+def test_openapi_schema_documents_the_api(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/sources", "/api/predict", "/api/activations", "/api/kernels", "/api/explain", "/api/convolve",
+            "/api/filters", "/api/examples/{dataset}"} <= set(paths)
+
+
+def test_the_page_loads_nothing_from_other_hosts(client):
+    page = client.get("/").text
+    assert "cnnlab explorer" in page
+    for asset in ("/", "/app.js", "/style.css"):
+        text = client.get(asset).text
+        assert "http://" not in text and "https://" not in text and 'src="//' not in text
+
+
+def test_serve_refuses_bad_arguments_in_one_line(capsys):
+    assert cli(["serve", "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == "cnnlab serve: error: --port 70000: expected 0 to 65535"
+    assert cli(["serve", "/nonexistent/run", "--port", "0"]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip() == f"cnnlab serve: error: cannot listen on 127.0.0.1:{port} (Address already in use)"

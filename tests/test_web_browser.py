@@ -1,0 +1,204 @@
+"""The explorer end to end: `cnnlab serve` in a subprocess, driven by Debian's headless Chromium via Playwright.
+
+`make test` installs Chromium on a fresh Debian machine. Set CNNLAB_EXPLORER_SCREENSHOT=docs/explorer.png to
+refresh the README's screenshot from this test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.data import load_dataset
+from cnnlab.web.filters import filter_catalogue
+from test_web_api import trained_run  # noqa: F401  (the session's small trained run)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The convolved image's value range, as the page shows it, equals [low, high] (the server rounds to 5 decimals).
+RANGE_IS = """([low, high]) => {
+    const shown = (document.querySelector('#conv-output').dataset.range || '').split(',').map(Number);
+    return shown.length === 2 && Math.abs(shown[0] - low) < 1e-4 && Math.abs(shown[1] - high) < 1e-4; }"""
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):  # noqa: F811
+    """`cnnlab serve RUN --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first."""
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(trained_run.path), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        match = re.match(r"cnnlab explorer: (http://127\.0\.0\.1:\d+)/", line)
+        if not match:
+            raise RuntimeError(f"cnnlab serve did not start: {line}{process.stdout.read()}")
+        yield match[1]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, server, width: int, touch: bool = False):
+    """A page at `server`; any request to another host is refused and recorded (the explorer must work offline)."""
+    page = browser.new_page(viewport={"width": width, "height": 900}, has_touch=touch)
+    page.foreign = []
+    page.errors = []
+    page.on("pageerror", lambda err: page.errors.append(str(err)))
+
+    def only_local(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            page.foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='1']")
+    return page
+
+
+def wait_until(page, condition: str, arg=None):
+    """Wait for a JS condition; on timeout, fail with what the page shows instead of a bare timeout."""
+    from playwright.sync_api import TimeoutError
+
+    try:
+        page.wait_for_function(condition, arg=arg, timeout=15_000)
+    except TimeoutError:
+        shown = page.evaluate("[...document.querySelectorAll('#prediction, #seen-note, #status, #conv-range')]"
+                              ".map(e => e.id + ': ' + e.textContent).join(' | ')")
+        pytest.fail(f"page never met {condition!r}; it shows {shown}", pytrace=False)
+
+
+def probabilities(page) -> list[float]:
+    return [float(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.p)")]
+
+
+def test_explorer_end_to_end(browser, server, tmp_path):
+    page = open_page(browser, server, 1280)
+    mnist = load_dataset("mnist", "test", download=False)
+
+    # A test image with a known label: the second test image, a 2.
+    assert mnist.labels[1] == 2
+    page.click(".examples button[data-index='1']")
+    wait_until(page, "document.querySelector('#seen-note').textContent.includes('#1')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '2'")
+    assert sum(probabilities(page)) == pytest.approx(1, abs=1e-4)
+
+    # Filter playground on that image: the Laplacian, then a hand-edited kernel, against NumPy.
+    page.select_option("#filter-pick", "edge-detection-2")
+    kernel = np.asarray(next(f["kernel"] for f in filter_catalogue() if f["name"] == "edge-detection-2"))
+    image = np.pad(mnist.images[1] / 255, 1)
+    expected = np.array([[(image[r:r + 3, c:c + 3] * kernel).sum() for c in range(28)] for r in range(28)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+    page.fill("#kernel input >> nth=4", "0")  # the Laplacian without its centre: a sum of 4 neighbours
+    assert page.input_value("#filter-pick") == "custom"
+    kernel[1, 1] = 0
+    expected = np.array([[(image[r:r + 3, c:c + 3] * kernel).sum() for c in range(28)] for r in range(28)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+
+    # Draw a stroke: a vertical line is a 1 to any MNIST model.
+    page.locator("#draw").scroll_into_view_if_needed()  # mouse coordinates are the viewport's
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 50)
+    page.mouse.down()
+    for y in range(50, 235, 15):
+        page.mouse.move(box["x"] + 140 + (y - 50) // 30, box["y"] + y)
+    page.mouse.up()
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '1'")
+    shown = probabilities(page)
+    assert len(shown) == 10 and sum(shown) == pytest.approx(1, abs=1e-4)
+
+    # Every layer's feature maps are there, drawn (not blank), and a conv map explains its pixel.
+    wait_until(page, "document.body.dataset.pending === '0'")
+    counts = {name: page.locator(f".layer[data-layer='{name}'] canvas.map").count()
+              for name in ("input", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2")}
+    assert counts == {"input": 1, "conv1": 16, "relu1": 16, "pool1": 16, "conv2": 32, "relu2": 32, "pool2": 32}
+    spread = page.eval_on_selector(".layer[data-layer='conv1'] canvas.map", """canvas => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        return Math.max(...data) - Math.min(...data); }""")
+    assert spread > 100
+    assert page.locator(".layer[data-layer='softmax'] .strip span").count() == 10
+    page.focus(".layer[data-layer='conv2'] canvas.map >> nth=5")  # by keyboard: the maps are focusable buttons
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#explain-sum")
+    text = page.inner_text("#explain-sum")
+    computed, actual = text.split(" = ")[-1].split("; the model computed ")
+    assert float(computed) == pytest.approx(float(actual.rstrip(".")), abs=2e-4)
+    assert page.locator("#learned canvas").count() == 16
+
+    # A pooled pixel is explained by the largest convolution output under it: max(0, that) is the pixel's value.
+    brightest = page.eval_on_selector(".layer[data-layer='pool1'] canvas.map >> nth=6", """canvas => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let best = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
+        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width, data[best]]; }""")
+    assert brightest[2] > 0  # the map has a positive pixel, so the check below is not max(0, x) == 0
+    page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    size = page.locator("#detail-map").bounding_box()["width"] / 12
+    page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
+    wait_until(page, "document.body.dataset.pending === '0'")
+    shown, half_step = map(float, page.inner_text("#detail-value").split(": ")[1].split(" ± "))
+    actual = float(page.inner_text("#explain-sum").split("the model computed ")[1].rstrip("."))
+    assert abs(max(actual, 0) - shown) <= half_step + 1e-4
+
+    shot = Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOT") or tmp_path / "explorer.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000
+    assert page.foreign == [] and page.errors == []
+    page.close()
+
+
+def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
+    page = open_page(browser, server, 390, touch=True)
+    wait_until(page, "document.querySelector('#prediction').textContent !== '–'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+
+    # A finger drags a vertical stroke (real touch events, through Chromium's input pipeline).
+    page.locator("#draw").scroll_into_view_if_needed()
+    box = page.locator("#draw").bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    x = box["x"] + box["width"] / 2
+    ys = [box["y"] + box["height"] * f for f in (0.15, 0.3, 0.45, 0.6, 0.75, 0.85)]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": ys[0]}]})
+    for y in ys[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '1'")
+
+    # Uploads: a photo-like digit is classified; a blank page is refused with the server's one-line reason.
+    mnist = load_dataset("mnist", "test", download=False)
+    assert mnist.labels[3] == 0
+    photo, blank = tmp_path / "zero.png", tmp_path / "blank.png"
+    Image.fromarray(255 - np.kron(mnist.images[3], np.ones((5, 5), np.uint8))).save(photo)
+    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(blank)
+    page.set_input_files("#upload", str(photo))
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('zero.png')")
+    wait_until(page, "document.querySelector('#prediction').textContent === '0'")
+    page.set_input_files("#upload", str(blank))
+    wait_until(page, "document.querySelector('#status').textContent === 'blank.png: no digit found (the image is blank)'")
+    assert page.inner_text("#prediction") == "0"  # the last good answer stays
+    assert page.foreign == [] and page.errors == []
+    page.close()
