@@ -1,0 +1,35 @@
+"""`cnnlab experiment NAME`: run one of the seed's claims as an experiment and write its numbers and figure."""
+
+from __future__ import annotations
+
+from cnnlab.commands import add_command
+from cnnlab.experiments import EXPERIMENTS
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "experiment", "Test one of the seed's claims: train small nets, measure, plot.", [
+        "cnnlab experiment weight-sharing",
+        "cnnlab experiment invariance --quick",
+        "CNNLAB_DATA=../shared/data cnnlab experiment depth --out docs/experiments",
+    ], run)
+    p.add_argument("name", metavar="NAME", choices=EXPERIMENTS, help=f"one of: {', '.join(EXPERIMENTS)}")
+    p.add_argument("--quick", action="store_true", help="the seconds-long setting used by the tests")
+    p.add_argument("--out", default="experiments", help="parent folder of the output (default experiments/)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.experiments.runner import run_experiment
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    record, out = run_experiment(args.name, "quick" if args.quick else "full", args.out, progress=True)
+    print(f"{args.name} ({record['setting']} setting, {record['seconds']:.0f} s): "
+          f"{out / 'result.json'} and {out / (args.name + '.png')}")
+    return 0

@@ -1,0 +1,160 @@
+"""`cnnlab show filters|features|random-filters|saliency`: look inside a trained run (either engine)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.commands import add_command
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "show", "Pictures of what a trained CNN learned and computes.", [
+        "cnnlab show filters runs/NAME",
+        "cnnlab show filters runs/NAME --layer conv2 --out conv2.png",
+        "cnnlab show features runs/NAME --index 7",
+        "cnnlab show features runs/NAME my_digit.png",
+        "cnnlab show random-filters photo.jpg",
+        "cnnlab show saliency runs/NAME my_digit.png",
+    ], lambda args: p.print_help() or 2)
+    kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
+
+    def kind(name, help, func, run=True, image=True):
+        k = kinds.add_parser(name, help=help, description=help,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        k.set_defaults(func=func)
+        if run:
+            k.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
+            k.add_argument("--checkpoint", choices=["last", "best"], default="last")
+        if image:
+            source = k.add_mutually_exclusive_group(required=not run)
+            source.add_argument("image", metavar="IMAGE", nargs="?", help="an image file (PNG/JPG)")
+            source.add_argument("--index", type=int, help="use test image number N of the run's dataset instead")
+        k.add_argument("--out", default=f"{name}.png", help=f"output PNG (default {name}.png)")
+        return k
+
+    f = kind("filters", "Learned kernels of a conv layer as an image grid, with the hand-crafted filters.",
+             show_filters, image=False)
+    f.add_argument("--layer", help="conv layer name (default: the first); see the error message for names")
+    m = kind("features", "Feature maps of every conv and pool layer for one input.", show_features)
+    m.add_argument("--max-maps", type=int, default=16, help="channels shown per layer (default 16)")
+    r = kind("random-filters", "An image convolved with random filters (the seed's slide).", show_random_filters,
+             run=False)
+    r.add_argument("--count", type=int, default=6, help="number of random filters (default 6)")
+    r.add_argument("--size", type=int, default=3, help="filter side in pixels (default 3)")
+    r.add_argument("--seed", type=int, default=0)
+    s = kind("saliency", "Gradient saliency and Grad-CAM for one input.", show_saliency)
+    s.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
+    s.add_argument("--layer", help="conv layer for Grad-CAM (default: the last)")
+    return p
+
+
+def _save(fig, out) -> None:
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from cnnlab.errors import ConfigError
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def load_input(args, info, dataset: str):
+    """(uint8 image [H, W] the model sees, a caption) from IMAGE or --index."""
+    from cnnlab.data import load_dataset
+    from cnnlab.data.preprocess import load_digit
+    from cnnlab.errors import ConfigError
+
+    if args.image is not None:
+        return load_digit(args.image), args.image
+    if args.index is None:
+        raise ConfigError("give an IMAGE file or --index N (a test image)")
+    test = load_dataset(dataset, "test", quiet=True)
+    if not 0 <= args.index < len(test.labels):
+        raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
+    label = info.classes[int(test.labels[args.index])]
+    return test.images[args.index], f"{dataset} test image {args.index} (label {label})"
+
+
+def show_filters(args) -> int:
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import conv_layer
+    from cnnlab.viz.filters import hand_crafted_filters, plot_kernels
+
+    run = Run.open(args.run)
+    name, conv = conv_layer(run.build_model(args.checkpoint), args.layer)
+    fig = plot_kernels(name, conv, hand_crafted_filters())
+    fig.text(0.5, -0.01, f"run {run.name} ({run.config.model}, {run.config.engine} engine)", ha="center", fontsize=8)
+    _save(fig, args.out)
+    return 0
+
+
+def show_features(args) -> int:
+    from cnnlab.data import dataset_info
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import feature_maps, normalize_input
+    from cnnlab.viz.features import plot_feature_maps
+
+    if args.max_maps < 1:
+        raise ConfigError(f"--max-maps must be at least 1, got {args.max_maps}")
+    run = Run.open(args.run)
+    info = dataset_info(run.config.dataset)
+    image, caption = load_input(args, info, run.config.dataset)
+    maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
+    probs = logits.softmax(0)
+    title = (f"Feature maps of {run.name} ({run.config.model}) for {caption}: "
+             f"predicted {info.classes[int(probs.argmax())]} ({float(probs.max()):.0%})")
+    _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
+    return 0
+
+
+def show_random_filters(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.data import load_dataset
+    from cnnlab.data.preprocess import open_image, to_gray
+    from cnnlab.errors import ConfigError
+    from cnnlab.viz.features import plot_random_filters
+
+    if args.count < 1 or args.size < 1:
+        raise ConfigError(f"--count and --size must be at least 1, got {args.count} and {args.size}")
+    if args.image is not None:
+        picture = open_image(args.image)
+        picture.thumbnail((256, 256))  # filters of a few pixels only show structure at a modest resolution
+        image, name = to_gray(picture), args.image
+    else:
+        test = load_dataset("mnist", "test", quiet=True)
+        if not 0 <= args.index < len(test.labels):
+            raise ConfigError(f"--index {args.index}: the mnist test set has images 0..{len(test.labels) - 1}")
+        image, name = test.images[args.index] / 255.0, f"MNIST test image {args.index}"
+    _save(plot_random_filters(np.asarray(image), args.count, args.size, args.seed, name), args.out)
+    return 0
+
+
+def show_saliency(args) -> int:
+    from cnnlab.data import dataset_info
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import normalize_input
+    from cnnlab.viz.saliency import grad_cam, gradient_saliency, plot_saliency
+
+    run = Run.open(args.run)
+    info = dataset_info(run.config.dataset)
+    image, caption = load_input(args, info, run.config.dataset)
+    model = run.build_model(args.checkpoint)
+    x = normalize_input(image, info.mean, info.std)
+    probs = model(x)[0].softmax(0).detach()
+    target = int(probs.argmax()) if args.target is None else args.target
+    if not 0 <= target < info.num_classes:
+        raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
+    cam, layer = grad_cam(model, x, target, args.layer)
+    caption = (f"{run.name}: why {info.classes[target]} ({float(probs[target]):.0%})? — {caption}, "
+               f"predicted {info.classes[int(probs.argmax())]}")
+    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption), args.out)
+    return 0

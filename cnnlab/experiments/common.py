@@ -1,0 +1,34 @@
+"""What the experiments share: training a given model instance through the Trainer, and counting parameters."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import TorchEngine
+from cnnlab.train.trainer import Trainer, TrainResult
+
+
+def train(config: TrainConfig, model: nn.Module | None = None, progress: bool = False) -> TrainResult:
+    """Train `model` (or the config's registered model) in memory with the Trainer and return its result.
+
+    The Trainer builds its model from the registry by name; experiments compare variants the registry does not
+    name (other pooling, frozen layers, an MLP), so the engine is swapped for one around `model`. Parameters with
+    `requires_grad=False` stay frozen because TorchEngine only optimizes trainable ones.
+    """
+    trainer = Trainer(config, progress=progress, save=False)
+    if model is not None:
+        torch.manual_seed(config.seed)  # the swapped-in model was built earlier; keep the data order identical
+        trainer.engine = TorchEngine(trainer.config, model, trainer.steps_per_epoch, trainer.device, trainer.world)
+    return trainer.fit()
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def curves(history: list[dict]) -> dict:
+    """The per-epoch numbers worth keeping from a Trainer history."""
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+    return {key: [round(row[key], 5) for row in history] for key in keys}

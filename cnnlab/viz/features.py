@@ -1,0 +1,83 @@
+"""Feature maps: what each conv/pool layer computes for one input, and the seed's "random filters" slide."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cnnlab.viz  # noqa: F401  (selects the headless backend)
+
+
+def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], max_maps: int = 16,
+                      title: str = ""):
+    """One row per layer: its first `max_maps` channels, each scaled to its own min..max (viridis: dark = the
+    map's minimum, yellow = its maximum), labelled with the layer's name and output shape. The input comes first;
+    1x1 maps are one strip of values instead."""
+    cols = max(1, min(max_maps, max((m.shape[0] for _, m in maps), default=1)))
+    cell = 0.85
+    fig = plt.figure(figsize=(cols * cell + 0.6, (len(maps) + 1) * (cell + 0.38) + 0.5))
+    rows = fig.subfigures(len(maps) + 1, 1, squeeze=False)[:, 0]
+    ax = rows[0].subplots(1, cols, squeeze=False)[0]
+    for a in ax:
+        a.axis("off")
+    ax[0].imshow(image, cmap="gray")
+    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}.  Below, each map is scaled to its own range: "
+                     "dark = its minimum, yellow = its maximum", fontsize=9, x=0.02, ha="left")
+    for row, (name, output) in zip(rows[1:], maps):
+        channels, h, w = output.shape
+        if h * w == 1:
+            # 1x1 maps (global pooling) are single numbers: scaled one by one they would all look alike, so
+            # they are drawn as one strip on a shared scale.
+            shown = min(channels, 8 * max_maps)
+            strip = row.subplots(1, 1)
+            image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap="viridis", aspect="auto")
+            strip.set_yticks([])
+            strip.set_xlabel("channel", fontsize=8)
+            row.colorbar(image, ax=strip, fraction=0.03, pad=0.01)
+            what = f" (first {shown} values, shared scale)" if shown < channels else " (shared scale)"
+        else:
+            shown = min(channels, max_maps)
+            for index, a in enumerate(row.subplots(1, cols, squeeze=False)[0]):
+                a.axis("off")
+                if index < shown:
+                    a.imshow(output[index].numpy(), cmap="viridis")
+            what = f" (first {shown} maps)" if shown < channels else ""
+        row.suptitle(f"{name}: {channels}×{h}×{w}{what}", fontsize=9, x=0.02, ha="left")
+    fig.suptitle(title or "Feature maps", fontsize=11, y=1.0 + 0.25 / len(rows), va="bottom")
+    return fig
+
+
+def random_filter_responses(image: np.ndarray, count: int = 6, size: int = 3, seed: int = 0):
+    """(filters [count, size, size] drawn from N(0, 1), responses [count, H, W]) for a grayscale image in [0, 1].
+
+    Zero padding keeps the responses the size of the image, as in the seed's slide."""
+    generator = torch.Generator().manual_seed(seed)
+    filters = torch.randn(count, 1, size, size, generator=generator)
+    x = torch.as_tensor(image, dtype=torch.float32)[None, None]
+    responses = F.conv2d(x, filters, padding=size // 2)[0]
+    return filters[:, 0].numpy(), responses.numpy()
+
+
+def plot_random_filters(image: np.ndarray, count: int = 6, size: int = 3, seed: int = 0, name: str = "image"):
+    """The image, then per random filter: the filter (centred scale) above its response (centred scale)."""
+    filters, responses = random_filter_responses(image, count, size, seed)
+    fig, axes = plt.subplots(2, count + 1, figsize=(1.9 * (count + 1) + 0.8, 4.4), squeeze=False)
+    for a in axes.flat:
+        a.set_xticks([]), a.set_yticks([])
+    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"{name}\n{image.shape[0]}×{image.shape[1]}", fontsize=8)
+    axes[1, 0].axis("off")
+    f_limit = float(np.abs(filters).max())
+    r_limit = float(np.abs(responses).max()) or 1.0
+    for i in range(count):
+        f_image = axes[0, i + 1].imshow(filters[i], cmap="RdBu_r", vmin=-f_limit, vmax=f_limit)
+        axes[0, i + 1].set_title(f"random filter {i + 1}", fontsize=8)
+        r_image = axes[1, i + 1].imshow(responses[i], cmap="RdBu_r", vmin=-r_limit, vmax=r_limit)
+        axes[1, i + 1].set_title(f"response {i + 1}", fontsize=8)
+    fig.colorbar(f_image, ax=axes[0, 1:].tolist(), shrink=0.85, label="filter weight")
+    fig.colorbar(r_image, ax=axes[1, 1:].tolist(), shrink=0.85, label="response (blue < 0 < red)")
+    fig.suptitle(f"{name} convolved with {count} random {size}×{size} filters (N(0,1) weights, seed {seed}, "
+                 "zero padding)", fontsize=10)
+    return fig

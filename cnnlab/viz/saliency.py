@@ -1,0 +1,72 @@
+"""Which pixels a prediction depends on: gradient saliency (Simonyan et al. 2014) and Grad-CAM
+(Selvaraju et al. 2017), for any PyTorch classifier."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnnlab.viz  # noqa: F401  (selects the headless backend)
+from cnnlab.viz.activations import conv_layer, conv_layers
+
+
+def gradient_saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """|d logit_target / d input|, the maximum over input channels: [H, W]."""
+    x = x.detach().clone().requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    model(x)[0, target].backward()
+    return x.grad[0].abs().amax(0).numpy()
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None = None) -> tuple[np.ndarray, str]:
+    """(Grad-CAM heat map [H, W] in [0, 1] at input resolution, the layer used).
+
+    The default layer is the last conv layer: the most class-specific maps that still have a spatial layout.
+    """
+    name, conv = conv_layer(model, layer) if layer else conv_layers(model)[-1]
+    store = {}
+
+    def keep(module, inputs, output):
+        # Later layers get a clone, so an in-place ReLU after the conv cannot overwrite the maps we keep.
+        output.retain_grad()
+        store["maps"] = output
+        return output.clone()
+
+    handle = conv.register_forward_hook(keep)
+    try:
+        model.zero_grad(set_to_none=True)
+        model(x.detach())[0, target].backward()
+    finally:
+        handle.remove()
+    maps, grads = store["maps"][0].detach(), store["maps"].grad[0]
+    weights = grads.mean(dim=(1, 2))  # global-average-pooled gradients: one weight per channel
+    cam = F.relu((weights[:, None, None] * maps).sum(0))
+    cam = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    peak = cam.max()
+    return (cam / peak if peak > 0 else cam).numpy(), name
+
+
+def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_layer: str, caption: str):
+    """Input | gradient saliency | saliency over the input | Grad-CAM over the input, with colour bars."""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    for a in axes:
+        a.set_xticks([]), a.set_yticks([])
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title("input", fontsize=9)
+    sal = saliency / (saliency.max() or 1.0)
+    s_image = axes[1].imshow(sal, cmap="hot", vmin=0, vmax=1)
+    axes[1].set_title("gradient saliency |∂ logit / ∂ pixel|", fontsize=9)
+    fig.colorbar(s_image, ax=axes[1], fraction=0.046, pad=0.03, label="relative to max")
+    axes[2].imshow(image, cmap="gray")
+    axes[2].imshow(sal, cmap="hot", alpha=0.55, vmin=0, vmax=1)
+    axes[2].set_title("saliency over the input", fontsize=9)
+    axes[3].imshow(image, cmap="gray")
+    c_image = axes[3].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[3].set_title(f"Grad-CAM at {cam_layer}", fontsize=9)
+    fig.colorbar(c_image, ax=axes[3], fraction=0.046, pad=0.03, label="relative importance")
+    fig.suptitle(caption, fontsize=10)
+    fig.tight_layout()
+    return fig

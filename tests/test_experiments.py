@@ -1,0 +1,113 @@
+"""The seed's claims as experiments: the building blocks checked with exact numbers, and every experiment's
+quick setting run end to end through `cnnlab experiment`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.experiments import EXPERIMENTS
+from cnnlab.experiments.common import train
+from cnnlab.experiments.depth import cifar_net
+from cnnlab.experiments.hand_vs_learned import first_layer_model
+from cnnlab.experiments.invariance import POOLINGS, SumPool2d, pooled_cnn, transform
+from cnnlab.experiments.weight_sharing import conv_as_dense, mlp
+from cnnlab.filters import CATALOGUE
+from cnnlab.models import get_model
+from cnnlab.train.config import recipe_config
+
+
+def test_sum_pooling_is_the_window_sum():
+    x = torch.arange(32.0).view(1, 2, 4, 4)
+    expected = x.view(1, 2, 2, 2, 2, 2).sum((3, 5))  # rows and columns split into 2x2 windows
+    torch.testing.assert_close(SumPool2d(2)(x), expected)
+    assert SumPool2d(2)(x)[0, 0, 0, 0].item() == 0 + 1 + 4 + 5
+
+
+def test_pooling_variants_differ_only_in_downsampling():
+    x = torch.randn(2, 1, 28, 28)
+    shapes = {}
+    for pooling in POOLINGS:
+        model = pooled_cnn(pooling)
+        assert model(x).shape == (2, 10)
+        shapes[pooling] = [tuple(p.shape) for n, p in model.named_parameters() if n.startswith("fc")]
+    assert len({tuple(s) for s in shapes.values()}) == 1  # same fully connected layers: same map sizes (4x4)
+    assert pooled_cnn("strided conv").conv1.stride == (2, 2)
+
+
+def test_transform_moves_pixels_exactly():
+    x = torch.full((1, 1, 28, 28), -0.5)
+    x[0, 0, 10, 10] = 1.0
+    assert (transform(x, shift_px=4)[0, 0] > 0).nonzero().tolist() == [[10, 14]]
+    torch.testing.assert_close(transform(x), x)
+    # 90 degrees clockwise about the centre (13.5, 13.5): (row 10, col 10) -> (row 10, col 17)
+    assert (transform(x, rotate_deg=90)[0, 0] > 0.5).nonzero().tolist() == [[10, 17]]
+    assert transform(x, shift_px=6).min().item() == pytest.approx(-0.5)  # background fills in
+
+
+def test_conv_layers_counted_as_dense_layers():
+    rows = conv_as_dense(get_model("simple-cnn"))
+    assert [(r["layer"], r["conv"]) for r in rows] == [("conv1", 16 * 25 + 16), ("conv2", 32 * 16 * 25 + 32)]
+    # conv1 maps 1x28x28 to 16x24x24 = 9216 outputs: locally connected, each has its own 5x5 window + bias;
+    # fully connected, each sees all 784 inputs + bias
+    assert rows[0]["locally_connected"] == 9216 * 26 and rows[0]["fully_connected"] == 9216 * 785
+    assert rows[1]["locally_connected"] == 2048 * 401 and rows[1]["fully_connected"] == 2048 * 2305
+    assert sum(p.numel() for p in mlp([100]).parameters()) == 784 * 100 + 100 + 100 * 10 + 10
+
+
+def test_frozen_first_layer_stays_hand_crafted_while_learned_one_trains():
+    config = recipe_config("default", epochs=1, train_limit=256, test_limit=64, threads=1)
+    kernels = torch.from_numpy(np.stack([f.kernel for f in CATALOGUE]))[:, None]
+    hand, learned = first_layer_model("hand-crafted (frozen)"), first_layer_model("learned")
+    before = learned.conv1.weight.detach().clone()
+    train(config, hand)
+    train(config, learned)
+    torch.testing.assert_close(hand.conv1.weight, kernels)
+    assert hand.conv1.bias.abs().max() == 0
+    assert not torch.allclose(learned.conv1.weight, before)
+    assert hand.conv2.weight.requires_grad and not hand.conv1.weight.requires_grad
+
+
+@pytest.mark.parametrize("depth, convs", [(20, 19), (56, 55)])
+def test_depth_nets_have_the_papers_layer_count(depth, convs):
+    plain, residual = cifar_net(depth, (4, 8, 16), False), cifar_net(depth, (4, 8, 16), True)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in plain.modules()) == convs  # + 1 fc = depth
+    # option A shortcuts add no parameters: plain and residual nets are the same size
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
+    with pytest.raises(ValueError, match="depth 6n\\+2, got 21"):
+        cifar_net(21, (4, 8, 16), True)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_quick_experiment_writes_numbers_and_a_figure(name, tmp_path):
+    assert main(["experiment", name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    record = json.loads((tmp_path / name / "result.json").read_text())
+    assert record["experiment"] == name and record["setting"] == "quick" and record["claim"]
+    with Image.open(tmp_path / name / f"{name}.png") as figure:
+        assert figure.width > 600
+    result = record["result"]
+    if name == "weight-sharing":
+        cnn = result["nets"]["CNN (simple-cnn)"]
+        assert cnn["parameters"] == 80_202 and cnn["test_acc"] > 0.3
+        assert result["cnn_if_fully_connected"] == 80_202 - 416 - 12_832 + 9216 * 785 + 2048 * 2305
+    elif name == "invariance":
+        for net in result["nets"].values():
+            unmoved = net["shift"][record["settings"]["shifts"].index(0)]
+            assert unmoved > 0.2 and unmoved == net["rotation"][record["settings"]["rotations"].index(0)]
+    elif name == "depth":
+        assert set(result["nets"]) == {"plain-8", "plain-14", "resnet-8", "resnet-14"}
+        assert all(len(n["train_acc"]) == record["settings"]["epochs"] for n in result["nets"].values())
+    else:
+        assert set(result["datasets"]["mnist"]) == {"hand-crafted (frozen)", "random (frozen)", "learned"}
+        assert all(arm["test_acc"] > 0.2 for arm in result["datasets"]["mnist"].values())
+
+
+def test_unknown_experiment_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dpeth"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'dpeth'" in capsys.readouterr().err
