@@ -10,7 +10,7 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-COMMANDS = ["train", "evaluate", "predict", "runs", "zoo", "summary", "filters", "show", "report", "experiment"]
+COMMANDS = ["train", "evaluate", "predict", "runs", "zoo", "summary", "filters", "show", "report", "experiment", "transfer"]
 
 
 class _Parser(argparse.ArgumentParser):
