@@ -51,6 +51,8 @@ def add_parser(subparsers):
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--labels-per-class", type=int, metavar="N",
+                   help="train on a balanced subset: N images of each class, drawn with --seed")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
     p.add_argument("--data-dir", help="folder with the dataset files (else $CNNLAB_DATA, data/, cache, download)")
     p.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
@@ -72,8 +74,8 @@ def _json_object(text: str) -> dict:
 
 FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
           "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
-          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "test_limit",
-          "data_dir"]
+          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "labels_per_class",
+          "test_limit", "data_dir"]
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
