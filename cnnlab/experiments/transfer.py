@@ -121,7 +121,8 @@ def plot(record: dict, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     s = record["settings"]
-    fig.suptitle(f"simple-cnn: scratch vs transfer — mean ± std over {len(s['seeds'])} seed(s), "
+    seeds = len(s["seeds"])
+    fig.suptitle(f"simple-cnn: scratch vs transfer — mean ± std over {seeds} seed{'s' * (seeds > 1)}, "
                  f"epochs {s['epochs']} for {s['labels_per_class']} labels per class", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
