@@ -78,12 +78,13 @@ def load_source(path: str | Path, model: str | None = None, model_options: dict 
             state, metadata = read_weights(path)  # a cnnlab weights file names its model in the metadata
         else:
             state = read_state_dict(path)
-        name = model or metadata.get("model") or path.name.split("-")[0].split(".")[0]
-        try:
-            name = resolve_name(name)
-        except ConfigError:
-            raise ConfigError(f"{path}: cannot tell which model these weights are for; give --model NAME "
-                              "(torchvision files are recognized by name, e.g. resnet18-f37072fd.pth)") from None
+        name = model or metadata.get("model")
+        if name is None:
+            try:
+                name = resolve_name(path.name.split("-")[0].split(".")[0])
+            except ConfigError:
+                raise ConfigError(f"{path}: cannot tell which model these weights are for; give --model NAME "
+                                  "(torchvision files are recognized by name, e.g. resnet18-f37072fd.pth)") from None
         options, dataset = metadata.get("model_options") or {}, metadata.get("dataset")
     if model_options is not None:
         options = model_options
@@ -126,7 +127,7 @@ class TransferSpec:
 
     @classmethod
     def from_dict(cls, data) -> "TransferSpec":
-        where = "config transfer"
+        where = "transfer settings"
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
@@ -150,7 +151,7 @@ class TransferSpec:
                                           and not isinstance(spec.lr_backbone, bool) and spec.lr_backbone > 0),
              f"lr_backbone must be a positive number, got {spec.lr_backbone!r}"),
             (spec.mode == "fine-tune" or (spec.freeze_until is None and spec.lr_backbone is None),
-             "feature extraction trains the head only: freeze-until and lr-backbone apply to fine-tune"),
+             "mode feature-extract trains the new head only; freeze-until and lr-backbone apply to fine-tune"),
         ]
         for ok, message in checks:
             if not ok:
@@ -210,6 +211,8 @@ class TransferSpec:
     def adapted_state(self, model: nn.Module, source_state: dict, where) -> dict:
         """`source_state` made to fit `model`: its head replaced by the model's own (new) one, the first
         layer's colour channels summed. Anything else that does not fit raises one CheckpointError listing it."""
+        from cnnlab.models.weights import check_fits
+
         own = model.state_dict()
         state = {k: v for k, v in source_state.items() if not _under(_owner(k), self.head)}
         state.update({k: v for k, v in own.items() if _under(_owner(k), self.head)})
@@ -217,8 +220,6 @@ class TransferSpec:
             for key in [k for k in state if _owner(k) == self.first_layer["layer"] and state[k].dim() == 4]:
                 if state[key].shape[1] == self.first_layer["from_channels"]:
                     state[key] = state[key].sum(1, keepdim=True)
-        from cnnlab.models.weights import check_fits
-
         check_fits(model, state, where)
         return state
 
@@ -281,11 +282,6 @@ def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", 
     from cnnlab.train.config import recipe_config
     from cnnlab.train.engine import build_torch_model
 
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "feature-extract" and (freeze_until is not None or lr_backbone is not None):
-        raise ConfigError("--mode feature-extract trains the new head only; --freeze-until and --lr-backbone "
-                          "apply to --mode fine-tune")
     if input_size is not None and input_size < 1:
         raise ConfigError(f"--input-size must be at least 1, got {input_size}")
     src = source if isinstance(source, Source) else load_source(source, model, model_options)

@@ -134,6 +134,8 @@ def test_mismatched_checkpoint_lists_missing_unexpected_and_misshaped_keys(resne
 def test_wrong_model_for_the_weights_is_a_clear_error(resnet_pth, tmp_path):
     with pytest.raises(CheckpointError, match=r"does not fit ResNet: \d+ missing \(layer1\.2\.conv1\.weight"):
         prepare(resnet_pth, "mnist", "fine-tune", model="resnet34")
+    with pytest.raises(ConfigError, match="unknown model 'resnet18x'"):
+        load_source(resnet_pth, model="resnet18x")
     unnamed = shutil.copy(resnet_pth, tmp_path / "weights.pth")
     with pytest.raises(ConfigError, match="cannot tell which model these weights are for; give --model NAME"):
         load_source(unnamed)
@@ -202,7 +204,8 @@ def test_transfer_command_writes_a_run_recording_its_source(source_run, tmp_path
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--mode", "feature-extract", "--freeze-until", "conv1"], "apply to --mode fine-tune"),
+    (["--mode", "feature-extract", "--freeze-until", "conv1"],
+     "mode feature-extract trains the new head only; freeze-until and lr-backbone apply to fine-tune"),
     (["--mode", "fine-tune", "--freeze-until", "conv9"], "no such layer in SimpleCNN (its top-level layers: conv1, bn1"),
     (["--mode", "fine-tune", "--freeze-until", "fc2"], "would freeze the new head (fc2)"),
     (["--mode", "fine-tune", "--labels-per-class", "0"], "labels-per-class must be at least 1"),
@@ -217,7 +220,7 @@ def test_bad_transfer_arguments_are_one_line_errors(source_run, capsys, argv, me
 def test_missing_source_and_bad_transfer_config_are_one_line_errors(tmp_path, capsys):
     assert main(["transfer", "--from", str(tmp_path / "nothing"), "--dataset", "mnist", "--mode", "fine-tune"]) == 2
     assert "no such run folder or weights file" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="config transfer: mode must be one of feature-extract, fine-tune"):
+    with pytest.raises(ConfigError, match="transfer settings: mode must be one of feature-extract, fine-tune"):
         recipe_config("default", transfer={"source": {}, "mode": "finetune", "head": ["fc2"], "input_size": 28})
     with pytest.raises(ConfigError, match="transfer learning trains with the torch engine"):
         recipe_config("default", engine="scratch",
