@@ -4,6 +4,7 @@ checkpoints, strict one-line errors, balanced seeded label subsets, and transfer
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from cnnlab.train.batches import balanced_subset
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.trainer import Trainer
-from cnnlab.transfer import keys_shaped_by, load_source, prepare, transfer
+from cnnlab.models.registry import resolve_name
+from cnnlab.transfer import Source, keys_shaped_by, load_source, plan, prepare, transfer
 
 QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 
@@ -114,6 +116,37 @@ def test_torchvision_checkpoint_transfers_to_grey_28px_images(resnet_pth, tmp_pa
     digits = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(rebuilt(digits), model.eval()(digits))
     assert torch.equal(rebuilt.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
+
+
+MANIFEST = Path(__file__).parents[1].parent / "shared/reference/torchvision_state_dicts.json"
+
+
+@pytest.mark.parametrize("tv_name", ["alexnet", "vgg11", "vgg16_bn", "vgg19", "resnet34", "resnet50", "resnet152"])
+def test_every_torchvision_checkpoint_layout_plans_onto_grey_28px_digits(tv_name):
+    """The names and shapes of torchvision's published checkpoints (as meta tensors: nothing is allocated) fit
+    the zoo model at 64 px, with the colour filters summed and the 1000-class head replaced."""
+    if not MANIFEST.is_file():
+        pytest.skip(f"reference manifest not found: {MANIFEST}")
+    entries = json.loads(MANIFEST.read_text())["models"][tv_name]["state_dict"]
+    state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
+    source = Source(Path(f"{tv_name}.pth"), MANIFEST, "0" * 64, resolve_name(tv_name), {}, None, state)
+    spec = plan(source, "fine-tune", num_classes=10, in_channels=1, side=28)
+    head = "fc" if tv_name.startswith("resnet") else "classifier.6"
+    first = "conv1" if tv_name.startswith("resnet") else "features.0"
+    assert (spec.head, spec.input_size) == ([head], 64)
+    assert spec.first_layer == {"layer": first, "from_channels": 3, "to_channels": 1, "rule": "sum"}
+
+
+def test_googlenet_checkpoint_needs_its_auxiliary_heads_named():
+    """torchvision's GoogLeNet file carries the auxiliary classifiers, which the default zoo model lacks: the
+    error lists them rather than dropping weights silently."""
+    if not MANIFEST.is_file():
+        pytest.skip(f"reference manifest not found: {MANIFEST}")
+    entries = json.loads(MANIFEST.read_text())["models"]["googlenet"]["state_dict"]
+    state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
+    source = Source(Path("googlenet.pth"), MANIFEST, "0" * 64, "googlenet", {}, None, state)
+    with pytest.raises(CheckpointError, match=r"unexpected \(aux1\.conv\.conv\.weight"):
+        plan(source, "fine-tune", num_classes=10, in_channels=1, side=28)
 
 
 def test_mismatched_checkpoint_lists_missing_unexpected_and_misshaped_keys(resnet_pth, tmp_path):
