@@ -234,6 +234,10 @@ def test_transfer_command_writes_a_run_recording_its_source(source_run, tmp_path
     assert config.transfer["source"]["path"] == str(source_run.resolve())
     assert config.transfer["source"]["dataset"] == "mnist"
     assert len(json.loads((tmp_path / "fe" / "config.json").read_text())["transfer"]["source"]["sha256"]) == 64
+    # Its config.json alone cannot reproduce it (the pretrained weights are not in it): train --config says so.
+    assert main(["train", "--config", str(tmp_path / "fe" / "config.json")]) == 2
+    assert f"a transfer run's settings; repeat it with cnnlab transfer --from {source_run.resolve()}" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -96,6 +96,10 @@ def config_from_args(args):
     overrides = {f: getattr(args, f) for f in FIELDS if getattr(args, f, None) is not None}
     if args.config:
         base = TrainConfig.load(args.config).to_dict()
+        if base["transfer"]:
+            # Its pretrained weights are not in the config: training it here would start from random ones.
+            raise ConfigError(f"--config {args.config}: a transfer run's settings; repeat it with cnnlab transfer "
+                              f"--from {base['transfer']['source']['path']} (see its config.json)")
         if args.recipe:
             raise ConfigError("--config and --recipe both set the starting point; give one")
         return TrainConfig.from_dict({**base, **overrides}, source="--config").validate()
