@@ -10,7 +10,12 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-COMMANDS = ["train", "evaluate", "predict", "runs", "zoo", "summary", "filters", "serve", "show", "report", "experiment"]
+COMMANDS = [
+    "train", "evaluate", "predict", "runs", "transfer",
+    "zoo", "summary",
+    "filters", "show", "report", "experiment",
+    "serve",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -102,7 +102,7 @@ def test_quick_experiment_writes_numbers_and_a_figure(name, tmp_path):
     elif name == "depth":
         assert set(result["nets"]) == {"plain-8", "plain-14", "resnet-8", "resnet-14"}
         assert all(len(n["train_acc"]) == record["settings"]["epochs"] for n in result["nets"].values())
-    else:
+    elif name == "hand-vs-learned":
         assert set(result["datasets"]["mnist"]) == {"hand-crafted (frozen)", "random (frozen)", "learned"}
         assert all(arm["test_acc"] > 0.2 for arm in result["datasets"]["mnist"].values())
 

@@ -51,6 +51,8 @@ def add_parser(subparsers):
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--labels-per-class", type=int, metavar="N",
+                   help="train on a balanced subset: N images of each class, drawn with --seed")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
     p.add_argument("--data-dir", help="folder with the dataset files (else $CNNLAB_DATA, data/, cache, download)")
     p.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
@@ -72,8 +74,8 @@ def _json_object(text: str) -> dict:
 
 FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
           "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
-          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "test_limit",
-          "data_dir"]
+          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "labels_per_class",
+          "test_limit", "data_dir"]
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -94,6 +96,10 @@ def config_from_args(args):
     overrides = {f: getattr(args, f) for f in FIELDS if getattr(args, f, None) is not None}
     if args.config:
         base = TrainConfig.load(args.config).to_dict()
+        if base["transfer"]:
+            # Its pretrained weights are not in the config: training it here would start from random ones.
+            raise ConfigError(f"--config {args.config}: a transfer run's settings; repeat it with cnnlab transfer "
+                              f"--from {base['transfer']['source']['path']} (see its config.json)")
         if args.recipe:
             raise ConfigError("--config and --recipe both set the starting point; give one")
         return TrainConfig.from_dict({**base, **overrides}, source="--config").validate()

@@ -13,17 +13,22 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data import Split
+from cnnlab.errors import ConfigError
 
 
 class TensorSplit:
     """A dataset split as tensors on a device: images uint8 [N, C, H, W], labels int64 [N]."""
 
-    def __init__(self, split: Split, device: torch.device | str = "cpu", limit: int | None = None):
+    def __init__(self, split: Split, device: torch.device | str = "cpu", limit: int | None = None,
+                 labels_per_class: int | None = None, seed: int = 0):
         images = split.images if split.images.ndim == 4 else split.images[:, None]
         if limit is not None:
             images, labels = images[:limit], split.labels[:limit]
         else:
             labels = split.labels
+        if labels_per_class is not None:
+            chosen = balanced_subset(labels, split.info.num_classes, labels_per_class, seed)
+            images, labels = images[chosen], labels[chosen]
         self.images = torch.from_numpy(np.array(images)).to(device)  # a writable copy: the cached split is read-only
         self.labels = torch.from_numpy(np.array(labels)).to(device)
         self.info = split.info
@@ -53,6 +58,21 @@ class TensorSplit:
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
+
+
+def balanced_subset(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of `per_class` examples of every class, drawn without replacement.
+
+    Each class draws from its own generator seeded with (seed, class): a class's pick does not depend on the other
+    classes, and with the same seed a larger `per_class` contains the smaller pick (10 labels within the 100).
+    """
+    picks = []
+    for c in range(num_classes):
+        pool = np.flatnonzero(labels == c)
+        if len(pool) < per_class:
+            raise ConfigError(f"labels-per-class {per_class}: class {c} has only {len(pool)} training images")
+        picks.append(pool[np.random.default_rng([seed, c]).permutation(len(pool))[:per_class]])
+    return np.sort(np.concatenate(picks))
 
 
 class Augment:

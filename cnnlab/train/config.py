@@ -40,11 +40,13 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     threads: int | None = None
     train_limit: int | None = None  # first N training images only (quick runs and tests)
+    labels_per_class: int | None = None  # a balanced subset: N training images per class, drawn with `seed`
     test_limit: int | None = None
     eval_batch_size: int = 1000
     stop_at: float | None = None  # stop after the first epoch whose test accuracy reaches this
     recipe: str = "default"
     data_dir: str | None = None
+    transfer: dict | None = None  # how the model was adapted from pretrained weights (cnnlab.transfer.TransferSpec)
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):
@@ -62,11 +64,16 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
         need(self.stop_at is None or 0 < self.stop_at <= 1, f"stop-at must be an accuracy in (0, 1], got {self.stop_at}")
         need(self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}")
-        for name in ("train_limit", "test_limit", "threads"):
+        for name in ("train_limit", "test_limit", "threads", "labels_per_class"):
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
              f"unknown device {self.device!r}; expected auto, cpu or cuda[:N]")
+        if self.transfer is not None:
+            from cnnlab.transfer import TransferSpec
+
+            need(self.engine == "torch", "transfer learning trains with the torch engine")
+            TransferSpec.from_dict(self.transfer)  # raises ConfigError naming what is wrong
         return self
 
     def to_dict(self) -> dict:

@@ -42,11 +42,18 @@ def build_torch_model(config: TrainConfig, input_shape: tuple[int, int, int] | N
 
     info = dataset_info(config.dataset)
     channels, side = (input_shape[0], input_shape[-1]) if input_shape else (1, 28)
+    if config.transfer:
+        # A transferred model keeps its source's layer geometry and freezing, so resumed runs and
+        # Run.build_model() rebuild exactly the model that was trained.
+        from cnnlab.transfer import TransferSpec
+
+        return TransferSpec.from_dict(config.transfer).build(config, info.num_classes, channels, side)
     return get_model(config.model, num_classes=info.num_classes, in_channels=channels, input_size=side,
                      **config.model_options)
 
 
 def make_optimizer(config: TrainConfig, params):
+    """`params`: parameters, or torch param groups (dicts) where a group's own "lr" overrides `config.lr`."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
@@ -75,7 +82,12 @@ class TorchEngine:
         # Batch-norm layers whose parameters are frozen must not update their running statistics either.
         self.frozen_norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                              and m.affine and not any(p.requires_grad for p in m.parameters(recurse=False))]
-        self.optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
+        params = [p for p in model.parameters() if p.requires_grad]
+        if config.transfer:
+            from cnnlab.transfer import TransferSpec
+
+            params = TransferSpec.from_dict(config.transfer).param_groups(model, config.lr)
+        self.optimizer = make_optimizer(config, params)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
         self.label_smoothing = config.label_smoothing
         self.lr = self.optimizer.param_groups[0]["lr"]

@@ -135,7 +135,7 @@ class Trainer:
         self.save = save and self.world.is_main
         self.show_progress = progress and self.world.is_main
         self.train_data = TensorSplit(load_dataset(config.dataset, "train", config.data_dir, quiet=not progress),
-                                      self.device, config.train_limit)
+                                      self.device, config.train_limit, config.labels_per_class, config.seed)
         self.test_data = TensorSplit(load_dataset(config.dataset, "test", config.data_dir, quiet=not progress),
                                      self.device, config.test_limit)
         self.augment = Augment(**config.augment) if config.augment else None

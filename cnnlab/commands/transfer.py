@@ -1,0 +1,83 @@
+"""`cnnlab transfer`: train on a new dataset starting from a run's (or a torchvision checkpoint's) weights."""
+
+from __future__ import annotations
+
+from cnnlab.commands import add_command
+from cnnlab.commands.train import _json_object, _print_results
+
+# Training settings taken as they are from the command line (TrainConfig fields).
+SETTINGS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device", "threads",
+            "train_limit", "test_limit", "data_dir"]
+
+
+def add_parser(subparsers):
+    p = add_command(subparsers, "transfer", "Reuse a trained network for another dataset: new head, "
+                    "frozen or fine-tuned backbone.", [
+        "cnnlab transfer --from runs/NAME --dataset fashion-mnist --mode feature-extract --labels-per-class 10",
+        "cnnlab transfer --from runs/NAME --dataset fashion-mnist --mode fine-tune --freeze-until conv1",
+        "cnnlab transfer --from resnet18-f37072fd.pth --dataset mnist --mode fine-tune --lr-backbone 1e-4",
+    ], run)
+    p.add_argument("--from", dest="source", required=True, metavar="RUN_OR_WEIGHTS",
+                   help="a run folder (either engine), or a .safetensors/.pth weights file (torchvision layout)")
+    p.add_argument("--dataset", required=True, help="the target dataset (mnist or fashion-mnist)")
+    p.add_argument("--mode", required=True, choices=["feature-extract", "fine-tune"],
+                   help="feature-extract: train the new head only; fine-tune: train everything not frozen")
+    p.add_argument("--labels-per-class", type=int, metavar="N",
+                   help="train on a balanced subset: N images of each class, drawn with --seed")
+    p.add_argument("--freeze-until", metavar="LAYER", help="fine-tune: freeze LAYER and every layer before it")
+    p.add_argument("--lr-backbone", type=float, metavar="X",
+                   help="fine-tune: learning rate of the pretrained layers (default: --lr, as the head)")
+    p.add_argument("--model", help="the model a weights file holds (default: read from the file or its name)")
+    p.add_argument("--model-options", type=_json_object, help="the source model's options, as JSON")
+    p.add_argument("--input-size", type=int, metavar="PX",
+                   help="build the model for PX x PX inputs and resize images to it (default: the smallest "
+                        "size at which the pretrained layers fit)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--lr", type=float, help="peak learning rate (of the new head)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--name", help="run folder name")
+    p.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
+    p.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
+    return p
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from cnnlab.transfer import prepare
+    from cnnlab.train.trainer import Trainer
+
+    settings = {f: getattr(args, f) for f in SETTINGS if getattr(args, f) is not None}
+    config, model = prepare(args.source, args.dataset, args.mode, labels_per_class=args.labels_per_class,
+                            freeze_until=args.freeze_until, lr_backbone=args.lr_backbone, model=args.model,
+                            model_options=args.model_options, input_size=args.input_size, **settings)
+    trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet, model=model)
+    if not args.quiet:
+        spec = config.transfer
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        adapted = [f"new head {', '.join(spec['head'])}"]
+        if spec["first_layer"]:
+            adapted.append(f"{spec['first_layer']['layer']} summed over {spec['first_layer']['from_channels']} "
+                           "colour channels")
+        if spec["input_size"] != trainer.train_data.shape[-1]:
+            adapted.append(f"inputs resized to {spec['input_size']}x{spec['input_size']}")
+        Console().print(f"[bold]cnnlab transfer[/]: {config.model} from {spec['source']['path']} "
+                        f"(sha256 {spec['source']['sha256'][:12]}…) to {config.dataset}, {args.mode}; "
+                        f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
+                        f"{len(trainer.train_data):,} images")
+    result = trainer.fit()
+    if args.quiet:
+        print(result.run_dir)
+        return 0
+    _print_results(result)
+    return 0
