@@ -1,0 +1,60 @@
+"""The NumPy engine for the Trainer (`cnnlab train --engine scratch`): the same model, initial weights, optimizer
+and schedule as the torch engine, but forward, backward and updates all run in `cnnlab.scratch`.
+
+The model is the scratch twin of the registry's PyTorch model (built here only to read its layers and initial
+weights), so checkpoints keep PyTorch's names and load into the torch model as they are. Tensors cross the
+boundary as zero-copy NumPy views.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnnlab.scratch import Tensor, no_grad, optim
+from cnnlab.scratch import functional as F
+from cnnlab.scratch.twin import twin
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import build_torch_model, schedule_fn
+
+
+def make_optimizer(config: TrainConfig, params) -> optim.Optimizer:
+    """The scratch counterpart of `cnnlab.train.engine.make_optimizer`, setting for setting."""
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                         nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+    cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class ScratchEngine:
+    name = "scratch"
+
+    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], steps_per_epoch: int):
+        self.model = twin(build_torch_model(config, input_shape))
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.schedule = schedule_fn(config, steps_per_epoch)
+        self.base_lr, self.step = config.lr, 0
+        self.label_smoothing = config.label_smoothing
+        self.lr = config.lr * self.schedule(0)
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        self.model.train()
+        labels = y.numpy()
+        logits = self.model(Tensor(x.numpy()))
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad()
+        loss.backward()
+        # as torch's LambdaLR: step i uses base_lr * factor(i)
+        self.lr = self.optimizer.param_groups[0]["lr"] = self.base_lr * self.schedule(self.step)
+        self.optimizer.step()
+        self.step += 1
+        return loss.item() * len(labels), int((logits.data.argmax(1) == labels).sum())
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        with no_grad():
+            return torch.from_numpy(np.ascontiguousarray(self.model(Tensor(x.numpy())).data))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(value) for name, value in self.model.state_dict().items()}
