@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Callable
 
 from cnnlab.errors import ConfigError
 
@@ -21,6 +22,9 @@ class DatasetInfo:
     mirrors: tuple[str, ...]  # base URLs serving "<file>.gz"
     source: str
     licence: str
+    # generated datasets (no files): load(split, data_dir, quiet) -> Split replaces the file lookup
+    load: Callable | None = None
+    task: str = "classification"  # or "segmentation": labels are [N, H, W] class maps, one per pixel
 
     @property
     def num_classes(self) -> int:

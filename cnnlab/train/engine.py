@@ -4,6 +4,7 @@ The Trainer owns the data, the loop, the progress display and the run folder; an
 optimizer. An engine provides:
 
     train_batch(x, y) -> (summed loss, number correct)    one optimizer step on a normalized float batch
+                                                          (loss and correct summed over the batch's images)
     logits(x) -> torch.Tensor                             evaluation-mode forward pass, no gradients
     lr -> float                                           the learning rate of the step just taken
     weights() -> dict[str, torch.Tensor]                  the model's state_dict in PyTorch naming
@@ -75,7 +76,8 @@ class TorchEngine:
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item() * len(y), int((logits.argmax(1) == y).sum())
+        # per image: 1 if right; with pixel labels, the fraction of its pixels that are right
+        return loss.item() * len(y), (logits.argmax(1) == y).sum().item() * len(y) / y.numel()
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:

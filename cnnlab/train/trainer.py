@@ -22,6 +22,7 @@ from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
+from cnnlab.train.tasks import task_for
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, name: str | None = None, runs_dir: Path | None = None,
                  progress: bool = True, save: bool = True):
         self.config = config.validate()
+        self.task = task_for(config)  # classification or segmentation: evaluation, best metric, report
         self.name, self.runs_dir, self.show_progress, self.save = name, runs_dir, progress, save
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -113,9 +115,9 @@ class Trainer:
                     with open(self.run_dir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")
                     self._save_weights("last", epoch, row)
-                    if row["test_acc"] > best_acc:
+                    if row[self.task.best_metric] > best_acc:
                         self._save_weights("best", epoch, row)
-                best_acc = max(best_acc, row["test_acc"])
+                best_acc = max(best_acc, row[self.task.best_metric])
         result = TrainResult(self.run_dir, history, evaluation)
         if self.run_dir:
             self._write_report(result)
@@ -135,13 +137,13 @@ class Trainer:
                 progress.update(task, completed=step, stats=f"loss {loss_sum / seen:.4f}  acc {correct / seen:6.2%}  "
                                                             f"{rate:,.0f} img/s")
         train_seconds = time.perf_counter() - start
-        evaluation = evaluate(engine.logits, self.test_data, config.eval_batch_size)
+        evaluation = self.task.evaluate(engine.logits, self.test_data, config.eval_batch_size)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": evaluation.loss, "test_acc": evaluation.accuracy, "lr": engine.lr,
-               "seconds": seconds, "images_per_s": seen / train_seconds}
+               "seconds": seconds, "images_per_s": seen / train_seconds, **self.task.metrics(evaluation)}
         if progress:
-            progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ test acc {evaluation.accuracy:.2%}")
+            progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ {self.task.headline(evaluation)}")
         return row, evaluation
 
     # -- outputs --------------------------------------------------------------------------------------------
@@ -158,13 +160,7 @@ class Trainer:
         runs.save_weights(self.run_dir / runs.CHECKPOINTS[which], self.engine.weights(), metadata)
 
     def _write_report(self, result: TrainResult) -> None:
-        from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes, write_summary
-
-        info = self.test_data.info
-        plot_curves(result.history, self.run_dir / "curves.png", title=self.run_dir.name)
-        plot_confusion(result.final.confusion(info.num_classes), info.classes, self.run_dir / "confusion.png")
-        plot_mistakes(self.test_data.images.cpu(), result.final, info.classes, self.run_dir / "mistakes.png")
-        write_summary(self.run_dir, self.config, result)
+        self.task.write_report(self.run_dir, self.config, self.test_data, result)
 
     def _progress(self):
         from contextlib import nullcontext
