@@ -10,7 +10,7 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-COMMANDS = ["train", "evaluate", "predict", "runs"]
+COMMANDS = ["train", "evaluate", "predict", "runs", "segment"]
 
 
 class _Parser(argparse.ArgumentParser):

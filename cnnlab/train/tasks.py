@@ -112,8 +112,8 @@ class Segmentation:
 
         plot_curves(result.history, run_dir / "curves.png", title=f"{run_dir.name} (accuracy: of pixels)")
         plot_iou(result.history, result.final, data.info.classes, run_dir / "iou.png")
-        plot_scenes(data.images.cpu()[:, 0], data.labels.cpu(), result.final.predictions, data.info.classes,
-                    run_dir / "scenes.png")
+        plot_scenes(data.images.cpu()[:, 0].numpy(), data.labels.cpu().numpy(), result.final.predictions.numpy(),
+                    data.info.classes, run_dir / "scenes.png")
         write_summary(run_dir, config, result, data.info.classes)
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
@@ -29,23 +28,32 @@ def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np
     return rgb
 
 
-def plot_scenes(images: torch.Tensor, truth: torch.Tensor, predicted: torch.Tensor, classes: tuple[str, ...],
-                path: Path, count: int = 6) -> None:
-    """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a legend."""
+def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, count: int = 6,
+                titles: list[str] | None = None) -> None:
+    """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a class legend.
+    Images are uint8 [H, W], label maps integer [H, W] (tensors or arrays); without `truth` (a user's images),
+    rows are input | prediction."""
     count = min(count, len(images))
-    fig, axes = plt.subplots(count, 4, figsize=(4 * 2.3, count * 1.85 + 0.7), squeeze=False)
+    columns = 2 if truth is None else 4
+    width = max(np.shape(image)[1] / np.shape(image)[0] for image in images[:count]) * 1.75
+    fig, axes = plt.subplots(count, columns, figsize=(columns * width + 0.3, count * 1.85 + 0.7), squeeze=False)
     for row in range(count):
-        image, true, pred = images[row].numpy(), truth[row].numpy(), predicted[row].numpy()
-        wrong = int((true != pred).sum())
-        panels = [(image, "input"), (colorize(true), "ground truth"), (colorize(pred), "prediction"),
-                  (error_map(image, true, pred), f"errors: {wrong} px")]
+        image, pred = np.asarray(images[row]), np.asarray(predicted[row])
+        panels = [(image, titles[row] if titles else "input")]
+        if truth is None:
+            panels.append((colorize(pred), "prediction"))
+        else:
+            true = np.asarray(truth[row])
+            panels += [(colorize(true), "ground truth"), (colorize(pred), "prediction"),
+                       (error_map(image, true, pred), f"errors: {int((true != pred).sum())} px")]
         for ax, (picture, title) in zip(axes[row], panels):
             ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     legend = [Patch(facecolor=PALETTE[i], edgecolor="0.5", label=name) for i, name in enumerate(classes)]
-    legend.append(Patch(facecolor=ERROR, label="error"))
-    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=7, frameon=False,
+    if truth is not None:
+        legend.append(Patch(facecolor=ERROR, label="error"))
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend) if columns == 4 else 6, fontsize=7, frameon=False,
                handlelength=1.2, columnspacing=0.8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path)
