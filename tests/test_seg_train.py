@@ -15,7 +15,7 @@ from cnnlab.train.runs import Run
 from cnnlab.train.tasks import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
-SMALL = dict(train_limit=600, test_limit=200, epochs=2, batch_size=16, threads=1)
+SMALL = dict(model="fcn-8s", train_limit=400, test_limit=100, epochs=2, threads=1)  # 100 steps
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +26,20 @@ def short_run(tmp_path_factory):
     return trainer, untrained, trainer.fit()
 
 
-def test_short_training_improves_mean_iou(short_run):
-    _, untrained, result = short_run
-    # U-Net, 600 scenes x 2 epochs (~40 s on one loaded core): measured mean IoU 0.0xx -> 0.xx
-    assert untrained.mean_iou < 0.1
-    assert result.final.mean_iou >= untrained.mean_iou + 0.15
+def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(short_run):
+    trainer, untrained, result = short_run
+    # FCN-8s, 400 scenes x 2 epochs (~30 s on one loaded core). 100 steps teach it where the ink is, not yet which
+    # digit (that takes ~1,000 steps, see docs/segmentation.md): at this length the mean IoU gain is the
+    # background's. Measured (seed 0): mean IoU 0.0006 -> 0.087, test loss 2.39 -> 0.158, where the best constant
+    # guess (the class frequencies) scores 0.246.
+    assert untrained.mean_iou < 0.02
+    assert result.final.iou[0] > 0.95
+    assert result.final.mean_iou >= untrained.mean_iou + 0.08
+    frequency = torch.bincount(trainer.test_data.labels.flatten().long(), minlength=11).double()
+    frequency = frequency[frequency > 0] / frequency.sum()
+    best_constant_loss = -(frequency * frequency.log()).sum().item()  # predicting the class frequencies
+    assert result.final.loss < 0.8 * best_constant_loss
     assert result.history[-1]["test_miou"] == result.final.mean_iou
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
 def test_run_folder_checkpoint_and_cli(short_run, tmp_path, capsys):
@@ -43,9 +50,9 @@ def test_run_folder_checkpoint_and_cli(short_run, tmp_path, capsys):
     row = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"test_acc", "test_miou"} <= set(row)
 
-    code = main(["segment", "evaluate", str(result.run_dir), "--json", "--limit", "200"])
+    code = main(["segment", "evaluate", str(result.run_dir), "--json", "--limit", "100"])
     numbers = json.loads(capsys.readouterr().out)
-    assert code == 0 and numbers["scenes"] == 200 and numbers["mean_iou_includes_background"]
+    assert code == 0 and numbers["scenes"] == 100 and numbers["mean_iou_includes_background"]
     assert numbers["mean_iou"] == pytest.approx(result.final.mean_iou, abs=1e-9)  # the checkpoint is the model
 
     scene = load_dataset("mnist-scenes", "test").images[0]

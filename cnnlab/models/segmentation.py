@@ -25,7 +25,7 @@ from cnnlab.models.registry import register_model
 FCN_BACKBONE = ((8,), (16,), (32, 32), (64, 64), (64, 64))
 FCN_HEAD = 128  # width of the convolutionalized "fc6"/"fc7" layers
 FCN_SKIPS = {"fcn-32s": (), "fcn-16s": (4,), "fcn-8s": (4, 3)}  # pool stages fused, coarse to fine
-UNET_WIDTHS = (8, 16, 32, 64)  # sized for CPU training: ~4x cheaper than 16..128, see docs/segmentation.md
+UNET_WIDTHS = (8, 16, 32, 64, 128)  # narrow at full resolution (CPU cost), deep for context: see docs/segmentation.md
 
 
 def bilinear_kernel(factor: int) -> torch.Tensor:
