@@ -126,13 +126,15 @@ def _print_iou(result, classes, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{title}: mean IoU {result.mean_iou:.4f} (background included), "
-                        f"pixel accuracy {result.accuracy:.2%}")
+    table = Table()
     for column in ("class", "pixels", "IoU"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, pixels, iou in zip(classes, result.confusion.sum(1).tolist(), result.iou.tolist()):
         table.add_row(name, f"{pixels:,}", f"{iou:.4f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
+                  f"pixel accuracy {result.accuracy:.2%}")
 
 
 def _predict(args) -> int:

@@ -53,7 +53,11 @@ def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, 
     legend = [Patch(facecolor=PALETTE[i], edgecolor="0.5", label=name) for i, name in enumerate(classes)]
     if truth is not None:
         legend.append(Patch(facecolor=ERROR, label="error"))
-    fig.legend(handles=legend, loc="lower center", ncol=len(legend) if columns == 4 else 6, fontsize=7, frameon=False,
+    ncol = len(legend) if columns == 4 else 6
+    rows = -(-len(legend) // ncol)
+    # matplotlib fills legend columns first; reorder so that the classes read left to right, row by row
+    legend = [legend[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < len(legend)]
+    fig.legend(handles=legend, loc="lower center", ncol=ncol, fontsize=7, frameon=False,
                handlelength=1.2, columnspacing=0.8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path)
