@@ -20,7 +20,7 @@ import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir, load_dataset
 from cnnlab.data.download import atomic_write
-from cnnlab.data.registry import DATASETS, SPLITS, DatasetInfo
+from cnnlab.data.registry import GENERATED, SPLITS, DatasetInfo
 from cnnlab.errors import ConfigError, DatasetError
 
 HEIGHT, WIDTH = 64, 84
@@ -125,4 +125,4 @@ SCENES = DatasetInfo(
     load=_load,
     task="segmentation",
 )
-DATASETS[SCENES.name] = SCENES
+GENERATED[SCENES.name] = SCENES
