@@ -11,7 +11,7 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
 COMMANDS = [
-    "train", "evaluate", "predict", "runs", "transfer",
+    "train", "evaluate", "predict", "runs", "transfer", "segment",
     "zoo", "summary",
     "filters", "show", "report", "experiment",
     "serve",

@@ -96,5 +96,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     info = dataset_info(name)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if info.load:
+        return info.load(split, data_dir, quiet)
     paths = [fetch_file(info, f, data_dir, download, quiet) for f in info.files[split]]
     return _load(info.name, split, *paths)

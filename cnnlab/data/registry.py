@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Callable
 
 from cnnlab.errors import ConfigError
 
@@ -21,6 +22,9 @@ class DatasetInfo:
     mirrors: tuple[str, ...]  # base URLs serving "<file>.gz"
     source: str
     licence: str
+    # generated datasets (in GENERATED, no files): load(split, data_dir, quiet) -> Split replaces the file lookup
+    load: Callable | None = None
+    task: str = "classification"  # or "segmentation": labels are [N, H, W] class maps, one per pixel
 
     @property
     def num_classes(self) -> int:
@@ -67,10 +71,15 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
 ]}
 
 
+# Datasets generated in memory rather than read from IDX files (cnnlab.data.scenes adds mnist-scenes).
+GENERATED: dict[str, DatasetInfo] = {}
+
+
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower()
-    if key not in DATASETS:
-        close = difflib.get_close_matches(key, DATASETS, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(DATASETS)}"
+    known = {**DATASETS, **GENERATED}
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise ConfigError(f"unknown dataset {name!r}{hint}")
-    return DATASETS[key]
+    return known[key]

@@ -54,7 +54,7 @@ class TensorSplit:
             x = self.normalize(self.images[idx])
             if augment is not None:
                 x = augment(x, generator)
-            yield x, self.labels[idx]
+            yield x, self.labels[idx].long()  # pixel labels are stored as uint8; int64 is a no-op
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)

@@ -124,6 +124,9 @@ RECIPES: dict[str, dict] = {
         "epochs": 15, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
         "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
     },
+    # Segmentation of mnist-scenes (`cnnlab segment train`); see docs/segmentation.md for what it reaches.
+    "segmentation": {"model": "unet", "dataset": "mnist-scenes", "epochs": 4, "batch_size": 8, "lr": 5e-3,
+                     "eval_batch_size": 100},
 }
 
 

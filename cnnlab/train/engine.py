@@ -4,7 +4,8 @@ The Trainer owns the data, the loop, the progress display and the run folder; an
 optimizer. An engine provides:
 
     train_batch(x, y, loss_scale) -> (summed loss, number correct)   one optimizer step on a normalized batch;
-                                      the loss minimized is the summed loss times `loss_scale`
+                                      the loss minimized is the summed loss times `loss_scale`; with a label
+                                      per pixel, an image's loss and "correct" are its pixels' mean
     logits(x) -> torch.Tensor         evaluation-mode forward pass, no gradients
     lr -> float                       the learning rate of the step just taken
     weights() -> dict[str, Tensor]    the model's state_dict in PyTorch naming
@@ -120,12 +121,14 @@ class TorchEngine:
             loss_sum = sum((getattr(self.model, "aux_weight", 1.0) if i else 1.0) *
                            F.cross_entropy(o.float(), y, reduction="sum", label_smoothing=self.label_smoothing)
                            for i, o in enumerate([logits, *aux]))
+        per_image = y[0].numel()  # 1 for a class label, H*W for a mask of pixel labels
+        loss_sum = loss_sum / per_image
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * (loss_scale if loss_scale is not None else 1 / len(y))).backward()
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        return loss_sum.detach(), (logits.argmax(1) == y).sum()
+        return loss_sum.detach(), (logits.argmax(1) == y).sum() / per_image
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
+from cnnlab.train.tasks import task_for
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)
@@ -123,6 +124,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, name: str | None = None, runs_dir: Path | None = None,
                  progress: bool = True, save: bool = True, model: torch.nn.Module | None = None):
         self.config = config.validate()
+        self.task = task_for(config)  # classification or segmentation: evaluation, best metric, report
         self.name, self.runs_dir = name, runs_dir
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -182,7 +184,7 @@ class Trainer:
                 if config.stop_at is not None and row["test_acc"] >= config.stop_at:
                     break
         if evaluation is None:  # resumed a run that had already finished
-            evaluation = evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
+            evaluation = self.task.evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation)
         if self.save:
             self._write_report(result)
@@ -208,13 +210,13 @@ class Trainer:
                                                                 f"acc {float(correct) / seen:6.2%}  {rate:,.0f} img/s")
         loss_sum, correct, seen = world.sum(float(loss_sum), float(correct), float(seen))
         train_seconds = time.perf_counter() - start
-        evaluation = evaluate(engine.logits, self.test_data, config.eval_batch_size)
+        evaluation = self.task.evaluate(engine.logits, self.test_data, config.eval_batch_size)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": evaluation.loss, "test_acc": evaluation.accuracy, "lr": engine.lr,
-               "seconds": seconds, "images_per_s": seen / train_seconds}
+               "seconds": seconds, "images_per_s": seen / train_seconds, **self.task.metrics(evaluation)}
         if progress:
-            progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ test acc {evaluation.accuracy:.2%}")
+            progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ {self.task.headline(evaluation)}")
         return row, evaluation
 
     def _check_finite(self, loss: float, epoch: int, step: int) -> None:
@@ -236,7 +238,8 @@ class Trainer:
         atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
         atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history).encode())
         self._save_weights("last", row)
-        if row["test_acc"] >= max(r["test_acc"] for r in self.history):
+        best = self.task.best_metric
+        if row[best] >= max(r[best] for r in self.history):
             self._save_weights("best", row)
 
     def _meta(self) -> dict:
@@ -253,13 +256,7 @@ class Trainer:
         runs.save_weights(self.run_dir / runs.CHECKPOINTS[which], self.engine.weights(), metadata)
 
     def _write_report(self, result: TrainResult) -> None:
-        from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes, write_summary
-
-        info = self.test_data.info
-        plot_curves(result.history, self.run_dir / "curves.png", title=self.run_dir.name)
-        plot_confusion(result.final.confusion(info.num_classes), info.classes, self.run_dir / "confusion.png")
-        plot_mistakes(self.test_data.images.cpu(), result.final, info.classes, self.run_dir / "mistakes.png")
-        write_summary(self.run_dir, self.config, result)
+        self.task.write_report(self.run_dir, self.config, self.test_data, result)
 
     def _progress(self):
         from contextlib import nullcontext

@@ -1,0 +1,80 @@
+"""FCN-32s, FCN-16s, FCN-8s and U-Net on mnist-scenes: the same scenes, recipe and schedule for each; a table of
+test mean IoU (background included), pixel accuracy, IoU of the background and of the digits, and time.
+
+Each model trains in this one process, one after the other, through the ordinary Trainer (run folders under
+--runs-dir). The machine's load average is recorded next to each row: on a shared machine time is not clean.
+
+    python benchmarks/segmentation.py                                        # all four, the recipe's 4 epochs
+    python benchmarks/segmentation.py --train-limit 4000 --test-limit 1000 --epochs 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from cnnlab.train.config import RECIPES, recipe_config
+from cnnlab.train.trainer import Trainer
+
+MODELS = ["fcn-32s", "fcn-16s", "fcn-8s", "unet"]
+
+
+def run(model: str, args) -> dict:
+    config = recipe_config("segmentation", model=model, epochs=args.epochs, train_limit=args.train_limit,
+                           test_limit=args.test_limit, threads=args.threads, seed=args.seed)
+    trainer = Trainer(config, name=f"{args.prefix}{model}", runs_dir=args.runs_dir, progress=not args.quiet)
+    load_before = os.getloadavg()[0]
+    untrained = trainer.task.evaluate(trainer.engine.logits, trainer.test_data, config.eval_batch_size).mean_iou
+    result = trainer.fit()
+    iou = result.final.iou
+    return {"model": model, "parameters": sum(p.numel() for p in trainer.engine.model.parameters()),
+            "epochs": config.epochs, "train_scenes": len(trainer.train_data), "test_scenes": len(trainer.test_data),
+            "seconds": result.seconds, "untrained_miou": untrained, "mean_iou": result.final.mean_iou,
+            "pixel_accuracy": result.final.accuracy, "background_iou": iou[0].item(),
+            "digits_mean_iou": iou[1:].nanmean().item(), "load_average": [load_before, os.getloadavg()[0]],
+            "threads": config.threads, "run_dir": str(result.run_dir)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | parameters | epochs x train scenes | test scenes | mean IoU | IoU digits | IoU background | "
+             "pixel accuracy | untrained mean IoU | seconds | load average (start, end) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['parameters']:,} | {r['epochs']} x {r['train_scenes']:,} | "
+                     f"{r['test_scenes']:,} | **{r['mean_iou']:.4f}** | {r['digits_mean_iou']:.4f} | "
+                     f"{r['background_iou']:.4f} | {r['pixel_accuracy']:.2%} | {r['untrained_miou']:.4f} | "
+                     f"{r['seconds']:.0f} | {r['load_average'][0]:.1f}, {r['load_average'][1]:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--epochs", type=int, default=RECIPES["segmentation"]["epochs"])
+    parser.add_argument("--train-limit", type=int, help="first N of the 10,000 train scenes")
+    parser.add_argument("--test-limit", type=int, help="first N of the 2,000 test scenes")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs-dir", default="runs/benchmark-segmentation")
+    parser.add_argument("--prefix", default="", help="run folder name prefix")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file (appended, one per line)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for model in args.models:
+        rows.append(run(model, args))
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+    print(table(rows))
+    fcn = {r["model"]: r["mean_iou"] for r in rows if r["model"].startswith("fcn")}
+    if len(fcn) == 3:
+        ordered = fcn["fcn-8s"] >= fcn["fcn-16s"] >= fcn["fcn-32s"]
+        print(f"FCN-8s >= FCN-16s >= FCN-32s in mean IoU (the FCN paper's Table 2 order): {ordered}")
+
+
+if __name__ == "__main__":
+    main()

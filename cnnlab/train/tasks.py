@@ -1,0 +1,139 @@
+"""What the Trainer does differently per task: how to evaluate, which metric picks the best epoch, which report.
+
+The model's registry entry names its task; the dataset's entry names the labels it has (one per image, or one
+per pixel), and the two must agree. Training itself is the same for both: `F.cross_entropy` takes [N, K] logits
+with [N] labels and [N, K, H, W] logits with [N, H, W] labels alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import ConfigError
+
+
+class Classification:
+    name = "classification"
+    best_metric = "test_acc"
+
+    def evaluate(self, logits_fn, data, batch_size: int):
+        from cnnlab.train.trainer import evaluate
+
+        return evaluate(logits_fn, data, batch_size)
+
+    def metrics(self, evaluation) -> dict:
+        return {}
+
+    def headline(self, evaluation) -> str:
+        return f"test acc {evaluation.accuracy:.2%}"
+
+    def write_report(self, run_dir: Path, config, data, result) -> None:
+        from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes, write_summary
+
+        info = data.info
+        plot_curves(result.history, run_dir / "curves.png", title=run_dir.name)
+        plot_confusion(result.final.confusion(info.num_classes), info.classes, run_dir / "confusion.png")
+        plot_mistakes(data.images.cpu(), result.final, info.classes, run_dir / "mistakes.png")
+        write_summary(run_dir, config, result)
+
+
+def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[K, K] int64 counts of pixels (or images) with confusion[true, predicted]."""
+    index = target.flatten().long() * num_classes + predicted.flatten().long()
+    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of each class: TP / (TP + FP + FN). NaN for a class that is neither in the
+    labels nor in the predictions (no evidence either way), so that it drops out of the mean."""
+    tp = confusion.diag().double()
+    union = confusion.sum(0).double() + confusion.sum(1).double() - tp
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+
+
+@dataclass
+class SegmentationEvaluation:
+    loss: float  # mean cross-entropy per pixel
+    confusion: torch.Tensor  # [K, K] pixel counts, [true, predicted]
+    predictions: torch.Tensor  # uint8 [N, H, W] predicted class of every pixel, on the CPU
+
+    @property
+    def accuracy(self) -> float:
+        """Pixel accuracy: the share of all pixels (background included) whose class is right."""
+        return (self.confusion.diag().sum() / self.confusion.sum().clamp(min=1)).item()
+
+    @property
+    def iou(self) -> torch.Tensor:
+        return iou_per_class(self.confusion)
+
+    @property
+    def mean_iou(self) -> float:
+        """The mean over all classes, background included (of those present in labels or predictions)."""
+        return self.iou.nanmean().item()
+
+
+def evaluate_segmentation(logits_fn, data, batch_size: int = 100) -> SegmentationEvaluation:
+    k = data.info.num_classes
+    confusion = torch.zeros(k, k, dtype=torch.int64)
+    loss, predictions = 0.0, []
+    for x, y in data.batches(batch_size):
+        logits = logits_fn(x).float().cpu()
+        y = y.cpu()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        predicted = logits.argmax(1)
+        confusion += confusion_matrix(predicted, y, k)
+        predictions.append(predicted.to(torch.uint8))
+    pixels = max(1, data.labels.numel())
+    shape = (0, *data.labels.shape[1:])
+    return SegmentationEvaluation(loss / pixels, confusion, torch.cat(predictions) if predictions else
+                                  torch.empty(shape, dtype=torch.uint8))
+
+
+class Segmentation:
+    name = "segmentation"
+    best_metric = "test_miou"
+
+    def evaluate(self, logits_fn, data, batch_size: int) -> SegmentationEvaluation:
+        return evaluate_segmentation(logits_fn, data, batch_size)
+
+    def metrics(self, evaluation: SegmentationEvaluation) -> dict:
+        return {"test_miou": evaluation.mean_iou}
+
+    def headline(self, evaluation: SegmentationEvaluation) -> str:
+        return f"test mIoU {evaluation.mean_iou:.4f}  pixel acc {evaluation.accuracy:.2%}"
+
+    def write_report(self, run_dir: Path, config, data, result) -> None:
+        from cnnlab.viz.segmentation import plot_iou, plot_scenes, write_summary
+        from cnnlab.viz.training import plot_curves
+
+        plot_curves(result.history, run_dir / "curves.png", title=f"{run_dir.name} (accuracy: of pixels)")
+        plot_iou(result.history, result.final, data.info.classes, run_dir / "iou.png")
+        plot_scenes(data.images.cpu()[:, 0].numpy(), data.labels.cpu().numpy(), result.final.predictions.numpy(),
+                    data.info.classes, run_dir / "scenes.png")
+        write_summary(run_dir, config, result, data.info.classes)
+
+
+TASKS = {task.name: task for task in (Classification(), Segmentation())}
+
+
+def task_for(config):
+    """The task of `config.model`, checked against the dataset and the settings it supports."""
+    from cnnlab.data import dataset_info
+    from cnnlab.models import model_info
+
+    task = TASKS[model_info(config.model).task]
+    dataset = dataset_info(config.dataset)
+    if dataset.task != task.name:
+        raise ConfigError(f"model {config.model!r} does {task.name} but dataset {config.dataset!r} is for "
+                          f"{dataset.task} (use a {task.name} dataset, e.g. "
+                          f"{'mnist-scenes' if task.name == 'segmentation' else 'mnist'})")
+    if task.name == "segmentation" and config.engine != "torch":
+        raise ConfigError(f"--engine {config.engine}: segmentation trains with the torch engine only")
+    if task.name == "segmentation" and config.augment:
+        raise ConfigError("--augment: the affine jitter moves images but not their pixel labels; "
+                          "it is for classification only")
+    return task

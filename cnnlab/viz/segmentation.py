@@ -1,0 +1,106 @@
+"""Figures and summary of a segmentation run: sample scenes (input | truth | prediction | errors), IoU per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+from cnnlab.viz.training import _save
+
+# background black, then one clearly different colour per digit class (tab10)
+PALETTE = np.vstack([[0.0, 0.0, 0.0], plt.get_cmap("tab10").colors])
+ERROR = np.array([0.9, 0.1, 0.1])
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """Class map [H, W] -> RGB [H, W, 3] with the class palette."""
+    return PALETTE[labels]
+
+
+def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The input dimmed to gray with every wrongly labelled pixel in red."""
+    rgb = np.repeat(image[..., None] / 255 * 0.35, 3, axis=2)
+    rgb[truth != predicted] = ERROR
+    return rgb
+
+
+def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, count: int = 6,
+                titles: list[str] | None = None) -> None:
+    """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a class legend.
+    Images are uint8 [H, W], label maps integer [H, W] (tensors or arrays); without `truth` (a user's images),
+    rows are input | prediction."""
+    count = min(count, len(images))
+    columns = 2 if truth is None else 4
+    width = max(np.shape(image)[1] / np.shape(image)[0] for image in images[:count]) * 1.75
+    fig, axes = plt.subplots(count, columns, figsize=(columns * width + 0.3, count * 1.85 + 0.7), squeeze=False)
+    for row in range(count):
+        image, pred = np.asarray(images[row]), np.asarray(predicted[row])
+        panels = [(image, titles[row] if titles else "input")]
+        if truth is None:
+            panels.append((colorize(pred), "prediction"))
+        else:
+            true = np.asarray(truth[row])
+            panels += [(colorize(true), "ground truth"), (colorize(pred), "prediction"),
+                       (error_map(image, true, pred), f"errors: {int((true != pred).sum())} px")]
+        for ax, (picture, title) in zip(axes[row], panels):
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    legend = [Patch(facecolor=PALETTE[i], edgecolor="0.5", label=name) for i, name in enumerate(classes)]
+    if truth is not None:
+        legend.append(Patch(facecolor=ERROR, label="error"))
+    ncol = len(legend) if columns == 4 else 6
+    rows = -(-len(legend) // ncol)
+    # matplotlib fills legend columns first; reorder so that the classes read left to right, row by row
+    legend = [legend[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < len(legend)]
+    fig.legend(handles=legend, loc="lower center", ncol=ncol, fontsize=7, frameon=False,
+               handlelength=1.2, columnspacing=0.8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _save(fig, path)
+
+
+def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Path) -> None:
+    """Left: IoU of each class after the last epoch. Right: mean IoU after each epoch."""
+    iou = evaluation.iou.numpy()
+    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    ax_bar.bar(range(len(classes)), iou, color=PALETTE[: len(classes)], edgecolor="0.3")
+    for i, value in enumerate(iou):
+        ax_bar.text(i, value + 0.01, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
+    ax_bar.axhline(evaluation.mean_iou, color="0.4", ls="--", lw=1)
+    ax_bar.set_xticks(range(len(classes)), ["bg" if c == "background" else c for c in classes])
+    ax_bar.set(ylim=(0, 1.08), ylabel="IoU", title=f"Test IoU per class (mean {evaluation.mean_iou:.3f}, dashed)")
+    epochs = [row["epoch"] for row in history]
+    ax_curve.plot(epochs, [row["test_miou"] for row in history], "s-")
+    ax_curve.set(xlabel="epoch", ylabel="mean IoU (background included)", title="Test mean IoU")
+    ax_curve.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    for ax in (ax_bar, ax_curve):
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_summary(run_dir: Path, config, result, classes: tuple[str, ...]) -> None:
+    best = max(result.history, key=lambda r: r["test_miou"])
+    last, final = result.history[-1], result.final
+    lines = [
+        f"# Run `{run_dir.name}`", "",
+        f"{config.model} on {config.dataset}, recipe `{config.recipe}`: **mean IoU {last['test_miou']:.4f}** "
+        f"(background included), pixel accuracy {last['test_acc']:.2%} after {len(result.history)} epochs "
+        f"(best mean IoU {best['test_miou']:.4f} at epoch {best['epoch']}), {result.seconds:.1f} s.", "",
+        "| epoch | train loss | train pixel acc | test loss | test pixel acc | test mean IoU | lr | seconds | "
+        "images/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2%} | {r['test_loss']:.4f} | "
+          f"{r['test_acc']:.2%} | {r['test_miou']:.4f} | {r['lr']:.2e} | {r['seconds']:.1f} | "
+          f"{r['images_per_s']:,.0f} |" for r in result.history], "",
+        "| class | " + " | ".join(classes) + " |",
+        "|---|" + "---:|" * len(classes),
+        "| IoU | " + " | ".join(f"{v:.3f}" for v in final.iou.tolist()) + " |", "",
+        "![scenes](scenes.png)", "", "![iou](iou.png)", "", "![curves](curves.png)", "",
+        "Reproduce: `cnnlab segment train --config " + str(run_dir / "config.json") + "`", "",
+    ]
+    (run_dir / "summary.md").write_text("\n".join(lines))

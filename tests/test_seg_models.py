@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.models import get_model, list_models
+from cnnlab.models.segmentation import FCN, LearnedUpsample, bilinear_kernel
+from cnnlab.train.tasks import confusion_matrix, iou_per_class
+
+SEGMENTATION_MODELS = list_models(task="segmentation")
+
+
+def test_the_issue_models_are_registered_for_segmentation():
+    assert set(SEGMENTATION_MODELS) == {"fcn-32s", "fcn-16s", "fcn-8s", "unet"}
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8, 32])
+def test_bilinear_initialization_is_bilinear_upsampling_exactly(factor):
+    x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(factor))
+    expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    upsampled = LearnedUpsample(3, factor)(x)
+    assert upsampled.shape == expected.shape
+    torch.testing.assert_close(upsampled, expected, atol=1e-6, rtol=0)  # float32 rounding only, borders included
+
+
+def test_bilinear_kernel_values():
+    # factor 2: the classic FCN kernel, outer product of (1/4, 3/4, 3/4, 1/4)
+    ramp = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    torch.testing.assert_close(bilinear_kernel(2), torch.outer(ramp, ramp))
+    assert bilinear_kernel(8).sum().item() == pytest.approx(64.0)  # each input pixel spreads over f*f outputs
+
+
+@pytest.mark.parametrize("name", SEGMENTATION_MODELS)
+@pytest.mark.parametrize("size", [(64, 84), (30, 50)])
+def test_models_label_every_pixel_of_any_size(name, size):
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=11).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, *size))
+    assert out.shape == (2, 11, *size) and torch.isfinite(out).all()
+
+
+def test_fcn_skips_start_as_no_ops():
+    # FCN-16s at initialization: the zero-initialized pool4 scores add nothing, so the output is the stride-32
+    # scores upsampled bilinearly x2 and then x16 (as in the paper, training starts from the coarser net).
+    torch.manual_seed(0)
+    fcn16 = FCN(skips=(4,)).eval()
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        coarse = fcn16.score(fcn16.head(torch.nn.Sequential(*fcn16.stages)(x)))
+        direct = F.interpolate(F.interpolate(coarse, scale_factor=2, mode="bilinear"), scale_factor=16,
+                               mode="bilinear")
+        torch.testing.assert_close(fcn16(x), direct, atol=1e-5, rtol=0)
+
+
+def test_fcn_rejects_skips_out_of_order():
+    with pytest.raises(ValueError, match="coarse to fine"):
+        FCN(skips=(3, 4))
+
+
+def test_confusion_and_iou_against_hand_computed_values():
+    target = torch.tensor([[0, 0, 1, 1],
+                           [0, 2, 2, 1]])
+    predicted = torch.tensor([[0, 1, 1, 1],
+                              [0, 2, 0, 0]])
+    confusion = confusion_matrix(predicted, target, 4)
+    assert confusion.tolist() == [[2, 1, 0, 0],
+                                  [1, 2, 0, 0],
+                                  [1, 0, 1, 0],
+                                  [0, 0, 0, 0]]
+    iou = iou_per_class(confusion)
+    # class 0: TP 2, FP 2 (a 1 and a 2 called 0), FN 1 -> 2/5; class 1: TP 2, FP 1, FN 1 -> 2/4;
+    # class 2: TP 1, FN 1 -> 1/2; class 3 is nowhere: NaN, left out of the mean
+    assert iou[:3].tolist() == [0.4, 0.5, 0.5] and math.isnan(iou[3])
+    assert iou.nanmean().item() == pytest.approx((0.4 + 0.5 + 0.5) / 3)
+
+
+def test_iou_of_a_perfect_and_of_an_all_background_prediction():
+    target = torch.tensor([0, 0, 0, 3, 3, 5])
+    assert iou_per_class(confusion_matrix(target, target, 6)).nanmean().item() == 1.0
+    iou = iou_per_class(confusion_matrix(torch.zeros(6, dtype=torch.long), target, 6))
+    assert iou[0].item() == 0.5 and iou[3].item() == 0 and iou[5].item() == 0
