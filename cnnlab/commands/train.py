@@ -46,7 +46,7 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory layout (default: on for CUDA)")
+                   help="NHWC memory layout (default: on)")
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")

@@ -36,7 +36,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None  # None: on for CUDA
+    channels_last: bool | None = None  # None: on (NHWC memory layout)
     compile: bool = False  # torch.compile the model
     threads: int | None = None
     train_limit: int | None = None  # first N training images only (quick runs and tests)
