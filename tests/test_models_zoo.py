@@ -9,6 +9,12 @@ from cnnlab.models import get_model, list_models, model_info
 ALL_MODELS = list_models()
 
 
+def output_shape(name: str, n: int, classes: int, side_h: int, side_w: int) -> tuple:
+    """A classifier gives a score per class; a segmentation model a score per class at every pixel."""
+    segments = model_info(name).task == "segmentation"
+    return (n, classes, side_h, side_w) if segments else (n, classes)
+
+
 def test_the_zoo_is_complete():
     expected = {"simple-cnn", "lenet5", "alexnet", "alexnet-2012", "googlenet",
                 *(f"vgg-{c}" for c in ("a", "a-lrn", "b", "c", "d", "e")),
@@ -26,9 +32,10 @@ def test_forward_backward(name):
     model = get_model(name, num_classes=7, in_channels=1, input_size=16)
     x = torch.randn(2, 1, 16, 16)
     logits = model(x)
-    assert logits.shape == (2, 7)
+    assert logits.shape == output_shape(name, 2, 7, 16, 16)
     assert torch.isfinite(logits).all()
-    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 6])).backward()
+    target = torch.tensor([0, 6]).view(2, *[1] * (logits.dim() - 2)).expand(2, *logits.shape[2:])
+    torch.nn.functional.cross_entropy(logits, target).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
@@ -40,7 +47,7 @@ def test_small_input_shapes(name, shape):
     """Shapes only, on the meta device (no compute): every model adapts to the three small inputs."""
     with torch.device("meta"):
         model = get_model(name, num_classes=10, in_channels=shape[0], input_size=shape[-1]).eval()
-        assert model(torch.empty(2, *shape)).shape == (2, 10)
+        assert model(torch.empty(2, *shape)).shape == output_shape(name, 2, 10, *shape[1:])
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -48,7 +55,8 @@ def test_native_input_shape(name):
     entry = model_info(name)
     with torch.device("meta"):
         model = get_model(name, num_classes=entry.num_classes, in_channels=entry.input_size[0]).eval()
-        assert model(torch.empty(1, *entry.input_size)).shape == (1, entry.num_classes)
+        assert model(torch.empty(1, *entry.input_size)).shape == output_shape(name, 1, entry.num_classes,
+                                                                              *entry.input_size[1:])
 
 
 @pytest.mark.parametrize("alias,name", [("vgg16", "vgg-d"), ("VGG11_bn", "vgg-a-bn"), ("vgg19-bn", "vgg-e-bn"),
