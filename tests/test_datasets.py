@@ -37,6 +37,7 @@ def test_fashion_mnist_loads_from_data_dir():
 
 
 def test_lookup_order_data_dir_then_env_then_bundled(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)  # CI sets it; this test sets it itself below
     info = dataset_info("mnist")
     file = info.files["test"][1]
     assert locate(info, file) == BUNDLED / "mnist" / f"{file}.gz"
@@ -124,6 +125,7 @@ def test_load_dataset_downloads_into_the_cache_when_missing(mirror, tmp_path, mo
         shutil.copy(BUNDLED / "mnist" / f"{file}.gz", www)
     cache = tmp_path / "user-cache"
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)  # nothing local may be found: the files must be downloaded
     monkeypatch.setattr("cnnlab.data.datasets.BUNDLED", tmp_path / "no-bundle")
     monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(info, mirrors=(url,)))
     _load.cache_clear()
