@@ -50,15 +50,20 @@ def add_parser(subparsers):
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--labels-per-class", type=int, metavar="N",
                    help="train on a balanced subset: N images of each class, drawn with --seed")
+    add_data_and_output_options(p)
+    return p
+
+
+def add_data_and_output_options(p) -> None:
+    """The options every command that trains shares: which data, and where the run folder goes."""
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
     p.add_argument("--data-dir", help="folder with the dataset files (else $CNNLAB_DATA, data/, cache, download)")
     p.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
     p.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
     p.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
-    return p
 
 
 def _json_object(text: str) -> dict:

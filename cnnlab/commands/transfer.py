@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnlab.commands import add_command
-from cnnlab.commands.train import _json_object, _print_results
+from cnnlab.commands.train import _json_object, _print_results, add_data_and_output_options
 
 # Training settings taken as they are from the command line (TrainConfig fields).
 SETTINGS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device", "threads",
@@ -41,12 +41,7 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
-    p.add_argument("--data-dir", help="folder with the dataset files")
-    p.add_argument("--name", help="run folder name")
-    p.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
-    p.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
+    add_data_and_output_options(p)
     return p
 
 
