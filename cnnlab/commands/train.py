@@ -38,6 +38,8 @@ def add_parser(subparsers):
     p.add_argument("--step-size", type=int, help="epochs between decays (step schedule)")
     p.add_argument("--gamma", type=float, help="decay factor (step schedule)")
     p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--class-weights", choices=["none", "inverse-sqrt-frequency", "inverse-frequency"],
+                   help="weigh each class's loss by its frequency in the training labels (segmentation: background)")
     p.add_argument("--augment", type=_json_object,
                    help='random affine jitter, e.g. \'{"max_shift": 2, "max_rotate_deg": 10, "max_scale": 0.1}\'')
     p.add_argument("--stop-at", type=float, metavar="ACC", help="stop once the test accuracy reaches ACC (e.g. 0.99)")
@@ -78,9 +80,9 @@ def _json_object(text: str) -> dict:
 
 
 FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
-          "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "augment",
-          "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit", "labels_per_class",
-          "test_limit", "data_dir"]
+          "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "class_weights",
+          "augment", "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit",
+          "labels_per_class", "test_limit", "data_dir"]
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:

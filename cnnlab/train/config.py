@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.schedules import SCHEDULES
+from cnnlab.train.weighting import CLASS_WEIGHTINGS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ENGINES = ("torch", "scratch")
@@ -32,6 +33,7 @@ class TrainConfig:
     step_size: int = 1  # epochs between decays (step)
     gamma: float = 0.7  # decay factor (step)
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # weigh the loss of each class by its training frequency (cnnlab.train.weighting)
     augment: dict | None = None  # cnnlab.train.batches.Augment arguments, or None
     seed: int = 0
     device: str = "auto"
@@ -60,6 +62,9 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         need(self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        need(self.class_weights in CLASS_WEIGHTINGS,
+             f"unknown class weights {self.class_weights!r}; expected one of {', '.join(CLASS_WEIGHTINGS)}")
+        need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
         need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
         need(self.stop_at is None or 0 < self.stop_at <= 1, f"stop-at must be an accuracy in (0, 1], got {self.stop_at}")

@@ -72,7 +72,7 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int, device: torch.device,
-                 world=None):
+                 world=None, class_weights: torch.Tensor | None = None):
         self.device = device
         # bf16 autocast pays off on GPUs; on CPUs fp32 is faster. channels_last (NHWC) suits both cuDNN and
         # oneDNN: the default CNN trains ~20% faster with it on 2 CPU cores (benchmarks/mnist_time_to_accuracy.py).
@@ -92,6 +92,7 @@ class TorchEngine:
         self.optimizer = make_optimizer(config, params)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
         self.label_smoothing = config.label_smoothing
+        self.class_weights = class_weights.to(device) if class_weights is not None else None
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.forward = self.model
         if world is not None and world.distributed:
@@ -120,7 +121,8 @@ class TorchEngine:
             # the auxiliary losses weigh.
             logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
             loss_sum = sum((getattr(self.model, "aux_weight", 1.0) if i else 1.0) *
-                           F.cross_entropy(o.float(), y, reduction="sum", label_smoothing=self.label_smoothing)
+                           F.cross_entropy(o.float(), y, self.class_weights, reduction="sum",
+                                           label_smoothing=self.label_smoothing)
                            for i, o in enumerate([logits, *aux]))
         per_image = y[0].numel()  # 1 for a class label, H*W for a mask of pixel labels
         loss_sum = loss_sum / per_image

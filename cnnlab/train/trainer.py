@@ -33,6 +33,7 @@ from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
+from cnnlab.train.weighting import class_weights
 from cnnlab.train.tasks import task_for
 
 CHECKPOINT = "checkpoint.pt"
@@ -89,7 +90,7 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
 
 
 def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World,
-                model: torch.nn.Module | None = None):
+                model: torch.nn.Module | None = None, class_weights: torch.Tensor | None = None):
     if config.engine == "scratch":
         from cnnlab.train.scratch_engine import ScratchEngine
 
@@ -97,7 +98,7 @@ def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: 
             raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
         return ScratchEngine(config, input_shape, steps_per_epoch)
     model = model if model is not None else build_torch_model(config, input_shape)
-    return TorchEngine(config, model, steps_per_epoch, device, world)
+    return TorchEngine(config, model, steps_per_epoch, device, world, class_weights)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -146,7 +147,10 @@ class Trainer:
         self.steps_per_epoch = self.train_data.num_batches(config.batch_size)
         if model is not None and config.engine != "torch":
             raise ConfigError("a given model instance trains with the torch engine")
-        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world, model)
+        # From all training labels, before any sharding: every rank weighs the classes alike.
+        weights = class_weights(config.class_weights, self.train_data.labels, self.train_data.info.num_classes)
+        self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world, model,
+                                  weights)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
 

@@ -1,0 +1,29 @@
+"""Class weights for the cross-entropy, from how often each class occurs in the training labels.
+
+On mnist-scenes 96% of the pixels are background: with the plain per-pixel mean, the digits get 4% of the
+gradient, and a network first learns "everything is background" and then spends most of its steps learning which
+digit a stroke is. Weighting each pixel's loss by its class's frequency^-1/2 (`inverse-sqrt-frequency`) moves that
+gradient to the digits; full inverse frequency (`inverse-frequency`, "balanced") over-corrects: background pixels
+then weigh so little that outlines blur (docs/segmentation.md has the measurements). The weights are scaled so that
+the mean weight over the training labels is 1, which keeps the loss, and so the learning rate, on the same scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-frequency": 1.0}
+
+
+def class_weights(kind: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+    """float32 [num_classes] weights (None for `none`) from the class frequencies in `labels` (any shape).
+
+    A class absent from the labels gets weight 0: it has no pixels to weigh, and 1/0 would poison the mean.
+    """
+    power = CLASS_WEIGHTINGS[kind]
+    if power is None:
+        return None
+    counts = torch.bincount(labels.flatten().long().cpu(), minlength=num_classes)[:num_classes].double()
+    frequency = counts / counts.sum()
+    weights = torch.where(counts > 0, frequency.clamp(min=1e-12).pow(-power), 0.0)
+    return (weights / (weights * frequency).sum()).float()
