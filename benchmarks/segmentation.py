@@ -6,6 +6,7 @@ Each model trains in this one process, one after the other, through the ordinary
 
     python benchmarks/segmentation.py                                        # all four, the recipe's 4 epochs
     python benchmarks/segmentation.py --train-limit 4000 --test-limit 1000 --epochs 3 --threads 1
+    python benchmarks/segmentation.py --models unet --epochs 7 --model-options '{"widths": [16, 32, 64, 128, 256]}'
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ MODELS = ["fcn-32s", "fcn-16s", "fcn-8s", "unet"]
 
 def run(model: str, args) -> dict:
     config = recipe_config("segmentation", model=model, epochs=args.epochs, train_limit=args.train_limit,
-                           test_limit=args.test_limit, threads=args.threads, seed=args.seed)
+                           test_limit=args.test_limit, threads=args.threads, seed=args.seed,
+                           model_options=args.model_options)
     trainer = Trainer(config, name=f"{args.prefix}{model}", runs_dir=args.runs_dir, progress=not args.quiet)
     load_before = os.getloadavg()[0]
     untrained = trainer.task.evaluate(trainer.engine.logits, trainer.test_data, config.eval_batch_size).mean_iou
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--test-limit", type=int, help="first N of the 2,000 test scenes")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-options", type=json.loads, default={},
+                        help='JSON for every model, e.g. \'{"widths": [16, 32, 64, 128, 256]}\' (a U-Net twice as wide)')
     parser.add_argument("--runs-dir", default="runs/benchmark-segmentation")
     parser.add_argument("--prefix", default="", help="run folder name prefix")
     parser.add_argument("--json", type=Path, help="also write the rows to this file (appended, one per line)")

@@ -15,7 +15,7 @@ from cnnlab.train.runs import Run
 from cnnlab.train.tasks import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
-SMALL = dict(model="fcn-8s", train_limit=400, test_limit=100, epochs=2, threads=1)  # 100 steps
+SMALL = dict(model="fcn-8s", train_limit=2000, test_limit=100, epochs=2, threads=1)  # 250 steps of 16
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +28,18 @@ def short_run(tmp_path_factory):
 
 def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(short_run):
     trainer, untrained, result = short_run
-    # FCN-8s, 400 scenes x 2 epochs (~30 s on one loaded core). 100 steps teach it where the ink is, not yet which
-    # digit (that takes ~1,000 steps, see docs/segmentation.md): at this length the mean IoU gain is the
-    # background's. Measured (seed 0): mean IoU 0.0006 -> 0.087, test loss 2.39 -> 0.158, where the best constant
-    # guess (the class frequencies) scores 0.246.
+    # FCN-8s with the segmentation recipe (class-weighted loss), 2,000 scenes x 2 epochs (15 s on one idle core).
+    # Measured (seed 0): mean IoU 0.0006 -> 0.282, the digits' 0.215, background 0.959, test loss 2.39 -> 0.194
+    # where the best constant guess (the class frequencies) scores 0.246. The weighted loss buys the digits with
+    # some background near the strokes, so the unweighted test loss only just beats the constant guess.
     assert untrained.mean_iou < 0.02
-    assert result.final.iou[0] > 0.95
-    assert result.final.mean_iou >= untrained.mean_iou + 0.08
+    assert result.final.mean_iou >= untrained.mean_iou + 0.2
+    assert result.final.iou[1:].nanmean() > 0.1  # it names digits, not only where ink is
+    assert result.final.iou[0] > 0.93
     frequency = torch.bincount(trainer.test_data.labels.flatten().long(), minlength=11).double()
     frequency = frequency[frequency > 0] / frequency.sum()
     best_constant_loss = -(frequency * frequency.log()).sum().item()  # predicting the class frequencies
-    assert result.final.loss < 0.8 * best_constant_loss
+    assert result.final.loss < best_constant_loss
     assert result.history[-1]["test_miou"] == result.final.mean_iou
 
 
@@ -129,3 +130,33 @@ def test_a_small_fcn_trains_in_the_scratch_engine():
     # 16 px is too small to tell most digits apart, which is what the bigger FCNs and the U-Net are for
     assert np.mean(losses[-6:]) < 0.5 * np.mean(losses[:6])
     assert mean_iou() >= before + 0.05
+
+
+def test_segment_train_resumes_and_launches_like_train(tmp_path, monkeypatch, capsys):
+    """`cnnlab segment train` is `cnnlab train` from the segmentation recipe: --resume continues an interrupted
+    run to the same metrics as an uninterrupted one, and --nproc-per-node relaunches `segment train` itself."""
+    config = recipe_config("segmentation", model="fcn-8s", epochs=2, train_limit=64, test_limit=16, threads=1)
+    Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
+    interrupted = Trainer(config, name="cut", runs_dir=tmp_path, progress=False)
+    save = interrupted._checkpoint
+
+    def save_then_stop(row):
+        save(row)
+        raise KeyboardInterrupt
+
+    interrupted._checkpoint = save_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert main(["segment", "train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+
+    def metrics(name):
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
+
+    assert len(metrics("cut")) == 2 and metrics("cut") == metrics("whole")
+
+    launched = []
+    monkeypatch.setattr("cnnlab.train.distributed.launch", lambda n, argv: launched.append((n, argv)) or 0)
+    monkeypatch.setattr("sys.argv", ["cnnlab", "segment", "train", "--epochs", "1", "--nproc-per-node", "2"])
+    assert main(["segment", "train", "--epochs", "1", "--nproc-per-node", "2"]) == 0
+    assert launched == [(2, ["segment", "train", "--epochs", "1"])]

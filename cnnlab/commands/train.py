@@ -24,7 +24,7 @@ def add_parser(subparsers):
     p.add_argument("--config", help="a config.json to start from (e.g. an earlier run's)")
     p.add_argument("--model", help="registered model name (default simple-cnn; see `cnnlab zoo`)")
     p.add_argument("--model-options", type=_json_object, help='model options as JSON, e.g. \'{"channels": [8, 16]}\'')
-    p.add_argument("--dataset", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--dataset", help="mnist, fashion-mnist or mnist-scenes (default mnist)")
     p.add_argument("--engine", choices=["torch", "scratch"], help="torch (default) or the NumPy scratch engine")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -123,7 +123,8 @@ def run(args) -> int:
             raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
         from cnnlab.train.distributed import launch
 
-        argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train"]
+        command = getattr(args, "command_words", ["train"])  # `segment train` relaunches as itself
+        argv = sys.argv[1:] if sys.argv[1:1 + len(command)] == command else command
         return launch(args.nproc_per_node, _without_option(argv, "--nproc-per-node"))
     if args.resume:
         stray = [f"--{f.replace('_', '-')}" for f in FIELDS if getattr(args, f, None) is not None]
@@ -140,9 +141,9 @@ def run(args) -> int:
     if not args.quiet:
         from rich.console import Console
 
-        Console().print(f"[bold]cnnlab train[/]: {config.model} on {config.dataset} "
-                        f"({len(trainer.train_data):,} train / {len(trainer.test_data):,} test images), "
-                        f"{config.engine} engine on {trainer.device}, recipe {config.recipe}")
+        Console().print(f"[bold]cnnlab {' '.join(getattr(args, 'command_words', ['train']))}[/]: {config.model} on "
+                        f"{config.dataset} ({len(trainer.train_data):,} train / {len(trainer.test_data):,} test "
+                        f"images), {config.engine} engine on {trainer.device}, recipe {config.recipe}")
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
@@ -151,6 +152,15 @@ def run(args) -> int:
         return 130
     if args.quiet:
         print(result.run_dir)
+        return 0
+    if trainer.task.name == "segmentation":
+        from rich.console import Console
+
+        from cnnlab.commands.segment import print_iou
+
+        print_iou(result.final, trainer.test_data.info.classes,
+                  f"{result.run_dir.name}: {len(result.history)} epochs in {result.seconds:.0f} s")
+        Console().print(f"see {result.run_dir}/summary.md")
         return 0
     _print_results(result)
     return 0
