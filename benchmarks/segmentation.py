@@ -4,7 +4,7 @@ test mean IoU (background included), pixel accuracy, IoU of the background and o
 Each model trains in this one process, one after the other, through the ordinary Trainer (run folders under
 --runs-dir). The machine's load average is recorded next to each row: on a shared machine time is not clean.
 
-    python benchmarks/segmentation.py                                        # all four, the recipe's 4 epochs
+    python benchmarks/segmentation.py                                        # all four, the recipe's 14 epochs each
     python benchmarks/segmentation.py --train-limit 4000 --test-limit 1000 --epochs 3 --threads 1
     python benchmarks/segmentation.py --models unet --epochs 7 --model-options '{"widths": [16, 32, 64, 128, 256]}'
 """
