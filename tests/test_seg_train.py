@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +163,30 @@ def test_segment_train_resumes_and_launches_like_train(tmp_path, monkeypatch, ca
     monkeypatch.setattr("sys.argv", ["cnnlab", "segment", "train", "--epochs", "1", "--nproc-per-node", "2"])
     assert main(["segment", "train", "--epochs", "1", "--nproc-per-node", "2"]) == 0
     assert launched == [(2, ["segment", "train", "--epochs", "1"])]
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_error_analysis_benchmark_agrees_with_the_evaluation(short_run):
+    """benchmarks/segmentation_errors.py on a real run: its mean IoU is the evaluation's, its pixel counts add up."""
+    _, _, result = short_run
+    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_errors.py", result.run_dir, "--limit", "100"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    numbers = json.loads(out.stdout)
+    assert numbers["mean_iou"] == pytest.approx(result.final.mean_iou, abs=1e-4)  # same 100 test scenes
+    pixels = numbers["pixels"]
+    assert pixels["wrong"] == pixels["digit_as_other_digit"] + pixels["background_as_digit"] + pixels["digit_as_background"]
+    assert pixels["wrong"] == result.final.confusion.sum() - result.final.confusion.diag().sum()
+    assert 0 <= numbers["logit_adjusted_mean_iou"] <= 1  # the recipe weighs classes, so it is reported
+
+
+def test_probe_benchmark_trains_and_reports():
+    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_probe.py", "--model", "fcn-8s", "--seconds", "2",
+                          "--eval-every", "1", "--threads", "1", "--loss", "dice"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows[-1]["steps"] > 0 and rows[-1]["settings"]["loss"] == "dice"
+    assert all(0 <= row["test_miou"] <= 1 and row["train_miou"] >= 0 for row in rows[:-1]) and len(rows) >= 3
