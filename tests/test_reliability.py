@@ -15,16 +15,13 @@ from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import read_weights
 from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_checkpoint
 
+from conftest import interrupt_after_first_epoch, metrics_without_timings
+
 COMMON = ["--epochs", "3", "--batch-size", "32", "--threads", "1", "--test-limit", "500", "--quiet"]
 
 
 def cnnlab_command(*args) -> list[str]:
     return [sys.executable, "-m", "cnnlab", *map(str, args)]
-
-
-def metrics_without_timings(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
 
 
 def assert_same_weights(a, b, atol=0.0):
@@ -107,16 +104,7 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path, monkeypatch):
 def test_scratch_engine_run_interrupted_after_an_epoch_resumes_exactly(tmp_path):
     config = recipe_config(engine="scratch", epochs=2, train_limit=640, test_limit=200, batch_size=32)
     Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
-    interrupted = Trainer(config, name="cut", runs_dir=tmp_path, progress=False)
-    save = interrupted._checkpoint
-
-    def save_then_stop(row):
-        save(row)
-        raise KeyboardInterrupt
-
-    interrupted._checkpoint = save_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
+    interrupt_after_first_epoch(config, "cut", tmp_path)
     Trainer.resume(tmp_path / "cut", progress=False).fit()
     assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
     assert_same_weights(tmp_path / "cut", tmp_path / "whole")

@@ -18,6 +18,8 @@ from cnnlab.train.runs import Run
 from cnnlab.train.tasks import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
+from conftest import interrupt_after_first_epoch, metrics_without_timings
+
 SMALL = dict(model="fcn-8s", train_limit=2000, test_limit=100, epochs=2, threads=1)  # 250 steps of 16
 
 
@@ -140,23 +142,10 @@ def test_segment_train_resumes_and_launches_like_train(tmp_path, monkeypatch, ca
     run to the same metrics as an uninterrupted one, and --nproc-per-node relaunches `segment train` itself."""
     config = recipe_config("segmentation", model="fcn-8s", epochs=2, train_limit=64, test_limit=16, threads=1)
     Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
-    interrupted = Trainer(config, name="cut", runs_dir=tmp_path, progress=False)
-    save = interrupted._checkpoint
-
-    def save_then_stop(row):
-        save(row)
-        raise KeyboardInterrupt
-
-    interrupted._checkpoint = save_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
+    interrupt_after_first_epoch(config, "cut", tmp_path)
     assert main(["segment", "train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
-
-    def metrics(name):
-        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
-
-    assert len(metrics("cut")) == 2 and metrics("cut") == metrics("whole")
+    cut, whole = metrics_without_timings(tmp_path / "cut"), metrics_without_timings(tmp_path / "whole")
+    assert len(cut) == 2 and cut == whole
 
     launched = []
     monkeypatch.setattr("cnnlab.train.distributed.launch", lambda n, argv: launched.append((n, argv)) or 0)

@@ -118,12 +118,12 @@ def run(args) -> int:
 
     from cnnlab.train.trainer import Trainer
 
+    command = getattr(args, "command_words", ["train"])  # `segment train` runs, and relaunches, as itself
     if args.nproc_per_node is not None:
         if args.nproc_per_node < 1:
             raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
         from cnnlab.train.distributed import launch
 
-        command = getattr(args, "command_words", ["train"])  # `segment train` relaunches as itself
         argv = sys.argv[1:] if sys.argv[1:1 + len(command)] == command else command
         return launch(args.nproc_per_node, _without_option(argv, "--nproc-per-node"))
     if args.resume:
@@ -141,7 +141,7 @@ def run(args) -> int:
     if not args.quiet:
         from rich.console import Console
 
-        Console().print(f"[bold]cnnlab {' '.join(getattr(args, 'command_words', ['train']))}[/]: {config.model} on "
+        Console().print(f"[bold]cnnlab {' '.join(command)}[/]: {config.model} on "
                         f"{config.dataset} ({len(trainer.train_data):,} train / {len(trainer.test_data):,} test "
                         f"images), {config.engine} engine on {trainer.device}, recipe {config.recipe}")
     try:

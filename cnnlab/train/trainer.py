@@ -33,8 +33,8 @@ from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
-from cnnlab.train.weighting import class_weights
 from cnnlab.train.tasks import task_for
+from cnnlab.train.weighting import class_weights
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)

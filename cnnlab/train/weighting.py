@@ -23,7 +23,8 @@ def class_weights(kind: str, labels: torch.Tensor, num_classes: int) -> torch.Te
     power = CLASS_WEIGHTINGS[kind]
     if power is None:
         return None
-    counts = torch.bincount(labels.flatten().long().cpu(), minlength=num_classes)[:num_classes].double()
+    # bincount takes the stored uint8 pixel labels as they are: no int64 copy of every training pixel
+    counts = torch.bincount(labels.flatten().cpu(), minlength=num_classes)[:num_classes].double()
     frequency = counts / counts.sum()
     weights = torch.where(counts > 0, frequency.clamp(min=1e-12).pow(-power), 0.0)
     return (weights / (weights * frequency).sum()).float()
