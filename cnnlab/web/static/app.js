@@ -24,7 +24,13 @@ const postJSON = (path, body) => api(path, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
 });
 
-function setStatus(message) { $("#status").textContent = message || ""; }
+// The status line shows the last error and which kind of request made it: only a later success of the same
+// kind clears it (an answer to an earlier drawing's activations must not wipe a refused upload's reason).
+let statusKind = null;
+function setStatus(message, kind = null) {
+  $("#status").textContent = message || "";
+  statusKind = message ? kind : null;
+}
 
 // A newer request of a kind makes older answers of that kind stale: drawing fires many, and only the last
 // one may paint.
@@ -34,10 +40,10 @@ async function latest(kind, work) {
   try {
     const result = await work();
     if (mine !== generations[kind]) return null;
-    setStatus("");
+    if (statusKind === kind) setStatus("");
     return result;
   } catch (err) {
-    if (mine === generations[kind]) setStatus(err.message);
+    if (mine === generations[kind]) setStatus(err.message, kind);
     return null;
   }
 }
