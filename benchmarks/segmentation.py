@@ -4,9 +4,10 @@ test mean IoU (background included), pixel accuracy, IoU of the background and o
 Each model trains in this one process, one after the other, through the ordinary Trainer (run folders under
 --runs-dir). The machine's load average is recorded next to each row: on a shared machine time is not clean.
 
-    python benchmarks/segmentation.py                                        # all four, the recipe's 14 epochs each
+    python benchmarks/segmentation.py --models unet --threads 2       # the recipe: 3 epochs of 60,000 scenes
+    python benchmarks/segmentation.py --models fcn-32s fcn-16s fcn-8s --epochs 1 --threads 2
     python benchmarks/segmentation.py --train-limit 4000 --test-limit 1000 --epochs 3 --threads 1
-    python benchmarks/segmentation.py --models unet --epochs 7 --model-options '{"widths": [16, 32, 64, 128, 256]}'
+    python benchmarks/segmentation.py --models unet --model-options '{"widths": [8, 16, 32, 64, 128]}'  # half as wide
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--epochs", type=int, default=RECIPES["segmentation"]["epochs"])
-    parser.add_argument("--train-limit", type=int, help="first N of the 10,000 train scenes")
+    parser.add_argument("--train-limit", type=int, help="first N of the recipe's 60,000 train scenes")
     parser.add_argument("--test-limit", type=int, help="first N of the 2,000 test scenes")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-options", type=json.loads, default={},
-                        help='JSON for every model, e.g. \'{"widths": [16, 32, 64, 128, 256]}\' (a U-Net twice as wide)')
+                        help='JSON for every model, e.g. \'{"widths": [8, 16, 32, 64, 128]}\' (a U-Net half as wide)')
     parser.add_argument("--runs-dir", default="runs/benchmark-segmentation")
     parser.add_argument("--prefix", default="", help="run folder name prefix")
     parser.add_argument("--json", type=Path, help="also write the rows to this file (appended, one per line)")

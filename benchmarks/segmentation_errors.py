@@ -1,6 +1,7 @@
 """Where a segmentation run's errors are: mean IoU by how many digit classes a scene holds, what the wrongly
-labelled pixels are, how many digits are mostly mislabelled (alone in their scene or not), and what logit
-adjustment (subtracting log of the run's class weights from the logits) would change.
+labelled pixels are, how many digits are mostly mislabelled (alone in their scene or not), and, for a run
+trained with class weights but without logit adjustment, what it would change (subtracting log of the run's class
+weights from the logits).
 
     python benchmarks/segmentation_errors.py runs/NAME --limit 1000
 """
@@ -12,7 +13,6 @@ import json
 
 import torch
 
-from cnnlab.data import load_dataset
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.runs import Run
 from cnnlab.train.tasks import confusion_matrix, iou_per_class
@@ -32,7 +32,7 @@ def main() -> None:
 
     run = Run.open(args.run)
     model = run.build_model(args.checkpoint).eval()
-    test = TensorSplit(load_dataset(run.config.dataset, "test", run.config.data_dir), limit=args.limit)
+    test = TensorSplit(run.config.load_split("test"), limit=args.limit)
     k = test.info.num_classes
     with torch.inference_mode():
         logits = torch.cat([model(x) for x, _ in test.batches(100)])
@@ -57,8 +57,8 @@ def main() -> None:
 
     result = {"run": str(run.path), "scenes": len(test), "mean_iou": mean_iou(predicted, labels, k),
               "mean_iou_by_digit_classes_in_scene": by_classes, "pixels": pixels, "digits": mostly_wrong}
-    if run.config.class_weights != "none":
-        train = TensorSplit(load_dataset(run.config.dataset, "train", run.config.data_dir), limit=run.config.train_limit)
+    if run.config.class_weights != "none" and not run.config.logit_adjustment:  # else the model has it already
+        train = TensorSplit(run.config.load_split("train", limit=run.config.train_limit), limit=run.config.train_limit)
         log_weights = class_weights(run.config.class_weights, train.labels, k).log()[None, :, None, None]
         result["logit_adjusted_mean_iou"] = mean_iou((logits - log_weights).argmax(1), labels, k)
     print(json.dumps(result, indent=2))

@@ -61,7 +61,7 @@ def config_case(text):
 
 
 def args_case(*args):
-    return lambda tmp: [*args, "--runs-dir", tmp / "runs"] if args[0] == "train" else list(args)
+    return lambda tmp: [*args, "--runs-dir", tmp / "runs"] if "train" in args[:2] else list(args)
 
 
 def png(size, mode="L", color=255) -> bytes:
@@ -129,6 +129,10 @@ NEEDS_NO_RUN = {
     "args augment not object": (args_case("train", "--augment", "[1]"), "expected a JSON object"),
     "args bad model option": (args_case("train", "--model-options", '{"channels": [8]}'), "model 'simple-cnn'"),
     "args unknown model option": (args_case("train", "--model-options", '{"width": 8}'), "unexpected keyword"),
+    "args dataset option": (args_case("train", "--dataset-options", '{"train_scenes": 100}'),
+                            "dataset option 'train_scenes': dataset mnist has no such option"),
+    "args dataset option value": (args_case("segment", "train", "--dataset-options", '{"train_scenes": -5}'),
+                                  "dataset option 'train_scenes' must be a positive integer, got -5"),
     "args device": (args_case("train", "--device", "quantum"), "unknown device 'quantum'"),
     "args nproc 0": (args_case("train", "--nproc-per-node", "0"), "--nproc-per-node must be at least 1"),
     "args smoothing": (args_case("train", "--label-smoothing", "1.5"), "label smoothing must be in [0, 1)"),

@@ -93,3 +93,22 @@ def test_registered_dataset_and_clear_errors(monkeypatch, tmp_path):
     scenes.cache_path("test", 5, 0).write_bytes(b"not an npz")
     with pytest.raises(DatasetError, match="unreadable scene cache.*delete it"):
         scenes.load_scenes("test", count=5)
+
+
+def test_dataset_options_draw_more_scenes_and_are_checked(monkeypatch, tmp_path):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    scenes.load_scenes.cache_clear()
+    more = load_dataset("mnist-scenes", "test", options={"test_scenes": 2300})
+    default = load_dataset("mnist-scenes", "test")
+    assert len(more) == 2300 and len(default) == 2000
+    assert np.array_equal(more.images[:2000], default.images)  # the default set is a prefix of any larger one
+    assert np.array_equal(more.labels[:2000], default.labels)
+    with pytest.raises(ConfigError, match="dataset option 'scenes': dataset mnist-scenes has no such option "
+                                          r"\(it takes train_scenes, test_scenes\)"):
+        load_dataset("mnist-scenes", "test", options={"scenes": 10})
+    with pytest.raises(ConfigError, match="dataset option 'train_scenes': dataset mnist has no such option "
+                                          r"\(it takes none\)"):
+        load_dataset("mnist", "test", options={"train_scenes": 10})
+    for bad in (0, 2.5, "100", True):
+        with pytest.raises(ConfigError, match="dataset option 'test_scenes' must be a positive integer"):
+            load_dataset("mnist-scenes", "test", options={"test_scenes": bad})

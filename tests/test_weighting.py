@@ -28,7 +28,7 @@ def test_inverse_frequency_balances_the_classes():
 
 def test_the_engine_weighs_the_loss_by_class():
     config = recipe_config("segmentation", model="fcn-8s", train_limit=16, test_limit=8, batch_size=16, epochs=1,
-                           class_weights="inverse-sqrt-frequency", threads=1)
+                           class_weights="inverse-sqrt-frequency", threads=1, precision="fp32")
     trainer = Trainer(config, save=False, progress=False)
     w = trainer.engine.class_weights
     frequency = torch.bincount(trainer.train_data.labels.flatten().long(), minlength=11).double()
@@ -53,3 +53,39 @@ def test_class_weights_settings_are_checked(capsys):
         main(["train", "--class-weights", "balanced"])
     assert exit.value.code == 2
     assert "argument --class-weights: invalid choice: 'balanced'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["unet", "fcn-8s"])
+def test_logit_adjustment_is_folded_into_the_saved_model(model, tmp_path):
+    config = recipe_config("segmentation", model=model, train_limit=32, test_limit=8, batch_size=16, epochs=1,
+                           threads=1, logit_adjustment=True, precision="fp32")
+    trainer = Trainer(config, name="adjusted", runs_dir=tmp_path, progress=False)
+    trainer.fit()
+    engine = trainer.engine
+    w = engine.class_weights
+    assert engine.logit_shift.tolist() == pytest.approx((-w.log()).tolist())  # every class occurs in 32 scenes
+    x, _ = next(trainer.test_data.batches(8))
+    engine.model.eval()
+    with torch.no_grad():
+        raw = engine.model(x)
+    adjusted = engine.logits(x)
+    assert torch.allclose(adjusted, raw - w.log().view(-1, 1, 1), atol=1e-5)
+    assert (adjusted.argmax(1) == 0).sum() > (raw.argmax(1) == 0).sum()  # background wins back pixels
+    # The saved model outputs the adjusted logits itself: evaluate, predict and the explorer need nothing else.
+    from cnnlab.train.runs import Run
+
+    saved = Run.open(tmp_path / "adjusted").build_model("last")
+    with torch.no_grad():
+        assert torch.allclose(saved(x), adjusted, atol=1e-5)
+    bias = engine.model.get_parameter(engine.output_bias)
+    assert torch.equal(bias, engine.state_dict()["model"][engine.output_bias])  # resume: raw
+
+
+def test_logit_adjustment_settings_are_checked():
+    with pytest.raises(ConfigError, match="logit adjustment undoes class weights: give --class-weights too"):
+        recipe_config(logit_adjustment=True)
+    config = recipe_config(class_weights="inverse-sqrt-frequency", logit_adjustment=True, train_limit=16,
+                           test_limit=8, threads=1)
+    with pytest.raises(ConfigError, match="logit adjustment needs a model whose last layer adds a bias per class "
+                                          r"\(the segmentation models do\); SimpleCNN has none"):
+        Trainer(config, save=False, progress=False)

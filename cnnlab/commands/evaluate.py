@@ -24,14 +24,13 @@ def run(args) -> int:
 
     import torch
 
-    from cnnlab.data import load_dataset
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.runs import Run
     from cnnlab.train.trainer import evaluate
 
     trained = Run.open(args.run)
     model = trained.build_model(args.checkpoint)
-    data = TensorSplit(load_dataset(trained.config.dataset, args.split, args.data_dir or trained.config.data_dir))
+    data = TensorSplit(trained.config.load_split(args.split, args.data_dir))
     with torch.inference_mode():
         result = evaluate(model, data, args.batch_size)
     classes = data.info.classes

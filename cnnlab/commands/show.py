@@ -68,7 +68,6 @@ def _save(fig, out) -> None:
 
 def load_input(args, info, config):
     """(uint8 image [H, W] the model sees, a caption) from IMAGE or --index (a test image of the run's dataset)."""
-    from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import load_digit
     from cnnlab.errors import ConfigError
 
@@ -77,7 +76,7 @@ def load_input(args, info, config):
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
     dataset = config.dataset
-    test = load_dataset(dataset, "test", config.data_dir, quiet=True)
+    test = config.load_split("test", quiet=True)
     if not 0 <= args.index < len(test.labels):
         raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
     label = info.classes[int(test.labels[args.index])]

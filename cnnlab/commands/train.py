@@ -25,6 +25,8 @@ def add_parser(subparsers):
     p.add_argument("--model", help="registered model name (default simple-cnn; see `cnnlab zoo`)")
     p.add_argument("--model-options", type=_json_object, help='model options as JSON, e.g. \'{"channels": [8, 16]}\'')
     p.add_argument("--dataset", help="mnist, fashion-mnist or mnist-scenes (default mnist)")
+    p.add_argument("--dataset-options", type=_json_object,
+                   help='a generated dataset\'s settings as JSON, e.g. \'{"train_scenes": 60000}\' (mnist-scenes)')
     p.add_argument("--engine", choices=["torch", "scratch"], help="torch (default) or the NumPy scratch engine")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -40,13 +42,17 @@ def add_parser(subparsers):
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--class-weights", choices=["none", "inverse-sqrt-frequency", "inverse-frequency"],
                    help="weigh each class's loss by its frequency in the training labels (segmentation: background)")
+    p.add_argument("--logit-adjustment", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold -log(class weight) into the trained model's output bias, so it predicts with the "
+                        "training frequencies rather than the weighted ones (U-Net)")
     p.add_argument("--augment", type=_json_object,
                    help='random affine jitter, e.g. \'{"max_shift": 2, "max_rotate_deg": 10, "max_scale": 0.1}\'')
     p.add_argument("--stop-at", type=float, metavar="ACC", help="stop once the test accuracy reaches ACC (e.g. 0.99)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with "
+                        "AVX512-BF16 or AMX for wide layers)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: on)")
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
@@ -79,10 +85,10 @@ def _json_object(text: str) -> dict:
     return value
 
 
-FIELDS = ["model", "model_options", "dataset", "engine", "epochs", "batch_size", "optimizer", "lr", "momentum",
-          "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing", "class_weights",
-          "augment", "stop_at", "seed", "device", "precision", "channels_last", "compile", "threads", "train_limit",
-          "labels_per_class", "test_limit", "data_dir"]
+FIELDS = ["model", "model_options", "dataset", "dataset_options", "engine", "epochs", "batch_size", "optimizer", "lr",
+          "momentum", "nesterov", "weight_decay", "schedule", "warmup", "step_size", "gamma", "label_smoothing",
+          "class_weights", "logit_adjustment", "augment", "stop_at", "seed", "device", "precision", "channels_last",
+          "compile", "threads", "train_limit", "labels_per_class", "test_limit", "data_dir"]
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -143,7 +149,8 @@ def run(args) -> int:
 
         Console().print(f"[bold]cnnlab {' '.join(command)}[/]: {config.model} on "
                         f"{config.dataset} ({len(trainer.train_data):,} train / {len(trainer.test_data):,} test "
-                        f"images), {config.engine} engine on {trainer.device}, recipe {config.recipe}")
+                        f"images), {config.engine} engine on {trainer.device} "
+                        f"({trainer.engine.precision}), recipe {config.recipe}")
     try:
         result = trainer.fit()
     except KeyboardInterrupt:

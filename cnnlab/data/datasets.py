@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnlab.data.download import download_file, sha256_of
 from cnnlab.data.idx import parse_idx, read_bytes
-from cnnlab.data.registry import SPLITS, DatasetInfo, dataset_info
+from cnnlab.data.registry import SPLITS, DatasetInfo, check_options, dataset_info
 from cnnlab.errors import ConfigError, DatasetError
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data"
@@ -91,12 +91,15 @@ def _load(name: str, split: str, images_path: Path, labels_path: Path) -> Split:
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, download: bool = True,
-                 quiet: bool = False) -> Split:
-    """Load a registered dataset split into memory (cached per process)."""
+                 quiet: bool = False, options: dict | None = None, limit: int | None = None) -> Split:
+    """Load a registered dataset split into memory (cached per process). `options`: a generated dataset's
+    settings (`DatasetInfo.options`), such as how many mnist-scenes to draw. `limit`: the caller uses only the
+    first `limit` items, so a generated dataset makes only those (a file dataset is read whole)."""
     info = dataset_info(name)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    options = check_options(name, options)
     if info.load:
-        return info.load(split, data_dir, quiet)
+        return info.load(split, data_dir, quiet, limit, **options)
     paths = [fetch_file(info, f, data_dir, download, quiet) for f in info.files[split]]
     return _load(info.name, split, *paths)

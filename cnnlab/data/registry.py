@@ -22,9 +22,11 @@ class DatasetInfo:
     mirrors: tuple[str, ...]  # base URLs serving "<file>.gz"
     source: str
     licence: str
-    # generated datasets (in GENERATED, no files): load(split, data_dir, quiet) -> Split replaces the file lookup
+    # generated datasets (in GENERATED, no files): load(split, data_dir, quiet, limit, **options) -> Split replaces
+    # the file lookup; `options` names the integer settings it takes (`--dataset-options`), e.g. how many to make
     load: Callable | None = None
     task: str = "classification"  # or "segmentation": labels are [N, H, W] class maps, one per pixel
+    options: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -83,3 +85,16 @@ def dataset_info(name: str) -> DatasetInfo:
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         raise ConfigError(f"unknown dataset {name!r}{hint}")
     return known[key]
+
+
+def check_options(name: str, options: dict | None) -> dict:
+    """`options` for dataset `name`, checked: each one it takes, as a positive integer."""
+    info = dataset_info(name)
+    options = options or {}
+    for key, value in options.items():
+        if key not in info.options:
+            takes = f"it takes {', '.join(info.options)}" if info.options else "it takes none"
+            raise ConfigError(f"dataset option {key!r}: dataset {info.name} has no such option ({takes})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"dataset option {key!r} must be a positive integer, got {value!r}")
+    return options

@@ -33,18 +33,19 @@ DEFAULT_SEED = 0
 CACHE_VERSION = 1  # bump when the generator changes, so stale caches are never read
 
 
-def draw_layout(count: int, source_size: int, seed: int, split: str) -> dict[str, np.ndarray]:
-    """Where each scene's digits come from and go: arrays [count, MAX_DIGITS] of `index` (into the source split),
-    `top`, `left` and `present` (a scene has 1..MAX_DIGITS digits; absent slots are ignored)."""
+def draw_layout(count: int, source_size: int, seed: int, split: str,
+                max_digits: int = MAX_DIGITS) -> dict[str, np.ndarray]:
+    """Where each scene's digits come from and go: arrays [count, max_digits] of `index` (into the source split),
+    `top`, `left` and `present` (a scene has 1..max_digits digits; absent slots are ignored)."""
     parts = []
     for chunk in range(math.ceil(count / CHUNK)):
         rng = np.random.default_rng([seed, SPLITS.index(split), chunk])
-        shape = (CHUNK, MAX_DIGITS)
-        digits = rng.integers(1, MAX_DIGITS + 1, size=CHUNK)
+        shape = (CHUNK, max_digits)
+        digits = rng.integers(1, max_digits + 1, size=CHUNK)
         parts.append({"index": rng.integers(0, source_size, size=shape),
                       "top": rng.integers(0, HEIGHT - DIGIT + 1, size=shape),
                       "left": rng.integers(0, WIDTH - DIGIT + 1, size=shape),
-                      "present": np.arange(MAX_DIGITS) < digits[:, None]})
+                      "present": np.arange(max_digits) < digits[:, None]})
     return {key: np.concatenate([p[key] for p in parts])[:count] for key in ("index", "top", "left", "present")}
 
 
@@ -56,7 +57,7 @@ def render(layout: dict[str, np.ndarray], digits: np.ndarray, classes: np.ndarra
     masks = np.zeros((count, HEIGHT, WIDTH), np.uint8)
     scene = np.arange(count)[:, None, None]
     offsets = np.arange(DIGIT)
-    for slot in range(MAX_DIGITS):
+    for slot in range(layout["index"].shape[1]):
         present = layout["present"][:, slot, None, None]
         digit = digits[layout["index"][:, slot]] * present
         ink = digit >= INK
@@ -69,26 +70,28 @@ def render(layout: dict[str, np.ndarray], digits: np.ndarray, classes: np.ndarra
     return images, masks
 
 
-def cache_path(split: str, count: int, seed: int) -> Path:
-    return cache_dir() / "mnist-scenes" / f"v{CACHE_VERSION}-{split}-seed{seed}-n{count}.npz"
+def cache_path(split: str, count: int, seed: int, max_digits: int = MAX_DIGITS) -> Path:
+    digits = f"-d{max_digits}" if max_digits != MAX_DIGITS else ""
+    return cache_dir() / "mnist-scenes" / f"v{CACHE_VERSION}-{split}-seed{seed}-n{count}{digits}.npz"
 
 
 @functools.lru_cache(maxsize=4)
 def load_scenes(split: str = "train", count: int | None = None, seed: int = DEFAULT_SEED,
-                data_dir: str | Path | None = None, quiet: bool = False) -> Split:
-    """`count` scenes (default 10,000 train / 2,000 test) of `split`, from the disk cache or generated and cached.
-    Images and masks are read-only uint8 [count, 64, 84]."""
+                data_dir: str | Path | None = None, quiet: bool = False, max_digits: int = MAX_DIGITS) -> Split:
+    """`count` scenes (default 10,000 train / 2,000 test) of `split` with 1..max_digits digits each, from the disk
+    cache or generated and cached. Images and masks are read-only uint8 [count, 64, 84]."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     count = DEFAULT_COUNTS[split] if count is None else count
     if count < 1:
         raise ConfigError(f"mnist-scenes: scene count must be at least 1, got {count}")
-    path = cache_path(split, count, seed)
+    path = cache_path(split, count, seed, max_digits)
     if path.is_file():
         images, masks = _read_cache(path, count)
     else:
         mnist = load_dataset("mnist", split, data_dir, quiet=quiet)
-        images, masks = render(draw_layout(count, len(mnist), seed, split), mnist.images, mnist.labels)
+        images, masks = render(draw_layout(count, len(mnist), seed, split, max_digits), mnist.images,
+                                mnist.labels)
         buffer = io.BytesIO()
         np.savez(buffer, images=images, masks=masks)
         atomic_write(path, buffer.getvalue())
@@ -110,8 +113,11 @@ def _read_cache(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     return images, masks
 
 
-def _load(split: str, data_dir=None, quiet: bool = False) -> Split:
-    return load_scenes(split, data_dir=data_dir, quiet=quiet)
+def _load(split: str, data_dir=None, quiet: bool = False, limit: int | None = None, train_scenes: int | None = None,
+          test_scenes: int | None = None) -> Split:
+    count = {"train": train_scenes, "test": test_scenes}[split] or DEFAULT_COUNTS[split]
+    # The first n scenes of any set are the n-scene set: a limited run draws only what it uses.
+    return load_scenes(split, min(count, limit or count), data_dir=data_dir, quiet=quiet)
 
 
 SCENES = DatasetInfo(
@@ -124,5 +130,6 @@ SCENES = DatasetInfo(
     licence="CC BY-SA 3.0",
     load=_load,
     task="segmentation",
+    options=("train_scenes", "test_scenes"),  # how many to draw: `--dataset-options '{"train_scenes": 60000}'`
 )
 GENERATED[SCENES.name] = SCENES

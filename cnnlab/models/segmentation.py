@@ -25,7 +25,9 @@ from cnnlab.models.registry import register_model
 FCN_BACKBONE = ((8,), (16,), (32, 32), (64, 64), (64, 64))
 FCN_HEAD = 128  # width of the convolutionalized "fc6"/"fc7" layers
 FCN_SKIPS = {"fcn-32s": (), "fcn-16s": (4,), "fcn-8s": (4, 3)}  # pool stages fused, coarse to fine
-UNET_WIDTHS = (8, 16, 32, 64, 128)  # narrow at full resolution (CPU cost), deep for context: see docs/segmentation.md
+# The U-Net paper's 64..1024 channels divided by four. Half as wide costs half as much per scene but reaches less
+# in the same time on 2 CPU cores; wider only at the deep levels is slower and no better (docs/segmentation.md).
+UNET_WIDTHS = (16, 32, 64, 128, 256)
 
 
 def bilinear_kernel(factor: int) -> torch.Tensor:
@@ -45,14 +47,16 @@ class LearnedUpsample(nn.Module):
     plays the role of interpolate's clamping at the edges, and padding=3f/2 crops the result back to f*H x f*W.
     """
 
-    def __init__(self, channels: int, factor: int):
+    def __init__(self, channels: int, factor: int, bias: bool = False):
         super().__init__()
         if factor < 2 or factor % 2:
             raise ValueError(f"upsampling factor must be even, got {factor}")
         self.factor = factor
         self.deconv = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=3 * factor // 2,
-                                         bias=False)
+                                         bias=bias)
         with torch.no_grad():
+            if bias:
+                self.deconv.bias.zero_()
             self.deconv.weight.zero_()
             self.deconv.weight[range(channels), range(channels)] = bilinear_kernel(factor)
 
@@ -76,7 +80,12 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class FCN(nn.Module):
-    """FCN-32s/16s/8s: `skips` names the pool stages (1-based) whose scores are fused, coarse to fine."""
+    """FCN-32s/16s/8s: `skips` names the pool stages (1-based) whose scores are fused, coarse to fine.
+
+    The last upsampling adds a bias per class (zero at first, so it still starts as bilinear interpolation): the
+    place where a logit adjustment is folded in (cnnlab.train.weighting)."""
+
+    output_bias = "upscore.deconv.bias"
 
     def __init__(self, num_classes: int = 11, in_channels: int = 1, skips: tuple[int, ...] = (4, 3),
                  backbone=FCN_BACKBONE, head: int = FCN_HEAD, batch_norm: bool = True, dropout: float = 0.1):
@@ -100,7 +109,7 @@ class FCN(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.upscore2 = nn.ModuleList(LearnedUpsample(num_classes, 2) for _ in self.skips)
-        self.upscore = LearnedUpsample(num_classes, self.stride >> len(self.skips))
+        self.upscore = LearnedUpsample(num_classes, self.stride >> len(self.skips), bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -116,7 +125,12 @@ class FCN(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, num_classes: int = 11, in_channels: int = 1, widths=UNET_WIDTHS, batch_norm: bool = True):
+    output_bias = "classify.bias"  # added to every output logit: where a logit adjustment is folded in
+
+    aux_weight = 0.5  # how a trainer weighs the deep-supervision losses (the Trainer reads it)
+
+    def __init__(self, num_classes: int = 11, in_channels: int = 1, widths=UNET_WIDTHS, batch_norm: bool = True,
+                 deep_supervision: bool = False):
         super().__init__()
         self.stride = 2 ** (len(widths) - 1)
         self.down = nn.ModuleList()
@@ -129,6 +143,10 @@ class UNet(nn.Module):
         self.decode = nn.ModuleList(_conv_block(2 * shallow, (shallow, shallow), batch_norm)
                                     for shallow in widths[-2::-1])
         self.classify = nn.Conv2d(widths[0], num_classes, 1)
+        # Deep supervision (as in nnU-Net): in training, class scores from every coarser decoder level too,
+        # upsampled to the input's size, so that the deep levels get a gradient of their own.
+        self.aux = nn.ModuleList(nn.Conv2d(shallow, num_classes, 1) for shallow in widths[-2:0:-1]) \
+            if deep_supervision else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -137,9 +155,13 @@ class UNet(nn.Module):
         for i, block in enumerate(self.down):
             x = block(self.pool(x) if i else x)
             features.append(x)
-        for up, decode, skip in zip(self.up, self.decode, features[-2::-1]):
+        aux = []
+        for level, (up, decode, skip) in enumerate(zip(self.up, self.decode, features[-2::-1])):
             x = decode(torch.cat([skip, up(x)], 1))
-        return self.classify(x)[..., :h, :w]
+            if self.aux is not None and self.training and level < len(self.aux):
+                aux.append(F.interpolate(self.aux[level](x), size=features[0].shape[-2:], mode="bilinear"))
+        logits = self.classify(x)
+        return tuple(o[..., :h, :w] for o in (logits, *aux)) if aux else logits[..., :h, :w]
 
 
 def _register_fcn(name: str, skips: tuple[int, ...]):

@@ -8,6 +8,7 @@ optimizer. An engine provides:
                                       per pixel, an image's loss and "correct" are its pixels' mean
     logits(x) -> torch.Tensor         evaluation-mode forward pass, no gradients
     lr -> float                       the learning rate of the step just taken
+    precision -> str                  how it computes ("fp32", "bf16 autocast"), for the run's header line
     weights() -> dict[str, Tensor]    the model's state_dict in PyTorch naming
     state_dict() / load_state_dict()  everything needed to resume: weights, optimizer, schedule
 
@@ -68,14 +69,32 @@ def schedule_fn(config: TrainConfig, steps_per_epoch: int):
                              warmup=config.warmup)
 
 
+def logit_shift(class_weights: torch.Tensor) -> torch.Tensor:
+    """-log(weight) per class: what turns a class-weighted model's logits back into logits for the classes'
+    training frequencies (post-hoc logit adjustment; cnnlab.train.weighting explains why it pays)."""
+    return torch.where(class_weights > 0, -class_weights.clamp(min=1e-12).log(), 0.0)
+
+
+def output_bias(model: torch.nn.Module) -> str:
+    """The state_dict name of the bias added to every output logit, which a logit shift is folded into."""
+    name = getattr(model, "output_bias", None)
+    if name is None or name not in model.state_dict():
+        raise ConfigError(f"logit adjustment needs a model whose last layer adds a bias per class (the segmentation "
+                          f"models do); {type(model).__name__} has none")
+    return name
+
+
 class TorchEngine:
     name = "torch"
 
     def __init__(self, config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int, device: torch.device,
                  world=None, class_weights: torch.Tensor | None = None):
         self.device = device
-        # bf16 autocast pays off on GPUs; on CPUs fp32 is faster. channels_last (NHWC) suits both cuDNN and
-        # oneDNN: the default CNN trains ~20% faster with it on 2 CPU cores (benchmarks/mnist_time_to_accuracy.py).
+        # bf16 autocast pays off on GPUs, and on CPUs that multiply bf16 natively (AVX512-BF16, AMX) for wide
+        # enough layers: the segmentation recipe's U-Net trains 1.4x faster in it on 2 such cores, a narrow one
+        # 1.1x (docs/segmentation.md); CPUs without it emulate bf16, slowly. Hence "auto" is fp32 on the CPU.
+        # channels_last (NHWC) suits both cuDNN and oneDNN: the default CNN trains ~20% faster with it on 2 CPU
+        # cores (benchmarks/mnist_time_to_accuracy.py).
         on_gpu = device.type == "cuda"
         self.autocast = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
         self.channels_last = config.channels_last if config.channels_last is not None else True
@@ -93,6 +112,9 @@ class TorchEngine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
         self.label_smoothing = config.label_smoothing
         self.class_weights = class_weights.to(device) if class_weights is not None else None
+        self.logit_shift = None
+        if config.logit_adjustment:
+            self.logit_shift, self.output_bias = logit_shift(class_weights).to(device), output_bias(model)
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.forward = self.model
         if world is not None and world.distributed:
@@ -101,6 +123,15 @@ class TorchEngine:
             self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if on_gpu else None)
         if config.compile:
             self.forward = torch.compile(self.forward)
+
+    @property
+    def precision(self) -> str:
+        """How the forward pass computes, for people: "fp32", "bf16 autocast", or a warning where bf16 is slow."""
+        if not self.autocast:
+            return "fp32"
+        if self.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return "bf16 autocast, emulated by this CPU: --precision fp32 is faster here"
+        return "bf16 autocast"
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -137,10 +168,18 @@ class TorchEngine:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self.model.eval()
         with self._autocast():
-            return self.model(self._inputs(x)).float()
+            logits = self.model(self._inputs(x)).float()
+        if self.logit_shift is not None:
+            logits = logits + self.logit_shift.view(-1, *[1] * (logits.dim() - 2))
+        return logits
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.model.state_dict()
+        """The weights to deploy: with logit adjustment, the shift is folded into the output bias, so every
+        consumer of the saved model (evaluate, predict, the explorer) predicts what `logits` evaluated."""
+        weights = self.model.state_dict()
+        if self.logit_shift is not None:
+            weights = {**weights, self.output_bias: weights[self.output_bias] + self.logit_shift}
+        return weights
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

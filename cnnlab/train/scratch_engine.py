@@ -29,6 +29,7 @@ def make_optimizer(config: TrainConfig, params) -> optim.Optimizer:
 
 class ScratchEngine:
     name = "scratch"
+    precision = "fp32"
 
     def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], steps_per_epoch: int):
         rng.manual_seed(config.seed)  # dropout masks

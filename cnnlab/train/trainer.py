@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab import __version__
-from cnnlab.data import load_dataset
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
@@ -137,10 +136,10 @@ class Trainer:
         self.device = device_for(self.world, device)
         self.save = save and self.world.is_main
         self.show_progress = progress and self.world.is_main
-        self.train_data = TensorSplit(load_dataset(config.dataset, "train", config.data_dir, quiet=not progress),
-                                      self.device, config.train_limit, config.labels_per_class, config.seed)
-        self.test_data = TensorSplit(load_dataset(config.dataset, "test", config.data_dir, quiet=not progress),
-                                     self.device, config.test_limit)
+        train = config.load_split("train", quiet=not progress, limit=config.train_limit)
+        self.train_data = TensorSplit(train, self.device, config.train_limit, config.labels_per_class, config.seed)
+        test = config.load_split("test", quiet=not progress, limit=config.test_limit)
+        self.test_data = TensorSplit(test, self.device, config.test_limit)
         self.augment = Augment(**config.augment) if config.augment else None
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)

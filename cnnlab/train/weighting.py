@@ -6,6 +6,13 @@ digit a stroke is. Weighting each pixel's loss by its class's frequency^-1/2 (`i
 gradient to the digits; full inverse frequency (`inverse-frequency`, "balanced") over-corrects: background pixels
 then weigh so little that outlines blur (docs/segmentation.md has the measurements). The weights are scaled so that
 the mean weight over the training labels is 1, which keeps the loss, and so the learning rate, on the same scale.
+
+The weighting has a price: a model trained on it learns p(class | pixel) multiplied by the class's weight, so it
+calls digit the faint pixels next to a stroke that are more often background. Logit adjustment (Menon et al.,
+"Long-tail learning via logit adjustment", 2021) undoes that after training: subtracting log(weight) from the
+logits turns them back into logits for the training frequencies. The torch engine does it when asked
+(`logit_adjustment`): it evaluates with the shifted logits and folds the shift into the saved model's output bias.
+The weighting's benefit, the gradient it gives the digits during training, stays.
 """
 
 from __future__ import annotations

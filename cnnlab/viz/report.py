@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data import dataset_info
 from cnnlab.train.runs import Run
 from cnnlab.viz.activations import conv_layers, feature_maps, normalize_input
 from cnnlab.viz.features import plot_feature_maps
@@ -68,7 +68,7 @@ def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint
     config, metrics = run.config, run.metrics()
     info = dataset_info(config.dataset)
     model = run.build_model(checkpoint)
-    test = load_dataset(config.dataset, "test", config.data_dir, quiet=True)
+    test = config.load_split("test", quiet=True)
     evaluation = None
 
     def evaluated():
