@@ -5,7 +5,8 @@ Each model trains in this one process, one after the other, through the ordinary
 --runs-dir). The machine's load average is recorded next to each row: on a shared machine time is not clean.
 
     python benchmarks/segmentation.py --models unet --threads 2       # the recipe: 3 epochs of 60,000 scenes
-    python benchmarks/segmentation.py --models fcn-32s fcn-16s fcn-8s --epochs 1 --threads 2
+    python benchmarks/segmentation.py --models fcn-32s fcn-16s fcn-8s --epochs 1 --threads 2 \
+        --dataset-options '{"train_scenes": 60000}'                     # scenes of 1-3 digits, not the recipe's 1-5
     python benchmarks/segmentation.py --train-limit 4000 --test-limit 1000 --epochs 3 --threads 1
     python benchmarks/segmentation.py --models unet --model-options '{"widths": [8, 16, 32, 64, 128]}'  # half as wide
 """
@@ -26,7 +27,7 @@ MODELS = ["fcn-32s", "fcn-16s", "fcn-8s", "unet"]
 def run(model: str, args) -> dict:
     config = recipe_config("segmentation", model=model, epochs=args.epochs, train_limit=args.train_limit,
                            test_limit=args.test_limit, threads=args.threads, seed=args.seed,
-                           model_options=args.model_options)
+                           model_options=args.model_options, dataset_options=args.dataset_options)
     trainer = Trainer(config, name=f"{args.prefix}{model}", runs_dir=args.runs_dir, progress=not args.quiet)
     load_before = os.getloadavg()[0]
     untrained = trainer.task.evaluate(trainer.engine.logits, trainer.test_data, config.eval_batch_size).mean_iou
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-options", type=json.loads, default={},
                         help='JSON for every model, e.g. \'{"widths": [8, 16, 32, 64, 128]}\' (a U-Net half as wide)')
+    parser.add_argument("--dataset-options", type=json.loads,
+                        help='mnist-scenes settings instead of the recipe\'s, e.g. \'{"train_scenes": 10000}\'')
     parser.add_argument("--runs-dir", default="runs/benchmark-segmentation")
     parser.add_argument("--prefix", default="", help="run folder name prefix")
     parser.add_argument("--json", type=Path, help="also write the rows to this file (appended, one per line)")

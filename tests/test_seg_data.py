@@ -11,7 +11,7 @@ def reference_render(layout, digits, classes):
     images = np.zeros((count, scenes.HEIGHT, scenes.WIDTH), np.uint8)
     masks = np.zeros_like(images)
     for s in range(count):
-        for slot in range(scenes.MAX_DIGITS):
+        for slot in range(layout["index"].shape[1]):
             if not layout["present"][s, slot]:
                 continue
             digit = digits[layout["index"][s, slot]]
@@ -36,6 +36,20 @@ def test_scenes_are_made_of_their_own_split_digits_only(split):
     assert layout["index"].max() < len(mnist)
     images, masks = reference_render(layout, mnist.images, mnist.labels)
     assert np.array_equal(data.images, images) and np.array_equal(data.labels, masks)
+
+
+def test_denser_scenes_on_request(monkeypatch, tmp_path):
+    # Up to 5 digits a scene (the train_digits / test_digits dataset options): rendered as the oracle renders them,
+    # cached apart from the 3-digit sets.
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    scenes.load_scenes.cache_clear()
+    mnist = load_mnist("test")
+    data = load_dataset("mnist-scenes", "test", options={"test_scenes": 40, "test_digits": 5})
+    layout = scenes.draw_layout(40, len(mnist), scenes.DEFAULT_SEED, "test", max_digits=5)
+    assert layout["present"].sum(1).max() == 5
+    images, masks = reference_render(layout, mnist.images, mnist.labels)
+    assert np.array_equal(data.images, images) and np.array_equal(data.labels, masks)
+    assert scenes.cache_path("test", 40, 0, max_digits=5).is_file() and not scenes.cache_path("test", 40, 0).exists()
 
 
 def test_labels_match_digit_masks_and_overlaps_put_the_later_digit_on_top():
@@ -104,7 +118,7 @@ def test_dataset_options_draw_more_scenes_and_are_checked(monkeypatch, tmp_path)
     assert np.array_equal(more.images[:2000], default.images)  # the default set is a prefix of any larger one
     assert np.array_equal(more.labels[:2000], default.labels)
     with pytest.raises(ConfigError, match="dataset option 'scenes': dataset mnist-scenes has no such option "
-                                          r"\(it takes train_scenes, test_scenes\)"):
+                                          r"\(it takes train_scenes, test_scenes, train_digits, test_digits\)"):
         load_dataset("mnist-scenes", "test", options={"scenes": 10})
     with pytest.raises(ConfigError, match="dataset option 'train_scenes': dataset mnist has no such option "
                                           r"\(it takes none\)"):

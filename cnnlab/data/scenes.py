@@ -114,10 +114,11 @@ def _read_cache(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load(split: str, data_dir=None, quiet: bool = False, limit: int | None = None, train_scenes: int | None = None,
-          test_scenes: int | None = None) -> Split:
+          test_scenes: int | None = None, train_digits: int | None = None, test_digits: int | None = None) -> Split:
     count = {"train": train_scenes, "test": test_scenes}[split] or DEFAULT_COUNTS[split]
+    max_digits = {"train": train_digits, "test": test_digits}[split] or MAX_DIGITS
     # The first n scenes of any set are the n-scene set: a limited run draws only what it uses.
-    return load_scenes(split, min(count, limit or count), data_dir=data_dir, quiet=quiet)
+    return load_scenes(split, min(count, limit or count), data_dir=data_dir, quiet=quiet, max_digits=max_digits)
 
 
 SCENES = DatasetInfo(
@@ -130,6 +131,7 @@ SCENES = DatasetInfo(
     licence="CC BY-SA 3.0",
     load=_load,
     task="segmentation",
-    options=("train_scenes", "test_scenes"),  # how many to draw: `--dataset-options '{"train_scenes": 60000}'`
+    # how many scenes to draw, and at most how many digits in each: `--dataset-options '{"train_scenes": 60000}'`
+    options=("train_scenes", "test_scenes", "train_digits", "test_digits"),
 )
 GENERATED[SCENES.name] = SCENES

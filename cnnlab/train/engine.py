@@ -91,8 +91,9 @@ class TorchEngine:
                  world=None, class_weights: torch.Tensor | None = None):
         self.device = device
         # bf16 autocast pays off on GPUs, and on CPUs that multiply bf16 natively (AVX512-BF16, AMX) for wide
-        # enough layers: the segmentation recipe's U-Net trains 1.4x faster in it on 2 such cores, a narrow one
-        # 1.1x (docs/segmentation.md); CPUs without it emulate bf16, slowly. Hence "auto" is fp32 on the CPU.
+        # enough layers: the segmentation recipe's U-Net trains 1.4-1.5x faster in it on 2 such cores, a narrow
+        # one 1.1x (benchmarks/segmentation_speed.py); CPUs without it emulate bf16, slowly. Hence "auto" is fp32
+        # on the CPU.
         # channels_last (NHWC) suits both cuDNN and oneDNN: the default CNN trains ~20% faster with it on 2 CPU
         # cores (benchmarks/mnist_time_to_accuracy.py).
         on_gpu = device.type == "cuda"
