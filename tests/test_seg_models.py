@@ -15,11 +15,12 @@ def test_the_issue_models_are_registered_for_segmentation():
     assert set(SEGMENTATION_MODELS) == {"fcn-32s", "fcn-16s", "fcn-8s", "unet"}
 
 
+@pytest.mark.parametrize("bias", [False, True])  # the FCNs' last upsampling has a bias (zero at first)
 @pytest.mark.parametrize("factor", [2, 4, 8, 32])
-def test_bilinear_initialization_is_bilinear_upsampling_exactly(factor):
+def test_bilinear_initialization_is_bilinear_upsampling_exactly(factor, bias):
     x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(factor))
     expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    upsampled = LearnedUpsample(3, factor)(x)
+    upsampled = LearnedUpsample(3, factor, bias=bias)(x)
     assert upsampled.shape == expected.shape
     torch.testing.assert_close(upsampled, expected, atol=1e-6, rtol=0)  # float32 rounding only, borders included
 
