@@ -95,10 +95,9 @@ def main() -> None:
     parser.add_argument("--model", default="unet")
     parser.add_argument("--widths", help="U-Net widths per level, e.g. 16,32,64,128,256 (the default)")
     parser.add_argument("--deep-supervision", action="store_true", help="U-Net: auxiliary losses from coarser levels")
-    parser.add_argument("--loss", choices=["plain", "weighted", "adjusted", "balanced", "dice", "lovasz"], default="weighted",
-                        help="cross-entropy plain, weighted by frequency^-1/2 (on the logits, or on the logits + "
-                             "log weight: adjusted), by frequency^-1, plain + soft Dice, or "
-                             "frequency^-1/2-weighted + Lovasz-softmax")
+    parser.add_argument("--loss", choices=["plain", "weighted", "balanced", "dice", "lovasz"], default="weighted",
+                        help="cross-entropy plain, weighted by frequency^-1/2, by frequency^-1, plain + soft Dice, "
+                             "or frequency^-1/2-weighted + Lovasz-softmax")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast")
     parser.add_argument("--prior-bias", action="store_true", help="start the classifier's bias at log(frequency)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -131,10 +130,10 @@ def main() -> None:
         frequency = torch.bincount(labels.flatten(), minlength=11).double() / labels.numel()
         with torch.no_grad():
             classifier.bias.copy_(frequency.log())
-    weights = {"weighted": "inverse-sqrt-frequency", "adjusted": "inverse-sqrt-frequency", "lovasz": "inverse-sqrt-frequency",
+    weights = {"weighted": "inverse-sqrt-frequency", "lovasz": "inverse-sqrt-frequency",
                "balanced": "inverse-frequency"}.get(args.loss, "none")
     weight = class_weights(weights, labels, 11)
-    log_weight = weight.log().view(1, -1, 1, 1) if weight is not None else None
+    log_weight = weight.log() if weight is not None else None
     autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
@@ -151,8 +150,6 @@ def main() -> None:
         with autocast():
             outputs = model(images[batch].contiguous(memory_format=torch.channels_last))
         logits, *aux = [o.float() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
-        if args.loss == "adjusted":
-            logits = logits + log_weight
         loss = F.cross_entropy(logits, labels[batch], weight)
         loss = loss + sum(model.aux_weight * F.cross_entropy(o, labels[batch], weight) for o in aux)
         if args.loss == "dice":
@@ -170,7 +167,7 @@ def main() -> None:
             train_miou, train_digits = mean_ious(model, images[:EVAL_SCENES], labels[:EVAL_SCENES], autocast)
             # Post-hoc logit adjustment: undo the weighting's bias towards the up-weighted classes.
             adjusted = ({"test_miou_minus_log_weight": mean_ious(model, test_images, test_labels, autocast,
-                                                                 -log_weight.flatten())[0]}
+                                                                 -log_weight)[0]}
                         if args.loss in ("weighted", "lovasz") else {})
             print(json.dumps({"seconds": round(elapsed), "steps": steps, "scenes_per_s": round(steps * args.batch_size / elapsed),
                               "loss": round(loss.item(), 4), "test_miou": test_miou, "test_digits_miou": test_digits,
