@@ -44,15 +44,16 @@ def add_parser(subparsers):
                    help="weigh each class's loss by its frequency in the training labels (segmentation: background)")
     p.add_argument("--logit-adjustment", action=argparse.BooleanOptionalAction, default=None,
                    help="fold -log(class weight) into the trained model's output bias, so it predicts with the "
-                        "training frequencies rather than the weighted ones (U-Net)")
+                        "training frequencies rather than the weighted ones (segmentation models)")
     p.add_argument("--augment", type=_json_object,
                    help='random affine jitter, e.g. \'{"max_shift": 2, "max_rotate_deg": 10, "max_scale": 0.1}\'')
     p.add_argument("--stop-at", type=float, metavar="ACC", help="stop once the test accuracy reaches ACC (e.g. 0.99)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with "
-                        "AVX512-BF16 or AMX for wide layers)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with AVX512-BF16 or AMX "
+                        "for wide layers)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: on)")
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")
