@@ -14,7 +14,7 @@ COMMANDS = [
     "train", "evaluate", "predict", "runs", "transfer", "segment",
     "zoo", "summary",
     "filters", "show", "report", "experiment",
-    "serve",
+    "serve", "info",
 ]
 
 

@@ -52,8 +52,8 @@ def add_parser(subparsers):
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with AVX512-BF16 or AMX "
-                        "for wide layers)")
+                   help="auto (default): bf16 autocast on CUDA and on CPUs that compute bf16 natively "
+                        "(AVX512-BF16, AMX), fp32 elsewhere; `cnnlab info` says which this machine has")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: on)")
     p.add_argument("--compile", action="store_const", const=True, help="torch.compile the model")

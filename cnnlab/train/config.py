@@ -40,7 +40,7 @@ class TrainConfig:
     augment: dict | None = None  # cnnlab.train.batches.Augment arguments, or None
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast where the hardware has it natively (cnnlab.hardware)
     channels_last: bool | None = None  # None: on (NHWC memory layout)
     compile: bool = False  # torch.compile the model
     threads: int | None = None
@@ -152,7 +152,7 @@ RECIPES: dict[str, dict] = {
     "segmentation": {"model": "unet", "dataset": "mnist-scenes",
                      "dataset_options": {"train_scenes": 60_000, "train_digits": 5},
                      "epochs": 3, "batch_size": 16, "lr": 3e-3, "class_weights": "inverse-sqrt-frequency",
-                     "logit_adjustment": True, "precision": "bf16", "eval_batch_size": 100},
+                     "logit_adjustment": True, "eval_batch_size": 100},
 }
 
 

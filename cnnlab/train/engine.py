@@ -8,7 +8,8 @@ optimizer. An engine provides:
                                       per pixel, an image's loss and "correct" are its pixels' mean
     logits(x) -> torch.Tensor         evaluation-mode forward pass, no gradients
     lr -> float                       the learning rate of the step just taken
-    precision -> str                  how it computes ("fp32", "bf16 autocast"), for the run's header line
+    precision -> str                  how it computes and why ("fp32: auto, no native bf16 on this CPU"), for
+                                      the run's header line and config.json
     weights() -> dict[str, Tensor]    the model's state_dict in PyTorch naming
     state_dict() / load_state_dict()  everything needed to resume: weights, optimizer, schedule
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
+from cnnlab.hardware import choose_precision
 from cnnlab.schedules import lr_factor
 from cnnlab.train.config import TrainConfig
 
@@ -90,14 +92,12 @@ class TorchEngine:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int, device: torch.device,
                  world=None, class_weights: torch.Tensor | None = None):
         self.device = device
-        # bf16 autocast pays off on GPUs, and on CPUs that multiply bf16 natively (AVX512-BF16, AMX) for wide
-        # enough layers: the segmentation recipe's U-Net trains 1.4-1.5x faster in it on 2 such cores, a narrow
-        # one 1.1x (benchmarks/segmentation_speed.py); CPUs without it emulate bf16, slowly. Hence "auto" is fp32
-        # on the CPU.
+        # --precision auto: bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere
+        # (cnnlab.hardware says why).
+        self.autocast, self.precision = choose_precision(config.precision, device.type)
         # channels_last (NHWC) suits both cuDNN and oneDNN: the default CNN trains ~20% faster with it on 2 CPU
         # cores (benchmarks/mnist_time_to_accuracy.py).
         on_gpu = device.type == "cuda"
-        self.autocast = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
         self.channels_last = config.channels_last if config.channels_last is not None else True
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=memory_format)
@@ -124,15 +124,6 @@ class TorchEngine:
             self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if on_gpu else None)
         if config.compile:
             self.forward = torch.compile(self.forward)
-
-    @property
-    def precision(self) -> str:
-        """How the forward pass computes, for people: "fp32", "bf16 autocast", or a warning where bf16 is slow."""
-        if not self.autocast:
-            return "fp32"
-        if self.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return "bf16 autocast, emulated by this CPU: --precision fp32 is faster here"
-        return "bf16 autocast"
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

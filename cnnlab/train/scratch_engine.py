@@ -29,7 +29,7 @@ def make_optimizer(config: TrainConfig, params) -> optim.Optimizer:
 
 class ScratchEngine:
     name = "scratch"
-    precision = "fp32"
+    precision = "fp32, NumPy"
 
     def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], steps_per_epoch: int):
         rng.manual_seed(config.seed)  # dropout masks

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab import __version__
+from cnnlab import __version__, hardware
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
@@ -249,7 +249,8 @@ class Trainer:
         return {"cnnlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
                 "world_size": self.world.size, "input_shape": list(self.train_data.shape),
-                "num_classes": self.train_data.info.num_classes}
+                "num_classes": self.train_data.info.num_classes, "precision": self.engine.precision,
+                "hardware": hardware.describe()}
 
     def _save_weights(self, which: str, row: dict) -> None:
         metadata = {"model": self.config.model, "model_options": self.config.model_options,
