@@ -79,8 +79,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
                         help="fp32 (default): the budget is set for it; auto: bf16 where the CPU has it natively")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-options", type=json.loads, default={},
-                        help='JSON for every model, e.g. \'{"widths": [8, 16, 32, 64, 128]}\' (a U-Net half as wide)')
+    parser.add_argument("--model-options", type=json.loads,
+                        help='JSON for every model instead of the recipe\'s (which are for its U-Net), e.g. '
+                             '\'{"widths": [16, 32, 64, 128, 256]}\' (the U-Net paper\'s widths / 4)')
     parser.add_argument("--dataset-options", type=json.loads,
                         help='mnist-scenes settings instead of the recipe\'s, e.g. \'{"train_scenes": 10000}\'')
     parser.add_argument("--runs-dir", default="runs/benchmark-segmentation")

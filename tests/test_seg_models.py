@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.errors import ConfigError
 from cnnlab.models import get_model, list_models
 from cnnlab.models.segmentation import FCN, LearnedUpsample, bilinear_kernel
 from cnnlab.train.tasks import confusion_matrix, iou_per_class
@@ -40,6 +41,26 @@ def test_models_label_every_pixel_of_any_size(name, size):
     with torch.no_grad():
         out = model(torch.randn(2, 1, *size))
     assert out.shape == (2, 11, *size) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("size", [(64, 84), (30, 50)])
+def test_space_to_depth_unet_keeps_every_pixel(size):
+    """space_to_depth=2: the network runs at half resolution, but the folding loses no input pixel and unfolds a
+    score per output pixel: changing one input pixel changes the scores of the block that holds it, and a shift
+    per class added to the f*f biases of that class shifts every pixel's score of that class alone."""
+    torch.manual_seed(0)
+    model = get_model("unet", num_classes=11, widths=(8, 16), space_to_depth=2, batch_norm=False).eval()
+    x = torch.randn(1, 1, *size, requires_grad=True)
+    out = model(x)
+    assert out.shape == (1, 11, *size)
+    out[0, 3, 5, 7].backward()
+    assert x.grad[0, 0, 5, 7] != 0 and x.grad[0, 0, 4, 6] != 0  # its own pixel and its block's other pixels
+    shift = torch.arange(11.0)
+    with torch.no_grad():
+        model.classify.bias += shift.repeat_interleave(4)
+        torch.testing.assert_close(model(x) - out, shift.view(1, 11, 1, 1).expand_as(out), atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="model .unet.: space_to_depth must be a positive integer, got 0"):
+        get_model("unet", space_to_depth=0)
 
 
 def test_fcn_skips_start_as_no_ops():

@@ -55,10 +55,12 @@ def test_class_weights_settings_are_checked(capsys):
     assert "argument --class-weights: invalid choice: 'balanced'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model", ["unet", "fcn-8s"])
-def test_logit_adjustment_is_folded_into_the_saved_model(model, tmp_path):
-    config = recipe_config("segmentation", model=model, train_limit=32, test_limit=8, batch_size=16, epochs=1,
-                           threads=1, logit_adjustment=True, precision="fp32")
+@pytest.mark.parametrize("model, options", [("unet", {"widths": [8, 16, 32]}), ("fcn-8s", {}),
+                                            # f*f scores per class: the shift is folded into each of them
+                                            ("unet", {"widths": [8, 16], "space_to_depth": 2})])
+def test_logit_adjustment_is_folded_into_the_saved_model(model, options, tmp_path):
+    config = recipe_config("segmentation", model=model, model_options=options, train_limit=32, test_limit=8,
+                           batch_size=16, epochs=1, threads=1, logit_adjustment=True, precision="fp32")
     trainer = Trainer(config, name="adjusted", runs_dir=tmp_path, progress=False)
     trainer.fit()
     engine = trainer.engine

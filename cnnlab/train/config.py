@@ -157,8 +157,13 @@ RECIPES: dict[str, dict] = {
 
 
 def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:
+    """The recipe's settings with `overrides` (None: keep the recipe's). A recipe's model options belong to its
+    model: with another model and no model options of its own, that model gets its defaults."""
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     settings = {**RECIPES[recipe], "recipe": recipe}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides.get("model", settings.get("model", "simple-cnn")) != settings.get("model", "simple-cnn"):
+        settings.pop("model_options", None)
+    settings.update(overrides)
     return TrainConfig.from_dict(settings).validate()

@@ -170,7 +170,9 @@ class TorchEngine:
         consumer of the saved model (evaluate, predict, the explorer) predicts what `logits` evaluated."""
         weights = self.model.state_dict()
         if self.logit_shift is not None:
-            weights = {**weights, self.output_bias: weights[self.output_bias] + self.logit_shift}
+            bias = weights[self.output_bias]  # a model may score each class several times (U-Net's space_to_depth)
+            shift = self.logit_shift.repeat_interleave(bias.numel() // self.logit_shift.numel())
+            weights = {**weights, self.output_bias: bias + shift}
         return weights
 
     def state_dict(self) -> dict:

@@ -1,0 +1,28 @@
+"""Every named recipe builds and trains with its real settings; a recipe's model options go with its model."""
+
+import pytest
+import torch
+
+from cnnlab.train.config import RECIPES, recipe_config
+from cnnlab.train.trainer import Trainer
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_trains_a_few_steps_with_its_own_settings(recipe, tmp_path):
+    config = recipe_config(recipe, train_limit=32, test_limit=8, epochs=1, threads=1, device="cpu")
+    for key, value in RECIPES[recipe].items():
+        assert key == "epochs" or getattr(config, key) == value, key  # nothing but the length was changed
+    result = Trainer(config, name=recipe, runs_dir=tmp_path, progress=False).fit()
+    assert len(result.history) == 1 and torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
+
+
+def test_a_recipes_model_options_belong_to_its_model():
+    segmentation = RECIPES["segmentation"]
+    assert recipe_config("segmentation").model_options == segmentation.get("model_options", {})
+    # Another model gets its own defaults, not options meant for the recipe's U-Net ...
+    assert recipe_config("segmentation", model="fcn-8s").model_options == {}
+    # ... unless it is given options of its own.
+    assert recipe_config("segmentation", model="fcn-8s", model_options={"dropout": 0.0}).model_options == {"dropout": 0.0}
+    assert recipe_config("segmentation", model="unet").model_options == segmentation.get("model_options", {})
+    assert recipe_config("best", model="simple-cnn").model_options == RECIPES["best"]["model_options"]
+    assert recipe_config("best", model="lenet5").model_options == {}
