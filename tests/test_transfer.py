@@ -22,6 +22,8 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.models.registry import resolve_name
 from cnnlab.transfer import Source, keys_shaped_by, load_source, plan, prepare, transfer
 
+from conftest import MANIFEST
+
 QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 
 
@@ -118,15 +120,12 @@ def test_torchvision_checkpoint_transfers_to_grey_28px_images(resnet_pth, tmp_pa
     assert torch.equal(rebuilt.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
 
 
-MANIFEST = Path(__file__).parents[1].parent / "shared/reference/torchvision_state_dicts.json"
 
 
 @pytest.mark.parametrize("tv_name", ["alexnet", "vgg11", "vgg16_bn", "vgg19", "resnet34", "resnet50", "resnet152"])
 def test_every_torchvision_checkpoint_layout_plans_onto_grey_28px_digits(tv_name):
     """The names and shapes of torchvision's published checkpoints (as meta tensors: nothing is allocated) fit
     the zoo model at 64 px, with the colour filters summed and the 1000-class head replaced."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"][tv_name]["state_dict"]
     state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
     source = Source(Path(f"{tv_name}.pth"), MANIFEST, "0" * 64, resolve_name(tv_name), {}, None, state)
@@ -140,8 +139,6 @@ def test_every_torchvision_checkpoint_layout_plans_onto_grey_28px_digits(tv_name
 def test_googlenet_checkpoint_needs_its_auxiliary_heads_named():
     """torchvision's GoogLeNet file carries the auxiliary classifiers, which the default zoo model lacks: the
     error lists them rather than dropping weights silently."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"]["googlenet"]["state_dict"]
     state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
     source = Source(Path("googlenet.pth"), MANIFEST, "0" * 64, "googlenet", {}, None, state)
