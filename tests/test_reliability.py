@@ -136,5 +136,8 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
 
 def test_stop_at_ends_training_at_the_target():
     result = Trainer(recipe_config(epochs=5, train_limit=2000, test_limit=500, batch_size=32, lr=3e-3, threads=1,
-                                   stop_at=0.85), progress=False, save=False).fit()
-    assert len(result.history) < 5 and result.final_test_acc >= 0.85
+                                   device="cpu", stop_at=0.85), progress=False, save=False).fit()
+    # It stops after the first epoch at or above the target, wherever that falls: measured epoch 1 at 81.8-88.8%
+    # and epoch 2 at 91.0-94.8% over seeds 0-4 x 1 and 2 threads, so it stops after 1 or 2 of the 5 epochs.
+    reached = [row["test_acc"] >= 0.85 for row in result.history]
+    assert reached == [False] * (len(reached) - 1) + [True] and len(reached) < 5

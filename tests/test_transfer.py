@@ -31,7 +31,7 @@ QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 def source_run(tmp_path_factory):
     """A small MNIST run with batch norm, so that frozen running statistics can be checked."""
     config = recipe_config("default", model_options={"batch_norm": True}, epochs=1, train_limit=2000,
-                           test_limit=500)
+                           test_limit=500, threads=1, device="cpu")
     return Trainer(config, name="source", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit().run_dir
 
 
@@ -200,13 +200,20 @@ def test_label_subset_is_balanced_seeded_and_nested():
 
 
 def test_pretrained_weights_beat_scratch_with_10_labels_per_class(source_run):
-    """The weights really carry over: fine-tuned from the source, 12 steps on 10 images per class reach 72%
-    where the same net from scratch reaches 45% (the source saw other MNIST images: the cross-dataset numbers
-    are the experiment's, docs/transfer.md)."""
-    settings = {"labels_per_class": 10, "epochs": 3, "batch_size": 32, "test_limit": 2000, "seed": 1}
-    scratch = Trainer(recipe_config("default", **settings), progress=False, save=False).fit().final_test_acc
-    transferred = transfer(source_run, "mnist", "fine-tune", progress=False, save=False, **settings)
-    assert transferred.final_test_acc > 0.65 and transferred.final_test_acc > scratch + 0.15
+    """The weights really carry over: fine-tuned from the source, 12 steps on 10 images per class beat the same
+    net from scratch (the source saw other MNIST images: the cross-dataset numbers are the experiment's,
+    docs/transfer.md). Averaged over three label subsets: one subset of 100 images decides too little — single
+    subsets measured from +0.01 to +0.41."""
+    scratch, transferred = [], []
+    for seed in (1, 2, 3):
+        settings = {"labels_per_class": 10, "epochs": 3, "batch_size": 32, "test_limit": 2000, "seed": seed,
+                    "threads": 1, "device": "cpu"}
+        scratch.append(Trainer(recipe_config("default", **settings), progress=False, save=False).fit().final_test_acc)
+        transferred.append(transfer(source_run, "mnist", "fine-tune", progress=False, save=False,
+                                    **settings).final_test_acc)
+    # Measured with the source trained with seeds 0-4 x 1 and 2 threads: means 0.565-0.682 fine-tuned vs 0.437
+    # from scratch (+0.128 to +0.245).
+    assert np.mean(transferred) > 0.5 and np.mean(transferred) > np.mean(scratch) + 0.06
 
 
 def test_transferred_run_resumes_and_works_with_other_commands(source_run, tmp_path, capsys):
@@ -216,7 +223,9 @@ def test_transferred_run_resumes_and_works_with_other_commands(source_run, tmp_p
     assert not resumed.engine.model.conv1.weight.requires_grad and resumed.engine.model.conv2.weight.requires_grad
     assert main(["evaluate", str(result.run_dir), "--json"]) == 0
     numbers = json.loads(capsys.readouterr().out)
-    assert numbers["accuracy"] > 0.5
+    # 8 steps from the source's weights, conv1 frozen: measured 80.9-87.1% on the 10,000 test images over seeds
+    # 0-4 x 1 and 2 threads, where the same net from scratch is at 34-51% after 12 steps (the test above).
+    assert numbers["accuracy"] > 0.7
     assert main(["show", "filters", str(result.run_dir), "--out", str(tmp_path / "filters.png")]) == 0
     assert main(["report", str(result.run_dir), "--samples", "1"]) == 0
 

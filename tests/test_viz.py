@@ -28,9 +28,11 @@ from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real (small) MNIST run of the default CNN: 1 epoch on 1,000 images."""
-    config = recipe_config("default", epochs=1, train_limit=1000, test_limit=300, threads=1)
+    config = recipe_config("default", epochs=1, train_limit=1000, test_limit=300, threads=1, device="cpu")
     result = Trainer(config, name="tiny", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit()
-    assert result.final_test_acc > 0.6  # chance is 0.1: the pictures below are of a model that learned
+    # chance is 0.1: the pictures below are of a model that learned (measured 62.3-73.0% over seeds 0-4 x 1 and
+    # 2 threads: 16 steps)
+    assert result.final_test_acc > 0.5
     return result.run_dir
 
 
