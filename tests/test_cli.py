@@ -215,5 +215,6 @@ def test_the_best_recipe_builds_and_trains_with_its_own_settings():
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == best["weight_decay"]
     assert trainer.augment is not None and trainer.engine.label_smoothing == best["label_smoothing"]
     result = trainer.fit()
-    # 8 steps of 128 augmented images: measured 54.9-70.4% over seeds 0-4 x 1 and 2 threads (chance 10%)
-    assert result.final_test_acc > 0.4
+    # 8 steps of 128 augmented images: measured 42.9-61.1% over seeds 0-4 x 1 and 2 threads and with AVX2 kernels
+    # (chance 10%)
+    assert result.final_test_acc > 0.3

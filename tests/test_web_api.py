@@ -99,8 +99,9 @@ def test_sources_list_the_run_and_every_registered_model_with_random_weights(cli
     run = sources["run:tiny"]
     assert (run["model"], run["dataset"], run["epochs"], run["random_weights"]) == ("simple-cnn", "mnist", 1, False)
     assert run["test_acc"] == pytest.approx(json.loads((trained_run.path / "metrics.jsonl").read_text())["test_acc"])
-    # One epoch on 3,000 images, 500 test images: measured 0.874-0.906 over seeds 0-4 x 1-2 threads (chance 0.1).
-    assert run["test_acc"] > 0.8
+    # One epoch on 3,000 images, 500 test images: measured 0.838-0.886 over seeds 0-4 x 1 and 2 threads, the same
+    # with AVX2 kernels (chance 0.1).
+    assert run["test_acc"] > 0.75
     for name in list_models(task="classification"):
         assert sources[f"model:{name}"]["random_weights"] is True
 
