@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# The suite tests the CPU: its bit-exact checks (same seed, same weights; resume after a kill) hold for the CPU's
+# deterministic kernels, and `device: auto` would train in bf16 on a GPU. Hidden here, before anything starts
+# CUDA, so that the subprocesses the tests launch inherit it too; benchmarks/gpu.py is the GPU's own check.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # torchvision's state_dict names, shapes and parameter counts (tests/reference/README.md says how it was made):
