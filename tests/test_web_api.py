@@ -32,6 +32,8 @@ from cnnlab.web.app import MAX_UPLOAD_BYTES
 from cnnlab.web.inspect import explain_pixel
 from cnnlab.web.sources import Loaded
 
+from conftest import fashion_data_dir
+
 SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16, 12, 12]), ("conv2", [32, 8, 8]),
                  ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("fc1", [128]), ("relu3", [128]), ("fc2", [10])]
 
@@ -291,14 +293,10 @@ def test_examples_are_the_labelled_test_set(client, mnist_test):
     assert client.get("/api/examples/mnist", params={"count": 1000}).status_code == 422
 
 
-SHARED_DATA = Path(__file__).parents[1].parent / "shared/data"
-
-
-@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="needs ../shared/data/fashion-mnist")
 def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
     run = tmp_path / "fashion"
     run.mkdir()
-    write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=str(SHARED_DATA)).to_dict())
+    write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=fashion_data_dir()).to_dict())
     with TestClient(create_app([run])) as fashion:
         answer = fashion.get("/api/examples/fashion-mnist", params={"count": 1}).json()
     assert answer["total"] == 10000 and answer["classes"][9] == "Ankle boot"
