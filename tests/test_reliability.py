@@ -15,9 +15,6 @@ from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_che
 
 from conftest import killed_run, metrics_without_timings
 
-COMMON = ["--epochs", "3", "--batch-size", "32", "--threads", "1", "--test-limit", "500", "--quiet"]
-
-
 def cnnlab_command(*args) -> list[str]:
     return [sys.executable, "-m", "cnnlab", *map(str, args)]
 
