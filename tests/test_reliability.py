@@ -15,6 +15,7 @@ from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_che
 
 from conftest import killed_run, metrics_without_timings
 
+
 def cnnlab_command(*args) -> list[str]:
     return [sys.executable, "-m", "cnnlab", *map(str, args)]
 
