@@ -6,6 +6,7 @@ that reaches the target.
 
     python benchmarks/mnist_time_to_accuracy.py                # ~5 minutes on 2 cores
     python benchmarks/mnist_time_to_accuracy.py --repeats 3    # medians over 3 runs of each
+    python benchmarks/mnist_time_to_accuracy.py --quick        # seconds: the code paths (the tests), not the speed
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def reference(train: TensorSplit, test: TensorSplit, target: float, max_epochs: 
     return crossing(history, target)
 
 
-def cnnlab_default(target: float, seed: int) -> dict:
-    result = Trainer(recipe_config(seed=seed), progress=False, save=False).fit()
+def cnnlab_default(target: float, seed: int, **overrides) -> dict:
+    result = Trainer(recipe_config(seed=seed, **overrides), progress=False, save=False).fit()
     elapsed, history = 0.0, []
     for row in result.history:
         elapsed += row["seconds"]
@@ -88,13 +89,18 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=8, help="reference gives up after this many epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 training and 1,000 test images, one epoch each: checks the code, not the speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train, test = TensorSplit(load_mnist("train")), TensorSplit(load_mnist("test"))
+    limits = {"train_limit": 2000, "test_limit": 1000, "epochs": 1} if args.quick else {}
+    max_epochs = 1 if args.quick else args.max_epochs
+    train = TensorSplit(load_mnist("train"), limit=limits.get("train_limit"))
+    test = TensorSplit(load_mnist("test"), limit=limits.get("test_limit"))
     runs = {"reference (PyTorch examples)": [], "cnnlab default": []}
     for repeat in range(args.repeats):
-        runs["reference (PyTorch examples)"].append(reference(train, test, args.target, args.max_epochs, repeat))
-        runs["cnnlab default"].append(cnnlab_default(args.target, repeat))
+        runs["reference (PyTorch examples)"].append(reference(train, test, args.target, max_epochs, repeat))
+        runs["cnnlab default"].append(cnnlab_default(args.target, repeat, **limits))
         for name, results in runs.items():
             r = results[-1]
             print(f"  repeat {repeat + 1}: {name}: {r['seconds']:.1f} s, epochs {r['epochs']}, acc {r['accuracy']:.2%}",

@@ -4,8 +4,10 @@ The network is built from operations of `cnnlab.scratch` (NumPy only); `loss.bac
 by reverse-mode automatic differentiation, and the optimizer follows them downhill. One to two minutes on 2 cores:
 
     python examples/first_cnn_from_scratch.py        # asserts >= 99% MNIST test accuracy
+    python examples/first_cnn_from_scratch.py --quick  # seconds: 2,000 training images, one epoch (the tests)
 """
 
+import sys
 import time
 
 import numpy as np
@@ -15,13 +17,15 @@ from cnnlab.schedules import lr_factor
 from cnnlab.scratch import Tensor, manual_seed, nn, no_grad, optim
 from cnnlab.scratch import functional as F
 
-EPOCHS, BATCH_SIZE, LR = 3, 64, 2e-3
+EPOCHS, BATCH_SIZE, LR, TARGET, LIMIT = 3, 64, 2e-3, 0.99, None  # LIMIT None: all 60,000 training images
+if "--quick" in sys.argv:  # the tests' check that this file runs (1 epoch of 2,000 images: 83.1% measured)
+    EPOCHS, TARGET, LIMIT = 1, 0.7, 2000
 
 
-def load(split: str):
+def load(split: str, limit: int | None = None):
     data = load_dataset("mnist", split)
-    images = (data.images / 255.0 - data.info.mean) / data.info.std  # zero mean, unit variance
-    return images[:, None].astype(np.float32), data.labels  # [N, 1 channel, 28, 28], [N]
+    images = (data.images[:limit] / 255.0 - data.info.mean) / data.info.std  # zero mean, unit variance
+    return images[:, None].astype(np.float32), data.labels[:limit]  # [N, 1 channel, 28, 28], [N]
 
 
 # 1. The model: two convolution -> ReLU -> max-pool stages extract features, two fully connected layers classify.
@@ -49,7 +53,7 @@ def accuracy(images, labels) -> float:
 
 
 # 2. Training: mini-batches, softmax cross-entropy, backpropagation, Adam with a one-cycle learning-rate schedule.
-x_train, y_train = load("train")
+x_train, y_train = load("train", LIMIT)
 x_test, y_test = load("test")
 optimizer = optim.Adam(model.parameters(), lr=LR)
 steps_per_epoch = -(-len(x_train) // BATCH_SIZE)
@@ -74,4 +78,4 @@ for epoch in range(1, EPOCHS + 1):
 # 3. Evaluation.
 final = accuracy(x_test, y_test)
 print(f"test accuracy after {EPOCHS} epochs: {final:.2%}")
-assert final >= 0.99, f"expected at least 99% test accuracy, got {final:.2%}"
+assert final >= TARGET, f"expected at least {TARGET:.0%} test accuracy, got {final:.2%}"

@@ -1,11 +1,22 @@
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+# The suite tests the CPU: its bit-exact checks (same seed, same weights; resume after a kill) hold for the CPU's
+# deterministic kernels, and `device: auto` would train in bf16 on a GPU. Hidden here, before anything starts
+# CUDA, so that the subprocesses the tests launch inherit it too; benchmarks/gpu.py is the GPU's own check.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# torchvision's state_dict names, shapes and parameter counts (tests/reference/README.md says how it was made):
+# in the repository, so that the key-for-key checks always run.
+MANIFEST = REPO / "tests" / "reference" / "torchvision_state_dicts.json"
 
 
 @pytest.fixture(autouse=True)
@@ -28,17 +39,43 @@ def metrics_without_timings(run_dir) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
 
 
-def interrupt_after_first_epoch(config, name: str, runs_dir) -> None:
-    """Train `config` into runs_dir/name and stop it (KeyboardInterrupt) right after its first checkpoint."""
-    from cnnlab.train.trainer import Trainer
+_KILLED_CHILD = """
+import json, os, signal, sys
+import cnnlab.data.download
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.trainer import Trainer
 
-    trainer = Trainer(config, name=name, runs_dir=runs_dir, progress=False)
-    save = trainer._checkpoint
+settings, name, runs_dir, epoch, where = json.loads(sys.argv[1])
+trainer = Trainer(TrainConfig.from_dict(settings), name=name, runs_dir=runs_dir, progress=False)
+kill_at = trainer.steps_per_epoch * (epoch - 1) + max(1, trainer.steps_per_epoch // 2)
+train_batch, replace, steps = trainer.engine.train_batch, os.replace, []
 
-    def save_then_stop(row):
-        save(row)
-        raise KeyboardInterrupt
 
-    trainer._checkpoint = save_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+def train_batch_or_die(*args):
+    steps.append(1)
+    if where == "mid-epoch" and len(steps) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train_batch(*args)
+
+
+def replace_or_die(source, target):
+    if where == "mid-write" and len(trainer.history) == epoch:  # the epoch's checkpoint is written, not renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, target)
+
+
+trainer.engine.train_batch = train_batch_or_die
+cnnlab.data.download.os.replace = replace_or_die
+trainer.fit()
+"""
+
+
+def killed_run(config, name: str, runs_dir, epoch: int = 2, where: str = "mid-epoch") -> None:
+    """Train `config` into runs_dir/name in a child process that SIGKILLs itself — no clean-up, no flush, as a
+    power cut — half way through `epoch` ("mid-epoch") or, at the end of `epoch`, between writing checkpoint.pt's
+    temporary file and renaming it into place ("mid-write"). Steps, not the clock, say when: the kill lands at
+    the same point on any machine."""
+    settings = json.dumps([config.to_dict(), name, str(runs_dir), epoch, where])
+    child = subprocess.run([sys.executable, "-c", _KILLED_CHILD, settings], capture_output=True, text=True,
+                           timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]

@@ -88,8 +88,13 @@ def weights(fn):
 
 
 class Exploit:
+    """Unpickling it would create `marker`: a file in the test's own folder, so no stale file elsewhere counts."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /tmp/cnnlab-exploit-marker",))
+        return (os.system, (f"echo pwned > {self.marker}",))
 
 
 def resume_case(mutate):
@@ -137,7 +142,8 @@ NEEDS_NO_RUN = {
     "args nproc 0": (args_case("train", "--nproc-per-node", "0"), "--nproc-per-node must be at least 1"),
     "args smoothing": (args_case("train", "--label-smoothing", "1.5"), "label smoothing must be in [0, 1)"),
     "args schedule": (args_case("train", "--schedule", "linear"), "invalid choice: 'linear'"),
-    "args config and recipe": (args_case("train", "--config", "x.json", "--recipe", "best"), "x.json: file not found"),
+    "args config and recipe": (lambda tmp: [*config_case("{}")(tmp), "--recipe", "best"],
+                               "--config and --recipe both set the starting point; give one"),
     "args resume missing": (args_case("train", "--resume", "no/such/run"), "no such run folder"),
 }
 
@@ -161,7 +167,8 @@ NEEDS_RUN = {
         pickle.dumps({"fc2.weight": [1, 2]}))), "not a valid safetensors file"),
     "weights missing": (checkpoint_case(lambda r: (r / "model.safetensors").unlink()), "checkpoint not found"),
     "run config broken": (checkpoint_case(lambda r: (r / "config.json").write_text("{")), "not valid JSON"),
-    "resume malicious pickle": (resume_case(lambda r: torch.save({"engine": Exploit()}, r / CHECKPOINT)),
+    "resume malicious pickle": (resume_case(lambda r: torch.save({"engine": Exploit(r.parent / "pwned")},
+                                                                 r / CHECKPOINT)),
                                 "refused: not a plain tensor checkpoint"),
     "resume truncated": (resume_case(lambda r: (r / CHECKPOINT).write_bytes((r / CHECKPOINT).read_bytes()[:200])),
                          "unreadable checkpoint"),
@@ -200,4 +207,11 @@ def test_bad_input(case, capsys, tmp_path):
 def test_bad_input_with_a_run(case, capsys, tmp_path, good_run):
     setup, message = NEEDS_RUN[case]
     check(capsys, setup(tmp_path, good_run), message, tmp_path)
-    assert not os.path.exists("/tmp/cnnlab-exploit-marker")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_exploit_runs_when_unpickled(tmp_path):
+    """The check above can fail: a plain torch.load of the crafted checkpoint does create the marker."""
+    torch.save({"engine": Exploit(tmp_path / "pwned")}, tmp_path / CHECKPOINT)
+    torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert (tmp_path / "pwned").exists()

@@ -1,6 +1,8 @@
 """Architecture details the papers specify: LeNet-5's connection table, AlexNet's groups and LRN, VGG's table,
 GoogLeNet's Table 1 and auxiliary heads."""
 
+import json
+
 import pytest
 import torch
 
@@ -9,6 +11,18 @@ from cnnlab.models.googlenet import TABLE_1, GoogLeNet, GoogLeNetOutputs
 from cnnlab.models.lenet import C3_TABLE, PartialConv2d
 from cnnlab.models.vgg import CONFIGS
 
+from conftest import MANIFEST
+
+
+def impulse_kernels(layer: torch.nn.Module, in_channels: int, size: int) -> torch.Tensor:
+    """The (out, in, size, size) kernel a convolution layer applies, measured from outside: its response to a
+    unit impulse in each input map, minus its response to zeros (the bias), flipped (conv2d correlates)."""
+    with torch.no_grad():
+        impulses = torch.zeros(in_channels, in_channels, 2 * size - 1, 2 * size - 1)
+        impulses[range(in_channels), range(in_channels), size - 1, size - 1] = 1
+        responses = layer(impulses) - layer(torch.zeros_like(impulses[:1]))
+    return responses.flip(2, 3).transpose(0, 1)
+
 
 def test_lenet_c3_connects_as_table_1():
     """Section II.B: maps 0-5 see 3 contiguous S2 maps, 6-11 see 4 contiguous, 12-14 see 4 non-contiguous
@@ -16,19 +30,21 @@ def test_lenet_c3_connects_as_table_1():
     expected = [{(j + k) % 6 for k in range(3)} for j in range(6)]
     expected += [{(j + k) % 6 for k in range(4)} for j in range(6)]
     expected += [{0, 1, 3, 4}, {1, 2, 4, 5}, {0, 2, 3, 5}, set(range(6))]
+    torch.manual_seed(0)
     c3 = PartialConv2d(C3_TABLE, 5)
-    kernel = torch.cat([c3.weight, c3.weight.new_zeros(1)])[c3.index]
-    connected = kernel.abs().sum((2, 3)) > 0  # (16 outputs, 6 inputs)
+    connected = impulse_kernels(c3, 6, 5).abs().sum((2, 3)) > 0  # (16 outputs, 6 inputs)
     assert [set(row.nonzero().flatten().tolist()) for row in connected] == expected
-    assert sum(p.numel() for p in c3.parameters()) == 1_516
+    assert sum(p.numel() for p in c3.parameters()) == 60 * 25 + 16  # the paper's 1,516: 60 connections, 16 biases
 
 
 def test_lenet_c3_computes_the_masked_convolution():
+    """The layer is a convolution: what it does to random maps is what a dense conv2d does with the kernel
+    measured from its impulse responses (an independent reference, not the layer's own masking code)."""
     torch.manual_seed(0)
     c3 = PartialConv2d(C3_TABLE, 5)
     x = torch.randn(2, 6, 14, 14)
-    kernel = torch.cat([c3.weight, c3.weight.new_zeros(1)])[c3.index]
-    assert torch.allclose(c3(x), torch.nn.functional.conv2d(x, kernel, c3.bias))
+    kernel = impulse_kernels(c3, 6, 5)
+    torch.testing.assert_close(c3(x), torch.nn.functional.conv2d(x, kernel, c3.bias), atol=1e-5, rtol=1e-5)
     # An output map does not move when an input map it is not connected to changes.
     y = c3(x)
     x[:, 3] += 1.0  # map 0 sees inputs 0, 1, 2 only
@@ -99,7 +115,12 @@ def test_googlenet_five_by_five_option_gives_the_papers_kernel():
     paper, torchvision = meta("googlenet", 1000, 3, five_by_five=True), meta("googlenet", 1000, 3)
     assert paper.inception3a.branch3[1].conv.kernel_size == (5, 5)
     assert torchvision.inception3a.branch3[1].conv.kernel_size == (3, 3)
-    assert sum(p.numel() for p in paper.parameters()) == 7_005_832
+    # From torchvision's count (6,624,904, the reference manifest) and the paper's table: a 5x5 kernel has 25 - 9
+    # = 16 more weights than a 3x3 per (reduce channel, output channel) pair, and the branch has no bias (batch
+    # norm follows). Not the model's own sum of parameters.
+    extra = sum(16 * row[4] * row[5] for row in TABLE_1 if not isinstance(row, str))
+    torchvision_count = json.loads(MANIFEST.read_text())["models"]["googlenet"]["parameters"]
+    assert sum(p.numel() for p in paper.parameters()) == torchvision_count + extra == 7_005_832
 
 
 def test_googlenet_aux_heads_train_with_the_papers_weighting():

@@ -1,7 +1,6 @@
 """Exactness against torchvision and the papers: state_dict layout, parameter counts, MACs, depth."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +8,8 @@ import torch
 from cnnlab.models import get_model, model_info
 from cnnlab.models.complexity import profile, weight_layers
 
-MANIFEST = Path(__file__).parents[1].parent / "shared/reference/torchvision_state_dicts.json"
-needs_manifest = pytest.mark.skipif(not MANIFEST.is_file(), reason=f"reference manifest not found: {MANIFEST}")
+from conftest import MANIFEST
+
 
 # torchvision name -> (cnnlab name, options that build the same network)
 TORCHVISION = {
@@ -33,7 +32,6 @@ def layout(model: torch.nn.Module) -> list:
     return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
 
 
-@needs_manifest
 @pytest.mark.parametrize("tv_name", TORCHVISION)
 def test_state_dict_equals_torchvision(tv_name):
     reference = json.loads(MANIFEST.read_text())["models"][tv_name]
@@ -44,13 +42,11 @@ def test_state_dict_equals_torchvision(tv_name):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-@needs_manifest
 def test_googlenet_without_aux_heads_counts_as_torchvision():
     reference = json.loads(MANIFEST.read_text())["models"]["googlenet"]
     assert sum(p.numel() for p in native("googlenet").parameters()) == reference["parameters"]
 
 
-@needs_manifest
 def test_covers_every_manifest_model():
     assert set(json.loads(MANIFEST.read_text())["models"]) == set(TORCHVISION)
 

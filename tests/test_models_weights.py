@@ -1,7 +1,6 @@
 """load_weights: torchvision-shaped checkpoints load strictly; anything else fails with one clear line."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,13 +9,12 @@ from safetensors.torch import save_file
 from cnnlab.errors import CheckpointError
 from cnnlab.models import get_model, load_weights
 
-MANIFEST = Path(__file__).parents[1].parent / "shared/reference/torchvision_state_dicts.json"
+from conftest import MANIFEST
+
 
 
 def checkpoint_like_torchvision(tv_name: str) -> dict[str, torch.Tensor]:
     """Random tensors with exactly the names, shapes and dtypes of torchvision's published checkpoint."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"][tv_name]["state_dict"]
     generator = torch.Generator().manual_seed(0)
     state = {name: torch.randn(shape, generator=generator) if dtype == "float32"
@@ -42,9 +40,16 @@ def test_torchvision_checkpoints_load_strictly(tmp_path, suffix, tv_name, name, 
 
 
 def test_checkpoint_dicts_with_a_state_dict_inside_load(tmp_path):
-    model = get_model("lenet5")
-    torch.save({"state_dict": model.state_dict(), "epoch": torch.tensor(3)}, tmp_path / "run.pt")
-    load_weights(get_model("lenet5"), tmp_path / "run.pt")
+    torch.manual_seed(0)
+    saved = get_model("lenet5").state_dict()
+    torch.save({"state_dict": saved, "epoch": torch.tensor(3)}, tmp_path / "run.pt")
+    torch.manual_seed(1)
+    fresh = get_model("lenet5")
+    assert not torch.equal(fresh.f6.weight, saved["f6.weight"])  # otherwise loading would change nothing visible
+    loaded = load_weights(fresh, tmp_path / "run.pt").state_dict()
+    assert loaded.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(loaded[key], value), key
 
 
 def test_mismatches_are_listed_in_one_line(tmp_path):

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -15,9 +13,7 @@ from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import read_weights
 from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_checkpoint
 
-from conftest import interrupt_after_first_epoch, metrics_without_timings
-
-COMMON = ["--epochs", "3", "--batch-size", "32", "--threads", "1", "--test-limit", "500", "--quiet"]
+from conftest import killed_run, metrics_without_timings
 
 
 def cnnlab_command(*args) -> list[str]:
@@ -31,20 +27,18 @@ def assert_same_weights(a, b, atol=0.0):
         torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0)
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
-    data = ["--train-limit", "6000", "--runs-dir", tmp_path]
-    subprocess.run(cnnlab_command("train", *COMMON, *data, "--name", "whole"), check=True, capture_output=True)
-    victim = subprocess.Popen(cnnlab_command("train", *COMMON, *data, "--name", "killed"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.mark.parametrize("where", ["mid-epoch", "mid-write"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where):
+    """Killed half way through epoch 2, or while epoch 2's checkpoint.pt is written but not yet renamed into
+    place: `cnnlab train --resume` ends bit for bit where the uninterrupted run ends."""
+    args = ["--epochs", "2", "--batch-size", "32", "--threads", "1", "--train-limit", "2000", "--test-limit", "500",
+            "--device", "cpu", "--runs-dir", tmp_path, "--quiet"]
+    subprocess.run(cnnlab_command("train", *args, "--name", "whole"), check=True, capture_output=True)
+    config = recipe_config(epochs=2, batch_size=32, threads=1, train_limit=2000, test_limit=500, device="cpu")
+    killed_run(config, "killed", tmp_path, epoch=2, where=where)
     checkpoint = tmp_path / "killed" / CHECKPOINT
-    deadline = time.time() + 240
-    while not checkpoint.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # well into epoch 2 (an epoch takes seconds)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    finished = len(load_checkpoint(checkpoint)["history"])
-    assert 1 <= finished < 3, "the kill must land before the run ends"
+    assert len(load_checkpoint(checkpoint)["history"]) == 1  # the kill landed in epoch 2, before its checkpoint
+    assert bool(list((tmp_path / "killed").glob(".*.part"))) == (where == "mid-write")
     subprocess.run(cnnlab_command("train", "--resume", tmp_path / "killed", "--quiet"), check=True, capture_output=True)
     assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(tmp_path / "whole")
     assert_same_weights(tmp_path / "killed", tmp_path / "whole")
@@ -69,21 +63,34 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # only rank 0 wrote
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = Trainer(recipe_config(epochs=3, train_limit=640, test_limit=200, threads=1), name="nan",
+def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A real divergence, no patching: SGD whose step schedule multiplies the learning rate by 10^10 after
+    epoch 1 (measured: the loss is NaN at the first check of epoch 2, step 10)."""
+    config = recipe_config(epochs=3, train_limit=640, test_limit=200, threads=1, device="cpu", optimizer="sgd",
+                           lr=0.05, schedule="step", step_size=1, gamma=1e10)
+    trainer = Trainer(config, name="diverged", runs_dir=tmp_path, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 2, step \d+ \(try a lower --lr\); "
+                                               r"the last good checkpoint \(epoch 1\) is kept"):
+        trainer.fit()
+    assert len(load_checkpoint(tmp_path / "diverged" / CHECKPOINT)["history"]) == 1
+    assert read_weights(tmp_path / "diverged" / "model.safetensors")[1]["epoch"] == 1
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_an_infinite_or_nan_loss_is_named_at_its_step(tmp_path, bad):
+    trainer = Trainer(recipe_config(epochs=3, train_limit=640, test_limit=200, threads=1, device="cpu"), name="bad",
                       runs_dir=tmp_path, progress=False)
     healthy, calls = trainer.engine.train_batch, []
 
     def poisoned(x, y, scale):
         calls.append(1)
         loss, correct = healthy(x, y, scale)
-        return (loss * float("nan") if len(calls) > trainer.steps_per_epoch else loss), correct
+        return (loss * bad if len(calls) > trainer.steps_per_epoch else loss), correct
 
     trainer.engine.train_batch = poisoned
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 10.*checkpoint \(epoch 1\) is kept"):
+    with pytest.raises(TrainingDiverged, match=rf"loss became {bad} at epoch 2, step 10.*checkpoint \(epoch 1\)"):
         trainer.fit()
-    assert len(load_checkpoint(tmp_path / "nan" / CHECKPOINT)["history"]) == 1
-    assert read_weights(tmp_path / "nan" / "model.safetensors")[1]["epoch"] == 1
+    assert len(load_checkpoint(tmp_path / "bad" / CHECKPOINT)["history"]) == 1
 
 
 class Exploit:
@@ -101,13 +108,13 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-def test_scratch_engine_run_interrupted_after_an_epoch_resumes_exactly(tmp_path):
+def test_scratch_engine_run_killed_mid_epoch_resumes_exactly(tmp_path):
     config = recipe_config(engine="scratch", epochs=2, train_limit=640, test_limit=200, batch_size=32)
     Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
-    interrupt_after_first_epoch(config, "cut", tmp_path)
-    Trainer.resume(tmp_path / "cut", progress=False).fit()
-    assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
-    assert_same_weights(tmp_path / "cut", tmp_path / "whole")
+    killed_run(config, "killed", tmp_path)
+    Trainer.resume(tmp_path / "killed", progress=False).fit()
+    assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(tmp_path / "whole")
+    assert_same_weights(tmp_path / "killed", tmp_path / "whole")
 
 
 def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
@@ -127,5 +134,8 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
 
 def test_stop_at_ends_training_at_the_target():
     result = Trainer(recipe_config(epochs=5, train_limit=2000, test_limit=500, batch_size=32, lr=3e-3, threads=1,
-                                   stop_at=0.85), progress=False, save=False).fit()
-    assert len(result.history) < 5 and result.final_test_acc >= 0.85
+                                   device="cpu", stop_at=0.85), progress=False, save=False).fit()
+    # It stops after the first epoch at or above the target, wherever that falls: measured epoch 1 at 81.8-88.8%
+    # and epoch 2 at 91.0-94.8% over seeds 0-4 x 1 and 2 threads, so it stops after 1 or 2 of the 5 epochs.
+    reached = [row["test_acc"] >= 0.85 for row in result.history]
+    assert reached == [False] * (len(reached) - 1) + [True] and len(reached) < 5

@@ -23,8 +23,10 @@ def scratch_run(tmp_path_factory):
 
 def test_scratch_engine_learns_mnist_in_seconds(scratch_run):
     _, result = scratch_run
-    assert result.final_test_acc >= 0.88  # 4,000 images, one epoch of 63 steps, ~3 s: measured 0.915
-    assert result.history[0]["train_loss"] < 0.9  # from 2.3 at chance
+    # 4,000 images, one epoch of 63 steps, ~3 s: measured 91.05-92.10% over seeds 0-4 x 1 and 2 threads (equal),
+    # and a mean training loss of 0.698-0.757 over the epoch (2.30 at chance).
+    assert result.final_test_acc >= 0.86
+    assert result.history[0]["train_loss"] < 0.9
 
 
 def test_scratch_checkpoint_is_a_torch_checkpoint(scratch_run):

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,38 +15,47 @@ from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.models.segmentation import bilinear_kernel
 from cnnlab.train.batches import TensorSplit
-from cnnlab.train.config import recipe_config
-from cnnlab.train.runs import Run
+from cnnlab.train.config import TrainConfig, recipe_config
+from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.tasks import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
-from conftest import interrupt_after_first_epoch, metrics_without_timings
+from conftest import killed_run, metrics_without_timings
 
 # 250 steps of 16 on the dataset's own 1-3-digit scenes (the recipe's crowded 1-5-digit scenes pay over thousands
 # of steps, not 250); fp32, which every CPU computes fast (bf16 is fast only where the CPU has it natively).
-SMALL = dict(model="fcn-8s", dataset_options={}, train_limit=2000, test_limit=100, epochs=2, threads=1,
-             precision="fp32")
+# Every setting the floors below depend on is pinned here: the segmentation recipe is tuned for the full run and
+# changes with it, and must not move this run's trajectory.
+SMALL = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2000, test_limit=100, epochs=2,
+             batch_size=16, optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="onecycle", warmup=0.25,
+             label_smoothing=0.0, class_weights="inverse-sqrt-frequency", logit_adjustment=True, precision="fp32",
+             channels_last=True, eval_batch_size=100, seed=0, threads=1, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     trainer = Trainer(recipe_config("segmentation", **SMALL), name="short", runs_dir=tmp_path_factory.mktemp("runs"),
                       progress=False)
+    assert trainer.engine.precision == "fp32" and trainer.engine.logit_shift is not None
     untrained = evaluate_segmentation(trainer.engine.logits, trainer.test_data)
     return trainer, untrained, trainer.fit()
 
 
 def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(short_run):
     trainer, untrained, result = short_run
-    # FCN-8s with the segmentation recipe (class-weighted loss, logit adjustment), 2,000 scenes x 2 epochs (10 s on
-    # one core). Measured (seed 0): mean IoU 0.087 -> 0.220, the digits' 0.146, background 0.963, test loss
-    # 0.591 -> 0.115 where the best constant guess (the class frequencies) scores 0.246. Untrained, the adjusted
-    # logits call every pixel background: the mean IoU of that guess, exactly.
+    # FCN-8s with the recipe's class-weighted loss and logit adjustment, 2,000 scenes x 2 epochs (10 s on one
+    # core). Measured over seeds 0-4 x 1 and 2 threads, with this CPU's kernels (AVX-512) and with PyTorch's AVX2
+    # ones (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): mean IoU 0.184-0.243 (untrained 0.0875: +0.096 to
+    # +0.155; the lowest with AVX2, 1 thread), the digits' 0.106-0.170, background 0.962-0.965, test loss
+    # 0.110-0.121 where the best constant guess (the class frequencies) scores 0.246. Untrained, the adjusted logits
+    # call every pixel background: the mean IoU of that guess, exactly. The same run with an unweighted loss ends
+    # as that guess (mean IoU 0.0875-0.0886, digits 0.000-0.001; seeds 0-2): the digit floor fails it.
     labels = trainer.test_data.labels
-    assert untrained.mean_iou == pytest.approx((labels == 0).double().mean().item() / 11)
-    assert result.final.mean_iou >= untrained.mean_iou + 0.1
-    assert result.final.iou[1:].nanmean() > 0.1  # it names digits, not only where ink is
-    assert result.final.iou[0] > 0.93
+    background_only = (labels == 0).double().mean().item()  # the background IoU of calling every pixel background
+    assert untrained.mean_iou == pytest.approx(background_only / 11)
+    assert result.final.mean_iou >= untrained.mean_iou + 0.06
+    assert result.final.iou[1:].nanmean() > 0.06  # it names digits, not only where ink is
+    # No floor on the background's IoU: calling every pixel background scores 0.962 there, as much as training.
     frequency = torch.bincount(trainer.test_data.labels.flatten().long(), minlength=11).double()
     frequency = frequency[frequency > 0] / frequency.sum()
     best_constant_loss = -(frequency * frequency.log()).sum().item()  # predicting the class frequencies
@@ -101,7 +112,7 @@ def test_segment_commands_refuse_a_classification_run(tmp_path, capsys):
 
 def test_a_small_fcn_trains_in_the_scratch_engine():
     """An FCN (two conv+pool stages, 1x1 class scores, a bilinear-initialized x4 ConvTranspose2d) trained by the
-    NumPy engine: it starts from the same function as its PyTorch twin, and learning lifts its mean IoU."""
+    NumPy engine: it starts from the same function as its PyTorch twin, and learns where the digits are."""
     from cnnlab.scratch import Tensor, no_grad, optim
     from cnnlab.scratch import functional as SF
     from cnnlab.scratch.twin import twin
@@ -119,43 +130,78 @@ def test_a_small_fcn_trains_in_the_scratch_engine():
     with no_grad():
         np.testing.assert_allclose(scratch(Tensor(x.numpy())).data, fcn(x).detach().numpy(), atol=2e-5)
 
-    def mean_iou() -> float:
+    def ink_found_and_background_kept() -> tuple[float, float]:
+        """(share of digit pixels predicted as some digit, share of background pixels predicted as background)"""
         with no_grad():
             predicted = scratch(Tensor(x.numpy())).data.argmax(1)
-        return iou_per_class(confusion_matrix(torch.from_numpy(predicted), y, 11)).nanmean().item()
+        ink = (y > 0).numpy()
+        return (predicted[ink] > 0).mean(), (predicted[~ink] == 0).mean()
 
-    before = mean_iou()
+    # The recipe's loss, written with the engine's own operations: cross-entropy weighted by class frequency^-1/2
+    # (plain cross-entropy teaches so small a net to call every pixel background: background is 96% of them).
+    frequency = np.bincount(y.numpy().ravel(), minlength=11) / y.numel()
+    weight = (frequency ** -0.5 / (frequency ** -0.5 * frequency).sum()).astype(np.float32)
     optimizer = optim.Adam(scratch.parameters(), lr=1e-2)
     losses = []
     for step in range(30):
         batch = slice(step % 6 * 16, step % 6 * 16 + 16)
-        logits = scratch(Tensor(x[batch].numpy()))
-        loss = SF.cross_entropy(logits.transpose(0, 2, 3, 1).reshape(-1, 11), y[batch].numpy().reshape(-1))
+        logits = scratch(Tensor(x[batch].numpy())).transpose(0, 2, 3, 1).reshape(-1, 11)
+        labels = y[batch].numpy().reshape(-1)
+        chosen = np.eye(11, dtype=np.float32)[labels] * weight[labels][:, None]
+        loss = -(SF.log_softmax(logits) * Tensor(chosen)).sum() / float(weight[labels].sum())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    # measured (seed 0): mean IoU 0.008 -> 0.087, nearly all of it the background class; the receptive field of
-    # 16 px is too small to tell most digits apart, which is what the bigger FCNs and the U-Net are for
-    assert np.mean(losses[-6:]) < 0.5 * np.mean(losses[:6])
-    assert mean_iou() >= before + 0.05
+    # Measured over torch seeds 0-4 (1 and 2 threads: equal): 72-93% of the digit pixels found, 97-98% of the
+    # background kept, mean IoU 0.100-0.169. Untrained it calls every pixel a digit (ink 100%, background 0%);
+    # predicting background everywhere gives ink 0%, background 100%: each fails one floor.
+    ink, background = ink_found_and_background_kept()
+    assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+    assert ink >= 0.5 and background >= 0.9
 
 
-def test_segment_train_resumes_and_launches_like_train(tmp_path, monkeypatch, capsys):
-    """`cnnlab segment train` is `cnnlab train` from the segmentation recipe: --resume continues an interrupted
-    run to the same metrics as an uninterrupted one, and --nproc-per-node relaunches `segment train` itself."""
-    config = recipe_config("segmentation", model="fcn-8s", epochs=2, train_limit=64, test_limit=16, threads=1)
-    Trainer(config, name="whole", runs_dir=tmp_path, progress=False).fit()
-    interrupt_after_first_epoch(config, "cut", tmp_path)
-    assert main(["segment", "train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
-    cut, whole = metrics_without_timings(tmp_path / "cut"), metrics_without_timings(tmp_path / "whole")
-    assert len(cut) == 2 and cut == whole
+def test_segment_train_prints_the_iou_table_and_resumes_a_killed_run(tmp_path, capsys, monkeypatch):
+    """`cnnlab segment train` is `cnnlab train` from the segmentation recipe: without --quiet it ends with the
+    IoU table, and --resume continues a run killed mid-epoch to the same metrics as an uninterrupted one."""
+    monkeypatch.setenv("COLUMNS", "200")
+    config = recipe_config("segmentation", **{**SMALL, "train_limit": 64, "test_limit": 16})
+    args = ["segment", "train", "--model", "fcn-8s", "--model-options", "{}", "--dataset-options", "{}", "--epochs",
+            "2", "--batch-size", "16", "--lr", "3e-3", "--precision", "fp32", "--channels-last", "--threads", "1", "--device", "cpu",
+            "--train-limit", "64", "--test-limit", "16", "--runs-dir", str(tmp_path), "--name", "whole"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert TrainConfig.load(tmp_path / "whole" / "config.json") == config  # the command line says what SMALL says
+    final = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"whole: 2 epochs in" in out and f"mean IoU {final['test_miou']:.4f} (background included)" in out
+    assert re.search(r"│ background\s+│\s+[\d,]+ │ [01]\.\d{4} │", out)
 
-    launched = []
-    monkeypatch.setattr("cnnlab.train.distributed.launch", lambda n, argv: launched.append((n, argv)) or 0)
-    monkeypatch.setattr("sys.argv", ["cnnlab", "segment", "train", "--epochs", "1", "--nproc-per-node", "2"])
-    assert main(["segment", "train", "--epochs", "1", "--nproc-per-node", "2"]) == 0
-    assert launched == [(2, ["segment", "train", "--epochs", "1"])]
+    killed_run(config, "killed", tmp_path)
+    assert main(["segment", "train", "--resume", str(tmp_path / "killed"), "--quiet"]) == 0
+    killed, whole = metrics_without_timings(tmp_path / "killed"), metrics_without_timings(tmp_path / "whole")
+    assert len(killed) == 2 and killed == whole
+
+
+def test_segment_train_in_two_processes_equals_one(tmp_path):
+    """--nproc-per-node relaunches `segment train` itself under torchrun: the class-weighted loss summed over
+    both processes' shares is the one-process loss of the global batch, so the weights agree. Without batch norm
+    and dropout, whose statistics and masks are per process, and with SGD: Adam's normalized step turns the
+    rounding of a near-zero gradient into a step of up to lr."""
+    args = ["segment", "train", "--model", "fcn-8s", "--model-options", '{"batch_norm": false, "dropout": 0.0}',
+            "--epochs", "1", "--train-limit", "32", "--test-limit", "16",
+            "--batch-size", "16", "--optimizer", "sgd", "--lr", "0.01", "--precision", "fp32", "--threads", "1",
+            "--device", "cpu", "--runs-dir", tmp_path, "--quiet"]
+    command = [sys.executable, "-m", "cnnlab", *map(str, args)]
+    subprocess.run([*command, "--name", "single"], check=True, capture_output=True, timeout=300)
+    ddp = subprocess.run([*command, "--name", "ddp", "--nproc-per-node", "2"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["_meta"]["world_size"] == 2
+    single, double = read_weights(tmp_path / "single" / "model.safetensors")[0], \
+        read_weights(tmp_path / "ddp" / "model.safetensors")[0]
+    for key in single:
+        torch.testing.assert_close(double[key], single[key], atol=1e-5, rtol=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # only rank 0 wrote
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -193,13 +239,16 @@ def test_error_analysis_reports_what_logit_adjustment_would_change(tmp_path):
 
 
 def test_probe_benchmark_trains_and_reports():
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_probe.py", "--model", "fcn-8s", "--seconds", "2",
-                          "--eval-every", "1", "--threads", "1", "--loss", "dice"], capture_output=True, text=True,
-                         timeout=300)
+    # A budget of one microsecond: exactly one step on any machine (a step takes longer), then its evaluation and
+    # the summary — no count that depends on the machine's speed.
+    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_probe.py", "--model", "fcn-8s", "--seconds", "1e-6",
+                          "--eval-every", "1e-6", "--threads", "1", "--loss", "dice", "--train-scenes", "64"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert rows[-1]["steps"] > 0 and rows[-1]["settings"]["loss"] == "dice"
-    assert all(0 <= row["test_miou"] <= 1 and row["train_miou"] >= 0 for row in rows[:-1]) and len(rows) >= 3
+    evaluation, summary = [json.loads(line) for line in out.stdout.splitlines()]
+    assert evaluation["steps"] == summary["steps"] == 1 and summary["settings"]["loss"] == "dice"
+    assert 0 <= evaluation["test_miou"] <= 1 and 0 <= evaluation["train_miou"] <= 1
+    assert summary["test_miou"] == evaluation["test_miou"]
 
 
 def test_speed_benchmark_compares_fp32_and_bf16():

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnnlab.data import load_mnist
 from cnnlab.errors import CheckpointError, ConfigError
@@ -9,8 +10,14 @@ from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.trainer import Trainer, evaluate
+from cnnlab.models import get_model
 
-SMALL = dict(train_limit=2000, test_limit=2000, epochs=3, batch_size=32, lr=3e-3, threads=1)
+from conftest import fashion_data_dir
+
+# Every setting the floors depend on is pinned (not left to the default recipe); device cpu: the bit-exact checks
+# below hold for the CPU's deterministic kernels, not for bf16 on a GPU.
+SMALL = dict(model="simple-cnn", model_options={}, dataset="mnist", train_limit=2000, test_limit=2000, epochs=3,
+             batch_size=32, optimizer="adam", lr=3e-3, schedule="onecycle", warmup=0.25, threads=1, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +29,9 @@ def small_run(tmp_path_factory):
 
 def test_small_real_run_learns_mnist(small_run):
     _, result = small_run
-    # 2,000 real MNIST images, 3 epochs, ~3 s: measured 93.7-94.7% over seeds 0-2.
-    assert result.final_test_acc >= 0.92
+    # 2,000 real MNIST images, 3 epochs, ~3 s: measured 93.60-94.65% over seeds 0-4 x 1 and 2 threads (equal for
+    # both), 93.60-94.50% with PyTorch's AVX2 kernels (1 thread); chance is 10%.
+    assert result.final_test_acc >= 0.89
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
@@ -137,3 +145,72 @@ def test_googlenet_auxiliary_heads_train_through_the_trainer():
     result = trainer.fit()
     assert result.history[0]["train_loss"] > 0
     assert not torch.equal(before, trainer.engine.model.aux1.fc2.weight)  # the auxiliary head learned too
+
+
+def lrs_of_each_step(config) -> list[float]:
+    """The learning rate the Trainer's optimizer used at each step."""
+    trainer = Trainer(config, progress=False, save=False)
+    engine, used = trainer.engine, []
+    train_batch = engine.train_batch
+
+    def train_batch_and_record(*args):
+        result = train_batch(*args)
+        used.append(engine.lr)  # the rate this step's update used
+        return result
+
+    engine.train_batch = train_batch_and_record
+    trainer.fit()
+    return used
+
+
+def pytorch_lrs(make_scheduler, steps: int, lr: float) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler, lrs = make_scheduler(optimizer), []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_step_and_cosine_schedules_drive_the_trainer_as_pytorchs_schedulers(schedule):
+    """3 epochs of 4 steps; the reference: PyTorch's own schedulers stepped once per step (StepLR every
+    step_size epochs; for cosine, a linear warm-up over 3 steps then CosineAnnealingLR)."""
+    config = recipe_config(schedule=schedule, step_size=2, gamma=0.5, warmup=0.25, epochs=3, train_limit=128,
+                           test_limit=64, batch_size=32, lr=0.01, threads=1, device="cpu")
+    lr_scheduler = torch.optim.lr_scheduler
+    if schedule == "step":
+        make = lambda o: lr_scheduler.StepLR(o, step_size=2 * 4, gamma=0.5)  # noqa: E731
+    else:
+        make = lambda o: lr_scheduler.SequentialLR(o, [  # noqa: E731
+            lr_scheduler.LinearLR(o, start_factor=1 / 3, total_iters=2), lr_scheduler.CosineAnnealingLR(o, T_max=9)],
+            milestones=[3])
+    assert lrs_of_each_step(config) == pytest.approx(pytorch_lrs(make, 12, 0.01), rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["torch", "scratch"])
+def test_label_smoothing_is_the_loss_the_trainer_minimizes(engine):
+    """One batch of 64 at the initial weights: the Trainer's reported loss is PyTorch's label-smoothed
+    cross-entropy of those weights on those images. Near-uniform initial logits make smoothing move the loss
+    little (by 0.0012), but that is 50 times the tolerance."""
+    config = recipe_config(engine=engine, label_smoothing=0.1, epochs=1, train_limit=64, test_limit=64, batch_size=64,
+                           threads=1, device="cpu")
+    trainer = Trainer(config, progress=False, save=False)
+    model = get_model("simple-cnn")
+    model.load_state_dict(trainer.engine.weights())
+    x, y = trainer.train_data.normalize(trainer.train_data.images), trainer.train_data.labels
+    with torch.no_grad():
+        smoothed = F.cross_entropy(model(x), y, label_smoothing=0.1).item()
+        plain = F.cross_entropy(model(x), y).item()
+    assert abs(smoothed - plain) > 1e-3
+    assert trainer.fit().history[0]["train_loss"] == pytest.approx(smoothed, rel=1e-5, abs=0)
+
+
+def test_trains_on_fashion_mnist():
+    result = Trainer(recipe_config(**{**SMALL, "dataset": "fashion-mnist", "epochs": 2, "test_limit": 1000},
+                                   data_dir=fashion_data_dir()), progress=False, save=False).fit()
+    # 2 epochs of 2,000 images: measured 74.9-76.7% over seeds 0-4 x 1 and 2 threads (chance 10%; the same run
+    # on MNIST reaches 93%)
+    assert result.final_test_acc > 0.7
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

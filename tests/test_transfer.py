@@ -22,6 +22,8 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.models.registry import resolve_name
 from cnnlab.transfer import Source, keys_shaped_by, load_source, plan, prepare, transfer
 
+from conftest import MANIFEST
+
 QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 
 
@@ -29,7 +31,7 @@ QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 def source_run(tmp_path_factory):
     """A small MNIST run with batch norm, so that frozen running statistics can be checked."""
     config = recipe_config("default", model_options={"batch_norm": True}, epochs=1, train_limit=2000,
-                           test_limit=500)
+                           test_limit=500, threads=1, device="cpu")
     return Trainer(config, name="source", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit().run_dir
 
 
@@ -118,15 +120,12 @@ def test_torchvision_checkpoint_transfers_to_grey_28px_images(resnet_pth, tmp_pa
     assert torch.equal(rebuilt.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
 
 
-MANIFEST = Path(__file__).parents[1].parent / "shared/reference/torchvision_state_dicts.json"
 
 
 @pytest.mark.parametrize("tv_name", ["alexnet", "vgg11", "vgg16_bn", "vgg19", "resnet34", "resnet50", "resnet152"])
 def test_every_torchvision_checkpoint_layout_plans_onto_grey_28px_digits(tv_name):
     """The names and shapes of torchvision's published checkpoints (as meta tensors: nothing is allocated) fit
     the zoo model at 64 px, with the colour filters summed and the 1000-class head replaced."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"][tv_name]["state_dict"]
     state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
     source = Source(Path(f"{tv_name}.pth"), MANIFEST, "0" * 64, resolve_name(tv_name), {}, None, state)
@@ -140,8 +139,6 @@ def test_every_torchvision_checkpoint_layout_plans_onto_grey_28px_digits(tv_name
 def test_googlenet_checkpoint_needs_its_auxiliary_heads_named():
     """torchvision's GoogLeNet file carries the auxiliary classifiers, which the default zoo model lacks: the
     error lists them rather than dropping weights silently."""
-    if not MANIFEST.is_file():
-        pytest.skip(f"reference manifest not found: {MANIFEST}")
     entries = json.loads(MANIFEST.read_text())["models"]["googlenet"]["state_dict"]
     state = {name: torch.empty(shape, device="meta") for name, shape, _ in entries}
     source = Source(Path("googlenet.pth"), MANIFEST, "0" * 64, "googlenet", {}, None, state)
@@ -203,13 +200,20 @@ def test_label_subset_is_balanced_seeded_and_nested():
 
 
 def test_pretrained_weights_beat_scratch_with_10_labels_per_class(source_run):
-    """The weights really carry over: fine-tuned from the source, 12 steps on 10 images per class reach 72%
-    where the same net from scratch reaches 45% (the source saw other MNIST images: the cross-dataset numbers
-    are the experiment's, docs/transfer.md)."""
-    settings = {"labels_per_class": 10, "epochs": 3, "batch_size": 32, "test_limit": 2000, "seed": 1}
-    scratch = Trainer(recipe_config("default", **settings), progress=False, save=False).fit().final_test_acc
-    transferred = transfer(source_run, "mnist", "fine-tune", progress=False, save=False, **settings)
-    assert transferred.final_test_acc > 0.65 and transferred.final_test_acc > scratch + 0.15
+    """The weights really carry over: fine-tuned from the source, 12 steps on 10 images per class beat the same
+    net from scratch (the source saw other MNIST images: the cross-dataset numbers are the experiment's,
+    docs/transfer.md). Averaged over three label subsets: one subset of 100 images decides too little — single
+    subsets measured from +0.01 to +0.41."""
+    scratch, transferred = [], []
+    for seed in (1, 2, 3):
+        settings = {"labels_per_class": 10, "epochs": 3, "batch_size": 32, "test_limit": 2000, "seed": seed,
+                    "threads": 1, "device": "cpu"}
+        scratch.append(Trainer(recipe_config("default", **settings), progress=False, save=False).fit().final_test_acc)
+        transferred.append(transfer(source_run, "mnist", "fine-tune", progress=False, save=False,
+                                    **settings).final_test_acc)
+    # Measured with the source trained with seeds 0-4 x 1 and 2 threads: means 0.565-0.682 fine-tuned vs 0.437
+    # from scratch (+0.128 to +0.245).
+    assert np.mean(transferred) > 0.5 and np.mean(transferred) > np.mean(scratch) + 0.06
 
 
 def test_transferred_run_resumes_and_works_with_other_commands(source_run, tmp_path, capsys):
@@ -219,7 +223,9 @@ def test_transferred_run_resumes_and_works_with_other_commands(source_run, tmp_p
     assert not resumed.engine.model.conv1.weight.requires_grad and resumed.engine.model.conv2.weight.requires_grad
     assert main(["evaluate", str(result.run_dir), "--json"]) == 0
     numbers = json.loads(capsys.readouterr().out)
-    assert numbers["accuracy"] > 0.5
+    # 8 steps from the source's weights, conv1 frozen: measured 80.9-87.1% on the 10,000 test images over seeds
+    # 0-4 x 1 and 2 threads, where the same net from scratch is at 34-51% after 12 steps (the test above).
+    assert numbers["accuracy"] > 0.7
     assert main(["show", "filters", str(result.run_dir), "--out", str(tmp_path / "filters.png")]) == 0
     assert main(["report", str(result.run_dir), "--samples", "1"]) == 0
 

@@ -28,9 +28,11 @@ from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real (small) MNIST run of the default CNN: 1 epoch on 1,000 images."""
-    config = recipe_config("default", epochs=1, train_limit=1000, test_limit=300, threads=1)
+    config = recipe_config("default", epochs=1, train_limit=1000, test_limit=300, threads=1, device="cpu")
     result = Trainer(config, name="tiny", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit()
-    assert result.final_test_acc > 0.6  # chance is 0.1: the pictures below are of a model that learned
+    # chance is 0.1: the pictures below are of a model that learned (measured 62.3-73.0% over seeds 0-4 x 1 and
+    # 2 threads: 16 steps)
+    assert result.final_test_acc > 0.5
     return result.run_dir
 
 
@@ -200,12 +202,17 @@ def test_conv_layer_lookup_names_the_choices():
 
 def test_show_works_for_a_run_of_the_scratch_engine(tmp_path):
     config = recipe_config("default", engine="scratch", epochs=1, train_limit=200, test_limit=50)
-    run_dir = Trainer(config, name="scratch", runs_dir=tmp_path, progress=False).fit().run_dir
+    trainer = Trainer(config, name="scratch", runs_dir=tmp_path, progress=False)
+    initial = trainer.engine.weights()["conv1.weight"].clone()
+    run_dir = trainer.fit().run_dir
+    trained = trainer.engine.weights()  # the NumPy engine's own arrays, not what was written to the run folder
+    assert not torch.allclose(trained["conv1.weight"], initial, atol=1e-3)  # training moved conv1
     model = Run.open(run_dir).build_model()
-    maps, _ = feature_maps(model, torch.zeros(1, 1, 28, 28))
+    x = trainer.test_data.normalize(trainer.test_data.images[:1])  # a real digit: the maps depend on every weight
+    maps, _ = feature_maps(model, x)
     assert [n for n, _ in maps] == ["conv1", "pool1", "conv2", "pool2"]
-    # with an all-zero input every conv1 map is its bias: the hooks see the loaded scratch-trained weights
-    torch.testing.assert_close(maps[0][1][:, 0, 0], model.conv1.bias.detach())
+    torch.testing.assert_close(maps[0][1], F.conv2d(x, trained["conv1.weight"], trained["conv1.bias"])[0],
+                               atol=1e-5, rtol=1e-5)
     for kind in ("filters", "features"):
         argv = ["show", kind, str(run_dir), "--out", str(tmp_path / f"{kind}.png")]
         assert main(argv + (["--index", "0"] if kind == "features" else [])) == 0
