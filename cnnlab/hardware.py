@@ -19,6 +19,9 @@ from pathlib import Path
 
 # CPU feature flags (as /proc/cpuinfo spells them) that mean bf16 is computed natively.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+# oneDNN's instruction-set levels below its first one with bf16 arithmetic (AVX512_CORE_BF16): capping oneDNN
+# there with ONEDNN_MAX_CPU_ISA (as the test suite does) leaves bf16 to emulation, whatever the CPU has.
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 @functools.cache
@@ -70,6 +73,8 @@ def native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively *and* oneDNN may use it (ONEDNN_MAX_CPU_ISA can forbid it)."""
     import torch
 
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        return False
     return bool(cpu_flags() & set(BF16_FLAGS)) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

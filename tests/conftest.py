@@ -11,6 +11,11 @@ import pytest
 # deterministic kernels, and `device: auto` would train in bf16 on a GPU. Hidden here, before anything starts
 # CUDA, so that the subprocesses the tests launch inherit it too; benchmarks/gpu.py is the GPU's own check.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# For the same reason the suite trains in fp32 on every CPU: `--precision auto` would pick bf16 on CPUs that compute
+# it natively (cnnlab.hardware), and the floors were measured in fp32 across seeds, threads and AVX2/AVX-512
+# kernels. Capping oneDNN just below its bf16 instructions keeps its AVX-512 fp32 kernels and turns auto into fp32
+# (no effect on CPUs without AVX-512); tests/test_hardware.py lifts the cap to check the bf16 path itself.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

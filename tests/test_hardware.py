@@ -58,11 +58,30 @@ def test_the_avx2_only_setting_reports_no_native_bf16_and_trains_in_fp32():
     assert info["auto_precision_cpu"] == "fp32: auto, no native bf16 on this CPU"
 
 
-def test_native_bf16_needs_both_the_cpu_flag_and_onednn(monkeypatch):
+def test_native_bf16_needs_the_cpu_flag_and_onednn_allowed_to_use_it(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "fma"})
     assert not hardware.native_bf16()  # oneDNN may support bf16 by emulation (AVX-512 without BF16): not native
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert hardware.native_bf16() is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    for cap in ("AVX2", "avx512_core_vnni"):  # oneDNN capped below its bf16 instructions (the suite's setting)
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert not hardware.native_bf16()
+
+
+def test_auto_trains_in_bf16_exactly_where_the_cpu_has_it(tmp_path):
+    """The real thing, without the suite's cap on oneDNN: a short run with --precision auto records bf16 autocast
+    on a CPU with AVX512-BF16 or AMX, fp32 on any other."""
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--train-limit", "64", "--test-limit",
+                    "64", "--threads", "1", "--device", "cpu", "--runs-dir", str(tmp_path), "--name", "auto",
+                    "--quiet"], env=env, check=True, capture_output=True, timeout=300)
+    meta = json.loads((tmp_path / "auto" / "config.json").read_text())["_meta"]
+    native = bool(hardware.cpu_flags() & set(hardware.BF16_FLAGS)) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert meta["hardware"]["native_bf16"] is native
+    assert meta["precision"] == ("bf16 autocast: auto, native bf16 CPU" if native
+                                 else "fp32: auto, no native bf16 on this CPU")
+    assert (tmp_path / "auto" / "model.safetensors").is_file()
 
 
 def test_the_run_records_its_precision_and_hardware(tmp_path):
