@@ -257,5 +257,19 @@ def test_speed_benchmark_compares_fp32_and_bf16():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     row = next(line for line in out.stdout.splitlines() if line.startswith("| 4,8 |"))
-    fp32, bf16, ratio = (float(cell) for cell in row.strip("| ").split(" | ")[2:])
+    fp32, bf16, ratio, relative = (float(cell) for cell in row.strip("| ").split(" | ")[2:])
     assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(bf16 / fp32, rel=0.05)  # from unrounded rates
+    assert relative == 1.0
+
+
+def test_speed_benchmark_gives_the_recipes_budget_from_the_reference_rate():
+    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_speed.py", "--widths", "8,16,32,64,128", "4,8",
+                          "--steps", "1", "--rounds", "1", "--threads", "1", "--fp32-only"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 8,16,32,64,128 |"))
+    rate = float(row.split(" | ")[2])
+    budget = next(line for line in out.stdout.splitlines() if line.startswith("segmentation recipe budget here"))
+    # 15 minutes where the reference trains 146 scenes/s, scaled by this machine's rate (rounded in print)
+    assert float(budget.split(": ")[1].split(" s")[0]) == pytest.approx(900 * 146 / rate, rel=0.01, abs=1)
+    assert "bf16" not in out.stdout.split("\n")[0]
