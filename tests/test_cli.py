@@ -109,8 +109,8 @@ def test_default_train_output_shows_the_run_progress_and_results(tmp_path, capsy
     code, out, err = run_in_process(capsys, "train", *TINY, "--epochs", "2", "--runs-dir", tmp_path, "--name", "loud")
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "loud" / "metrics.jsonl").read_text().splitlines()]
-    assert ("cnnlab train: simple-cnn on mnist (640 train / 200 test images), torch engine on cpu (fp32), "
-            "recipe default") in out
+    assert ("cnnlab train: simple-cnn on mnist (640 train / 200 test images), torch engine on cpu "
+            "(fp32: auto, no native bf16 on this CPU), recipe default") in " ".join(out.split())  # rich wraps
     assert "epoch 1/2" in out and "epoch 2/2" in out and "20/20" in out  # the progress bars, 20 steps of 32
     assert f"Results — {tmp_path / 'loud'}" in out
     for row in rows:  # one table row per epoch, with the numbers of metrics.jsonl

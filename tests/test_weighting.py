@@ -27,7 +27,7 @@ def test_inverse_frequency_balances_the_classes():
 
 
 def test_the_engine_weighs_the_loss_by_class():
-    config = recipe_config("segmentation", model="fcn-8s", train_limit=16, test_limit=8, batch_size=16, epochs=1,
+    config = recipe_config("segmentation", model="fcn-8s", dataset_options={}, train_limit=16, test_limit=8, batch_size=16, epochs=1,
                            class_weights="inverse-sqrt-frequency", threads=1, precision="fp32")
     trainer = Trainer(config, save=False, progress=False)
     w = trainer.engine.class_weights
