@@ -15,7 +15,8 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 # it natively (cnnlab.hardware), and the floors were measured in fp32 across seeds, threads and AVX2/AVX-512
 # kernels. Capping oneDNN just below its bf16 instructions keeps its AVX-512 fp32 kernels and turns auto into fp32
 # (no effect on CPUs without AVX-512); tests/test_hardware.py lifts the cap to check the bf16 path itself.
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+SUITE_ONEDNN_CAP = "AVX512_CORE_VNNI"
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", SUITE_ONEDNN_CAP)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

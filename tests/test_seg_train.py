@@ -270,6 +270,6 @@ def test_speed_benchmark_gives_the_recipes_budget_from_the_reference_rate():
     row = next(line for line in out.stdout.splitlines() if line.startswith("| 8,16,32,64,128 |"))
     rate = float(row.split(" | ")[2])
     budget = next(line for line in out.stdout.splitlines() if line.startswith("segmentation recipe budget here"))
-    # 15 minutes where the reference trains 146 scenes/s, scaled by this machine's rate (rounded in print)
-    assert float(budget.split(": ")[1].split(" s")[0]) == pytest.approx(900 * 146 / rate, rel=0.01, abs=1)
+    # 15 minutes where the reference trains 146 scenes/s, scaled by this machine's rate (both rounded in print)
+    assert 900 * 146 / (rate + 0.5) - 1 <= float(budget.split(": ")[1].split(" s")[0]) <= 900 * 146 / (rate - 0.5) + 1
     assert "bf16" not in out.stdout.split("\n")[0]
