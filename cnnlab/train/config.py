@@ -147,11 +147,11 @@ RECIPES: dict[str, dict] = {
     # The loss is weighted by class frequency^-1/2: background is 96% of the pixels; logit adjustment then undoes
     # the weighting's bias in the saved model (cnnlab.train.weighting). Sized to reach 0.90 mean IoU in fp32 within
     # 15 minutes on a 2-core CPU without native bf16: a U-Net of four levels (16-128 channels: the fifth level cost
-    # more than it gave), one pass over 75,000 freshly drawn scenes (never the same scene twice), each with up to 7
+    # more than it gave), one pass over 62,000 freshly drawn scenes (never the same scene twice), each with up to 7
     # digits rather than the test's 3, so that every step shows more digits, and more digits over other digits,
     # which are the errors that remain.
     "segmentation": {"model": "unet", "model_options": {"widths": [16, 32, 64, 128]}, "dataset": "mnist-scenes",
-                     "dataset_options": {"train_scenes": 75_000, "train_digits": 7},
+                     "dataset_options": {"train_scenes": 62_000, "train_digits": 7},
                      "epochs": 1, "batch_size": 16, "lr": 3e-3, "class_weights": "inverse-sqrt-frequency",
                      "logit_adjustment": True, "eval_batch_size": 100},
 }
