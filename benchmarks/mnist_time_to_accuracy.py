@@ -22,7 +22,8 @@ from torch import nn
 from cnnlab.data import load_mnist
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import recipe_config
-from cnnlab.train.trainer import Trainer, evaluate
+from cnnlab.train.evaluation import evaluate
+from cnnlab.train.trainer import Trainer
 
 
 class ExamplesNet(nn.Module):

@@ -15,7 +15,7 @@ import torch
 
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.runs import Run
-from cnnlab.train.tasks import confusion_matrix, iou_per_class
+from cnnlab.train.evaluation import confusion_matrix, iou_per_class
 from cnnlab.train.weighting import class_weights
 
 

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from cnnlab.data.scenes import load_scenes
 from cnnlab.models import get_model
-from cnnlab.train.engine import logit_shift
-from cnnlab.train.tasks import confusion_matrix, iou_per_class
+from cnnlab.train.torch_engine import logit_shift
+from cnnlab.train.evaluation import confusion_matrix, iou_per_class
 from cnnlab.train.weighting import class_weights
 
 EVAL_SCENES = 500

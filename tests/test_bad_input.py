@@ -3,7 +3,6 @@ and leaves no run folder or partial file behind."""
 
 import gzip
 import io
-import json
 import os
 import pickle
 import shutil

@@ -11,7 +11,8 @@ import torch
 from cnnlab import hardware
 from cnnlab.cli import main
 from cnnlab.train.config import RECIPES, recipe_config
-from cnnlab.train.engine import TorchEngine, build_torch_model
+from cnnlab.train.engine import build_torch_model
+from cnnlab.train.torch_engine import TorchEngine
 from cnnlab.train.trainer import Trainer
 
 from conftest import SUITE_ONEDNN_CAP

@@ -17,7 +17,7 @@ from cnnlab.models.segmentation import bilinear_kernel
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
-from cnnlab.train.tasks import confusion_matrix, evaluate_segmentation, iou_per_class
+from cnnlab.train.evaluation import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
 from conftest import killed_run, metrics_without_timings

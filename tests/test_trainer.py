@@ -9,7 +9,8 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
-from cnnlab.train.trainer import Trainer, evaluate
+from cnnlab.train.evaluation import evaluate
+from cnnlab.train.trainer import Trainer
 from cnnlab.models import get_model
 
 from conftest import fashion_data_dir

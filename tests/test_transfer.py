@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
@@ -20,7 +19,8 @@ from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.trainer import Trainer
 from cnnlab.models.registry import resolve_name
-from cnnlab.transfer import Source, keys_shaped_by, load_source, plan, prepare, transfer
+from cnnlab.models.adapt import keys_shaped_by
+from cnnlab.transfer import Source, load_source, plan, prepare, transfer
 
 from conftest import MANIFEST
 

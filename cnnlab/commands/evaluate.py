@@ -26,7 +26,7 @@ def run(args) -> int:
 
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.runs import Run
-    from cnnlab.train.trainer import evaluate
+    from cnnlab.train.evaluation import evaluate
 
     trained = Run.open(args.run)
     model = trained.build_model(args.checkpoint)

@@ -23,7 +23,7 @@ def run(args) -> int:
 
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
-    from cnnlab.viz.report import write_report
+    from cnnlab.report import write_report
 
     if args.samples < 0:
         raise ConfigError(f"--samples must be at least 0, got {args.samples}")

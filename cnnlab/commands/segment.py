@@ -85,7 +85,7 @@ def _evaluate(args) -> int:
     import torch
 
     from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.tasks import evaluate_segmentation
+    from cnnlab.train.evaluation import evaluate_segmentation
 
     trained, model = _open(args.run, args.checkpoint)
     data = TensorSplit(trained.config.load_split(args.split, args.data_dir),

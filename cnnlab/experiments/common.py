@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import TorchEngine
+from cnnlab.train.torch_engine import TorchEngine
 from cnnlab.train.trainer import Trainer, TrainResult
 
 

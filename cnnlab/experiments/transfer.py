@@ -63,7 +63,8 @@ def train_one(method: str, source, target: str, per_class: int, epochs: int, see
     from cnnlab.data import load_dataset
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.config import recipe_config
-    from cnnlab.train.trainer import Trainer, evaluate
+    from cnnlab.train.evaluation import evaluate
+    from cnnlab.train.trainer import Trainer
     from cnnlab.transfer import prepare
 
     training = {k: settings[k] for k in _TRAIN}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnlab.data.registry import check_options
 from cnnlab.errors import ConfigError
+from cnnlab.models.adapt import TransferSpec
 from cnnlab.schedules import SCHEDULES
 from cnnlab.train.weighting import CLASS_WEIGHTINGS
 
@@ -51,7 +52,7 @@ class TrainConfig:
     stop_at: float | None = None  # stop after the first epoch whose test accuracy reaches this
     recipe: str = "default"
     data_dir: str | None = None
-    transfer: dict | None = None  # how the model was adapted from pretrained weights (cnnlab.transfer.TransferSpec)
+    transfer: dict | None = None  # how the model was adapted from pretrained weights (cnnlab.models.adapt.TransferSpec)
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):
@@ -81,8 +82,6 @@ class TrainConfig:
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
              f"unknown device {self.device!r}; expected auto, cpu or cuda[:N]")
         if self.transfer is not None:
-            from cnnlab.transfer import TransferSpec
-
             need(self.engine == "torch", "transfer learning trains with the torch engine")
             TransferSpec.from_dict(self.transfer)  # raises ConfigError naming what is wrong
         return self

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.models.weights import check_fits
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import build_torch_model
 
 RUNS_DIR = Path(os.environ.get("CNNLAB_RUNS", "runs"))
 CHECKPOINTS = {"last": "model.safetensors", "best": "best.safetensors"}
@@ -124,9 +126,6 @@ class Run:
 
     def build_model(self, which: str = "last"):
         """The run's PyTorch model with its trained weights, in eval mode."""
-        from cnnlab.models.weights import check_fits
-        from cnnlab.train.engine import build_torch_model
-
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
         model = build_torch_model(self.config, metadata.get("input_shape"))

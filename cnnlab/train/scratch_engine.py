@@ -1,7 +1,7 @@
 """The NumPy engine for the Trainer (`cnnlab train --engine scratch`): the same model, initial weights, optimizer
 and schedule as the torch engine, but forward, backward and updates all run in `cnnlab.scratch`.
 
-The model is the scratch twin of the registry's PyTorch model (built here only to read its layers and initial
+The model is the scratch twin of the engines' common PyTorch model (read only for its layers and initial
 weights), so checkpoints keep PyTorch's names and load into the torch model as they are. Tensors cross the
 boundary as zero-copy NumPy views.
 """
@@ -15,26 +15,17 @@ from cnnlab.scratch import Tensor, no_grad, optim, rng
 from cnnlab.scratch import functional as F
 from cnnlab.scratch.twin import twin
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import build_torch_model, schedule_fn
-
-
-def make_optimizer(config: TrainConfig, params) -> optim.Optimizer:
-    """The scratch counterpart of `cnnlab.train.engine.make_optimizer`, setting for setting."""
-    if config.optimizer == "sgd":
-        return optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                         nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
-    cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+from cnnlab.train.engine import make_optimizer, schedule_fn
 
 
 class ScratchEngine:
     name = "scratch"
     precision = "fp32, NumPy"
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], steps_per_epoch: int):
+    def __init__(self, config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
         rng.manual_seed(config.seed)  # dropout masks
-        self.model = twin(build_torch_model(config, input_shape))
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.model = twin(model)
+        self.optimizer = make_optimizer(config, self.model.parameters(), optim)
         self.schedule = schedule_fn(config, steps_per_epoch)
         self.base_lr, self.step = config.lr, 0
         self.label_smoothing = config.label_smoothing

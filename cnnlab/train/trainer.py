@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab import __version__, hardware
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
@@ -31,8 +30,11 @@ from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import World, device_for, init_world
-from cnnlab.train.engine import TorchEngine, build_torch_model, resolve_device
+from cnnlab.train.engine import Engine, build_torch_model
+from cnnlab.train.evaluation import Evaluation
+from cnnlab.train.scratch_engine import ScratchEngine
 from cnnlab.train.tasks import task_for
+from cnnlab.train.torch_engine import TorchEngine, resolve_device
 from cnnlab.train.weighting import class_weights
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,23 +43,6 @@ PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the 
 
 class TrainingDiverged(CnnlabError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
-    logits: torch.Tensor  # [N, classes], on the CPU
-    labels: torch.Tensor
-
-    @property
-    def predictions(self) -> torch.Tensor:
-        return self.logits.argmax(1)
-
-    def confusion(self, num_classes: int) -> torch.Tensor:
-        """confusion[true, predicted] counts."""
-        index = self.labels * num_classes + self.predictions
-        return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 @dataclass
@@ -79,24 +64,13 @@ class TrainResult:
         return sum(row["seconds"] for row in self.history)
 
 
-def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation:
-    outputs = [logits_fn(x).float().cpu() for x, _ in data.batches(batch_size)]
-    logits = torch.cat(outputs) if outputs else torch.empty(0, data.info.num_classes)
-    labels = data.labels.cpu()
-    loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(1, len(labels))
-    accuracy = (logits.argmax(1) == labels).float().mean().item() if len(labels) else 0.0
-    return Evaluation(loss, accuracy, logits, labels)
-
-
 def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World,
-                model: torch.nn.Module | None = None, class_weights: torch.Tensor | None = None):
+                model: torch.nn.Module | None = None, class_weights: torch.Tensor | None = None) -> Engine:
+    model = model if model is not None else build_torch_model(config, input_shape)
     if config.engine == "scratch":
-        from cnnlab.train.scratch_engine import ScratchEngine
-
         if world.distributed:
             raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
-        return ScratchEngine(config, input_shape, steps_per_epoch)
-    model = model if model is not None else build_torch_model(config, input_shape)
+        return ScratchEngine(config, model, steps_per_epoch)
     return TorchEngine(config, model, steps_per_epoch, device, world, class_weights)
 
 

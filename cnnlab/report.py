@@ -61,7 +61,7 @@ def _run_figure(run: Run, file: str, regenerate) -> bytes:
 
 def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
     from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.trainer import evaluate
+    from cnnlab.train.evaluation import evaluate
     from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes
 
     out = Path(out or run.path / "report.html")
