@@ -19,3 +19,7 @@ class CheckpointError(CnnlabError):
 
 class ConfigError(CnnlabError):
     """A configuration value or command-line argument is invalid."""
+
+
+class LayerError(ConfigError):
+    """A layer name, channel or pixel that the model does not have."""

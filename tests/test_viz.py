@@ -152,7 +152,7 @@ def test_show_commands_write_pictures(run_dir, digit_png, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["filters", "{run}", "--layer", "fc1"], "no conv layer named 'fc1'; conv layers: conv1, conv2"),
+    (["filters", "{run}", "--layer", "fc1"], "layer 'fc1': is a Linear, not a 2-D convolution; its conv layers: conv1, conv2"),
     (["features", "{run}", "--index", "10000"], "--index 10000: the mnist test set has images 0..9999"),
     (["features", "{run}", "missing.png"], "missing.png: file not found"),
     (["saliency", "{run}", "--index", "0", "--target", "12"], "--target 12: classes are 0..9"),
@@ -196,7 +196,7 @@ def test_report_redraws_missing_figures_for_a_run_of_another_model(tmp_path):
 
 
 def test_conv_layer_lookup_names_the_choices():
-    with pytest.raises(ConfigError, match="no conv layer named 'x'; conv layers: conv1, conv2"):
+    with pytest.raises(ConfigError, match="layer 'x': no such layer; its conv layers: conv1, conv2"):
         conv_layer(get_model("simple-cnn"), "x")
 
 

@@ -19,16 +19,6 @@ def add_parser(subparsers):
     return p
 
 
-def predict_probabilities(model, info, digits):
-    """Class probabilities for MNIST-style uint8 [N, 28, 28] images, normalized as in training."""
-    import numpy as np
-    import torch
-
-    x = torch.from_numpy(np.stack(digits)).float()[:, None] / 255
-    with torch.inference_mode():
-        return model((x - info.mean) / info.std).softmax(1)
-
-
 def run(args) -> int:
     import json
     from pathlib import Path
@@ -38,6 +28,7 @@ def run(args) -> int:
     from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import load_digit
     from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import predict_probabilities
 
     trained = Run.open(args.run)
     info = dataset_info(trained.config.dataset)

@@ -133,6 +133,7 @@ def _predict(args) -> int:
 
     from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import open_image, to_gray
+    from cnnlab.viz.activations import normalize_input
     from cnnlab.viz.segmentation import plot_scenes
 
     trained, model = _open(args.run, args.checkpoint)
@@ -145,9 +146,8 @@ def _predict(args) -> int:
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         ink = 1 - gray if np.median(border) > 0.5 else gray  # the scenes are white digits on black
         image = np.round(ink * 255).astype(np.uint8)
-        x = torch.from_numpy(image).float()[None, None] / 255
         with torch.inference_mode():
-            predicted = model((x - info.mean) / info.std).argmax(1)[0].numpy()
+            predicted = model(normalize_input(image, info.mean, info.std)).argmax(1)[0].numpy()
         figure = out / f"{Path(path).stem}_segmented.png"
         plot_scenes([image], None, [predicted], info.classes, figure, titles=[Path(path).name])
         counts = np.bincount(predicted.ravel(), minlength=info.num_classes)

@@ -85,3 +85,11 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     """Read an image of a digit and return it MNIST-style: uint8 [28, 28]."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     return mnist_style(to_gray(open_image(source, label)), label)
+
+
+def normalize(pixels, mean: float, std: float):
+    """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
+    `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
+    numbers; it takes a NumPy array or a torch tensor and returns the same kind."""
+    x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
+    return (x * (1 / 255) - mean) * (1 / std)

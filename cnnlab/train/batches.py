@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data import Split
+from cnnlab.data.preprocess import normalize
 from cnnlab.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ class TensorSplit:
         return tuple(self.images.shape[1:])
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return (images_uint8.float() * (1 / 255) - self.mean) * (1 / self.std)
+        return normalize(images_uint8, self.mean, self.std)
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 augment: "Augment | None" = None, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,7 +1,9 @@
-"""Looking inside a PyTorch model: its conv layers, and the feature maps of every conv/pool layer for an input.
+"""Looking inside a PyTorch model: its conv layers, what each layer computes for an input, and the class
+probabilities, from one tracer and one input normalization.
 
-Works on any `nn.Module` — registered models and runs of either engine, which `Run.build_model()` returns as
-PyTorch models — by walking `named_modules()` and recording outputs with forward hooks.
+Works on any `nn.Module` (registered models, runs of every engine, which `Run.build_model()` returns as
+PyTorch models, transferred models): layers are found by walking `named_modules()`, and their inputs and outputs
+recorded with forward hooks, so that ResNets and Inception nets work as well as `nn.Sequential` stacks.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
-
+from cnnlab.data.preprocess import normalize
+from cnnlab.errors import LayerError
 
 # Convolutions and poolings defined outside torch.nn count too, recognised by their class names: LeNet-5's
 # PartialConv2d and Subsampling, the experiments' SumPool2d.
@@ -30,38 +32,60 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 
 def conv_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Conv2d]:
-    """The conv layer called `name`, or the first one; one-line error listing the choices otherwise."""
+    """The conv layer called `name`, or the first one; a one-line error listing the choices otherwise."""
     layers = conv_layers(model)
     if not layers:
-        raise ConfigError("the model has no convolution layers")
+        raise LayerError("the model has no convolution layers")
     if name is None:
         return layers[0]
-    for layer_name, layer in layers:
-        if layer_name == name:
-            return layer_name, layer
-    raise ConfigError(f"no conv layer named {name!r}; conv layers: {', '.join(n for n, _ in layers)}")
+    module = dict(model.named_modules()).get(name) if name else None
+    choices = f"its conv layers: {', '.join(n for n, _ in layers)}"
+    if module is None:
+        raise LayerError(f"layer {name!r}: no such layer; {choices}")
+    if not isinstance(module, nn.Conv2d):
+        raise LayerError(f"layer {name!r}: is a {type(module).__name__}, not a 2-D convolution; {choices}")
+    return name, module
+
+
+def normalize_input(image: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """One uint8 image [H, W] or [C, H, W] -> the normalized float batch [1, C, H, W] the model was trained on."""
+    x = torch.from_numpy(normalize(np.asarray(image, dtype=np.uint8), mean, std))
+    return (x[None] if x.ndim == 2 else x)[None]
+
+
+def trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]):
+    """(outputs, {name: (input, output)}): run `model` on the batch `x` without gradients, recording the input and
+    output of each of `layers` for the batch's first image, in execution order.
+
+    Outputs are cloned because the ReLUs of most models run in place and would overwrite what a hook saw.
+    A module called twice keeps its last call.
+    """
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(name):
+        def save(_module, inputs, output):
+            seen.pop(name, None)  # keep the execution order of the last call
+            seen[name] = (inputs[0][0].detach().clone(), output[0].detach().clone())
+        return save
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in layers.items()]
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, seen
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor]:
     """([(layer name, output [C, H, W]) for every conv/pool layer in forward order], logits) for one input [1, C, H, W]."""
-    recorded: list[tuple[str, torch.Tensor]] = []
-
-    def hook(name):
-        # clone: the next layer may be an in-place ReLU that would overwrite the conv output we keep.
-        return lambda module, inputs, output: recorded.append((name, output[0].detach().clone()))
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if is_feature_layer(m)]
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return recorded, logits[0]
+    logits, seen = trace(model, x, {name: m for name, m in model.named_modules() if is_feature_layer(m)})
+    return [(name, output) for name, (_, output) in seen.items()], logits[0]
 
 
-def normalize_input(digit: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    """uint8 [H, W] or [C, H, W] -> the normalized float batch [1, C, H, W] the model was trained on."""
-    x = torch.from_numpy(np.asarray(digit, dtype=np.float32) / 255)
-    x = x[None] if x.ndim == 2 else x
-    return ((x - mean) / std)[None]
+def predict_probabilities(model: nn.Module, info, images) -> torch.Tensor:
+    """Class probabilities [N, K] for uint8 images ([N, H, W] or a list of [H, W]) of `info`'s dataset."""
+    x = torch.from_numpy(normalize(np.stack(images), info.mean, info.std))[:, None]
+    with torch.inference_mode():
+        return model(x).softmax(1)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, LayerError
 from cnnlab.viz.activations import conv_layers
 
 
@@ -58,7 +58,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
     name = layer or default_cam_layer(model, x)
     modules = dict(model.named_modules())
     if name not in modules:
-        raise ConfigError(f"no layer named {name!r}; conv layers: {', '.join(n for n, _ in conv_layers(model))}")
+        raise LayerError(f"layer {name!r}: no such layer; its conv layers: {', '.join(n for n, _ in conv_layers(model))}")
     store = {}
 
     def keep(module, inputs, output):

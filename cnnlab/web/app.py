@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
-from cnnlab.commands.predict import predict_probabilities
 from cnnlab.data import load_dataset
 from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
+from cnnlab.viz.activations import predict_probabilities
 from cnnlab.web import inspect
 from cnnlab.web.filters import filter_catalogue
 from cnnlab.web.sources import Sources, SourceError

@@ -13,17 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.commands.predict import predict_probabilities
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import LayerError
+from cnnlab.viz.activations import conv_layer, normalize_input, trace
 from cnnlab.web.sources import Loaded
 
 SHOWN_KINDS = {"torch.nn.modules.conv": "conv", "torch.nn.modules.pooling": "pool",
                "torch.nn.modules.activation": "activation", "torch.nn.modules.linear": "linear"}
 MAX_VECTOR = 1024  # values of a fully connected layer's output sent to the page
-
-
-class LayerError(CnnlabError):
-    """A layer name, channel or pixel that the model does not have."""
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -36,43 +32,15 @@ def shown_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name and layer_kind(m)}
 
 
-def conv_layer(model: nn.Module, name: str) -> nn.Conv2d:
-    module = dict(model.named_modules()).get(name) if name else None
-    if module is None:
-        raise LayerError(f"layer {name!r}: no such layer (see the layer names in the activations)")
-    if not isinstance(module, nn.Conv2d):
-        raise LayerError(f"layer {name!r}: is a {type(module).__name__}, not a 2-D convolution")
-    return module
-
-
-def first_conv(model: nn.Module) -> str | None:
-    return next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-
-
 def traced_forward(loaded: Loaded, digit: np.ndarray, names: list[str] | None = None):
-    """(probabilities [C], {layer: (input, output)}) for one uint8 28x28 digit, in execution order.
-
-    Outputs are cloned because the ReLUs of most models run in place and would overwrite what a hook saw.
-    A module called twice keeps its last call.
-    """
+    """(probabilities [C], {layer: (input, output)}) for one uint8 28x28 digit, in execution order: every shown
+    layer, or the conv layers `names`."""
     model = loaded.model
-    wanted = shown_layers(model) if names is None else {n: conv_layer(model, n) for n in names}
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def hook(name):
-        def save(_module, inputs, output):
-            seen.pop(name, None)  # keep execution order of the last call
-            seen[name] = (inputs[0][0].clone(), output[0].clone())
-        return save
-
+    wanted = shown_layers(model) if names is None else dict(conv_layer(model, n) for n in names)
+    x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock:
-        handles = [m.register_forward_hook(hook(n)) for n, m in wanted.items()]
-        try:
-            probabilities = predict_probabilities(model, loaded.info, [digit])[0]
-        finally:
-            for h in handles:
-                h.remove()
-    return probabilities, seen
+        logits, seen = trace(model, x, wanted)
+    return logits[0].softmax(0), seen
 
 
 def encode_maps(maps: torch.Tensor) -> tuple[str, float, float]:
@@ -106,8 +74,7 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int) -> dict:
 
 
 def kernels(loaded: Loaded, name: str | None, max_filters: int) -> dict:
-    name = name or first_conv(loaded.model)
-    conv = conv_layer(loaded.model, name)
+    name, conv = conv_layer(loaded.model, name)
     weight = conv.weight.detach()[:max_filters]
     return {"layer": name, "shape": list(conv.weight.shape), "weights": weight.tolist(),
             "bias": None if conv.bias is None else conv.bias.detach()[:max_filters].tolist(),
@@ -119,7 +86,7 @@ def explain_pixel(loaded: Loaded, digit: np.ndarray, name: str, channel: int, y:
     """The multiply-and-sum that produced output[channel, y, x] of convolution `name`: each input channel's
     receptive-field patch (zero where it falls into the padding), the kernel it meets, the sum per channel, the
     bias, and the value the model actually computed."""
-    conv = conv_layer(loaded.model, name)
+    name, conv = conv_layer(loaded.model, name)
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise LayerError(f"layer {name!r}: only zero-padded convolutions with numeric padding are explained")
     _, seen = traced_forward(loaded, digit, [name])
