@@ -84,6 +84,7 @@ def _evaluate(args) -> int:
 
     import torch
 
+    from cnnlab.commands.tables import print_iou
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.evaluation import evaluate_segmentation
 
@@ -107,21 +108,6 @@ def _evaluate(args) -> int:
     print_iou(result, classes, f"{trained.name} ({args.checkpoint}) on {trained.config.dataset} {args.split}, "
                                 f"{len(data):,} scenes")
     return 0
-
-
-def print_iou(result, classes, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("class", "pixels", "IoU"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, pixels, iou in zip(classes, result.confusion.sum(1).tolist(), result.iou.tolist()):
-        table.add_row(name, f"{pixels:,}", f"{iou:.4f}")
-    console = Console()
-    console.print(table)
-    console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
-                  f"pixel accuracy {result.accuracy:.2%}")
 
 
 def _predict(args) -> int:

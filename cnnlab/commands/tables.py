@@ -21,3 +21,50 @@ def human(count: int | float) -> str:
         if count >= scale:
             return f"{count / scale:.4g} {unit}"
     return str(int(count))
+
+
+def print_training(result) -> None:
+    """What a finished training run prints: its epochs (classification) or its IoU per class (segmentation)."""
+    from rich.console import Console
+
+    if result.task == "segmentation":
+        print_iou(result.final, result.classes,
+                  f"{result.run_dir.name}: {len(result.history)} epochs in {result.seconds:.0f} s")
+        Console().print(f"see {result.run_dir}/summary.md")
+        return
+    print_epochs(result)
+
+
+def print_epochs(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Results — {result.run_dir}")
+    for column in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds", "images/s"):
+        table.add_column(column, justify="right")
+    best = max(result.history, key=lambda r: r["test_acc"])
+    for r in result.history:
+        style = "bold green" if r is best else None
+        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['test_loss']:.4f}",
+                      f"{r['test_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}", f"{r['images_per_s']:,.0f}",
+                      style=style)
+    console = Console()
+    console.print(table)
+    console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
+                  f"{result.seconds:.1f} s — see {result.run_dir}/summary.md")
+
+
+def print_iou(result, classes, title: str) -> None:
+    """Pixels and IoU per class of a segmentation evaluation, then its mean IoU and pixel accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("class", "pixels", "IoU"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, pixels, iou in zip(classes, result.confusion.sum(1).tolist(), result.iou.tolist()):
+        table.add_row(name, f"{pixels:,}", f"{iou:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
+                  f"pixel accuracy {result.accuracy:.2%}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from cnnlab.commands import add_command
-from cnnlab.commands.train import _json_object, _print_results, add_data_and_output_options
+from cnnlab.commands.options import add_config_options, add_output_options, config_overrides, json_object
 
-# Training settings taken as they are from the command line (TrainConfig fields).
+# The training settings a transfer run takes from the command line (TrainConfig fields); the model, its
+# options and the dataset are the source's and the target's.
 SETTINGS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device", "threads",
-            "train_limit", "test_limit", "data_dir"]
+            "train_limit", "test_limit", "data_dir", "labels_per_class"]
 
 
 def add_parser(subparsers):
@@ -22,39 +23,29 @@ def add_parser(subparsers):
     p.add_argument("--dataset", required=True, help="the target dataset (mnist or fashion-mnist)")
     p.add_argument("--mode", required=True, choices=["feature-extract", "fine-tune"],
                    help="feature-extract: train the new head only; fine-tune: train everything not frozen")
-    p.add_argument("--labels-per-class", type=int, metavar="N",
-                   help="train on a balanced subset: N images of each class, drawn with --seed")
     p.add_argument("--freeze-until", metavar="LAYER", help="fine-tune: freeze LAYER and every layer before it")
     p.add_argument("--lr-backbone", type=float, metavar="X",
                    help="fine-tune: learning rate of the pretrained layers (default: --lr, as the head)")
     p.add_argument("--model", help="the model a weights file holds (default: read from the file or its name)")
-    p.add_argument("--model-options", type=_json_object, help="the source model's options, as JSON")
+    p.add_argument("--model-options", type=json_object, help="the source model's options, as JSON")
     p.add_argument("--input-size", type=int, metavar="PX",
                    help="build the model for PX x PX inputs and resize images to it (default: the smallest "
                         "size at which the pretrained layers fit)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float, help="peak learning rate (of the new head)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    add_data_and_output_options(p)
+    add_config_options(p, SETTINGS)
+    add_output_options(p)
     return p
 
 
 def run(args) -> int:
     from rich.console import Console
 
+    from cnnlab.commands.tables import print_training
     from cnnlab.transfer import prepare
     from cnnlab.train.trainer import Trainer
 
-    settings = {f: getattr(args, f) for f in SETTINGS if getattr(args, f) is not None}
-    config, model = prepare(args.source, args.dataset, args.mode, labels_per_class=args.labels_per_class,
-                            freeze_until=args.freeze_until, lr_backbone=args.lr_backbone, model=args.model,
-                            model_options=args.model_options, input_size=args.input_size, **settings)
+    settings = config_overrides(args, SETTINGS)
+    config, model = prepare(args.source, args.dataset, args.mode, freeze_until=args.freeze_until,
+                            lr_backbone=args.lr_backbone, model=args.model, model_options=args.model_options, input_size=args.input_size, **settings)
     trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet, model=model)
     if not args.quiet:
         spec = config.transfer
@@ -64,15 +55,15 @@ def run(args) -> int:
         if spec["first_layer"]:
             adapted.append(f"{spec['first_layer']['layer']} summed over {spec['first_layer']['from_channels']} "
                            "colour channels")
-        if spec["input_size"] != trainer.train_data.shape[-1]:
+        if spec["input_size"] != trainer.input_shape[-1]:
             adapted.append(f"inputs resized to {spec['input_size']}x{spec['input_size']}")
         Console().print(f"[bold]cnnlab transfer[/]: {config.model} from {spec['source']['path']} "
                         f"(sha256 {spec['source']['sha256'][:12]}…) to {config.dataset}, {args.mode}; "
                         f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
-                        f"{len(trainer.train_data):,} images")
+                        f"{trainer.train_size:,} images")
     result = trainer.fit()
     if args.quiet:
         print(result.run_dir)
         return 0
-    _print_results(result)
+    print_training(result)
     return 0

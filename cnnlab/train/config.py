@@ -1,4 +1,10 @@
-"""Training configuration: one dataclass that, saved as `config.json`, reproduces a run."""
+"""Training configuration: one dataclass that, saved as `config.json`, reproduces a run.
+
+Each setting is declared once, here: its default, its help, its choices. The command line builds its flags from
+these fields (`--batch-size` for `batch_size`), config files are checked against them, and `validate` checks every
+value, so that flags, files and `--help` cannot drift apart. This module imports nothing heavy (no torch): the
+CLI reads it to build `--help`.
+"""
 
 from __future__ import annotations
 
@@ -7,73 +13,119 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.data.registry import check_options
+from cnnlab.data.registry import DATASETS, GENERATED, check_options
 from cnnlab.errors import ConfigError
-from cnnlab.models.adapt import TransferSpec
 from cnnlab.schedules import SCHEDULES
-from cnnlab.train.weighting import CLASS_WEIGHTINGS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 ENGINES = ("torch", "scratch")
+PRECISIONS = ("auto", "fp32", "bf16")
+# How each class weighting weighs a class: by 1 / frequency to this power (cnnlab.train.weighting).
+CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-frequency": 1.0}
+# The settings of `augment` (cnnlab.train.batches.Augment), each a non-negative number.
+AUGMENT_OPTIONS = {"max_shift": "pixels", "max_rotate_deg": "degrees", "max_scale": "fraction of the size"}
+
+# Named starting points; command-line flags override any field.
+RECIPES: dict[str, dict] = {
+    # Fast: 99.2% on MNIST in about 20 s on 2 CPU cores (see README).
+    "default": {},
+    # Stronger: batch norm, dropout, augmentation and a longer one-cycle schedule (>= 99.6% on MNIST).
+    "best": {
+        "model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True, "dropout": 0.25},
+        "epochs": 25, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
+        "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
+    },
+    # Segmentation of mnist-scenes (`cnnlab segment train`); docs/segmentation.md has what each choice bought.
+    # The loss is weighted by class frequency^-1/2: background is 96% of the pixels; logit adjustment then undoes
+    # the weighting's bias in the saved model (cnnlab.train.weighting). Sized to reach 0.90 mean IoU in fp32 within
+    # 15 minutes on a 2-core CPU without native bf16: a U-Net of four levels (16-128 channels: the fifth level cost
+    # more than it gave), one pass over 62,000 freshly drawn scenes (never the same scene twice), each with up to 7
+    # digits rather than the test's 3, so that every step shows more digits, and more digits over other digits,
+    # which are the errors that remain.
+    "segmentation": {"model": "unet", "model_options": {"widths": [16, 32, 64, 128]}, "dataset": "mnist-scenes",
+                     "dataset_options": {"train_scenes": 62_000, "train_digits": 7},
+                     "epochs": 1, "batch_size": 16, "lr": 3e-3, "class_weights": "inverse-sqrt-frequency",
+                     "logit_adjustment": True, "eval_batch_size": 100},
+}
+
+
+def option(default=None, help: str = "", *, choices=(), metavar: str | None = None, flag: bool = True,
+           factory=None):
+    """A TrainConfig field with its command-line flag (`flag=False`: a setting no flag sets)."""
+    metadata = {"help": help, "choices": tuple(choices), "metavar": metavar, "flag": flag}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    model: str = "simple-cnn"
-    model_options: dict = field(default_factory=dict)
-    dataset: str = "mnist"
-    dataset_options: dict = field(default_factory=dict)  # a generated dataset's settings, e.g. {"train_scenes": N}
-    engine: str = "torch"
-    epochs: int = 3
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    warmup: float = 0.25  # fraction of all steps spent warming up (cosine, onecycle)
-    step_size: int = 1  # epochs between decays (step)
-    gamma: float = 0.7  # decay factor (step)
-    label_smoothing: float = 0.0
-    class_weights: str = "none"  # weigh the loss of each class by its training frequency (cnnlab.train.weighting)
-    logit_adjustment: bool = False  # undo the class weights' bias in the trained model's outputs (same module)
-    augment: dict | None = None  # cnnlab.train.batches.Augment arguments, or None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware has it natively (cnnlab.hardware)
-    channels_last: bool | None = None  # None: on (NHWC memory layout)
-    compile: bool = False  # torch.compile the model
-    threads: int | None = None
-    train_limit: int | None = None  # first N training images only (quick runs and tests)
-    labels_per_class: int | None = None  # a balanced subset: N training images per class, drawn with `seed`
-    test_limit: int | None = None
-    eval_batch_size: int = 1000
-    stop_at: float | None = None  # stop after the first epoch whose test accuracy reaches this
-    recipe: str = "default"
-    data_dir: str | None = None
-    transfer: dict | None = None  # how the model was adapted from pretrained weights (cnnlab.models.adapt.TransferSpec)
+    model: str = option("simple-cnn", "registered model name (see `cnnlab zoo`)")
+    model_options: dict = option(help='model options as JSON, e.g. \'{"channels": [8, 16]}\'', factory=dict,
+                                 metavar="JSON")
+    dataset: str = option("mnist", f"registered dataset: {', '.join([*DATASETS, *GENERATED])}")
+    dataset_options: dict = option(help='a generated dataset\'s settings as JSON, e.g. \'{"train_scenes": 60000}\' '
+                                        '(mnist-scenes)', factory=dict, metavar="JSON")
+    engine: str = option("torch", "torch, or the NumPy engine written from scratch", choices=ENGINES)
+    epochs: int = option(3, "passes over the training images")
+    batch_size: int = option(64, "images per optimizer step")
+    optimizer: str = option("adam", "SGD, or Adam / AdamW (decoupled weight decay)", choices=OPTIMIZERS)
+    lr: float = option(2e-3, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum for SGD (--no-nesterov: plain momentum)")
+    weight_decay: float = option(0.0, "weight decay (an L2 penalty; decoupled with adamw)")
+    schedule: str = option("onecycle", "learning-rate schedule (cnnlab.schedules)", choices=SCHEDULES)
+    warmup: float = option(0.25, "fraction of all steps spent warming up (cosine, onecycle)")
+    step_size: int = option(1, "epochs between decays (step schedule)")
+    gamma: float = option(0.7, "decay factor (step schedule)")
+    label_smoothing: float = option(0.0, "share of each target spread evenly over all classes")
+    class_weights: str = option("none", "weigh each class's loss by its frequency in the training labels "
+                                        "(segmentation: background); cnnlab.train.weighting", choices=tuple(CLASS_WEIGHTINGS))
+    logit_adjustment: bool = option(False, "fold -log(class weight) into the trained model's output bias, so it "
+                                           "predicts with the training frequencies rather than the weighted ones "
+                                           "(segmentation models)")
+    augment: dict | None = option(None, 'random affine jitter as JSON, e.g. \'{"max_shift": 2, "max_rotate_deg": '
+                                        '10, "max_scale": 0.1}\'', metavar="JSON")
+    seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
+    device: str = option("auto", "auto, cpu or cuda[:N]")
+    precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
+                                    "(AVX512-BF16, AMX), fp32 elsewhere; `cnnlab info` says which this machine has",
+                            choices=PRECISIONS)
+    channels_last: bool | None = option(None, "NHWC memory layout (default: on)")
+    compile: bool = option(False, "torch.compile the model")
+    threads: int | None = option(None, "CPU threads for torch")
+    train_limit: int | None = option(None, "use only the first N training images", metavar="N")
+    labels_per_class: int | None = option(None, "train on a balanced subset: N images of each class, drawn with "
+                                                "--seed", metavar="N")
+    test_limit: int | None = option(None, "evaluate on the first N test images", metavar="N")
+    eval_batch_size: int = option(1000, "images per batch when evaluating", metavar="N")
+    stop_at: float | None = option(None, "stop once the test accuracy reaches ACC (e.g. 0.99)", metavar="ACC")
+    recipe: str = option("default", "starting settings (flags override them)", choices=tuple(RECIPES))
+    data_dir: str | None = option(None, "folder with the dataset files (else $CNNLAB_DATA, data/, cache, "
+                                        "download)", metavar="DIR")
+    # How the model was adapted from pretrained weights (cnnlab.models.adapt.TransferSpec); set by
+    # `cnnlab transfer`, never by a flag: the pretrained weights are not in the config.
+    transfer: dict | None = option(None, flag=False)
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):
             if not ok:
                 raise ConfigError(message)
 
+        for f in dataclasses.fields(self):
+            value, choices = getattr(self, f.name), f.metadata["choices"]
+            need(not choices or value in choices,
+                 f"unknown {f.name.replace('_', ' ')} {value!r}; expected one of {', '.join(choices)}")
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
+        need(self.eval_batch_size >= 1, f"eval batch size must be at least 1, got {self.eval_batch_size}")
         need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
-        need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         check_options(self.dataset, self.dataset_options)  # raises ConfigError naming the option
-        need(self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        need(self.class_weights in CLASS_WEIGHTINGS,
-             f"unknown class weights {self.class_weights!r}; expected one of {', '.join(CLASS_WEIGHTINGS)}")
         need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
         need(not self.logit_adjustment or self.class_weights != "none",
              "logit adjustment undoes class weights: give --class-weights too")
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
-        need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
         need(self.stop_at is None or 0 < self.stop_at <= 1, f"stop-at must be an accuracy in (0, 1], got {self.stop_at}")
         need(self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}")
         for name in ("train_limit", "test_limit", "threads", "labels_per_class"):
@@ -81,7 +133,15 @@ class TrainConfig:
             need(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
              f"unknown device {self.device!r}; expected auto, cpu or cuda[:N]")
+        for key, value in (self.augment or {}).items():
+            need(key in AUGMENT_OPTIONS, f"augment option {key!r}: no such option (it takes "
+                                         f"{', '.join(AUGMENT_OPTIONS)})")
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                 f"augment option {key!r} must be a non-negative number, got {json.dumps(value)}")
         if self.transfer is not None:
+            # Here rather than at the top: the plan's module imports torch, which `--help` must not wait for.
+            from cnnlab.models.adapt import TransferSpec
+
             need(self.engine == "torch", "transfer learning trains with the torch engine")
             TransferSpec.from_dict(self.transfer)  # raises ConfigError naming what is wrong
         return self
@@ -130,30 +190,6 @@ class TrainConfig:
 
 def _flatten(t) -> tuple:
     return t if isinstance(t, tuple) else (t,)
-
-
-# Named starting points; command-line flags override any field.
-RECIPES: dict[str, dict] = {
-    # Fast: 99.2% on MNIST in about 20 s on 2 CPU cores (see README).
-    "default": {},
-    # Stronger: batch norm, dropout, augmentation and a longer one-cycle schedule (≥ 99.6% on MNIST).
-    "best": {
-        "model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True, "dropout": 0.25},
-        "epochs": 25, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
-        "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
-    },
-    # Segmentation of mnist-scenes (`cnnlab segment train`); docs/segmentation.md has what each choice bought.
-    # The loss is weighted by class frequency^-1/2: background is 96% of the pixels; logit adjustment then undoes
-    # the weighting's bias in the saved model (cnnlab.train.weighting). Sized to reach 0.90 mean IoU in fp32 within
-    # 15 minutes on a 2-core CPU without native bf16: a U-Net of four levels (16-128 channels: the fifth level cost
-    # more than it gave), one pass over 62,000 freshly drawn scenes (never the same scene twice), each with up to 7
-    # digits rather than the test's 3, so that every step shows more digits, and more digits over other digits,
-    # which are the errors that remain.
-    "segmentation": {"model": "unet", "model_options": {"widths": [16, 32, 64, 128]}, "dataset": "mnist-scenes",
-                     "dataset_options": {"train_scenes": 62_000, "train_digits": 7},
-                     "epochs": 1, "batch_size": 16, "lr": 3e-3, "class_weights": "inverse-sqrt-frequency",
-                     "logit_adjustment": True, "eval_batch_size": 100},
-}
 
 
 def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:

@@ -31,7 +31,7 @@ from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import Engine, build_torch_model
-from cnnlab.train.evaluation import Evaluation
+from cnnlab.train.evaluation import Evaluation, SegmentationEvaluation
 from cnnlab.train.scratch_engine import ScratchEngine
 from cnnlab.train.tasks import task_for
 from cnnlab.train.torch_engine import TorchEngine, resolve_device
@@ -49,7 +49,9 @@ class TrainingDiverged(CnnlabError):
 class TrainResult:
     run_dir: Path | None
     history: list[dict]
-    final: Evaluation
+    final: Evaluation | SegmentationEvaluation
+    task: str = "classification"
+    classes: tuple[str, ...] = ()
 
     @property
     def final_test_acc(self) -> float:
@@ -127,6 +129,25 @@ class Trainer:
         self.run_dir: Path | None = None
         self.history: list[dict] = []
 
+    @property
+    def is_main(self) -> bool:
+        """Whether this process reports and writes the run (the first of several data-parallel processes)."""
+        return self.world.is_main
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_data)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.train_data.shape
+
+    def describe(self) -> str:
+        """One line: what trains on what, with which engine, where and how."""
+        config = self.config
+        return (f"{config.model} on {config.dataset} ({len(self.train_data):,} train / {len(self.test_data):,} test "
+                f"images), {config.engine} engine on {self.device} ({self.engine.precision}), recipe {config.recipe}")
+
     @classmethod
     def resume(cls, run_dir: str | Path, progress: bool = True) -> "Trainer":
         """A Trainer that continues `run_dir` from its last finished epoch."""
@@ -162,7 +183,7 @@ class Trainer:
                     break
         if evaluation is None:  # resumed a run that had already finished
             evaluation = self.task.evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
-        result = TrainResult(self.run_dir, self.history, evaluation)
+        result = TrainResult(self.run_dir, self.history, evaluation, self.task.name, tuple(self.test_data.info.classes))
         if self.save:
             self._write_report(result)
         return result

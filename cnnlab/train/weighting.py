@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-frequency": 1.0}
+from cnnlab.train.config import CLASS_WEIGHTINGS
+
 
 
 def class_weights(kind: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor | None:

@@ -1,0 +1,59 @@
+"""Command-line flags built from `TrainConfig`'s fields, so that a training option is declared once (in
+`cnnlab/train/config.py`) and every command that trains offers it with the same spelling, help and choices."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from cnnlab.train.config import TrainConfig
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def json_object(text: str) -> dict:
+    # ArgumentTypeError, so argparse reports it as a usage error naming the option.
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": value}}', got {text!r}")
+    return value
+
+
+def config_fields(names: list[str] | None = None) -> list[dataclasses.Field]:
+    """The TrainConfig fields that have a flag: all of them, or those in `names` (in the dataclass's order)."""
+    return [f for f in dataclasses.fields(TrainConfig)
+            if f.metadata["flag"] and (names is None or f.name in names)]
+
+
+def add_config_options(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """A flag per TrainConfig field (`--batch-size` for batch_size), defaulting to None: "not given", so that the
+    recipe or config file underneath keeps its value."""
+    for f in config_fields(names):
+        kind = f.type.split("|")[0].strip()
+        meta = f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = "" if default in (None, {}, False) else f" (default {'on' if default is True else default})"
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"] + shown)
+        elif kind == "dict":
+            parser.add_argument(flag, type=json_object, metavar=meta["metavar"], help=meta["help"])
+        else:
+            parser.add_argument(flag, type=_TYPES[kind], choices=meta["choices"] or None, metavar=meta["metavar"],
+                                help=meta["help"] + shown)
+
+
+def config_overrides(args: argparse.Namespace, names: list[str] | None = None) -> dict:
+    """{field: value} for every config flag given on the command line."""
+    return {f.name: getattr(args, f.name) for f in config_fields(names) if getattr(args, f.name, None) is not None}
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Where a training command's run folder goes, and how much it prints."""
+    parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
+    parser.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
+    parser.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
