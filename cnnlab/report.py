@@ -14,11 +14,15 @@ import numpy as np
 import torch
 
 from cnnlab.data import dataset_info
+from cnnlab.train.batches import TensorSplit
+from cnnlab.train.evaluation import evaluate
 from cnnlab.train.runs import Run
 from cnnlab.viz.activations import conv_layers, feature_maps, normalize_input
 from cnnlab.viz.features import plot_feature_maps
-from cnnlab.viz.filters import hand_crafted_filters, plot_kernels
+from cnnlab.viz.handcrafted import by_short_name
+from cnnlab.viz.kernels import plot_kernels
 from cnnlab.viz.saliency import grad_cam, gradient_saliency, plot_saliency
+from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -60,10 +64,6 @@ def _run_figure(run: Run, file: str, regenerate) -> bytes:
 
 
 def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
-    from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.evaluation import evaluate
-    from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes
-
     out = Path(out or run.path / "report.html")
     config, metrics = run.config, run.metrics()
     info = dataset_info(config.dataset)
@@ -110,7 +110,7 @@ def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint
 
     parts.append("<h2>Learned filters</h2>")
     for index, (name, conv) in enumerate(conv_layers(model)[:2]):
-        parts.append(_img(_png(plot_kernels(name, conv, hand_crafted_filters() if index == 0 else None)),
+        parts.append(_img(_png(plot_kernels(name, conv, by_short_name() if index == 0 else None)),
                           f"kernels of {name}"))
 
     parts.append(f"<h2>Feature maps and saliency of {samples} test images</h2>")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -46,6 +47,36 @@ def run_in_process(capsys, *args) -> tuple[int, str, str]:
 def test_every_command_has_help_with_an_example(capsys, command):
     code, out, _ = run_in_process(capsys, command, "--help")
     assert code == 0 and "examples:" in out and "cnnlab " + command in out
+
+
+def _example_value(field):
+    """A value for `field` other than its default, as the command line spells it, and as the config holds it."""
+    kind = field.type.split("|")[0].strip()
+    if field.metadata["choices"]:
+        value = next(c for c in field.metadata["choices"] if c != field.default)
+        return [value], value
+    return {"int": (["7"], 7), "float": (["0.5"], 0.5), "str": (["cpu"], "cpu"), "bool": ([], True),
+            "dict": (['{"max_shift": 1}'], {"max_shift": 1})}[kind]
+
+
+def test_every_training_option_is_one_flag_that_reaches_the_config():
+    """Declared once, in TrainConfig: each field's flag parses into the same field, with the field's help."""
+    from cnnlab.cli import build_parser
+    from cnnlab.commands.options import config_fields, config_overrides
+    from cnnlab.train.config import TrainConfig
+
+    parser = build_parser()
+    fields = config_fields()
+    assert {f.name for f in fields} == {f.name for f in dataclasses.fields(TrainConfig)} - {"transfer"}
+    for field in fields:
+        flag = "--" + field.name.replace("_", "-")
+        words, value = _example_value(field)
+        args = parser.parse_args(["train", flag, *words])
+        assert config_overrides(args) == {field.name: value}, flag
+    help_text = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--help"], capture_output=True,
+                               text=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    for field in fields:
+        assert field.metadata["help"].split("(")[0].strip()[:30] in " ".join(help_text.split()), field.name
 
 
 def test_evaluate_and_runs(trained):

@@ -1,4 +1,4 @@
-"""The seed's claims as experiments: the building blocks checked with exact numbers, and every experiment's
+"""The lecture's claims as experiments: the building blocks checked with exact numbers, and every experiment's
 quick setting run end to end through `cnnlab experiment`."""
 
 import json
@@ -17,7 +17,7 @@ from cnnlab.experiments.depth import cifar_net
 from cnnlab.experiments.hand_vs_learned import first_layer_model
 from cnnlab.experiments.invariance import POOLINGS, SumPool2d, pooled_cnn, transform
 from cnnlab.experiments.weight_sharing import conv_as_dense, mlp
-from cnnlab.filters import CATALOGUE
+from cnnlab.viz.handcrafted import CATALOGUE
 from cnnlab.models import get_model
 from cnnlab.train.config import recipe_config
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.filters import CATALOGUE, apply, load_image, parse_kernel
+from cnnlab.viz.handcrafted import CATALOGUE, apply, load_image, parse_kernel
 
 
 def test_catalogue_is_the_seed_table():

@@ -159,7 +159,7 @@ def test_forward_and_gradients_match_pytorch(case, dtype, tol):
 
 
 def test_seed_worked_example():
-    """The seed's 5x5 image convolved with the 3x3 'X' filter, stride 1, no padding."""
+    """The lecture's 5x5 image convolved with the 3x3 'X' filter, stride 1, no padding."""
     image = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]])
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]])
     feature_map = F.conv2d(Tensor(image[None, None]), Tensor(kernel[None, None])).data[0, 0]

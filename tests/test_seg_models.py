@@ -12,7 +12,7 @@ from cnnlab.train.evaluation import confusion_matrix, iou_per_class
 SEGMENTATION_MODELS = list_models(task="segmentation")
 
 
-def test_the_issue_models_are_registered_for_segmentation():
+def test_the_segmentation_models_are_registered_for_segmentation():
     assert set(SEGMENTATION_MODELS) == {"fcn-32s", "fcn-16s", "fcn-8s", "unet"}
 
 

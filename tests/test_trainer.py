@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import pytest
@@ -7,9 +8,10 @@ import torch.nn.functional as F
 from cnnlab.data import load_mnist
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.train.batches import Augment, TensorSplit
-from cnnlab.train.config import TrainConfig, recipe_config
-from cnnlab.train.runs import Run, read_weights
+from cnnlab.train.config import AUGMENT_OPTIONS, TrainConfig, recipe_config
+from cnnlab.train.engine import Engine
 from cnnlab.train.evaluation import evaluate
+from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.trainer import Trainer
 from cnnlab.models import get_model
 
@@ -215,3 +217,28 @@ def test_trains_on_fashion_mnist():
     # on MNIST reaches 93%)
     assert result.final_test_acc > 0.7
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("engine", ["torch", "scratch"])
+def test_every_engine_keeps_the_engine_contract(engine):
+    trainer = Trainer(recipe_config(**{**SMALL, "engine": engine, "train_limit": 64, "test_limit": 64, "epochs": 1}),
+                      progress=False, save=False)
+    assert isinstance(trainer.engine, Engine)
+
+    class WithoutWeights:  # the contract is checked, not assumed: an engine that cannot save weights fails it
+        name, precision, lr = "partial", "fp32", 0.1
+
+        def train_batch(self, x, y, loss_scale=None): ...
+        def logits(self, x): ...
+        def state_dict(self): ...
+        def load_state_dict(self, state): ...
+
+    assert not isinstance(WithoutWeights(), Engine)
+
+
+def test_augment_settings_are_the_augmentations_parameters_and_are_checked():
+    assert list(AUGMENT_OPTIONS) == list(inspect.signature(Augment).parameters)
+    with pytest.raises(ConfigError, match="augment option 'shift': no such option .it takes max_shift, "):
+        recipe_config(augment={"shift": 2})
+    with pytest.raises(ConfigError, match="augment option 'max_scale' must be a non-negative number, got -0.1"):
+        recipe_config(augment={"max_scale": -0.1})

@@ -21,7 +21,8 @@ from cnnlab.train.runs import Run, save_weights
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import conv_layer, feature_maps, normalize_input
 from cnnlab.viz.features import random_filter_responses
-from cnnlab.viz.filters import hand_crafted_filters, plot_kernels
+from cnnlab.viz.handcrafted import by_short_name
+from cnnlab.viz.kernels import plot_kernels
 from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
 
 
@@ -72,7 +73,7 @@ def test_feature_maps_of_other_registered_models(name, layers):
 
 def test_kernel_figure_uses_one_scale_centred_on_zero():
     conv = nn.Conv2d(1, 6, 5)
-    fig = plot_kernels("conv1", conv, hand_crafted_filters())
+    fig = plot_kernels("conv1", conv, by_short_name())
     limit = conv.weight.abs().max().item()
     learned = [im for ax in fig.axes for im in ax.images if im.get_array().shape == (5, 5)]
     assert len(learned) == 6

@@ -22,7 +22,7 @@ from torch import nn
 
 from cnnlab.cli import main as cli
 from cnnlab.data import dataset_info, load_dataset
-from cnnlab.filters import CATALOGUE
+from cnnlab.viz.handcrafted import CATALOGUE
 from cnnlab.models import list_models, model_info
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.runs import Run, save_weights, write_json_atomic

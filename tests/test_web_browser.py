@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.data import load_dataset
-from cnnlab.web.filters import filter_catalogue
+from cnnlab.viz.handcrafted import playground_entries
 from test_web_api import trained_run  # noqa: F401  (the session's small trained run)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -106,7 +106,7 @@ def test_explorer_end_to_end(browser, server, tmp_path):
 
     # Filter playground on that image: the Laplacian, then a hand-edited kernel, against NumPy.
     page.select_option("#filter-pick", "edge-detection-2")
-    kernel = np.asarray(next(f["kernel"] for f in filter_catalogue() if f["name"] == "edge-detection-2"))
+    kernel = np.asarray(next(f["kernel"] for f in playground_entries() if f["name"] == "edge-detection-2"))
     image = np.pad(mnist.images[1] / 255, 1)
     expected = np.array([[(image[r:r + 3, c:c + 3] * kernel).sum() for c in range(28)] for r in range(28)])
     wait_until(page, RANGE_IS, [expected.min(), expected.max()])

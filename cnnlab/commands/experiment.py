@@ -1,4 +1,4 @@
-"""`cnnlab experiment NAME`: run one of the seed's claims as an experiment and write its numbers and figure."""
+"""`cnnlab experiment NAME`: run one of the lecture's claims as an experiment and write its numbers and figure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from cnnlab.experiments import EXPERIMENTS
 
 
 def add_parser(subparsers):
-    p = add_command(subparsers, "experiment", "Test one of the seed's claims: train small nets, measure, plot.", [
+    p = add_command(subparsers, "experiment", "Test one of the lecture's claims: train small nets, measure, plot.", [
         "cnnlab experiment weight-sharing",
         "cnnlab experiment invariance --quick",
         "CNNLAB_DATA=../shared/data cnnlab experiment depth --out docs/experiments",

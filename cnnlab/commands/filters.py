@@ -20,7 +20,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from cnnlab.filters import CATALOGUE, figure, load_image, parse_kernel
+    from cnnlab.viz.handcrafted import CATALOGUE, figure, load_image, parse_kernel
 
     custom = [parse_kernel(text) for text in args.kernel]  # bad kernels fail before any work is done
     image = load_image(args.image)

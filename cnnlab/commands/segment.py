@@ -95,7 +95,7 @@ def _evaluate(args) -> int:
         result = evaluate_segmentation(model, data, args.batch_size)
     classes = data.info.classes
     if args.figure:
-        from cnnlab.viz.segmentation import plot_scenes
+        from cnnlab.viz.segmentation_figures import plot_scenes
 
         plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), classes,
                     args.figure)
@@ -120,7 +120,7 @@ def _predict(args) -> int:
     from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import open_image, to_gray
     from cnnlab.viz.activations import normalize_input
-    from cnnlab.viz.segmentation import plot_scenes
+    from cnnlab.viz.segmentation_figures import plot_scenes
 
     trained, model = _open(args.run, args.checkpoint)
     info = dataset_info(trained.config.dataset)

@@ -40,7 +40,7 @@ def add_parser(subparsers):
     f.add_argument("--layer", help="conv layer name (default: the first); see the error message for names")
     m = kind("features", "Feature maps of every conv and pool layer for one input.", show_features)
     m.add_argument("--max-maps", type=int, default=16, help="channels shown per layer (default 16)")
-    r = kind("random-filters", "An image convolved with random filters (the seed's slide).", show_random_filters,
+    r = kind("random-filters", "An image convolved with random filters (the lecture's slide).", show_random_filters,
              run=False)
     r.add_argument("--count", type=int, default=6, help="number of random filters (default 6)")
     r.add_argument("--size", type=int, default=3, help="filter side in pixels (default 3)")
@@ -86,11 +86,12 @@ def load_input(args, info, config):
 def show_filters(args) -> int:
     from cnnlab.train.runs import Run
     from cnnlab.viz.activations import conv_layer
-    from cnnlab.viz.filters import hand_crafted_filters, plot_kernels
+    from cnnlab.viz.handcrafted import by_short_name
+    from cnnlab.viz.kernels import plot_kernels
 
     run = Run.open(args.run)
     name, conv = conv_layer(run.build_model(args.checkpoint), args.layer)
-    fig = plot_kernels(name, conv, hand_crafted_filters())
+    fig = plot_kernels(name, conv, by_short_name())
     fig.text(0.5, -0.01, f"run {run.name} ({run.config.model}, {run.config.engine} engine)", ha="center", fontsize=8)
     _save(fig, args.out)
     return 0
@@ -121,7 +122,7 @@ def show_random_filters(args) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import open_image, to_gray
     from cnnlab.errors import ConfigError
-    from cnnlab.filters import load_image
+    from cnnlab.viz.handcrafted import load_image
     from cnnlab.viz.features import plot_random_filters
 
     if args.count < 1 or args.size < 1:

@@ -19,7 +19,7 @@ from cnnlab.models.complexity import profile, weight_layers
 from cnnlab.models.published import variants
 from cnnlab.models.vgg import CONFIGS
 
-FAMILIES = {  # family: title, in the order the seed walks through them
+FAMILIES = {  # family: title, in the order the lecture walks through them
     "simple": "The default cnnlab CNN",
     "lenet": "LeNet (LeCun et al. 1998)",
     "alexnet": "AlexNet (Krizhevsky et al. 2012)",

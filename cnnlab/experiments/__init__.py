@@ -1,8 +1,8 @@
-"""The seed's claims as experiments: each trains small, otherwise equal nets and measures the claim.
+"""The lecture's claims as experiments: each trains small, otherwise equal nets and measures the claim.
 
 An experiment is one module here that provides
 
-    CLAIM                          the seed's claim it tests, one sentence
+    CLAIM                          the lecture's claim it tests, one sentence
     SETTINGS = {"quick": {...}, "full": {...}}   quick runs in seconds (tests, CI); full is the documented result
     run(settings, progress) -> dict              the measured numbers (JSON-serializable)
     plot(result, path)                           the figure

@@ -1,5 +1,5 @@
 """Hand-crafted vs learned first-layer filters: the same small CNN with its first conv layer frozen to the
-seed's hand-crafted 3x3 filters, frozen at its random initialization, or learned — same data, steps and
+lecture's hand-crafted 3x3 filters, frozen at its random initialization, or learned — same data, steps and
 optimizer for all three."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from cnnlab.experiments.common import count_parameters, curves, train
 from cnnlab.models import get_model
 from cnnlab.train.config import recipe_config
-from cnnlab.viz.filters import hand_crafted_filters
+from cnnlab.viz.handcrafted import by_short_name
 
 CLAIM = ("Hand-crafted filters (edges, sharpen, blur) are what a CNN's first layer learns by itself: learned "
          "filters do at least as well as engineered ones.")
@@ -27,7 +27,7 @@ SETTINGS = {
 
 def first_layer_model(arm: str, dataset_classes: int = 10) -> torch.nn.Module:
     """simple-cnn with 3x3 kernels and one first-layer filter per hand-crafted filter, set up for `arm`."""
-    kernels = torch.from_numpy(np.stack(list(hand_crafted_filters().values())))
+    kernels = torch.from_numpy(np.stack(list(by_short_name().values())))
     model = get_model("simple-cnn", num_classes=dataset_classes, channels=[len(kernels), 32], kernel_size=3)
     if arm == "hand-crafted (frozen)":
         with torch.no_grad():
@@ -55,7 +55,7 @@ def run(settings: dict, progress: bool = False) -> dict:
                 results[dataset][arm]["filters"] = model.conv1.weight[:, 0].detach().round(decimals=4).tolist()
             if progress:
                 print(f"{dataset}, first layer {arm}: test accuracy {result.final_test_acc:.2%}")
-    return {"datasets": results, "filters": list(hand_crafted_filters())}
+    return {"datasets": results, "filters": list(by_short_name())}
 
 
 def plot(record: dict, path) -> None:
@@ -75,7 +75,7 @@ def plot(record: dict, path) -> None:
     top.suptitle(f"First conv layer: {len(names)} hand-crafted 3×3 filters vs random vs learned "
                  f"({s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}, {s['train_limit']:,} training images)",
                  fontsize=10)
-    rows = [("hand-crafted", np.stack(list(hand_crafted_filters().values())))] + [
+    rows = [("hand-crafted", np.stack(list(by_short_name().values())))] + [
         (f"learned\n{dataset}", np.array(arms["learned"]["filters"])) for dataset, arms in data.items()]
     axes = bottom.subplots(len(rows), len(names), squeeze=False)
     for (label, kernels), row in zip(rows, axes):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from cnnlab import __version__
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.experiments import EXPERIMENTS
 
 
@@ -43,8 +43,6 @@ def run_experiment(name: str, setting: str = "full", out_root: str | Path = "exp
 
 def replot(name: str, out_root: str | Path = "experiments") -> Path:
     """Redraw `<out>/<name>/<name>.png` from its result.json, without training anything."""
-    from cnnlab.errors import CnnlabError
-
     path = Path(out_root) / name / "result.json"
     try:
         record = json.loads(path.read_text())

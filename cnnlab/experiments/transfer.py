@@ -2,7 +2,7 @@
 
 A simple-cnn is trained once on the source dataset (cached under $CNNLAB_CACHE/transfer-sources, keyed by its
 settings). For each target, labels-per-class N and seed, four nets train on the same balanced subset of N
-images per class (drawn with the seed): from scratch; the source with a new last layer trained on its frozen
+images per class (drawn with the random seed): from scratch; the source with a new last layer trained on its frozen
 features (`cnnlab transfer --mode feature-extract`); its convolutions frozen and the classifier retrained
 (`--mode fine-tune --freeze-until pool2`); and all of it fine-tuned (`--mode fine-tune`). All use the same
 optimizer, schedule and steps. Smaller subsets get more epochs so that every net takes a useful number of steps.
@@ -18,6 +18,14 @@ import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from cnnlab.data import load_dataset
+from cnnlab.data.datasets import cache_dir
+from cnnlab.train.batches import TensorSplit
+from cnnlab.train.config import recipe_config
+from cnnlab.train.evaluation import evaluate
+from cnnlab.train.trainer import Trainer
+from cnnlab.transfer import load_source, prepare
 
 CLAIM = ("What a network learned on one task transfers to another: with few labels, starting from a network "
          "trained on a related dataset beats training from scratch.")
@@ -42,10 +50,6 @@ SETTINGS = {
 
 def source_run(dataset: str, source: dict, progress: bool = False):
     """The source run folder, trained on first use and cached by its settings."""
-    from cnnlab.data.datasets import cache_dir
-    from cnnlab.train.config import recipe_config
-    from cnnlab.train.trainer import Trainer
-
     config = recipe_config("default", dataset=dataset, **source)
     key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     root, name = cache_dir() / "transfer-sources", f"simple-cnn-{dataset}-{key}"
@@ -60,13 +64,6 @@ def source_run(dataset: str, source: dict, progress: bool = False):
 
 def train_one(method: str, source, target: str, per_class: int, epochs: int, seed: int, settings: dict) -> float:
     """Test accuracy on the whole target test set after training `method` on `per_class` labels per class."""
-    from cnnlab.data import load_dataset
-    from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.config import recipe_config
-    from cnnlab.train.evaluation import evaluate
-    from cnnlab.train.trainer import Trainer
-    from cnnlab.transfer import prepare
-
     training = {k: settings[k] for k in _TRAIN}
     common = {**training, "dataset": target, "labels_per_class": per_class, "epochs": epochs, "seed": seed,
               "test_limit": settings["test_limit"]}
@@ -81,8 +78,6 @@ def train_one(method: str, source, target: str, per_class: int, epochs: int, see
 
 
 def run(settings: dict, progress: bool = False) -> dict:
-    from cnnlab.transfer import load_source
-
     directions = {}
     for source_dataset, target in settings["directions"]:
         source = load_source(source_run(source_dataset, settings["source"], progress))

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.data import load_dataset
 from cnnlab.data.registry import DATASETS, GENERATED, check_options
 from cnnlab.errors import ConfigError
 from cnnlab.schedules import SCHEDULES
@@ -139,18 +140,23 @@ class TrainConfig:
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
                  f"augment option {key!r} must be a non-negative number, got {json.dumps(value)}")
         if self.transfer is not None:
-            # Here rather than at the top: the plan's module imports torch, which `--help` must not wait for.
-            from cnnlab.models.adapt import TransferSpec
-
             need(self.engine == "torch", "transfer learning trains with the torch engine")
-            TransferSpec.from_dict(self.transfer)  # raises ConfigError naming what is wrong
+            self.transfer_spec  # noqa: B018 (reading it checks it: a ConfigError names what is wrong)
         return self
+
+    @property
+    def transfer_spec(self):
+        """`transfer` read as a `cnnlab.models.adapt.TransferSpec` (None for a model trained from scratch)."""
+        if self.transfer is None:
+            return None
+        # Imported here rather than at the top: the plan's module imports torch, which `--help` must not wait for.
+        from cnnlab.models.adapt import TransferSpec
+
+        return TransferSpec.from_dict(self.transfer)
 
     def load_split(self, split: str, data_dir: str | None = None, quiet: bool = False, limit: int | None = None):
         """The run's dataset split (cnnlab.data.Split), with its dataset options; `data_dir` overrides the run's;
         with `limit`, a generated dataset makes only the first `limit` items."""
-        from cnnlab.data import load_dataset
-
         return load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet, options=self.dataset_options,
                             limit=limit)
 

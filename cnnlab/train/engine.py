@@ -16,7 +16,6 @@ import torch
 
 from cnnlab.data import dataset_info
 from cnnlab.models import get_model
-from cnnlab.models.adapt import TransferSpec
 from cnnlab.schedules import lr_factor
 from cnnlab.train.config import TrainConfig
 
@@ -53,7 +52,7 @@ def build_torch_model(config: TrainConfig, input_shape: tuple[int, int, int] | N
     if config.transfer:
         # A transferred model keeps its source's layer geometry and freezing, so resumed runs and
         # Run.build_model() rebuild exactly the model that was trained.
-        return TransferSpec.from_dict(config.transfer).build(config, info.num_classes, channels, side)
+        return config.transfer_spec.build(config, info.num_classes, channels, side)
     return get_model(config.model, num_classes=info.num_classes, in_channels=channels, input_size=side,
                      **config.model_options)
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models.weights import check_fits
 from cnnlab.train.config import TrainConfig
@@ -40,16 +41,12 @@ def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None 
 
 
 def write_json_atomic(path: Path, data) -> None:
-    from cnnlab.data.download import atomic_write
-
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def save_weights(path: Path, weights: dict, metadata: dict) -> None:
     """Atomically write a safetensors file; metadata values are stored as strings (safetensors' rule)."""
     from safetensors.torch import save
-
-    from cnnlab.data.download import atomic_write
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     atomic_write(path, save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()}))

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnlab.data import dataset_info
 from cnnlab.errors import ConfigError
+from cnnlab.models import model_info
 from cnnlab.train.evaluation import Evaluation, SegmentationEvaluation, evaluate, evaluate_segmentation
+from cnnlab.viz import segmentation_figures, training
 
 
 class Classification:
@@ -27,13 +30,11 @@ class Classification:
         return f"test acc {evaluation.accuracy:.2%}"
 
     def write_report(self, run_dir: Path, config, data, result) -> None:
-        from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes, write_summary
-
         info = data.info
-        plot_curves(result.history, run_dir / "curves.png", title=run_dir.name)
-        plot_confusion(result.final.confusion(info.num_classes), info.classes, run_dir / "confusion.png")
-        plot_mistakes(data.images.cpu(), result.final, info.classes, run_dir / "mistakes.png")
-        write_summary(run_dir, config, result)
+        training.plot_curves(result.history, run_dir / "curves.png", title=run_dir.name)
+        training.plot_confusion(result.final.confusion(info.num_classes), info.classes, run_dir / "confusion.png")
+        training.plot_mistakes(data.images.cpu(), result.final, info.classes, run_dir / "mistakes.png")
+        training.write_summary(run_dir, config, result)
 
 
 class Segmentation:
@@ -50,14 +51,11 @@ class Segmentation:
         return f"test mIoU {evaluation.mean_iou:.4f}  pixel acc {evaluation.accuracy:.2%}"
 
     def write_report(self, run_dir: Path, config, data, result) -> None:
-        from cnnlab.viz.segmentation import plot_iou, plot_scenes, write_summary
-        from cnnlab.viz.training import plot_curves
-
-        plot_curves(result.history, run_dir / "curves.png", title=f"{run_dir.name} (accuracy: of pixels)")
-        plot_iou(result.history, result.final, data.info.classes, run_dir / "iou.png")
-        plot_scenes(data.images.cpu()[:, 0].numpy(), data.labels.cpu().numpy(), result.final.predictions.numpy(),
+        training.plot_curves(result.history, run_dir / "curves.png", title=f"{run_dir.name} (accuracy: of pixels)")
+        segmentation_figures.plot_iou(result.history, result.final, data.info.classes, run_dir / "iou.png")
+        segmentation_figures.plot_scenes(data.images.cpu()[:, 0].numpy(), data.labels.cpu().numpy(), result.final.predictions.numpy(),
                     data.info.classes, run_dir / "scenes.png")
-        write_summary(run_dir, config, result, data.info.classes)
+        segmentation_figures.write_summary(run_dir, config, result, data.info.classes)
 
 
 TASKS = {task.name: task for task in (Classification(), Segmentation())}
@@ -65,9 +63,6 @@ TASKS = {task.name: task for task in (Classification(), Segmentation())}
 
 def task_for(config):
     """The task of `config.model`, checked against the dataset and the settings it supports."""
-    from cnnlab.data import dataset_info
-    from cnnlab.models import model_info
-
     task = TASKS[model_info(config.model).task]
     dataset = dataset_info(config.dataset)
     if dataset.task != task.name:

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
 from cnnlab.hardware import choose_precision
-from cnnlab.models.adapt import TransferSpec
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import make_optimizer, schedule_fn
 
@@ -59,7 +58,7 @@ class TorchEngine:
                              and m.affine and not any(p.requires_grad for p in m.parameters(recurse=False))]
         params = [p for p in model.parameters() if p.requires_grad]
         if config.transfer:
-            params = TransferSpec.from_dict(config.transfer).param_groups(model, config.lr)
+            params = config.transfer_spec.param_groups(model, config.lr)
         self.optimizer = make_optimizer(config, params)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
         self.label_smoothing = config.label_smoothing

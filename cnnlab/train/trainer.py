@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from cnnlab import __version__, hardware
+from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
@@ -227,8 +228,6 @@ class Trainer:
     # -- outputs --------------------------------------------------------------------------------------------
     def _checkpoint(self, row: dict) -> None:
         """Resume state first, then what is derived from it, each file atomically."""
-        from cnnlab.data.download import atomic_write
-
         state = {"engine": self.engine.state_dict(), "history": self.history, "torch_rng": torch.get_rng_state(),
                  "generator": self.generator.get_state()}
         buffer = io.BytesIO()

@@ -1,4 +1,4 @@
-"""Feature maps: what each conv/pool layer computes for one input, and the seed's "random filters" slide."""
+"""Feature maps: what each conv/pool layer computes for one input, and the lecture's "random filters" slide."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
 def random_filter_responses(image: np.ndarray, count: int = 6, size: int = 3, seed: int = 0):
     """(filters [count, size, size] drawn from N(0, 1), responses [count, H, W]) for a grayscale image in [0, 1].
 
-    Zero padding keeps the responses the size of the image, as in the seed's slide."""
+    Zero padding keeps the responses the size of the image, as in the lecture's slide."""
     generator = torch.Generator().manual_seed(seed)
     filters = torch.randn(count, 1, size, size, generator=generator)
     x = torch.as_tensor(image, dtype=torch.float32)[None, None]

@@ -23,8 +23,8 @@ from cnnlab.data import load_dataset
 from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import predict_probabilities
+from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import inspect
-from cnnlab.web.filters import filter_catalogue
 from cnnlab.web.sources import Sources, SourceError
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
@@ -163,7 +163,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
 
     @app.get("/api/filters", summary="The hand-crafted filters of the playground")
     def filters() -> list[dict]:
-        return filter_catalogue()
+        return playground_entries()
 
     @app.post("/api/convolve", summary="Convolve an image with a kernel (cross-correlation, as CNN layers do)")
     def convolve(body: ConvolveRequest) -> dict:

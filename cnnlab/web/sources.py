@@ -18,6 +18,7 @@ from cnnlab.data import DatasetInfo, dataset_info
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
@@ -101,8 +102,6 @@ class Sources:
                 run = self._run(source)
                 return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
             if kind == "model" and name in list_models(task="classification"):
-                from cnnlab.train.engine import build_torch_model
-
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
                     torch.manual_seed(RANDOM_SEED)

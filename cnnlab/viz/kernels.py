@@ -1,4 +1,4 @@
-"""Learned convolution kernels as image grids, next to the hand-crafted filters of `cnnlab.filters`."""
+"""Learned convolution kernels as image grids, next to the hand-crafted filters of `cnnlab.viz.handcrafted`."""
 
 from __future__ import annotations
 
@@ -77,13 +77,3 @@ def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.nd
             ax.set_xticks([]), ax.set_yticks([])
         subfigs[1].suptitle("Hand-crafted filters (values written in; each on its own centred scale)", fontsize=10)
     return fig
-
-
-def hand_crafted_filters() -> dict[str, np.ndarray]:
-    """The seed's hand-crafted filters (`cnnlab.filters.CATALOGUE`) by a short, unique name."""
-    from cnnlab.filters import CATALOGUE
-
-    names = [f.operation.split("\n")[0] for f in CATALOGUE]
-    # The catalogue has three "Edge detection" kernels: number repeated names so that none is lost.
-    labels = [f"{n} {names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
-    return {label: f.kernel for label, f in zip(labels, CATALOGUE)}

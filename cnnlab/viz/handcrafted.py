@@ -1,11 +1,14 @@
 """Hand-crafted filters: the classic 3x3 kernels (identity, edge detection, sharpen, blurs), applied to a photograph
-with the scratch engine's conv2d, and the seed's table of them as one figure: operation | filter | convolved image.
+with the scratch engine's conv2d, and the lecture's table of them as one figure: operation | filter | convolved
+image.
 
 A CNN learns kernels like these from data; here they are written by hand to see what a single convolution does.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +40,29 @@ CATALOGUE: tuple[Filter, ...] = (
     Filter("Box blur\n(normalized)", ((1, 1, 1), (1, 1, 1), (1, 1, 1)), Fraction(1, 9)),
     Filter("Gaussian blur 3x3\n(approximation)", ((1, 2, 1), (2, 4, 2), (1, 2, 1)), Fraction(1, 16)),
 )
+
+
+def numbered(names: list[str]) -> list[str]:
+    """Names made unique by numbering the repeated ones: the catalogue has three "Edge detection" rows."""
+    repeated, seen = Counter(names), Counter()
+    out = []
+    for name in names:
+        seen[name] += 1
+        out.append(f"{name} {seen[name]}" if repeated[name] > 1 else name)
+    return out
+
+
+def by_short_name() -> dict[str, np.ndarray]:
+    """The catalogue's kernels by a short, unique name ("Box blur", "Edge detection 2"), for figure labels."""
+    return dict(zip(numbered([f.operation.split("\n")[0] for f in CATALOGUE]), (f.kernel for f in CATALOGUE)))
+
+
+def playground_entries() -> list[dict]:
+    """[{name, title, kernel}] for a web page and its API: name like `edge-detection-2`, title the whole operation
+    on one line, kernel a list of rows of floats (scale applied, exact in float64: a box blur's 1/9)."""
+    titles = numbered([" ".join(f.operation.split()) for f in CATALOGUE])
+    return [{"name": re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-"), "title": title,
+             "kernel": [[float(f.scale) * v for v in row] for row in f.matrix]} for f, title in zip(CATALOGUE, titles)]
 
 # Grace Hopper's official US Navy portrait (public domain), shipped with matplotlib; the default crop is her
 # face at full resolution, where a 3x3 kernel's effect is visible.
@@ -98,7 +124,7 @@ def apply(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _draw_matrix(ax, f: Filter) -> None:
-    """The kernel as the seed prints it: a bracketed grid of numbers, with its scale factor in front."""
+    """The kernel as the lecture prints it: a bracketed grid of numbers, with its scale factor in front."""
     rows, cols = len(f.matrix), len(f.matrix[0])
     ax.set_xlim(-1.6, cols + 0.1)
     ax.set_ylim(rows + 0.3, -0.3)
