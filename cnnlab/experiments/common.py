@@ -5,21 +5,16 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.torch_engine import TorchEngine
 from cnnlab.train.trainer import Trainer, TrainResult
 
 
 def train(config: TrainConfig, model: nn.Module | None = None, progress: bool = False) -> TrainResult:
     """Train `model` (or the config's registered model) in memory with the Trainer and return its result.
 
-    The Trainer builds its model from the registry by name; experiments compare variants the registry does not
-    name (other pooling, frozen layers, an MLP), so the engine is swapped for one around `model`. Parameters with
-    `requires_grad=False` stay frozen because TorchEngine only optimizes trainable ones.
+    Experiments compare variants the registry does not name (other pooling, frozen layers, an MLP); parameters
+    with `requires_grad=False` stay frozen because the torch engine only optimizes trainable ones.
     """
-    trainer = Trainer(config, progress=progress, save=False)
-    if model is not None:
-        trainer.engine = TorchEngine(trainer.config, model, trainer.steps_per_epoch, trainer.device, trainer.world)
-    return trainer.fit()
+    return Trainer(config, progress=progress, save=False, model=model).fit()
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
