@@ -40,7 +40,8 @@ def print_epochs(result) -> None:
     from rich.table import Table
 
     table = Table(title=f"Results — {result.run_dir}")
-    for column in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds", "images/s"):
+    # Two-line headers keep the eight columns inside an 80-column terminal.
+    for column in ("epoch", "train\nloss", "train\nacc", "test\nloss", "test\nacc", "lr", "time\n(s)", "images\n/s"):
         table.add_column(column, justify="right")
     best = max(result.history, key=lambda r: r["test_acc"])
     for r in result.history:

@@ -26,8 +26,8 @@ class Classification:
     def metrics(self, evaluation) -> dict:
         return {}
 
-    def headline(self, evaluation) -> str:
-        return f"test acc {evaluation.accuracy:.2%}"
+    def headline(self, evaluation, short: bool = False) -> str:
+        return f"test {evaluation.accuracy:.2%}" if short else f"test acc {evaluation.accuracy:.2%}"
 
     def write_report(self, run_dir: Path, config, data, result) -> None:
         info = data.info
@@ -47,7 +47,9 @@ class Segmentation:
     def metrics(self, evaluation: SegmentationEvaluation) -> dict:
         return {"test_miou": evaluation.mean_iou}
 
-    def headline(self, evaluation: SegmentationEvaluation) -> str:
+    def headline(self, evaluation: SegmentationEvaluation, short: bool = False) -> str:
+        if short:
+            return f"mIoU {evaluation.mean_iou:.3f}"
         return f"test mIoU {evaluation.mean_iou:.4f}  pixel acc {evaluation.accuracy:.2%}"
 
     def write_report(self, run_dir: Path, config, data, result) -> None:

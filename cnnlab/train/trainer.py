@@ -40,6 +40,7 @@ from cnnlab.train.weighting import class_weights
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)
+WIDE = 110  # terminal columns from which the progress line shows every number
 
 
 class TrainingDiverged(CnnlabError):
@@ -129,6 +130,7 @@ class Trainer:
                                   weights)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
+        self._wide = True
 
     @property
     def is_main(self) -> bool:
@@ -193,6 +195,9 @@ class Trainer:
         config, engine, world = self.config, self.engine, self.world
         task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=self.steps_per_epoch, stats="") if progress else None
         loss_sum, correct, seen = 0.0, 0, 0
+        # The training loss every PROGRESS_EVERY steps, [step, mean loss of those steps' images], so that the
+        # curves of a short run have more than one point an epoch.
+        step_loss, last_sum, last_seen = [], 0.0, 0
         start = time.perf_counter()
         batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=self.augment)
         for step, (x, y) in enumerate(batches, 1):
@@ -203,20 +208,30 @@ class Trainer:
             loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y_share)
             if step % PROGRESS_EVERY == 0 or step == self.steps_per_epoch:
                 self._check_finite(float(batch_loss), epoch, step)
+                total = float(loss_sum)
+                window_loss, window_seen = world.sum(total - last_sum, seen - last_seen)  # all processes' shares
+                step_loss.append([step, window_loss / max(1, window_seen)])
+                last_sum, last_seen = total, seen
                 if progress:
                     rate = seen * world.size / (time.perf_counter() - start)
-                    progress.update(task, completed=step, stats=f"loss {float(loss_sum) / seen:.4f}  "
-                                                                f"acc {float(correct) / seen:6.2%}  {rate:,.0f} img/s")
+                    progress.update(task, completed=step, stats=self._stats(total / seen, float(correct) / seen, rate))
         loss_sum, correct, seen = world.sum(float(loss_sum), float(correct), float(seen))
         train_seconds = time.perf_counter() - start
         evaluation = self.task.evaluate(engine.logits, self.test_data, config.eval_batch_size)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": evaluation.loss, "test_acc": evaluation.accuracy, "lr": engine.lr,
-               "seconds": seconds, "images_per_s": seen / train_seconds, **self.task.metrics(evaluation)}
+               "seconds": seconds, "images_per_s": seen / train_seconds, **self.task.metrics(evaluation),
+               "steps": self.steps_per_epoch, "step_loss": step_loss}
         if progress:
-            progress.update(task, stats=progress.tasks[task].fields["stats"] + f"  │ {self.task.headline(evaluation)}")
+            headline = self.task.headline(evaluation, short=not self._wide)
+            progress.update(task, stats=f"{self._stats(loss_sum / seen, correct / seen)} │ {headline}")
         return row, evaluation
+
+    def _stats(self, loss: float, accuracy: float, rate: float | None = None) -> str:
+        if not self._wide:  # 80 columns: the essentials (images/s is in the results table)
+            return f"loss {loss:.4f} acc {accuracy:.1%}"
+        return f"loss {loss:.4f}  acc {accuracy:6.2%}" + (f"  {rate:,.0f} img/s" if rate is not None else "")
 
     def _check_finite(self, loss: float, epoch: int, step: int) -> None:
         if math.isfinite(loss):
@@ -261,7 +276,13 @@ class Trainer:
 
         if not self.show_progress:
             return nullcontext(None)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
+        # Keras's layout: the bar, steps, time left while running and time taken once done, then the numbers.
+        # An 80-column terminal gets a shorter bar and the essential numbers; a wide one, all of them.
+        console = Console()
+        self._wide = console.width >= WIDE
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24 if self._wide else 12),
+                        MofNCompleteColumn(), TimeRemainingColumn(elapsed_when_finished=True),
+                        TextColumn("{task.fields[stats]}"), console=console)
