@@ -46,7 +46,13 @@ def test_run_folder_contents(small_run):
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
-                            "images_per_s"}
+                            "images_per_s", "steps", "step_loss"}
+    # the loss every 10 steps: 2000 images in batches of 32 are 63 steps, so points at 10, 20, ..., 60 and 63
+    assert [step for step, _ in rows[0]["step_loss"]] == [10, 20, 30, 40, 50, 60, 63] and rows[0]["steps"] == 63
+    # the points are the epoch's loss in pieces: their mean weighted by images is the epoch's training loss
+    counts = [10 * 32] * 6 + [2000 - 60 * 32]
+    weighted = sum(n * loss for n, (_, loss) in zip(counts, rows[0]["step_loss"])) / 2000
+    assert weighted == pytest.approx(rows[0]["train_loss"], rel=1e-6)
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["_meta"]["torch"] == torch.__version__ and config["train_limit"] == 2000
 

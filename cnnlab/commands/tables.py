@@ -39,7 +39,7 @@ def print_epochs(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Results — {result.run_dir}")
+    table = Table()
     # Two-line headers keep the eight columns inside an 80-column terminal.
     for column in ("epoch", "train\nloss", "train\nacc", "test\nloss", "test\nacc", "lr", "time\n(s)", "images\n/s"):
         table.add_column(column, justify="right")
@@ -50,9 +50,11 @@ def print_epochs(result) -> None:
                       f"{r['test_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}", f"{r['images_per_s']:,.0f}",
                       style=style)
     console = Console()
+    # soft_wrap: a path is never broken across lines (the terminal wraps it, if it must, and copying still works)
+    console.print(f"Results — {result.run_dir}", soft_wrap=True)
     console.print(table)
     console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
-                  f"{result.seconds:.1f} s — see {result.run_dir}/summary.md")
+                  f"{result.seconds:.1f} s — see {result.run_dir}/summary.md", soft_wrap=True)
 
 
 def print_iou(result, classes, title: str) -> None:
