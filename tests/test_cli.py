@@ -49,6 +49,15 @@ def test_every_command_has_help_with_an_example(capsys, command):
     assert code == 0 and "examples:" in out and "cnnlab " + command in out
 
 
+def test_help_needs_neither_torch_nor_matplotlib():
+    """`cnnlab --help` and every command's `--help` are instant: building the whole parser imports no heavy
+    package (they load when a command runs). Checked from the modules loaded, not the clock."""
+    code = ("import sys; from cnnlab.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'fastapi', 'PIL', 'safetensors') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
 def _example_value(field):
     """A value for `field` other than its default, as the command line spells it, and as the config holds it."""
     kind = field.type.split("|")[0].strip()

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cnnlab"
 
 # Bottom to top: a module may import from its own floor or the floors below it, never from a floor above.
 FLOORS = [
-    ("foundation", ["cnnlab", "cnnlab.errors", "cnnlab.schedules", "cnnlab.hardware",
+    ("foundation", ["cnnlab", "cnnlab.errors", "cnnlab.schedules", "cnnlab.hardware", "cnnlab.text",
                     "cnnlab.scratch", "cnnlab.data", "cnnlab.models"]),
     ("inspection", ["cnnlab.viz"]),
     ("training", ["cnnlab.train"]),

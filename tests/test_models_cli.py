@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.commands.zoo import family_table, vgg_table
+from cnnlab.models.zoo import family_table, vgg_table
 
 DOCS = Path(__file__).parents[1] / "docs" / "zoo.md"
 

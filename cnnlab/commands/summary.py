@@ -1,18 +1,14 @@
 """`cnnlab summary MODEL`: the per-layer table (layer, output shape, parameters, MACs) with totals, as Keras'
-`model.summary()` and torchinfo print it. The model is built on the meta device, so any size is instant."""
+`model.summary()` and torchinfo print it (cnnlab.models.zoo). The model is built on the meta device, so any size
+is instant."""
 
 from __future__ import annotations
 
 import json
 import re
 
-import torch
-
 from cnnlab.commands import add_command
-from cnnlab.commands.tables import human, markdown_table
 from cnnlab.errors import ConfigError
-from cnnlab.models import get_model, model_info
-from cnnlab.models.complexity import profile, weight_layers
 
 
 def add_parser(subparsers):
@@ -50,35 +46,14 @@ def parse_options(text: str | None) -> dict:
     return options
 
 
-def summary(name: str, shape: tuple[int, int, int], num_classes: int, options: dict) -> str:
-    with torch.device("meta"):
-        model = get_model(name, num_classes=num_classes, in_channels=shape[0], input_size=shape[-1], **options)
-    try:
-        counted = profile(model, shape)
-    except RuntimeError as err:  # e.g. an input too small for the layers' kernels
-        raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
-                          f"{str(err).splitlines()[0]}") from None
-    rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}" if r.params else "",
-             f"{r.macs:,}" if r.macs else ""] for r in counted.rows]
-    table = markdown_table(["layer", "type", "output", "parameters", "MACs"], rows, right={3, 4})
-    unused = counted.params - sum(r.params for r in counted.rows)
-    totals = [
-        f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
-        + (f", options {json.dumps(options)}" if options else ""),
-        f"weight layers:        {weight_layers(model, shape)}",
-        f"parameters:           {counted.params:,} ({human(counted.params)})" + (
-            f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else ""),
-        f"trainable parameters: {counted.trainable:,}",
-        f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
-    ]
-    return "\n".join([table, "", *totals])
-
-
 def run(args) -> int:
+    from cnnlab.models import model_info
+    from cnnlab.models.zoo import layer_table
+
     entry = model_info(args.model)
     shape = parse_shape(args.input) if args.input else entry.input_size
     classes = args.classes if args.classes is not None else entry.num_classes
     if classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {classes}")
-    print(summary(entry.name, shape, classes, parse_options(args.options)))
+    print(layer_table(entry.name, shape, classes, parse_options(args.options)))
     return 0

@@ -1,0 +1,215 @@
+"""The architecture zoo as tables (`cnnlab zoo`, `cnnlab summary`): every registered architecture, counted from the code, next to its published errors.
+
+Counts are at each model's native input and class count (ImageNet nets: 3x224x224 and 1000 classes), or at the
+`--input` given (published errors are then left out: they belong to the native networks). Models are built on the
+meta device so that nothing is computed. MACs are multiply-accumulates of convolutions and fully connected layers
+(see `cnnlab.models.complexity`). The VGG table is the paper's Table 1, read back from the built models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from cnnlab.errors import ConfigError
+from cnnlab.models import get_model, list_models, model_info
+from cnnlab.models.complexity import profile, weight_layers
+from cnnlab.models.published import variants
+from cnnlab.models.vgg import CONFIGS
+from cnnlab.text import human, markdown_table
+
+FAMILIES = {  # family: title, in the order the lecture walks through them
+    "simple": "The default cnnlab CNN",
+    "lenet": "LeNet (LeCun et al. 1998)",
+    "alexnet": "AlexNet (Krizhevsky et al. 2012)",
+    "vgg": "VGG (Simonyan & Zisserman 2015)",
+    "googlenet": "GoogLeNet (Szegedy et al. 2015)",
+    "resnet": "Plain nets and ResNets on ImageNet (He et al. 2015)",
+    "resnet-cifar": "Plain nets and ResNets on CIFAR-10 (He et al. 2015, Section 4.2)",
+    "segmentation": "Segmentation: FCN (Long et al. 2015) and U-Net (Ronneberger et al. 2015)",
+}
+
+
+def build(name: str, shape: tuple[int, int, int] | None = None, classes: int | None = None,
+          **options) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """The model on the meta device (parameters without storage), at its native input and class count unless
+    `shape` / `classes` are given."""
+    entry = model_info(name)
+    shape = shape or entry.input_size
+    with torch.device("meta"):
+        model = get_model(name, num_classes=classes or entry.num_classes, in_channels=shape[0],
+                          input_size=shape[-1], **options)
+    return model, shape
+
+
+def family_table(family: str, shape: tuple[int, int, int] | None = None, classes: int | None = None) -> str:
+    rows = []
+    for variant in variants(list_models(family=family)):
+        model, input_shape = build(variant.model, shape, classes, **variant.options)
+        counted = profile(model, input_shape)
+        cells = [variant.label, "x".join(map(str, input_shape)), str(weight_layers(model, input_shape)),
+                 f"{counted.params:,}", human(counted.macs)]
+        if shape:  # published errors belong to the native networks
+            rows.append(cells)
+            continue
+        for i, result in enumerate(variant.results or (None,)):
+            errors = ["", "", ""] if result is None else [_pct(result.top1), _pct(result.top5), result.source]
+            rows.append((cells if i == 0 else [""] * len(cells)) + errors)
+    headers = ["model", "input", "weight layers", "parameters", "MACs"]
+    if not shape:
+        headers += ["top-1 err %", "top-5 err %", "source"]
+    return markdown_table(headers, rows, right={2, 3, 4, 5, 6})
+
+
+def _pct(value: str | None) -> str:
+    return "-" if value is None else value
+
+
+def vgg_table(shape: tuple[int, int, int] | None = None, classes: int | None = None) -> str:
+    """The paper's Table 1 (and Table 2's parameter counts), one column per configuration."""
+    columns, params, depths = {}, {}, {}
+    for config in CONFIGS:
+        model, shape_used = build(f"vgg-{config.lower()}", shape, classes)
+        columns[config] = _vgg_cells(model)
+        params[config] = sum(p.numel() for p in model.parameters())
+        depths[config] = weight_layers(model, shape_used)
+    side = f"{shape_used[1]}x{shape_used[2]} " + ("RGB" if shape_used[0] == 3 else f"{shape_used[0]}-channel")
+    rows = [["weight layers", *(str(d) for d in depths.values())], ["input", *[side] * len(CONFIGS)]]
+    blocks = {c: _split_blocks(cells) for c, cells in columns.items()}
+    for b in range(max(len(v) for v in blocks.values())):
+        height = max(len(v[b]) for v in blocks.values())
+        for r in range(height):
+            rows.append([""] + [v[b][r] if r < len(v[b]) else "" for v in blocks.values()])
+    rows.append(["parameters", *(f"{p / 1e6:.0f} M" for p in params.values())])
+    return markdown_table(["ConvNet configuration", *CONFIGS], rows)
+
+
+def _vgg_cells(model) -> list[str]:
+    cells = []
+    for module in [*model.features, *model.classifier]:
+        if isinstance(module, torch.nn.Conv2d):
+            cells.append(f"conv{module.kernel_size[0]}-{module.out_channels}")
+        elif isinstance(module, torch.nn.LocalResponseNorm):
+            cells.append("LRN")
+        elif isinstance(module, torch.nn.MaxPool2d):
+            cells.append("maxpool")
+        elif isinstance(module, torch.nn.Linear):
+            cells.append(f"FC-{module.out_features}")
+    return cells + ["soft-max"]
+
+
+def _split_blocks(cells: list[str]) -> list[list[str]]:
+    """Rows of the paper's table: each stack of convolutions is a block, each max-pool and FC a row of its own."""
+    blocks: list[list[str]] = [[]]
+    for cell in cells:
+        if cell.startswith(("conv", "LRN")):
+            blocks[-1].append(cell)
+        else:
+            blocks += [[cell], []]
+    return [b for b in blocks if b]
+
+
+def resnet_table() -> str:
+    """The ResNet paper's Table 1, one column per depth, read back from the built models (the paper's layout:
+    parameter-free shortcuts A for 18/34, stride in the first 1x1 convolution for 50-152)."""
+    columns, sizes = {}, {}
+    for depth, options in RESNET_TABLE_1_LAYOUT.items():
+        model, shape = build(f"resnet{depth}", **options)
+        maps = _stage_outputs(model, shape)
+        sizes = {stage: f"{s[-2]}x{s[-1]}" for stage, s in maps.items()}
+        stem = model.conv1
+        cells = [f"{stem.kernel_size[0]}x{stem.kernel_size[1]}, {stem.out_channels}, stride {stem.stride[0]}"]
+        for index in range(1, model.num_stages + 1):
+            stage = getattr(model, f"layer{index}")
+            convs = [m for name, m in stage[0].named_modules() if isinstance(m, torch.nn.Conv2d)
+                     and not name.startswith("downsample")]
+            block = "; ".join(f"{c.kernel_size[0]}x{c.kernel_size[1]}, {c.out_channels}" for c in convs)
+            cells.append(f"[{block}] x {len(stage)}")
+        cells += [f"average pool, {model.fc.out_features}-d fc, softmax", human(profile(model, shape).macs)]
+        columns[depth] = cells
+    names = ["conv1", *(f"conv{i}_x" for i in range(2, 6)), "", "MACs"]
+    outputs = [sizes.get("conv1", ""), *(sizes.get(f"layer{i}", "") for i in range(1, 5)), "1x1", ""]
+    rows = [[name, size, *(column[i] for column in columns.values())]
+            for i, (name, size) in enumerate(zip(names, outputs))]
+    rows.append(["MACs, the paper", "", *PAPER_TABLE_1_MACS.values()])
+    return markdown_table(["layer name", "output size", *(f"{d}-layer" for d in columns)], rows)
+
+
+RESNET_TABLE_1_LAYOUT = {18: {"shortcut": "A"}, 34: {"shortcut": "A"}, 50: {"stride_in_1x1": True},
+                         101: {"stride_in_1x1": True}, 152: {"stride_in_1x1": True}}
+PAPER_TABLE_1_MACS = {18: "1.8 G", 34: "3.6 G", 50: "3.8 G", 101: "7.6 G", 152: "11.3 G"}  # its "FLOPs" row
+
+
+def _stage_outputs(model, shape) -> dict[str, tuple[int, ...]]:
+    """Output shapes of the first convolution (before the stem's max-pool, as the paper lists it) and stages."""
+    shapes, handles = {}, []
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes[name] = tuple(output.shape)
+        return hook
+
+    for name in ["conv1", *(f"layer{i}" for i in range(1, model.num_stages + 1))]:
+        handles.append(getattr(model, name).register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty((1, *shape), device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def render(families: list[str], shape: tuple[int, int, int] | None = None, classes: int = 10) -> str:
+    where = (f"at a {'x'.join(map(str, shape))} input with {classes} classes" if shape else
+             "at its native input and class count (ImageNet: 3x224x224, 1000 classes)")
+    command = f"cnnlab zoo --input {'x'.join(map(str, shape))}" if shape else "cnnlab zoo"
+    parts = [f"Generated by `{command}`. Every count comes from the code: each model is built {where} "
+             "on the meta device; *weight layers* is the "
+             "longest chain of convolutions and fully connected layers from input to output; *MACs* are the "
+             "multiply-accumulates of convolutions and fully connected layers for one image "
+             "(`cnnlab.models.complexity`). A model's name with options (e.g. `resnet34 shortcut=A`) is built with "
+             "`get_model(name, **options)`."
+             + ("" if shape else " Errors are as published: ImageNet (ILSVRC-2012 validation) for the ImageNet "
+                "nets, CIFAR-10 test for the CIFAR nets.")]
+    for family in families:
+        parts += ["", f"## {FAMILIES.get(family, family)}", "",
+                  family_table(family, shape, classes if shape else None)]
+        if family == "vgg":
+            parts += ["", "### The VGG configurations (the paper's Table 1, read back from the built models)", "",
+                      vgg_table(shape, classes if shape else None)]
+        if family == "resnet" and not shape:
+            parts += ["", "### The ResNet architectures (the paper's Table 1, read back from the built models)", "",
+                      resnet_table()]
+    return "\n".join(parts)
+
+
+def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, options: dict) -> str:
+    with torch.device("meta"):
+        model = get_model(name, num_classes=num_classes, in_channels=shape[0], input_size=shape[-1], **options)
+    try:
+        counted = profile(model, shape)
+    except RuntimeError as err:  # e.g. an input too small for the layers' kernels
+        raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
+                          f"{str(err).splitlines()[0]}") from None
+    rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}" if r.params else "",
+             f"{r.macs:,}" if r.macs else ""] for r in counted.rows]
+    table = markdown_table(["layer", "type", "output", "parameters", "MACs"], rows, right={3, 4})
+    unused = counted.params - sum(r.params for r in counted.rows)
+    totals = [
+        f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
+        + (f", options {json.dumps(options)}" if options else ""),
+        f"weight layers:        {weight_layers(model, shape)}",
+        f"parameters:           {counted.params:,} ({human(counted.params)})" + (
+            f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else ""),
+        f"trainable parameters: {counted.trainable:,}",
+        f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
+    ]
+    return "\n".join([table, "", *totals])
+
+
+def families() -> list[str]:
+    """Every registered family: those with a title in the order the lecture walks through them, then the rest."""
+    known = [f for f in FAMILIES if list_models(family=f)]
+    return known + sorted({model_info(n).family for n in list_models()} - set(known))
