@@ -4,10 +4,10 @@ is instant."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from cnnlab.commands import add_command
+from cnnlab.commands.options import json_object
 from cnnlab.errors import ConfigError
 
 
@@ -15,12 +15,14 @@ def add_parser(subparsers):
     p = add_command(subparsers, "summary", "Show a model layer by layer: output shapes, parameters, MACs.", [
         "cnnlab summary resnet20 --input 1x28x28",
         "cnnlab summary vgg16                       # native input, 3x224x224, 1000 classes",
-        "cnnlab summary resnet34 --options '{\"shortcut\": \"A\"}'",
+        "cnnlab summary resnet34 --model-options '{\"shortcut\": \"A\"}'",
     ], run)
     p.add_argument("model", help="registered model name (see `cnnlab zoo`)")
     p.add_argument("--input", help="input shape CxHxW, e.g. 1x28x28 (default: the model's native input)")
-    p.add_argument("--classes", type=int, help="number of classes (default: the model's native count)")
-    p.add_argument("--options", help='model options as JSON, e.g. \'{"activation": "prelu"}\'')
+    p.add_argument("--classes", type=int, help="number of classes (default: the model's native count; with --input, "
+                                               "10 digits, 11 for segmentation, as `cnnlab zoo --input`)")
+    p.add_argument("--model-options", type=json_object, metavar="JSON",
+                   help='model options as JSON, e.g. \'{"activation": "prelu"}\'')
     return p
 
 
@@ -34,26 +36,14 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def parse_options(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--options: not valid JSON: {text!r} ({err.msg})") from None
-    if not isinstance(options, dict):
-        raise ConfigError(f"--options: expected a JSON object like '{{\"key\": value}}', got {text!r}")
-    return options
-
-
 def run(args) -> int:
     from cnnlab.models import model_info
-    from cnnlab.models.zoo import layer_table
+    from cnnlab.models.zoo import class_count, layer_table
 
     entry = model_info(args.model)
     shape = parse_shape(args.input) if args.input else entry.input_size
-    classes = args.classes if args.classes is not None else entry.num_classes
+    classes = class_count(entry.name, args.input is not None, args.classes)
     if classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {classes}")
-    print(layer_table(entry.name, shape, classes, parse_options(args.options)))
+    print(layer_table(entry.name, shape, classes, args.model_options or {}))
     return 0

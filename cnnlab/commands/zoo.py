@@ -15,9 +15,9 @@ def add_parser(subparsers):
         "cnnlab zoo --input 1x28x28      # what each model becomes on MNIST-size images (10 classes)",
         "cnnlab zoo > docs/zoo.md        # the tables are Markdown",
     ], run)
-    p.add_argument("--family", help="one family, e.g. resnet or segmentation (default: every family)")
+    p.add_argument("--family", help="one family, e.g. resnet, or fcn and unet for segmentation (default: all)")
     p.add_argument("--input", help="count at this input shape CxHxW instead of each model's native one")
-    p.add_argument("--classes", type=int, default=10, help="number of classes with --input (default 10)")
+    p.add_argument("--classes", type=int, help="number of classes with --input (default: 10 digits; segmentation 11)")
     return p
 
 
@@ -28,7 +28,7 @@ def run(args) -> int:
     if args.family and args.family not in known:
         raise ConfigError(f"--family: unknown family {args.family!r} (one of {', '.join(known)})")
     shape = parse_shape(args.input) if args.input else None
-    if args.classes < 1:
+    if args.classes is not None and args.classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {args.classes}")
     print("# The cnnlab architecture zoo\n")
     print(render([args.family] if args.family else known, shape, args.classes))

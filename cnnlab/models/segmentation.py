@@ -179,7 +179,7 @@ class UNet(nn.Module):
 
 
 def _register_fcn(name: str, skips: tuple[int, ...]):
-    @register_model(name, family="fcn", input_size=(1, 64, 84), task="segmentation",
+    @register_model(name, family="fcn", input_size=(1, 64, 84), num_classes=11, task="segmentation",
                     description=f"{name.upper()}: VGG-style backbone, bilinear-initialized learned upsampling"
                                 + (f", skips from pool {', '.join(map(str, skips))}" if skips else ""))
     def build(num_classes: int = 11, in_channels: int = 1, input_size: int | None = None, **options) -> FCN:
@@ -193,7 +193,8 @@ for _name, _skips in FCN_SKIPS.items():
     _register_fcn(_name, _skips)
 
 
-@register_model("unet", family="unet", input_size=(1, 64, 84), task="segmentation", aliases=("u-net",))
+@register_model("unet", family="unet", input_size=(1, 64, 84), num_classes=11, task="segmentation",
+                aliases=("u-net",))
 def unet(num_classes: int = 11, in_channels: int = 1, input_size: int | None = None, **options) -> UNet:
     """U-Net: conv blocks down, 2x2 transposed-convolution up, skip concatenation at every scale."""
     del input_size  # fully convolutional: any input size works
