@@ -1,3 +1,4 @@
+import argparse
 import dataclasses
 import json
 import os
@@ -221,7 +222,7 @@ def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
     ImageDraw.Draw(image).line([(120, 40), (120, 280)], fill="black", width=22)  # a "1"
     image.save(tmp_path / "one.jpg")
     answer = json.loads(cnnlab("predict", run_dir, tmp_path / "one.jpg", "--json").stdout)[0]["probabilities"]
-    result = cnnlab("predict", run_dir, tmp_path / "one.jpg", "--top", 2, "--save-inputs", tmp_path / "seen")
+    result = cnnlab("predict", run_dir, tmp_path / "one.jpg", "--top", 2, "--out-dir", tmp_path / "seen")
     assert result.returncode == 0, result.stderr
     ranked = sorted(answer.items(), key=lambda item: -item[1])[:2]
     expected = "  ".join(f"{c} {p:.1%}" for c, p in ranked)
@@ -258,3 +259,37 @@ def test_the_best_recipe_builds_and_trains_with_its_own_settings():
     # 8 steps of 128 augmented images: measured 42.9-61.1% over seeds 0-4 x 1 and 2 threads and with AVX2 kernels
     # (chance 10%)
     assert result.final_test_acc > 0.3
+
+
+def _every_parser(parser, name="cnnlab"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, subparser in action.choices.items():
+                yield from _every_parser(subparser, f"{name} {sub}")
+
+
+def test_every_help_fits_80_columns(monkeypatch):
+    from cnnlab.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    parsers = dict(_every_parser(build_parser()))
+    assert {"cnnlab train", "cnnlab segment train", "cnnlab show features"} <= set(parsers)
+    for name, parser in parsers.items():
+        wide = [line for line in parser.format_help().splitlines() if len(line) > 80]
+        assert wide == [], name
+
+
+def test_segment_train_help_is_its_own(monkeypatch):
+    from cnnlab.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "300")  # one line per option: the phrases below are not wrapped
+
+    parsers = dict(_every_parser(build_parser()))
+    segment, train = parsers["cnnlab segment train"].format_help(), parsers["cnnlab train"].format_help()
+    flat = " ".join(segment.split())
+    assert "(default unet)" in flat and "(default mnist-scenes)" in flat and "recipes: segmentation" not in flat
+    assert "--recipe RECIPE starting settings (flags override them): segmentation" in flat
+    for classification_only in ("--engine", "--augment", "--labels-per-class", "--stop-at"):
+        assert classification_only not in segment and classification_only in train
+    assert "(default simple-cnn)" in " ".join(train.split())

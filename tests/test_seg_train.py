@@ -80,7 +80,7 @@ def test_run_folder_checkpoint_and_cli(short_run, tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray(255 - scene).save(tmp_path / "scene.png")  # black on white: predict inverts it back
-    code = main(["segment", "predict", str(result.run_dir), str(tmp_path / "scene.png"), "--out", str(tmp_path),
+    code = main(["segment", "predict", str(result.run_dir), str(tmp_path / "scene.png"), "--out-dir", str(tmp_path),
                  "--json"])
     predicted = json.loads(capsys.readouterr().out)[0]
     assert code == 0 and (tmp_path / "scene_segmented.png").is_file()

@@ -1,16 +1,37 @@
 """One module per CLI subcommand; see `cnnlab.cli`."""
 
 import argparse
+import textwrap
 
 
 def example_epilog(*examples: str) -> str:
-    """The `--help` footer every command carries: runnable examples."""
-    return "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    """The `--help` footer every command carries: runnable examples, each inside 80 columns (a long one's comment
+    goes on the line above it, and a long command continues on the next line after a backslash, as in a shell)."""
+    lines = []
+    for example in examples:
+        command, _, comment = example.partition("  # ")
+        command = command.rstrip()
+        if comment and len(example) + 2 > 80:
+            lines.append(f"  # {comment}")
+        elif comment:
+            command = example
+        lines += _continued(command)
+    return "examples:\n" + "\n".join(lines)
+
+
+def _continued(command: str, width: int = 80) -> list[str]:
+    words, lines, line = command.split(" "), [], "  "
+    for word in words:
+        if len(line) + len(word) + 2 > width and line.strip():
+            lines.append(line.rstrip() + " \\")
+            line = "      "
+        line += word + " "
+    return lines + [line.rstrip()]
 
 
 def add_command(subparsers, name: str, help: str, examples: list[str], func) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help=help, description=help, epilog=example_epilog(*examples),
+        name, help=help, description=textwrap.fill(help, 79), epilog=example_epilog(*examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(func=func)

@@ -1,4 +1,5 @@
-"""`cnnlab evaluate RUN`: accuracy, loss and per-class accuracy of a trained run on a test set."""
+"""`cnnlab evaluate RUN`: a trained run's numbers on a split of its dataset: accuracy, loss and per-class accuracy of
+a classifier; pixel accuracy, per-class and mean IoU of a segmentation."""
 
 from __future__ import annotations
 
@@ -6,51 +7,99 @@ from cnnlab.commands import add_command
 
 
 def add_parser(subparsers):
-    p = add_command(subparsers, "evaluate", "Evaluate a trained run on its test set (or another dataset split).", [
+    p = add_command(subparsers, "evaluate", "Evaluate a trained run on its test set (or another split): accuracy, "
+                    "or IoU for segmentation.", [
         "cnnlab evaluate runs/simple-cnn-mnist-20261125-101500",
-        "cnnlab evaluate NAME --checkpoint best --split train",
+        "cnnlab evaluate NAME --checkpoint best --split train --limit 5000",
+        "cnnlab evaluate runs/unet-mnist-scenes-20261125-101500 --figure scenes.png",
     ], run)
-    p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
-    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
-    p.add_argument("--split", choices=["train", "test"], default="test")
-    p.add_argument("--data-dir", help="folder with the dataset files")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    add_evaluate_options(p)
     return p
 
 
-def run(args) -> int:
+def add_evaluate_options(p) -> None:
+    """The options of `evaluate` (and of `segment evaluate`, which is the same command for segmentation runs)."""
+    p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images of the split only")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per batch (default: the run's "
+                                                               "eval batch size)")
+    p.add_argument("--figure", metavar="PNG", help="also draw the confusion matrix (classification) or input | "
+                                                   "truth | prediction | errors (segmentation)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the dataset files (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+
+def run(args, segmentation_only: bool = False) -> int:
     import json
 
     import torch
 
+    from cnnlab.errors import ConfigError
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.runs import Run
-    from cnnlab.train.evaluation import evaluate
+    from cnnlab.train.tasks import task_for
 
+    for name in ("limit", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     trained = Run.open(args.run)
+    task = task_for(trained.config)
+    if segmentation_only and task.name != "segmentation":
+        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model "
+                          "(use `cnnlab evaluate` / `cnnlab predict`)")
     model = trained.build_model(args.checkpoint)
-    data = TensorSplit(trained.config.load_split(args.split, args.data_dir))
+    data = TensorSplit(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
+                       limit=args.limit)
     with torch.inference_mode():
-        result = evaluate(model, data, args.batch_size)
+        result = task.evaluate(model, data, args.batch_size or trained.config.eval_batch_size)
+    where = {"run": str(trained.path), "checkpoint": args.checkpoint, "dataset": trained.config.dataset,
+             "split": args.split}
+    title = f"{trained.name} ({args.checkpoint}) on {trained.config.dataset} {args.split}"
+    if task.name == "segmentation":
+        return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
     classes = data.info.classes
     confusion = result.confusion(len(classes))
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
-    numbers = {"run": str(trained.path), "checkpoint": args.checkpoint, "dataset": trained.config.dataset,
-               "split": args.split, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
-               "per_class_accuracy": dict(zip(classes, per_class))}
+    if args.figure:
+        from cnnlab.viz.training import plot_confusion
+
+        plot_confusion(confusion, classes, args.figure)
     if args.json:
-        print(json.dumps(numbers, indent=2))
+        print(json.dumps({**where, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
+                          "per_class_accuracy": dict(zip(classes, per_class))}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{trained.name} ({args.checkpoint}) on {trained.config.dataset} {args.split}: "
-                        f"{result.accuracy:.2%} of {len(data):,}, loss {result.loss:.4f}")
+    table = Table()
     table.add_column("class")
     table.add_column("images", justify="right")
     table.add_column("accuracy", justify="right")
     for i, name in enumerate(classes):
         table.add_row(name, f"{int(confusion[i].sum()):,}", f"{per_class[i]:.2%}")
-    Console().print(table)
+    console = Console()
+    console.print(f"{title}: [bold]{result.accuracy:.2%}[/] of {len(data):,}, loss {result.loss:.4f}", soft_wrap=True)
+    console.print(table)
+    return 0
+
+
+def _segmentation(args, data, result, where: dict, title: str) -> int:
+    import json
+
+    from cnnlab.commands.tables import print_iou
+
+    classes = data.info.classes
+    if args.figure:
+        from cnnlab.viz.segmentation_figures import plot_scenes
+
+        plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), classes,
+                    args.figure)
+    if args.json:
+        print(json.dumps({**where, "scenes": len(data), "pixel_accuracy": result.accuracy,
+                          "mean_iou": result.mean_iou, "mean_iou_includes_background": True, "loss": result.loss,
+                          "iou": dict(zip(classes, result.iou.tolist()))}, indent=2))
+        return 0
+    print_iou(result, classes, title)
     return 0

@@ -7,7 +7,8 @@ import argparse
 import dataclasses
 import json
 
-from cnnlab.train.config import TrainConfig
+from cnnlab.data.registry import DATASETS, GENERATED
+from cnnlab.train.config import RECIPES, TrainConfig, recipe_task
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -23,28 +24,40 @@ def json_object(text: str) -> dict:
     return value
 
 
-def config_fields(names: list[str] | None = None) -> list[dataclasses.Field]:
-    """The TrainConfig fields that have a flag: all of them, or those in `names` (in the dataclass's order)."""
+def config_fields(names: list[str] | None = None, task: str | None = None) -> list[dataclasses.Field]:
+    """The TrainConfig fields that have a flag: all of them, or those in `names` (in the dataclass's order), or
+    those that apply to `task`."""
     return [f for f in dataclasses.fields(TrainConfig)
-            if f.metadata["flag"] and (names is None or f.name in names)]
+            if f.metadata["flag"] and (names is None or f.name in names) and (task is None or task in f.metadata["tasks"])]
 
 
-def add_config_options(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
-    """A flag per TrainConfig field (`--batch-size` for batch_size), defaulting to None: "not given", so that the
-    recipe or config file underneath keeps its value."""
-    for f in config_fields(names):
+def add_config_options(parser: argparse.ArgumentParser, names: list[str] | None = None,
+                       recipe: str = "default") -> None:
+    """A flag per TrainConfig field (`--batch-size` for batch_size) that applies to `recipe`'s task, defaulting to
+    None: "not given", so that the recipe or config file underneath keeps its value. The help shows the recipe's
+    values as the defaults, and the datasets and recipes of its task."""
+    task = recipe_task(recipe)
+    starting = {**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                   for f in dataclasses.fields(TrainConfig)}, **RECIPES[recipe], "recipe": recipe}
+    choices = {"recipe": tuple(r for r in RECIPES if recipe_task(r) == task)}
+    helps = {"dataset": f"registered dataset: {', '.join(d for d, info in {**DATASETS, **GENERATED}.items() if info.task == task)}"}
+    for f in config_fields(names, task if names is None else None):
         kind = f.type.split("|")[0].strip()
-        meta = f.metadata
+        meta = {**f.metadata, "help": helps.get(f.name, f.metadata["help"]),
+                "choices": choices.get(f.name, f.metadata["choices"])}
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = starting[f.name]
         shown = "" if default in (None, {}, False) else f" (default {'on' if default is True else default})"
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"] + shown)
         elif kind == "dict":
-            parser.add_argument(flag, type=json_object, metavar=meta["metavar"], help=meta["help"])
+            parser.add_argument(flag, type=json_object, metavar=meta["metavar"],
+                                help=meta["help"] + (f" (default {json.dumps(default)})" if default else ""))
+        elif meta["choices"]:  # listed in the help: a usage line of {a,b,c} choices would not fit 80 columns
+            parser.add_argument(flag, type=_TYPES[kind], choices=meta["choices"], metavar=f.name.split("_")[-1].upper(),
+                                help=f"{meta['help']}: {', '.join(meta['choices'])}{shown}")
         else:
-            parser.add_argument(flag, type=_TYPES[kind], choices=meta["choices"] or None, metavar=meta["metavar"],
-                                help=meta["help"] + shown)
+            parser.add_argument(flag, type=_TYPES[kind], metavar=meta["metavar"], help=meta["help"] + shown)
 
 
 def config_overrides(args: argparse.Namespace, names: list[str] | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""`cnnlab predict RUN IMAGE...`: classify your own images of digits (or clothes) with a trained run."""
+"""`cnnlab predict RUN IMAGE...`: apply a trained run to your own images: the class of a digit (or garment), or,
+for a segmentation run, the class of every pixel of a scene of digits."""
 
 from __future__ import annotations
 
@@ -6,49 +7,104 @@ from cnnlab.commands import add_command
 
 
 def add_parser(subparsers):
-    p = add_command(subparsers, "predict", "Classify image files with a trained run (MNIST-style preprocessing).", [
+    p = add_command(subparsers, "predict", "Apply a trained run to image files: a class per image (MNIST-style "
+                    "preprocessing), or a class per pixel for a segmentation run.", [
         "cnnlab predict runs/simple-cnn-mnist-20261125-101500 my_digit.png",
-        "cnnlab predict NAME a.png b.jpg --save-inputs prepared/",
+        "cnnlab predict NAME a.png b.jpg --out-dir prepared/",
+        "cnnlab predict runs/unet-mnist-scenes-20261125-101500 digits.png --out-dir segmented/",
     ], run)
-    p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
-    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
-    p.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
-    p.add_argument("--save-inputs", metavar="DIR", help="also save the 28x28 images the model sees")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_predict_options(p)
     return p
 
 
-def run(args) -> int:
+def add_predict_options(p, classification: bool = True) -> None:
+    """The options of `predict` (and of `segment predict`, the same command for segmentation runs)."""
+    p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    if classification:
+        p.add_argument("--top", type=int, default=3, help="classes listed per image (classification; default 3)")
+    p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
+                   + ("the 28x28 input a classifier sees, or a segmentation's class map" if classification else
+                      "IMAGE_segmented.png, the class of every pixel"))
+    p.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else)")
+
+
+def run(args, segmentation_only: bool = False) -> int:
     import json
+    from pathlib import Path
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.train.tasks import task_for
+
+    trained = Run.open(args.run)
+    segments = task_for(trained.config).name == "segmentation"
+    if segmentation_only and not segments:
+        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model (use `cnnlab predict`)")
+    out = Path(args.out_dir) if args.out_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    results = (segment(trained, args.images, args.checkpoint, out) if segments else
+               classify(trained, args.images, args.checkpoint, out))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for row in results:
+        if segments:
+            found = ", ".join(f"{name} ({pixels} px)" for name, pixels in row["pixels_per_class"].items())
+            print(f"{row['image']}: {found or 'no digits'}" + (f"  -> {row['figure']}" if out else ""))
+            continue
+        ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:max(1, getattr(args, "top", 3))]
+        print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
+    return 0
+
+
+def classify(trained, images: list[str], checkpoint: str, out) -> list[dict]:
     from pathlib import Path
 
     from PIL import Image
 
     from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import load_digit
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import predict_probabilities
 
-    trained = Run.open(args.run)
     info = dataset_info(trained.config.dataset)
-    digits = [load_digit(path) for path in args.images]
-    model = trained.build_model(args.checkpoint)
-    probs = predict_probabilities(model, info, digits)
-    if args.save_inputs:
-        out = Path(args.save_inputs)
-        out.mkdir(parents=True, exist_ok=True)
-        for path, digit in zip(args.images, digits):
+    digits = [load_digit(path) for path in images]  # every file is read before any work is done
+    probabilities = predict_probabilities(trained.build_model(checkpoint), info, digits)
+    if out:
+        for path, digit in zip(images, digits):
             Image.fromarray(digit).save(out / f"{Path(path).stem}_28x28.png")
-    results = [{"image": path, "class": info.classes[int(p.argmax())],
-                "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
-               for path, p in zip(args.images, probs)]
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    top = max(1, min(args.top, len(info.classes)))
-    for path, p in zip(args.images, probs):
-        values, indices = p.topk(top)
-        ranked = "  ".join(f"{info.classes[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist()))
-        print(f"{path}: {info.classes[int(indices[0])]}   ({ranked})")
-    return 0
+    return [{"image": path, "class": info.classes[int(p.argmax())],
+             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
+            for path, p in zip(images, probabilities)]
+
+
+def segment(trained, images: list[str], checkpoint: str, out) -> list[dict]:
+    """The class of every pixel; each image's digits are counted in pixels, largest first."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.data.preprocess import load_scene
+    from cnnlab.viz.activations import normalize_input
+
+    info = dataset_info(trained.config.dataset)
+    scenes = [load_scene(path) for path in images]
+    model = trained.build_model(checkpoint)
+    results = []
+    for path, scene in zip(images, scenes):
+        with torch.inference_mode():
+            predicted = model(normalize_input(scene, info.mean, info.std)).argmax(1)[0].numpy()
+        counts = np.bincount(predicted.ravel(), minlength=info.num_classes)
+        row = {"image": path, "pixels_per_class": {info.classes[c]: int(counts[c]) for c in np.argsort(-counts)
+                                                   if c and counts[c]}}
+        if out:
+            from cnnlab.viz.segmentation_figures import plot_scenes
+
+            row["figure"] = str(out / f"{Path(path).stem}_segmented.png")
+            plot_scenes([scene], None, [predicted], info.classes, row["figure"], titles=[Path(path).name])
+        results.append(row)
+    return results

@@ -18,16 +18,24 @@ def add_parser(subparsers):
 def run(args) -> int:
     import json
 
+    from cnnlab.data import dataset_info
     from cnnlab.train.runs import RUNS_DIR, list_runs
+    from cnnlab.train.tasks import TASKS
 
-    rows = []
+    rows, shown = [], []
     for r in list_runs(args.runs_dir):
         metrics = r.metrics()
+        task = TASKS[dataset_info(r.config.dataset).task]
+        # each task's own measure: accuracy of a classifier, mean IoU of a segmentation (not its pixel accuracy)
+        best = max((m[task.best_metric] for m in metrics), default=None)
+        final = metrics[-1][task.best_metric] if metrics else None
         rows.append({"name": r.name, "model": r.config.model, "dataset": r.config.dataset, "engine": r.config.engine,
-                     "epochs": f"{len(metrics)}/{r.config.epochs}",
+                     "task": task.name, "metric": task.best_metric, "epochs": f"{len(metrics)}/{r.config.epochs}",
+                     "best": best, "final": final,
                      "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                      "final_test_acc": metrics[-1]["test_acc"] if metrics else None,
                      "seconds": sum(m["seconds"] for m in metrics)})
+        shown.append(["-" if v is None else task.format_metric(v) for v in (best, final)])
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -37,12 +45,17 @@ def run(args) -> int:
     if not rows:
         print(f"no runs in {args.runs_dir or RUNS_DIR}/ (train one with `cnnlab train`)")
         return 0
-    table = Table(title=f"Runs in {args.runs_dir or RUNS_DIR}/")
-    for column in ("name", "model", "dataset", "engine", "epochs", "best acc", "final acc", "time"):
-        table.add_column(column, justify="right" if column in ("epochs", "best acc", "final acc", "time") else "left")
-    for row in rows:
-        pct = lambda v: "-" if v is None else f"{v:.2%}"  # noqa: E731
-        table.add_row(row["name"], row["model"], row["dataset"], row["engine"], row["epochs"],
-                      pct(row["best_test_acc"]), pct(row["final_test_acc"]), f"{row['seconds']:.0f} s")
-    Console().print(table)
+    console = Console()
+    console.print(f"Runs in {args.runs_dir or RUNS_DIR}/", soft_wrap=True)
+    table = Table()
+    # A run's name is what a user types next: it folds onto two lines rather than being cut short.
+    table.add_column("name", overflow="fold", min_width=16)
+    for column in ("model", "dataset", "engine"):
+        table.add_column(column, overflow="fold")
+    for column in ("epochs", "best", "final", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row, (best, final) in zip(rows, shown):
+        table.add_row(row["name"], row["model"], row["dataset"], row["engine"], row["epochs"], best, final,
+                      f"{row['seconds']:.0f} s")
+    console.print(table)
     return 0

@@ -10,9 +10,9 @@ from cnnlab.errors import ConfigError
 
 def add_parser(subparsers):
     p = add_command(subparsers, "serve", "Start the web explorer (draw a digit, see every layer respond).", [
-        "cnnlab serve                                  # every run in runs/, plus untrained models",
+        "cnnlab serve                 # every run in runs/, plus untrained models",
         "cnnlab serve runs/simple-cnn-mnist-20261125-101500 --port 8080",
-        "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0   # reachable from other machines: think first",
+        "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0  # other machines reach it: think first",
     ], run)
     p.add_argument("runs", metavar="RUN", nargs="*", help="run folders to show (default: every run in --runs-dir)")
     p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
@@ -47,6 +47,10 @@ def run(args) -> int:
 
     app = create_app(args.runs, args.runs_dir)
     sock = listen(args.host, args.port)
+    left_out = app.state.sources.left_out()
+    if left_out:
+        print(f"not shown: {', '.join(left_out)} (segmentation runs: the explorer shows classifiers; "
+              "use `cnnlab predict RUN IMAGE --out-dir DIR`)", flush=True)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
           flush=True)

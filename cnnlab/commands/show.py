@@ -67,20 +67,39 @@ def _save(fig, out) -> None:
 
 
 def load_input(args, info, config):
-    """(uint8 image [H, W] the model sees, a caption) from IMAGE or --index (a test image of the run's dataset)."""
-    from cnnlab.data.preprocess import load_digit
+    """(uint8 image the model sees, a caption) from IMAGE or --index (a test image of the run's dataset): a digit
+    prepared MNIST-style for a classifier, a scene at its own size for a segmentation."""
+    from cnnlab.data.preprocess import load_digit, load_scene
     from cnnlab.errors import ConfigError
 
+    scenes = info.task == "segmentation"
     if args.image is not None:
-        return load_digit(args.image), args.image
+        return (load_scene if scenes else load_digit)(args.image), args.image
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
     dataset = config.dataset
-    test = config.load_split("test", quiet=True)
+    test = config.load_split("test", quiet=True, limit=args.index + 1 if scenes else None)
     if not 0 <= args.index < len(test.labels):
         raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
+    if scenes:
+        return test.images[args.index], f"{dataset} test scene {args.index}"
     label = info.classes[int(test.labels[args.index])]
     return test.images[args.index], f"{dataset} test image {args.index} (label {label})"
+
+
+def _verdict(logits, info) -> tuple[int, str]:
+    """(the class to explain by default, what the model says) from one image's logits: [K] for a classifier, the
+    class with most pixels other than background from [K, H, W] for a segmentation."""
+    import torch
+
+    if logits.dim() == 1:
+        probs = logits.softmax(0)
+        top = int(probs.argmax())
+        return top, f"predicted {info.classes[top]} ({float(probs[top]):.0%})"
+    counts = torch.bincount(logits.argmax(0).flatten(), minlength=len(info.classes))
+    found = [c for c in counts.argsort(descending=True).tolist() if c and counts[c]]
+    said = ", ".join(f"{info.classes[c]} ({int(counts[c])} px)" for c in found[:4]) or "no digits"
+    return (found[0] if found else 0), f"found {said}"
 
 
 def show_filters(args) -> int:
@@ -110,9 +129,7 @@ def show_features(args) -> int:
     info = dataset_info(run.config.dataset)
     image, caption = load_input(args, info, run.config)
     maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
-    probs = logits.softmax(0)
-    title = (f"Feature maps of {run.name} ({run.config.model}) for {caption}: "
-             f"predicted {info.classes[int(probs.argmax())]} ({float(probs.max()):.0%})")
+    title = f"Feature maps of {run.name} ({run.config.model}) for {caption}: {_verdict(logits, info)[1]}"
     _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
     return 0
 
@@ -144,6 +161,8 @@ def show_random_filters(args) -> int:
 
 
 def show_saliency(args) -> int:
+    import torch
+
     from cnnlab.data import dataset_info
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
@@ -155,12 +174,13 @@ def show_saliency(args) -> int:
     image, caption = load_input(args, info, run.config)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
-    probs = model(x)[0].softmax(0).detach()
-    target = int(probs.argmax()) if args.target is None else args.target
+    with torch.no_grad():
+        predicted, verdict = _verdict(model(x)[0], info)
+    target = predicted if args.target is None else args.target
     if not 0 <= target < info.num_classes:
         raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
     cam, layer = grad_cam(model, x, target, args.layer)
-    caption = (f"{run.name}: why {info.classes[target]} ({float(probs[target]):.0%})? — {caption}, "
-               f"predicted {info.classes[int(probs.argmax())]}")
+    question = "where is" if info.task == "segmentation" else "why"
+    caption = f"{run.name}: {question} {info.classes[target]}? — {caption}, {verdict}"
     _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption), args.out)
     return 0

@@ -14,7 +14,7 @@ from cnnlab.errors import ConfigError
 def add_parser(subparsers):
     p = add_command(subparsers, "summary", "Show a model layer by layer: output shapes, parameters, MACs.", [
         "cnnlab summary resnet20 --input 1x28x28",
-        "cnnlab summary vgg16                       # native input, 3x224x224, 1000 classes",
+        "cnnlab summary vgg16         # native input, 3x224x224, 1000 classes",
         "cnnlab summary resnet34 --model-options '{\"shortcut\": \"A\"}'",
     ], run)
     p.add_argument("model", help="registered model name (see `cnnlab zoo`)")

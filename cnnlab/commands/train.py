@@ -7,19 +7,21 @@ from cnnlab.commands.options import add_config_options, add_output_options, conf
 from cnnlab.errors import ConfigError
 
 
-def add_parser(subparsers):
-    p = add_command(subparsers, "train", "Train a CNN and write a run folder (runs/<name>/).", [
-        "cnnlab train                                  # default CNN on MNIST, ~99.2% in ~20 s",
-        "cnnlab train --recipe best                    # BN + augmentation, >= 99.6%",
+def add_parser(subparsers, name: str = "train", recipe: str = "default", description: str | None = None,
+               examples: list[str] | None = None):
+    """`cnnlab train`; `segment train` is the same command built for the segmentation recipe."""
+    p = add_command(subparsers, name, description or "Train a CNN and write a run folder (runs/<name>/).", examples or [
+        "cnnlab train                    # the default CNN on MNIST, ~99.2% in ~20 s",
+        "cnnlab train --recipe best      # BN + augmentation, >= 99.6%",
         "cnnlab train --model resnet20 --dataset fashion-mnist --epochs 10",
-        "cnnlab train --config runs/NAME/config.json   # reproduce a run",
-        "cnnlab train --resume runs/NAME               # continue an interrupted run",
-        "cnnlab train --nproc-per-node 2               # data-parallel over 2 processes (torchrun, DDP)",
+        "cnnlab train --config runs/NAME/config.json     # reproduce a run",
+        "cnnlab train --resume runs/NAME                 # continue an interrupted run",
+        "cnnlab train --nproc-per-node 2  # 2 data-parallel processes (torchrun, DDP)",
         "torchrun --nnodes 2 --node-rank 0 --master-addr HOST --nproc-per-node 8 -m cnnlab train  # several machines",
     ], run)
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last finished epoch, with its own config")
     p.add_argument("--config", help="a config.json to start from (e.g. an earlier run's)")
-    add_config_options(p)
+    add_config_options(p, recipe=recipe)
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="launch N data-parallel processes with torchrun (gloo on CPU, NCCL on GPU)")
     add_output_options(p)

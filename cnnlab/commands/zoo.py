@@ -12,7 +12,7 @@ def add_parser(subparsers):
     p = add_command(subparsers, "zoo", "List the architecture zoo: layers, parameters, MACs, published errors.", [
         "cnnlab zoo                      # every family",
         "cnnlab zoo --family resnet      # one family",
-        "cnnlab zoo --input 1x28x28      # what each model becomes on MNIST-size images (10 classes)",
+        "cnnlab zoo --input 1x28x28      # each model on MNIST-size images (10 classes)",
         "cnnlab zoo > docs/zoo.md        # the tables are Markdown",
     ], run)
     p.add_argument("--family", help="one family, e.g. resnet, or fcn and unet for segmentation (default: all)")

@@ -87,6 +87,16 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return mnist_style(to_gray(open_image(source, label)), label)
 
 
+def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read an image of digits at their own size (a scene, for segmentation): uint8 [H, W], white digits on black
+    as in mnist-scenes; a light background is inverted."""
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    gray = to_gray(open_image(source, label))
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = 1 - gray if np.median(border) > 0.5 else gray
+    return np.round(ink * 255).astype(np.uint8)
+
+
 def normalize(pixels, mean: float, std: float):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same

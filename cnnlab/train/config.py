@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data import load_dataset
-from cnnlab.data.registry import DATASETS, GENERATED, check_options
+from cnnlab.data.registry import DATASETS, GENERATED, check_options, dataset_info
 from cnnlab.errors import ConfigError
 from cnnlab.schedules import SCHEDULES
 
@@ -51,9 +51,10 @@ RECIPES: dict[str, dict] = {
 
 
 def option(default=None, help: str = "", *, choices=(), metavar: str | None = None, flag: bool = True,
-           factory=None):
-    """A TrainConfig field with its command-line flag (`flag=False`: a setting no flag sets)."""
-    metadata = {"help": help, "choices": tuple(choices), "metavar": metavar, "flag": flag}
+           factory=None, tasks=("classification", "segmentation")):
+    """A TrainConfig field with its command-line flag (`flag=False`: a setting no flag sets; `tasks`: the tasks it
+    applies to, so that `segment train --help` offers only what segmentation takes)."""
+    metadata = {"help": help, "choices": tuple(choices), "metavar": metavar, "flag": flag, "tasks": tuple(tasks)}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -67,7 +68,8 @@ class TrainConfig:
     dataset: str = option("mnist", f"registered dataset: {', '.join([*DATASETS, *GENERATED])}")
     dataset_options: dict = option(help='a generated dataset\'s settings as JSON, e.g. \'{"train_scenes": 60000}\' '
                                         '(mnist-scenes)', factory=dict, metavar="JSON")
-    engine: str = option("torch", "torch, or the NumPy engine written from scratch", choices=ENGINES)
+    engine: str = option("torch", "torch, or the NumPy engine written from scratch", choices=ENGINES,
+                         tasks=("classification",))
     epochs: int = option(3, "passes over the training images")
     batch_size: int = option(64, "images per optimizer step")
     optimizer: str = option("adam", "SGD, or Adam / AdamW (decoupled weight decay)", choices=OPTIMIZERS)
@@ -86,7 +88,7 @@ class TrainConfig:
                                            "predicts with the training frequencies rather than the weighted ones "
                                            "(segmentation models)")
     augment: dict | None = option(None, 'random affine jitter as JSON, e.g. \'{"max_shift": 2, "max_rotate_deg": '
-                                        '10, "max_scale": 0.1}\'', metavar="JSON")
+                                        '10, "max_scale": 0.1}\'', metavar="JSON", tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
     device: str = option("auto", "auto, cpu or cuda[:N]")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
@@ -97,10 +99,11 @@ class TrainConfig:
     threads: int | None = option(None, "CPU threads for torch")
     train_limit: int | None = option(None, "use only the first N training images", metavar="N")
     labels_per_class: int | None = option(None, "train on a balanced subset: N images of each class, drawn with "
-                                                "--seed", metavar="N")
+                                                "--seed", metavar="N", tasks=("classification",))
     test_limit: int | None = option(None, "evaluate on the first N test images", metavar="N")
     eval_batch_size: int = option(1000, "images per batch when evaluating", metavar="N")
-    stop_at: float | None = option(None, "stop once the test accuracy reaches ACC (e.g. 0.99)", metavar="ACC")
+    stop_at: float | None = option(None, "stop once the test accuracy reaches ACC (e.g. 0.99)", metavar="ACC",
+                                   tasks=("classification",))
     recipe: str = option("default", "starting settings (flags override them)", choices=tuple(RECIPES))
     data_dir: str | None = option(None, "folder with the dataset files (else $CNNLAB_DATA, data/, cache, "
                                         "download)", metavar="DIR")
@@ -196,6 +199,11 @@ class TrainConfig:
 
 def _flatten(t) -> tuple:
     return t if isinstance(t, tuple) else (t,)
+
+
+def recipe_task(recipe: str) -> str:
+    """The task a recipe trains for, from its dataset's registry entry (no model needs building)."""
+    return dataset_info(RECIPES[recipe].get("dataset", TrainConfig.dataset)).task
 
 
 def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:

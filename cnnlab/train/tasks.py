@@ -19,6 +19,11 @@ from cnnlab.viz import segmentation_figures, training
 class Classification:
     name = "classification"
     best_metric = "test_acc"
+    metric_name = "test accuracy"
+
+    @staticmethod
+    def format_metric(value: float) -> str:
+        return f"{value:.2%}"
 
     def evaluate(self, logits_fn, data, batch_size: int) -> Evaluation:
         return evaluate(logits_fn, data, batch_size)
@@ -40,6 +45,11 @@ class Classification:
 class Segmentation:
     name = "segmentation"
     best_metric = "test_miou"
+    metric_name = "mean IoU"
+
+    @staticmethod
+    def format_metric(value: float) -> str:
+        return f"{value:.4f} mIoU"
 
     def evaluate(self, logits_fn, data, batch_size: int) -> SegmentationEvaluation:
         return evaluate_segmentation(logits_fn, data, batch_size)

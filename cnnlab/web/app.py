@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
-from cnnlab.data import load_dataset
+from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import predict_probabilities
@@ -126,14 +126,20 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         # A run trained with --data-dir knows where its dataset lives; the default lookup covers the rest.
         data_dir = next((r.config.data_dir for r in sources.runs() if r.config.dataset == dataset), None)
         try:
-            split = load_dataset(dataset, "test", data_dir, download=False, quiet=True)
+            # a generated dataset (mnist-scenes) makes only the scenes asked for
+            generated = dataset_info(dataset).load is not None
+            split = load_dataset(dataset, "test", data_dir, download=False, quiet=True,
+                                 limit=start + count if generated else None)
         except (ConfigError, DatasetError) as err:
             raise HTTPException(404, str(err)) from None
         if split.images.ndim != 3:
             raise HTTPException(422, f"{dataset}: only single-channel datasets can be shown")
         stop = min(start + count, len(split))
-        return {"dataset": dataset, "classes": list(split.info.classes), "total": len(split),
-                "examples": [{"index": i, "label": int(split.labels[i]), "digit": split.images[i].tolist()}
+        # a classification label is a class index; a segmentation label is a class per pixel
+        label = int if split.info.task == "classification" else (lambda classes: classes.tolist())
+        return {"dataset": dataset, "task": split.info.task, "classes": list(split.info.classes),
+                "total": len(split) if not generated else max(len(split), stop),
+                "examples": [{"index": i, "label": label(split.labels[i]), "digit": split.images[i].tolist()}
                              for i in range(start, stop)]}
 
     @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")

@@ -53,9 +53,15 @@ class Sources:
         # Re-listed on every call so that a run finished while the server is up appears without a restart.
         return self._explicit or list_runs(self._runs_dir)
 
+    def left_out(self) -> list[str]:
+        """The runs the explorer does not show: those that label pixels rather than images."""
+        return [run.name for run in self.runs() if dataset_info(run.config.dataset).task != "classification"]
+
     def describe(self) -> list[dict]:
         items = []
         for run in self.runs():
+            if dataset_info(run.config.dataset).task != "classification":
+                continue  # the explorer's views are a classifier's (left_out() names these runs)
             metrics = run.metrics()
             last = metrics[-1] if metrics else {}
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
@@ -100,6 +106,9 @@ class Sources:
         try:
             if kind == "run":
                 run = self._run(source)
+                if dataset_info(run.config.dataset).task != "classification":
+                    raise SourceError(f"source {source!r}: {run.config.model} labels every pixel; the explorer shows "
+                                      "classifiers (use `cnnlab predict` or `cnnlab segment predict` for this run)")
                 return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
             if kind == "model" and name in list_models(task="classification"):
                 config = TrainConfig(model=name)
