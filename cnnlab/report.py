@@ -13,21 +13,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cnnlab.data import dataset_info
+from cnnlab.models.complexity import profile
 from cnnlab.train.batches import TensorSplit
-from cnnlab.train.evaluation import evaluate
+from cnnlab.train.evaluation import evaluate, evaluate_segmentation
 from cnnlab.train.runs import Run
+from cnnlab.train.tasks import task_for
 from cnnlab.viz.activations import conv_layers, feature_maps, normalize_input
 from cnnlab.viz.features import plot_feature_maps
 from cnnlab.viz.handcrafted import by_short_name
 from cnnlab.viz.kernels import plot_kernels
 from cnnlab.viz.saliency import grad_cam, gradient_saliency, plot_saliency
+from cnnlab.viz.segmentation_figures import plot_iou, plot_scenes
 from cnnlab.viz.training import plot_confusion, plot_curves, plot_mistakes
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto;display:block;margin:.8em 0}
+td:first-child,th:first-child{text-align:left}summary{cursor:pointer;margin:.5em 0}img{max-width:100%;height:auto;display:block;margin:.8em 0}
 .note{color:#666;font-size:.9em}"""
 
 
@@ -63,71 +65,167 @@ def _run_figure(run: Run, file: str, regenerate) -> bytes:
         return (Path(tmp) / file).read_bytes()
 
 
-def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
-    out = Path(out or run.path / "report.html")
-    config, metrics = run.config, run.metrics()
-    info = dataset_info(config.dataset)
-    model = run.build_model(checkpoint)
-    test = config.load_split("test", quiet=True)
-    evaluation = None
+def _headline(run: Run, metrics: list[dict], segmentation: bool) -> str:
+    config = run.config
+    if not metrics:
+        return "<p class=note>No metrics recorded (the run stopped before its first epoch ended).</p>"
+    key, name = ("test_miou", "test mean IoU") if segmentation else ("test_acc", "test accuracy")
+    number = (lambda v: f"{v:.4f}") if segmentation else (lambda v: f"{v:.2%}")
+    best = max(metrics, key=lambda r: r[key])
+    return (f"<p>{html.escape(config.model)} on {html.escape(config.dataset)} with the {html.escape(config.engine)} "
+            f"engine: <b>{number(metrics[-1][key])}</b> {name} after {len(metrics)} of {config.epochs} epochs "
+            f"(best {number(best[key])} at epoch {best['epoch']}), {sum(r['seconds'] for r in metrics):.0f} s of "
+            "training.</p>")
+
+
+def _curves(run: Run, metrics: list[dict], segmentation: bool) -> list[str]:
+    if not metrics:
+        return []
+    header = ["epoch", "train loss", "train acc", "test loss", "test acc"] + (["test mean IoU"] if segmentation
+                                                                              else []) + ["seconds"]
+    rows = [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['test_loss']:.4f}",
+             f"{r['test_acc']:.2%}"] + ([f"{r['test_miou']:.4f}"] if segmentation else []) + [f"{r['seconds']:.1f}"]
+            for r in metrics]
+    return ["<h2>Training curves</h2>", _table(header, rows),
+            _img(_run_figure(run, "curves.png", lambda p: plot_curves(metrics, p, title=run.name)), "training curves")]
+
+
+def _classification_results(run: Run, model, test, metrics: list[dict]) -> list[str]:
+    info, config = test.info, run.config
+    cache = {}
 
     def evaluated():
-        nonlocal evaluation
-        if evaluation is None:
+        if not cache:
             split = TensorSplit(test, limit=config.test_limit)
             with torch.inference_mode():
-                evaluation = (split, evaluate(model, split, config.eval_batch_size))
-        return evaluation
+                cache["split"], cache["evaluation"] = split, evaluate(model, split, config.eval_batch_size)
+        return cache["split"], cache["evaluation"]
 
-    parts = [f"<h1>Run <code>{html.escape(run.name)}</code></h1>"]
-    if metrics:
-        best = max(metrics, key=lambda r: r["test_acc"])
-        parts.append(f"<p>{html.escape(config.model)} on {html.escape(config.dataset)} with the "
-                     f"{html.escape(config.engine)} engine: <b>{metrics[-1]['test_acc']:.2%}</b> test accuracy after "
-                     f"{len(metrics)} of {config.epochs} epochs (best {best['test_acc']:.2%} at epoch "
-                     f"{best['epoch']}), {sum(r['seconds'] for r in metrics):.0f} s of training.</p>")
-    else:
-        parts.append("<p class=note>No metrics recorded (the run stopped before its first epoch ended).</p>")
+    return _curves(run, metrics, False) + [
+        "<h2>Confusion matrix</h2>",
+        _img(_run_figure(run, "confusion.png", lambda p: plot_confusion(
+            evaluated()[1].confusion(info.num_classes), info.classes, p)), "confusion matrix"),
+        "<h2>Most confident mistakes</h2>",
+        _img(_run_figure(run, "mistakes.png", lambda p: plot_mistakes(
+            evaluated()[0].images, evaluated()[1], info.classes, p)), "mistakes")]
 
-    settings = [[k, json.dumps(v)] for k, v in config.to_dict().items()]
+
+def _segmentation_results(run: Run, model, test, metrics: list[dict]) -> list[str]:
+    """The IoU of every class on the test scenes (evaluated now: the table needs the numbers, not a figure),
+    the IoU figure, the curves and the sample scenes."""
+    config, classes = run.config, test.info.classes
+    split = TensorSplit(test, limit=config.test_limit)
+    with torch.inference_mode():
+        evaluation = evaluate_segmentation(model, split, config.eval_batch_size)
+    # a class absent from both labels and predictions has no IoU (NaN): a dash, as the mean leaves it out
+    iou = [[name, "—" if np.isnan(value) else f"{value:.3f}"]
+           for name, value in zip(classes, evaluation.iou.tolist())]
+    summary = (f"<p>On {len(split):,} test scenes: mean IoU <b>{evaluation.mean_iou:.4f}</b> (background included), "
+               f"pixel accuracy <b>{evaluation.accuracy:.2%}</b>.</p>")
+    return ["<h2>IoU per class</h2>", summary, _table(["class", "IoU"], iou),
+            _img(_run_figure(run, "iou.png", lambda p: plot_iou(metrics, evaluation, classes, p)), "IoU per class"),
+            *_curves(run, metrics, True),
+            "<h2>Test scenes</h2>",
+            _img(_run_figure(run, "scenes.png", lambda p: plot_scenes(
+                split.images[:, 0].numpy(), split.labels.numpy(), evaluation.predictions.numpy(), classes, p)),
+                "scenes")]
+
+
+def _input_shape(images: np.ndarray) -> tuple[int, ...]:
+    """(C, H, W) of one image of a split: grayscale splits store [N, H, W]."""
+    return (1, *images.shape[1:]) if images.ndim == 3 else tuple(images.shape[1:])
+
+
+def _model_summary(model, input_shape: tuple[int, ...]) -> list[str]:
+    """Every layer call with its output shape and parameters, then the totals (frozen parameters say so)."""
+    counted = profile(model, input_shape)
+    rows = [[r.name or "(model)", r.kind, "×".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}"]
+            for r in counted.rows]
+    frozen = counted.params - counted.trainable
+    totals = (f"<p>{counted.params:,} parameters"
+              + (f", of which {frozen:,} frozen and {counted.trainable:,} trainable" if frozen else "")
+              + f"; {counted.macs:,} multiply-accumulates for one {'×'.join(map(str, input_shape))} input.</p>")
+    return ["<h2>Model</h2>", totals,
+            _table(["layer", "kind", "output shape", "parameters", "multiply-accumulates"], rows)]
+
+
+def _configuration(run: Run) -> list[str]:
+    settings = [[k, json.dumps(v)] for k, v in run.config.to_dict().items()]
     # The Trainer stores versions, creation time and command line under "_meta" in config.json.
     meta = json.loads((run.path / "config.json").read_text()).get("_meta") or {}
     settings += [[f"_meta.{k}", json.dumps(v)] for k, v in meta.items()]
-    parts += ["<h2>Configuration</h2>", _table(["setting", "value"], settings)]
-    if metrics:
-        parts += ["<h2>Training curves</h2>",
-                  _table(["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
-                         [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['test_loss']:.4f}",
-                           f"{r['test_acc']:.2%}", f"{r['seconds']:.1f}"] for r in metrics]),
-                  _img(_run_figure(run, "curves.png", lambda p: plot_curves(metrics, p, title=run.name)),
-                       "training curves")]
-    parts += ["<h2>Confusion matrix</h2>",
-              _img(_run_figure(run, "confusion.png", lambda p: plot_confusion(
-                  evaluated()[1].confusion(info.num_classes), info.classes, p)), "confusion matrix"),
-              "<h2>Most confident mistakes</h2>",
-              _img(_run_figure(run, "mistakes.png", lambda p: plot_mistakes(
-                  evaluated()[0].images, evaluated()[1], info.classes, p)), "mistakes")]
+    return ["<h2>Configuration</h2>",
+            f"<details><summary>{len(settings)} settings (config.json)</summary>"
+            f"{_table(['setting', 'value'], settings)}</details>"]
 
-    parts.append("<h2>Learned filters</h2>")
+
+def _filters(model) -> list[str]:
+    parts = ["<h2>Learned filters</h2>"]
     for index, (name, conv) in enumerate(conv_layers(model)[:2]):
         parts.append(_img(_png(plot_kernels(name, conv, by_short_name() if index == 0 else None)),
                           f"kernels of {name}"))
+    return parts
 
-    parts.append(f"<h2>Feature maps and saliency of {samples} test images</h2>")
+
+def _inside(model, image: np.ndarray, x: torch.Tensor, target: int, caption: str, why: str) -> list[str]:
+    """Feature maps of one input, then the saliency and Grad-CAM of class `target`."""
+    maps, _ = feature_maps(model, x)
+    cam, layer = grad_cam(model, x, target)
+    return [f"<h3>{html.escape(caption)}</h3>", _img(_png(plot_feature_maps(image, maps, 8, caption)),
+                                                    f"feature maps, {caption}"),
+            _img(_png(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, f"{why} {caption}")),
+                 f"saliency, {caption}")]
+
+
+def _classification_inside(model, test, samples: int) -> list[str]:
+    info = test.info
+    parts = [f"<h2>Feature maps and saliency of {samples} test images</h2>"]
     for index in _sample_indices(test.labels, samples):
         image = test.images[index]
         x = normalize_input(image, info.mean, info.std)
-        maps, logits = feature_maps(model, x)
-        probs = logits.softmax(0)
+        with torch.no_grad():
+            probs = model(x)[0].softmax(0)
         predicted = int(probs.argmax())
         caption = (f"test image {index} (label {info.classes[int(test.labels[index])]}): predicted "
                    f"{info.classes[predicted]} ({float(probs[predicted]):.0%})")
-        parts += [f"<h3>{html.escape(caption)}</h3>", _img(_png(plot_feature_maps(image, maps, 8, caption)),
-                                                           f"feature maps, {caption}")]
-        cam, layer = grad_cam(model, x, predicted)
-        parts.append(_img(_png(plot_saliency(image, gradient_saliency(model, x, predicted), cam, layer,
-                                             f"Why {info.classes[predicted]}? {caption}")), f"saliency, {caption}"))
+        parts += _inside(model, image, x, predicted, caption, f"Why {info.classes[predicted]}?")
+    return parts
 
+
+def _segmentation_inside(model, test, samples: int) -> list[str]:
+    """Each scene's maps, and the saliency of the digit class the model labels most pixels with (the class of
+    most true digit pixels where it labels none): the region of that class is what the maps explain."""
+    info = test.info
+    parts = [f"<h2>Feature maps and saliency of {samples} test scenes</h2>"]
+    for index in range(min(samples, len(test.images))):
+        image = test.images[index]
+        x = normalize_input(image, info.mean, info.std)
+        with torch.no_grad():
+            predicted = model(x)[0].argmax(0).numpy()
+        counts = np.bincount(predicted.ravel(), minlength=info.num_classes)[1:]
+        if not counts.any():
+            counts = np.bincount(test.labels[index].ravel(), minlength=info.num_classes)[1:]
+        target = 1 + int(counts.argmax())
+        caption = (f"test scene {index}: class {info.classes[target]}, {int((predicted == target).sum())} pixels "
+                   "predicted")
+        parts += _inside(model, image, x, target, caption, f"Which pixels make the {info.classes[target]} region?")
+    return parts
+
+
+def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
+    """Results first (curves and accuracy, confusion and mistakes; or IoU and scenes), then the model and its
+    configuration, then its filters, feature maps and saliency."""
+    out = Path(out or run.path / "report.html")
+    config, metrics = run.config, run.metrics()
+    segmentation = task_for(config).name == "segmentation"
+    model = run.build_model(checkpoint)
+    test = config.load_split("test", quiet=True)
+    results, inside = ((_segmentation_results, _segmentation_inside) if segmentation
+                       else (_classification_results, _classification_inside))
+    parts = [f"<h1>Run <code>{html.escape(run.name)}</code></h1>", _headline(run, metrics, segmentation),
+             *results(run, model, test, metrics),
+             *_model_summary(model, _input_shape(test.images)),
+             *_configuration(run), *_filters(model), *inside(model, test, samples)]
     document = (f"<!doctype html><html><head><meta charset=utf-8><title>cnnlab run {html.escape(run.name)}</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(parts)}"
                 f"<p class=note>Written by <code>cnnlab report</code> from {html.escape(str(run.path))}.</p>"

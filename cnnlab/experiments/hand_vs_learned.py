@@ -75,18 +75,24 @@ def plot(record: dict, path) -> None:
     top.suptitle(f"First conv layer: {len(names)} hand-crafted 3×3 filters vs random vs learned "
                  f"({s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}, {s['train_limit']:,} training images)",
                  fontsize=10)
-    rows = [("hand-crafted", np.stack(list(by_short_name().values())))] + [
-        (f"learned\n{dataset}", np.array(arms["learned"]["filters"])) for dataset, arms in data.items()]
+    _plot_kernels(bottom, names, data)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_kernels(bottom, names: list[str], data: dict) -> None:
+    """The hand-crafted filters titled with their names, then each dataset's learned ones titled with their index:
+    a learned filter has no name, and column j of the learned rows has nothing to do with hand-crafted filter j."""
+    rows = [("hand-crafted", np.stack(list(by_short_name().values())), names)] + [
+        (f"learned\n{dataset}", np.array(arms["learned"]["filters"]),
+         [f"learned filter {i}" for i in range(len(names))]) for dataset, arms in data.items()]
     axes = bottom.subplots(len(rows), len(names), squeeze=False)
-    for (label, kernels), row in zip(rows, axes):
-        for index, (ax, kernel) in enumerate(zip(row, kernels)):
+    for (label, kernels, titles), row in zip(rows, axes):
+        for ax, kernel, title in zip(row, kernels, titles):
             limit = float(np.abs(kernel).max()) or 1.0
             ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_xticks([]), ax.set_yticks([])
-            if label == "hand-crafted":
-                ax.set_title(names[index], fontsize=7)
+            ax.set_title(title, fontsize=7)
         row[0].set_ylabel(label, fontsize=8)
-    bottom.suptitle(f"The {len(names)} first-layer kernels, each on its own zero-centred scale (red > 0 > blue); "
-                    "learned kernels are in no particular order", fontsize=9)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    bottom.suptitle(f"The {len(names)} first-layer kernels, each on its own zero-centred scale (red > 0 > blue): "
+                    "the hand-crafted ones, and those the 'learned' arm learned (in no particular order)", fontsize=9)

@@ -6,44 +6,74 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 
 
+# The web explorer's colours (cnnlab/web/static/app.js, colourFor): signed values fade from blue through white (0) to
+# red; non-negative ones (ReLU and pooling outputs) are grey from black (0) to white, so maps look like MNIST.
+SIGNED = LinearSegmentedColormap.from_list("explorer-signed", ["#2166ac", "white", "#c0392b"])
+NON_NEGATIVE = "gray"
+
+
+def layer_scale(output: torch.Tensor) -> tuple[str | LinearSegmentedColormap, Normalize]:
+    """(colour map, scale) shared by all maps of one layer: centred on 0 if any value is negative, else 0..max."""
+    low, high = float(output.min()), float(output.max())
+    if low < 0:
+        limit = max(-low, high)
+        return SIGNED, Normalize(-limit, limit)
+    return NON_NEGATIVE, Normalize(0, high or 1.0)
+
+
+def _strip(row, output: torch.Tensor, max_maps: int) -> str:
+    """1x1 maps (global pooling) are single numbers: one strip of values."""
+    channels = output.shape[0]
+    shown = min(channels, 8 * max_maps)
+    strip = row.subplots(1, 1)
+    cmap, norm = layer_scale(output[:shown])
+    image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap=cmap, norm=norm, aspect="auto")
+    strip.set_yticks([])
+    strip.set_xlabel("channel", fontsize=8)
+    row.colorbar(image, ax=strip, fraction=0.03, pad=0.01)
+    return f" (first {shown} values)" if shown < channels else ""
+
+
+def _map_row(row, output: torch.Tensor, cols: int, max_maps: int) -> str:
+    """The first `max_maps` maps of a layer, numbered, on the layer's shared scale, with its colour bar."""
+    channels = output.shape[0]
+    shown = min(channels, max_maps)
+    cmap, norm = layer_scale(output[:shown])
+    axes = row.subplots(1, cols, squeeze=False)[0]
+    for index, ax in enumerate(axes):
+        ax.axis("off")
+        if index < shown:
+            image = ax.imshow(output[index].numpy(), cmap=cmap, norm=norm)
+            ax.set_title(str(index), fontsize=7, pad=2)
+    row.colorbar(image, ax=axes.tolist(), fraction=0.025, pad=0.01, aspect=8)
+    return f" (maps 0–{shown - 1} of {channels})" if shown < channels else ""
+
+
 def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], max_maps: int = 16,
                       title: str = ""):
-    """One row per layer: its first `max_maps` channels, each scaled to its own min..max (viridis: dark = the
-    map's minimum, yellow = its maximum), labelled with the layer's name and output shape. The input comes first;
-    1x1 maps are one strip of values instead."""
+    """One row per layer: its first `max_maps` channels, numbered, labelled with the layer's name and output shape.
+    The maps of a layer share one colour scale (its colour bar), in the web explorer's colours: blue < 0 < red
+    where the layer's values are signed, black (0) to white where all are >= 0. The input comes first; 1x1 maps
+    are one strip of values instead."""
     cols = max(1, min(max_maps, max((m.shape[0] for _, m in maps), default=1)))
     cell = 0.85
-    fig = plt.figure(figsize=(cols * cell + 0.6, (len(maps) + 1) * (cell + 0.38) + 0.5))
+    fig = plt.figure(figsize=(cols * cell + 1.2, (len(maps) + 1) * (cell + 0.5) + 0.5))
     rows = fig.subfigures(len(maps) + 1, 1, squeeze=False)[:, 0]
     ax = rows[0].subplots(1, cols, squeeze=False)[0]
     for a in ax:
         a.axis("off")
     ax[0].imshow(image, cmap="gray")
-    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}.  Below, each map is scaled to its own range: "
-                     "dark = its minimum, yellow = its maximum", fontsize=9, x=0.02, ha="left")
+    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}.  Below, the maps of a layer share one colour scale: "
+                     "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0",
+                     fontsize=9, x=0.02, ha="left")
     for row, (name, output) in zip(rows[1:], maps):
         channels, h, w = output.shape
-        if h * w == 1:
-            # 1x1 maps (global pooling) are single numbers: scaled one by one they would all look alike, so
-            # they are drawn as one strip on a shared scale.
-            shown = min(channels, 8 * max_maps)
-            strip = row.subplots(1, 1)
-            image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap="viridis", aspect="auto")
-            strip.set_yticks([])
-            strip.set_xlabel("channel", fontsize=8)
-            row.colorbar(image, ax=strip, fraction=0.03, pad=0.01)
-            what = f" (first {shown} values, shared scale)" if shown < channels else " (shared scale)"
-        else:
-            shown = min(channels, max_maps)
-            for index, a in enumerate(row.subplots(1, cols, squeeze=False)[0]):
-                a.axis("off")
-                if index < shown:
-                    a.imshow(output[index].numpy(), cmap="viridis")
-            what = f" (first {shown} maps)" if shown < channels else ""
+        what = _strip(row, output, max_maps) if h * w == 1 else _map_row(row, output, cols, max_maps)
         row.suptitle(f"{name}: {channels}×{h}×{w}{what}", fontsize=9, x=0.02, ha="left")
     fig.suptitle(title or "Feature maps", fontsize=11, y=1.0 + 0.25 / len(rows), va="bottom")
     return fig

@@ -140,8 +140,34 @@ def _draw_matrix(ax, f: Filter) -> None:
         ax.text(-0.2, rows / 2, f"{f.scale} ×", ha="right", va="center", fontsize=size)
 
 
+def is_signed(f: Filter) -> bool:
+    """Entries summing to 0 (the edge detectors): the response is 0 on flat areas and as often negative as
+    positive, so clipping it to [0, 1] would keep one side of every edge only."""
+    return abs(float(np.sum(f.kernel))) < 1e-6
+
+
+def signed_response(image: np.ndarray, f: Filter) -> tuple[np.ndarray, float]:
+    """(the response of the image's luminance to a zero-sum kernel, the ± limit of its colour scale): a colour
+    image's three signed channels have no colour of their own, so the figure shows the luma's. The limit is the
+    98th percentile of |response|, so that a few extreme pixels do not wash out every edge."""
+    luma = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL converts to grey
+    response = apply(luma[..., None], f.kernel)[..., 0]
+    return response, float(np.percentile(np.abs(response), 98)) or 1.0
+
+
+def _draw_response(name_ax, image_ax, image: np.ndarray, f: Filter, name: str) -> None:
+    if is_signed(f):
+        response, limit = signed_response(image, f)
+        image_ax.imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        name = f"{name}\n\nred > 0 > blue\n(±{limit:.2g}, white = 0)"
+    else:
+        image_ax.imshow(np.clip(apply(image, f.kernel), 0, 1), interpolation="nearest")
+    name_ax.text(0.5, 0.5, name, ha="center", va="center", fontsize=12, transform=name_ax.transAxes,
+                 linespacing=1.1)
+
+
 def figure(image: np.ndarray, filters: list[Filter], path: str | Path, source: str) -> Path:
-    """The table as a PNG: one row per filter, the image convolved with it (clipped to [0, 1] for display)."""
+    """The table as a PNG: one row per filter, the image convolved with it; see the footnote for the colours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,16 +182,19 @@ def figure(image: np.ndarray, filters: list[Filter], path: str | Path, source: s
     for ax, title in zip(axes[0], ("Operation", "Filter", "Convolved image")):
         ax.axis("off")
         ax.text(0.5, 0.2, title, ha="center", va="center", fontsize=13, weight="bold", transform=ax.transAxes)
-    for (name_ax, matrix_ax, image_ax), f in zip(axes[1:], filters):
+    names = numbered([f.operation for f in filters])
+    for (name_ax, matrix_ax, image_ax), f, name in zip(axes[1:], filters, names):
         name_ax.axis("off")
-        name_ax.text(0.5, 0.5, f.operation, ha="center", va="center", fontsize=12, transform=name_ax.transAxes)
         _draw_matrix(matrix_ax, f)
-        image_ax.imshow(np.clip(apply(image, f.kernel), 0, 1), interpolation="nearest")
+        _draw_response(name_ax, image_ax, image, f, name)
         image_ax.set_xticks([])
         image_ax.set_yticks([])
-    fig.text(0.02, 0.003, f"Image: {source}\nEach RGB channel convolved with cnnlab.scratch conv2d (zero padding); "
-             "results clipped to [0, 1] for display", ha="left", va="bottom", fontsize=7, color="0.35")
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.995, bottom=0.55 / fig.get_figheight(), wspace=0.05, hspace=0.06)
+    fig.text(0.02, 0.003, f"Image: {source}\nEach RGB channel convolved with cnnlab.scratch conv2d (zero padding), "
+             "clipped to [0, 1] for display.\nFilters whose entries sum to 0 (edge detectors) give signed values, 0 "
+             "on flat areas:\ntheir rows show the luminance's response on a scale centred on 0, red > 0 > blue\n"
+             "(±: the 98th percentile of |response|; clipping at 0 would show one side of each edge only).",
+             ha="left", va="bottom", fontsize=6.5, color="0.35")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.995, bottom=0.9 / fig.get_figheight(), wspace=0.05, hspace=0.06)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

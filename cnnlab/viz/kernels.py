@@ -15,27 +15,61 @@ def _grid(count: int, max_cols: int) -> tuple[int, int]:
 
 
 def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.ndarray] | None = None,
-                 max_filters: int = 32, max_inputs: int = 16, title: str = ""):
-    """A figure of `conv`'s kernels.
+                 max_filters: int = 64, max_inputs: int = 16, title: str = ""):
+    """A figure of `conv`'s kernels: its first `max_filters` filters (all of them in most layers), and of a deeper
+    layer's filters the first `max_inputs` input channels; the title says when it shows fewer than all.
 
-    A first layer (1 or 3 input channels) shows each filter as one small image; deeper layers show one row per
-    filter and one column per input channel. All learned kernels share one colour scale centred on zero, so
+    A first layer (1 or 3 input channels) shows each filter as one small image; deeper layers show one column per
+    filter and one row per input channel. All learned kernels share one colour scale centred on zero, so
     that colour means the same weight everywhere and white is 0. Hand-crafted filters, if given, get a row of
     their own beside a first layer, each on its own centred scale with its values written in (a blur's 1/9 and
     an edge detector's 8 share no useful scale).
     """
     weights = conv.weight.detach().cpu().float().numpy()  # [out, in, k, k]
     out_ch, in_ch, kh, kw = weights.shape
-    per_input = in_ch not in (1, 3)
-    # A deeper layer's grid grows with filters x inputs: half as many rows keeps it readable.
-    shown = weights[:max_filters // 2 if per_input else max_filters, :max_inputs]
+    shown = weights[:max_filters, :max_inputs]
+    head = title or f"Learned kernels of {layer_name} ({out_ch}×{in_ch}×{kh}×{kw})"
+    if in_ch not in (1, 3):
+        return _deep_layer(shown, out_ch, in_ch, head)
+    return _first_layer(shown, out_ch, in_ch, head, hand_crafted or {})
+
+
+def _deep_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str):
+    """Column j is filter j, its slices for input channels 0, 1, ... top to bottom; the figure is sized to its
+    grid (fixed margins in inches), so that no band is left empty."""
+    filters, inputs = shown.shape[:2]
     limit = float(np.abs(shown).max()) or 1.0
-    rows, cols = shown.shape[:2] if per_input else _grid(shown.shape[0], 8)
-    # Hand-crafted filters act on an image, so they compare with a first layer only.
-    hand = 0 if per_input else len(hand_crafted or ())
-    cell = 0.6 if per_input else 1.0
-    width = max(cols * cell + 2.2, hand * 1.25 + 0.4)
-    learned_h, hand_h = rows * cell + 0.8, 2.4 if hand else 0.0
+    cell = 0.42 if filters <= 32 else 0.3
+    left, right, top, bottom = 0.5, 1.1, 0.75, 0.15  # inches: row labels, colour bar, title and column labels
+    width, height = filters * cell + left + right, inputs * cell + top + bottom
+    fig, axes = plt.subplots(inputs, filters, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=0.25, hspace=0.25)
+    for (i, j), ax in np.ndenumerate(axes):
+        image = ax.imshow(shown[j, i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_frame_on(False)
+    for j in range(filters):
+        axes[0, j].set_title(str(j), fontsize=6, pad=2)
+    for i in range(inputs):
+        axes[i, 0].set_ylabel(f"in {i}", rotation=0, ha="right", va="center", fontsize=6)
+    capped = [f"the first {filters} of {out_ch} filters" if filters < out_ch else "",
+              f"input channels 0–{inputs - 1} of {in_ch}" if inputs < in_ch else ""]
+    what = f"columns: filters 0–{filters - 1}; rows: their input channels" + \
+        "".join(f"; {c}" for c in capped if c)
+    fig.suptitle(f"{head}\n{what}", fontsize=9, y=1 - 0.08 / height, va="top")
+    colour_bar = fig.add_axes((1 - 0.8 / width, bottom / height, 0.12 / width, 1 - (top + bottom) / height))
+    fig.colorbar(image, cax=colour_bar, label="weight (shared scale, white = 0)")
+    return fig
+
+
+def _first_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str, hand_crafted: dict[str, np.ndarray]):
+    """Each filter as one small image (grey: RGB), with the hand-crafted filters below."""
+    limit = float(np.abs(shown).max()) or 1.0
+    rows, cols = _grid(shown.shape[0], 8)
+    hand = len(hand_crafted)
+    width = max(cols * 1.0 + 2.2, hand * 1.25 + 0.4)
+    learned_h, hand_h = rows * 1.0 + 0.8, 1.9 if hand else 0.0
     fig = plt.figure(figsize=(width, learned_h + hand_h + 0.3))
     subfigs = fig.subfigures(2 if hand else 1, 1, height_ratios=[learned_h, hand_h] if hand else None,
                              squeeze=False)[:, 0]
@@ -45,35 +79,31 @@ def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.nd
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_frame_on(False)
     image = None
-    if per_input:
-        for i in range(rows):
-            for j in range(cols):
-                image = axes[i, j].imshow(shown[i, j], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            axes[i, 0].set_ylabel(f"{i}", rotation=0, ha="right", va="center", fontsize=7)
-        for j in range(cols):
-            axes[0, j].set_title(f"in {j}", fontsize=7)
-        what = f"filters 0–{rows - 1} of {out_ch} (rows) × input channels 0–{cols - 1} of {in_ch} (columns)"
-    else:
-        for index, ax in enumerate(axes.flat[:shown.shape[0]]):
-            if in_ch == 1:
-                image = ax.imshow(shown[index, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            else:  # RGB: map [-limit, limit] to [0, 1] so grey is 0 in every channel
-                ax.imshow(shown[index].transpose(1, 2, 0) / (2 * limit) + 0.5)
-            ax.set_title(f"filter {index}", fontsize=7)
-        what = f"{shown.shape[0]} of {out_ch} filters"
-    learned.suptitle(title or f"Learned kernels of {layer_name} ({out_ch}×{in_ch}×{kh}×{kw}): {what}", fontsize=10)
+    for index, ax in enumerate(axes.flat[:shown.shape[0]]):
+        if in_ch == 1:
+            image = ax.imshow(shown[index, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:  # RGB: map [-limit, limit] to [0, 1] so grey is 0 in every channel
+            ax.imshow(shown[index].transpose(1, 2, 0) / (2 * limit) + 0.5)
+        ax.set_title(f"filter {index}", fontsize=7)
+    what = f"all {out_ch} filters" if shown.shape[0] == out_ch else f"the first {shown.shape[0]} of {out_ch} filters"
+    learned.suptitle(f"{head}: {what}", fontsize=10)
     if image is not None:
         learned.colorbar(image, ax=axes, shrink=0.8, label="weight (shared scale, white = 0)")
     if hand:
-        hand_axes = subfigs[1].subplots(1, hand, squeeze=False)[0]
-        for ax, (name, kernel) in zip(hand_axes, hand_crafted.items()):
-            k_limit = float(np.abs(kernel).max()) or 1.0
-            ax.imshow(kernel, cmap="RdBu_r", vmin=-k_limit, vmax=k_limit)
-            if kernel.shape[0] <= 5:
-                for (i, j), value in np.ndenumerate(kernel):
-                    ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6,
-                            color="white" if abs(value) > 0.6 * k_limit else "black")
-            ax.set_title(name, fontsize=7)
-            ax.set_xticks([]), ax.set_yticks([])
-        subfigs[1].suptitle("Hand-crafted filters (values written in; each on its own centred scale)", fontsize=10)
+        _hand_crafted_row(subfigs[1], hand_crafted)
     return fig
+
+
+def _hand_crafted_row(subfig, hand_crafted: dict[str, np.ndarray]) -> None:
+    axes = subfig.subplots(1, len(hand_crafted), squeeze=False)[0]
+    subfig.subplots_adjust(bottom=0.04, top=0.72)
+    for ax, (name, kernel) in zip(axes, hand_crafted.items()):
+        k_limit = float(np.abs(kernel).max()) or 1.0
+        ax.imshow(kernel, cmap="RdBu_r", vmin=-k_limit, vmax=k_limit)
+        if kernel.shape[0] <= 5:
+            for (i, j), value in np.ndenumerate(kernel):
+                ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(value) > 0.6 * k_limit else "black")
+        ax.set_title(name, fontsize=7)
+        ax.set_xticks([]), ax.set_yticks([])
+    subfig.suptitle("Hand-crafted filters (values written in; each on its own centred scale)", fontsize=10)

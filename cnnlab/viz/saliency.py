@@ -1,5 +1,9 @@
 """Which pixels a prediction depends on: gradient saliency (Simonyan et al. 2014) and Grad-CAM
-(Selvaraju et al. 2017), for any PyTorch classifier."""
+(Selvaraju et al. 2017), for any PyTorch classifier or segmentation model.
+
+A classifier's score for class `target` is its logit. A segmentation model (logits [1, K, H, W]) has one logit per
+pixel: its score is the sum of the target class's logits over the pixels the model assigns to that class (over
+the whole image if it assigns none), so the maps explain the region the model labels `target`."""
 
 from __future__ import annotations
 
@@ -14,11 +18,27 @@ from cnnlab.errors import ConfigError, LayerError
 from cnnlab.viz.activations import conv_layers
 
 
+def target_score(output: torch.Tensor, target: int) -> torch.Tensor:
+    """The scalar to explain: a classifier's logit, or a segmentation model's logits of `target` summed over its
+    region (see the module's docstring)."""
+    if output.ndim == 2:
+        return output[0, target]
+    logits = output[0, target]
+    region = output[0].argmax(0) == target
+    return logits[region].sum() if region.any() else logits.sum()
+
+
+def _input_with_grad(x: torch.Tensor) -> torch.Tensor:
+    # Gradients must flow even where every parameter before a layer is frozen (a transfer run's
+    # feature extractor): a leaf that requires grad makes every activation computed from it require grad.
+    return x.detach().clone().requires_grad_(True)
+
+
 def gradient_saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
-    """|d logit_target / d input|, the maximum over input channels: [H, W]."""
-    x = x.detach().clone().requires_grad_(True)
+    """|d score_target / d input|, the maximum over input channels: [H, W]; see `target_score`."""
+    x = _input_with_grad(x)
     model.zero_grad(set_to_none=True)
-    model(x)[0, target].backward()
+    target_score(model(x), target).backward()
     return x.grad[0].abs().amax(0).numpy()
 
 
@@ -31,17 +51,20 @@ def _is_activation(module: nn.Module) -> bool:
 
 
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The first activation run after the last conv layer (the last conv layer itself if none follows).
+    """A classifier's first activation run after its last conv layer (the last conv layer itself if none
+    follows); a segmentation model's last activation (its last conv layer if it has none).
 
     Grad-CAM weighs *rectified* maps: on a conv's raw output, negative maps times negative weights light up the
-    background. For a ResNet this is the last block's output ReLU, where Grad-CAM is usually applied.
+    background. For a ResNet this is the last block's output ReLU, where Grad-CAM is usually applied. A
+    segmentation model's last convs compute class scores (an FCN's skip scores run after its head), so its maps
+    are the last rectified features before them: an FCN's fc7, a U-Net's last decoder block.
     """
     order: list[str] = []
     leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
     handles = [m.register_forward_hook(lambda *_, n=n: order.append(n)) for n, m in leaves]
     try:
         with torch.no_grad():
-            model(x)
+            output = model(x)
     finally:
         for handle in handles:
             handle.remove()
@@ -50,6 +73,8 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     if not convs:
         raise ConfigError("the model has no convolution layers: Grad-CAM needs feature maps")
     last = convs[-1]
+    if output.ndim == 4:
+        return next((n for n in reversed(order) if _is_activation(modules[n])), order[last])
     return next((n for n in order[last + 1:] if _is_activation(modules[n])), order[last])
 
 
@@ -70,7 +95,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
     handle = modules[name].register_forward_hook(keep)
     try:
         model.zero_grad(set_to_none=True)
-        model(x.detach())[0, target].backward()
+        target_score(model(_input_with_grad(x)), target).backward()
     finally:
         handle.remove()
     maps, grads = store["maps"][0].detach(), store["maps"].grad[0]
@@ -83,24 +108,30 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
     return (cam / peak if peak > 0 else cam).numpy(), name
 
 
+HEAT = "inferno"  # perceptually uniform: brightness alone orders the values (jet's bands suggest false edges)
+OUTLINE = "cyan"  # no colour of inferno: the outline never hides in the map
+
+
+def _heat(fig, ax, image: np.ndarray, heat: np.ndarray, title: str, label: str) -> None:
+    """`heat` in [0, 1] drawn opaque, so that its colours are exactly its colour bar's, with the input's outline
+    on top (a map blended into the image would show colours the bar does not have)."""
+    mapped = ax.imshow(heat, cmap=HEAT, vmin=0, vmax=1)
+    if image.max() > image.min():
+        ax.contour(image, levels=[(float(image.min()) + float(image.max())) / 2], colors=OUTLINE, linewidths=0.8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(mapped, ax=ax, fraction=0.046, pad=0.03, label=label)
+
+
 def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_layer: str, caption: str):
-    """Input | gradient saliency | saliency over the input | Grad-CAM over the input, with colour bars."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    """Input | gradient saliency | Grad-CAM, both maps with the input's outline and a colour bar."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
     for a in axes:
         a.set_xticks([]), a.set_yticks([])
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title("input", fontsize=9)
-    sal = saliency / (saliency.max() or 1.0)
-    s_image = axes[1].imshow(sal, cmap="hot", vmin=0, vmax=1)
-    axes[1].set_title("gradient saliency |∂ logit / ∂ pixel|", fontsize=9)
-    fig.colorbar(s_image, ax=axes[1], fraction=0.046, pad=0.03, label="relative to max")
-    axes[2].imshow(image, cmap="gray")
-    axes[2].imshow(sal, cmap="hot", alpha=0.55, vmin=0, vmax=1)
-    axes[2].set_title("saliency over the input", fontsize=9)
-    axes[3].imshow(image, cmap="gray")
-    c_image = axes[3].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    axes[3].set_title(f"Grad-CAM at {cam_layer}", fontsize=9)
-    fig.colorbar(c_image, ax=axes[3], fraction=0.046, pad=0.03, label="relative importance")
+    _heat(fig, axes[1], image, saliency / (saliency.max() or 1.0), "gradient saliency |∂ score / ∂ pixel|",
+          "relative to its maximum")
+    _heat(fig, axes[2], image, cam, f"Grad-CAM at {cam_layer}", "relative importance")
     fig.suptitle(caption, fontsize=10)
     fig.tight_layout()
     return fig

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
-from cnnlab.viz.training import _save
+from cnnlab.viz.training import _save, epoch_axis
 
-# background black, then one clearly different colour per digit class (tab10)
-PALETTE = np.vstack([[0.0, 0.0, 0.0], plt.get_cmap("tab10").colors])
-ERROR = np.array([0.9, 0.1, 0.1])
+# Background black, then one colour per digit class, chosen so that every pair of classes and the error map's
+# two marks (red = wrong, the dimmed grey input = right) differ by at least 27 CIELAB units (ΔE76): tab10 without
+# its red and grey (they were the error and correct marks), with gold, lime, salmon and light blue.
+PALETTE = np.array([to_rgb(c) for c in ("black", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#e377c2", "#17becf",
+                                        "#f3c300", "#80ff4d", "#f99379", "#a1caf1")])
+ERROR = np.array([1.0, 0.0, 0.0])
+CORRECT = np.array([0.35, 0.35, 0.35])  # the brightest a correct pixel gets: ink dimmed to 35%
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:
@@ -22,13 +27,21 @@ def colorize(labels: np.ndarray) -> np.ndarray:
 
 def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """The input dimmed to gray with every wrongly labelled pixel in red."""
-    rgb = np.repeat(image[..., None] / 255 * 0.35, 3, axis=2)
+    rgb = image[..., None] / 255 * CORRECT
     rgb[truth != predicted] = ERROR
     return rgb
 
 
-def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, count: int = 6,
-                titles: list[str] | None = None) -> None:
+def legend_handles(classes: tuple[str, ...], with_errors: bool) -> list[Patch]:
+    """One swatch per class in palette order, then the error map's marks."""
+    handles = [Patch(facecolor=PALETTE[i], edgecolor="0.5", label=name) for i, name in enumerate(classes)]
+    if with_errors:
+        handles += [Patch(facecolor=ERROR, label="error"), Patch(facecolor=CORRECT, label="correct (input dimmed)")]
+    return handles
+
+
+def scenes_figure(images, truth, predicted, classes: tuple[str, ...], count: int = 6,
+                  titles: list[str] | None = None):
     """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a class legend.
     Images are uint8 [H, W], label maps integer [H, W] (tensors or arrays); without `truth` (a user's images),
     rows are input | prediction."""
@@ -49,17 +62,17 @@ def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, 
             ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    legend = [Patch(facecolor=PALETTE[i], edgecolor="0.5", label=name) for i, name in enumerate(classes)]
-    if truth is not None:
-        legend.append(Patch(facecolor=ERROR, label="error"))
-    ncol = len(legend) if columns == 4 else 6
-    rows = -(-len(legend) // ncol)
-    # matplotlib fills legend columns first; reorder so that the classes read left to right, row by row
-    legend = [legend[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < len(legend)]
-    fig.legend(handles=legend, loc="lower center", ncol=ncol, fontsize=7, frameon=False,
-               handlelength=1.2, columnspacing=0.8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    _save(fig, path)
+    handles = legend_handles(classes, truth is not None)
+    # one row: in a grid of swatches, "background" above "5" read as a pair whichever way matplotlib fills it
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False,
+               handlelength=1.0, handletextpad=0.4, columnspacing=0.9)
+    fig.tight_layout(rect=(0, 0.25 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, count: int = 6,
+                titles: list[str] | None = None) -> None:
+    _save(scenes_figure(images, truth, predicted, classes, count, titles), path)
 
 
 def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Path) -> None:
@@ -74,8 +87,8 @@ def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Pa
     ax_bar.set(ylim=(0, 1.08), ylabel="IoU", title=f"Test IoU per class (mean {evaluation.mean_iou:.3f}, dashed)")
     epochs = [row["epoch"] for row in history]
     ax_curve.plot(epochs, [row["test_miou"] for row in history], "s-")
-    ax_curve.set(xlabel="epoch", ylabel="mean IoU (background included)", title="Test mean IoU")
-    ax_curve.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax_curve.set(ylabel="mean IoU (background included)", title="Test mean IoU")
+    epoch_axis(ax_curve, max(epochs))
     for ax in (ax_bar, ax_curve):
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

@@ -16,26 +16,49 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
+def epoch_axis(ax, last_epoch: int) -> None:
+    """Epochs from 0 to `last_epoch` with whole-epoch ticks only: a one-epoch run's single point would otherwise get
+    autoscaled ticks such as 0.95 ... 1.05."""
+    ax.set_xlim(0, last_epoch * 1.03)
+    ax.set_xticks(range(0, last_epoch + 1, max(1, -(-last_epoch // 10))))
+    ax.set_xlabel("epoch")
+
+
+def _train_loss_points(history: list[dict]) -> tuple[list[float], list[float], str]:
+    """(x in epochs, training loss, label): every recorded step point where the Trainer wrote them, so that a
+    short run still has a curve; one point per epoch for runs written before "step_loss" existed."""
+    if all("step_loss" in row for row in history):
+        points = [(row["epoch"] - 1 + step / row["steps"], loss) for row in history for step, loss in row["step_loss"]]
+        return [x for x, _ in points], [loss for _, loss in points], "train (every 10 steps)"
+    return [row["epoch"] for row in history], [row["train_loss"] for row in history], "train (epoch mean)"
+
+
+def curves_figure(history: list[dict], title: str = ""):
+    """Loss (training loss per step where recorded, test loss at each epoch's end) and accuracy per epoch."""
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
-    ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], "s-", label="test")
+    steps_x, steps_loss, train_label = _train_loss_points(history)
+    ax_loss.plot(steps_x, steps_loss, ".-" if len(steps_x) < 40 else "-", lw=1.2, label=train_label)
+    ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test (end of epoch)")
+    ax_loss.set(ylabel="cross-entropy loss", title="Loss")
+    ax_acc.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train (during the epoch)")
+    ax_acc.plot(epochs, [100 * r["test_acc"] for r in history], "s-", label="test (end of epoch)")
     best = max(history, key=lambda r: r["test_acc"])
     ax_acc.annotate(f"best test {best['test_acc']:.2%}", (best["epoch"], 100 * best["test_acc"]),
-                    textcoords="offset points", xytext=(0, -18), ha="center", fontsize=9)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+                    textcoords="offset points", xytext=(-6, -18), ha="right", fontsize=9)
+    ax_acc.set(ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        epoch_axis(ax, max(epochs))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
+    _save(curves_figure(history, title), path)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path) -> None:

@@ -1,0 +1,273 @@
+"""The pictures of issue 16, checked by what they draw: curves on whole-epoch ticks, distinguishable segmentation
+colours, feature maps on one colour scale per layer, Grad-CAM of frozen and segmentation models, signed edge
+responses, every kernel of a deep layer, honest titles, and report.html's order for both tasks."""
+
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgb
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.experiments.hand_vs_learned import plot as plot_hand_vs_learned
+from cnnlab.models import get_model
+from cnnlab.train.config import recipe_config
+from cnnlab.train.evaluation import SegmentationEvaluation
+from cnnlab.train.trainer import Trainer
+from cnnlab.viz import handcrafted
+from cnnlab.viz.features import SIGNED, plot_feature_maps
+from cnnlab.viz.kernels import plot_kernels
+from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
+from cnnlab.viz.segmentation_figures import CORRECT, ERROR, PALETTE, error_map, legend_handles, plot_iou, \
+    scenes_figure
+from cnnlab.viz.training import curves_figure
+
+ROW = {"train_loss": 1.2, "train_acc": 0.6, "test_loss": 0.6, "test_acc": 0.8, "lr": 1e-3, "seconds": 1.0,
+       "images_per_s": 100.0}
+
+
+def _ticks_are_whole_epochs(ax):
+    ticks = ax.get_xticks()
+    assert len(ticks) >= 2 and np.all(ticks == np.round(ticks)), ticks
+
+
+def test_curves_plot_the_step_losses_on_whole_epoch_ticks():
+    history = [{**ROW, "epoch": 1, "steps": 32, "step_loss": [[10, 2.1], [20, 1.0], [30, 0.6], [32, 0.4]]}]
+    fig = curves_figure(history)
+    ax_loss, ax_acc = fig.axes
+    train, test = ax_loss.get_lines()
+    np.testing.assert_allclose(train.get_xdata(), [10 / 32, 20 / 32, 30 / 32, 1.0])
+    np.testing.assert_allclose(train.get_ydata(), [2.1, 1.0, 0.6, 0.4])
+    assert list(test.get_xdata()) == [1] and list(test.get_ydata()) == [0.6]
+    for ax in (ax_loss, ax_acc):
+        _ticks_are_whole_epochs(ax)
+    plt.close(fig)
+
+
+def test_curves_of_runs_written_before_step_losses_use_one_point_per_epoch():
+    fig = curves_figure([{**ROW, "epoch": 1}])
+    train, _ = fig.axes[0].get_lines()
+    assert list(train.get_xdata()) == [1] and list(train.get_ydata()) == [1.2]
+    _ticks_are_whole_epochs(fig.axes[0])
+    plt.close(fig)
+
+
+def test_iou_curve_of_one_epoch_has_whole_epoch_ticks(tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figure that plot_iou saves
+    evaluation = SegmentationEvaluation(0.5, torch.eye(11, dtype=torch.int64) * 10, torch.zeros(1, 4, 4))
+    plot_iou([{**ROW, "epoch": 1, "test_miou": 0.3}], evaluation, tuple(map(str, range(11))), tmp_path / "iou.png")
+    _ticks_are_whole_epochs(kept[0].axes[1])
+
+
+def _cielab(rgb):
+    """sRGB in [0, 1] -> CIELAB (D65)."""
+    rgb = np.asarray(rgb, dtype=float)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    f = np.cbrt(np.maximum(xyz / [0.9505, 1.0, 1.089], (6 / 29) ** 3))
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def test_the_legend_colours_are_pairwise_distinguishable():
+    handles = legend_handles(tuple(["background"] + [str(d) for d in range(10)]), with_errors=True)
+    assert [h.get_label() for h in handles][-2:] == ["error", "correct (input dimmed)"]
+    lab = _cielab([h.get_facecolor()[:3] for h in handles])
+    distance = np.linalg.norm(lab[:, None] - lab[None], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    # ΔE76 above 20: clearly different side by side (the old palette gave class 3 and "error" ΔE 12)
+    assert distance.min() > 20, np.unravel_index(distance.argmin(), distance.shape)
+
+
+def test_error_map_marks_errors_red_and_dims_correct_ink_to_the_legend_grey():
+    image = np.array([[255, 255], [0, 255]], dtype=np.uint8)
+    truth, predicted = np.array([[1, 2], [0, 0]]), np.array([[1, 3], [0, 0]])
+    rgb = error_map(image, truth, predicted)
+    np.testing.assert_allclose(rgb[0, 1], ERROR)
+    np.testing.assert_allclose(rgb[0, 0], CORRECT)
+    np.testing.assert_allclose(rgb[1, 0], 0)
+
+
+def test_a_predicted_scene_has_a_one_row_legend_in_class_order():
+    scene = np.zeros((64, 84), dtype=np.uint8)
+    classes = tuple(["background"] + [str(d) for d in range(10)])
+    fig = scenes_figure([scene], None, [np.zeros((64, 84), dtype=int)], classes)
+    legend = fig.legends[0]
+    assert legend._ncols == 11 and [t.get_text() for t in legend.get_texts()] == list(classes)
+    np.testing.assert_allclose([to_rgb(p.get_facecolor()) for p in legend.get_patches()], PALETTE)
+    plt.close(fig)
+
+
+def test_feature_maps_of_a_layer_share_one_scale_centred_on_zero_where_signed():
+    torch.manual_seed(0)
+    signed = torch.randn(6, 5, 5) * torch.arange(1, 7)[:, None, None]  # maps with very different ranges
+    rectified = signed.relu()
+    fig = plot_feature_maps(np.zeros((28, 28)), [("conv", signed), ("pool", rectified)], max_maps=4)
+    maps = [im for ax in fig.axes for im in ax.images if im.get_array().shape == (5, 5)]
+    assert len(maps) == 8  # the first 4 maps of each layer
+    limit = signed[:4].abs().max().item()
+    for image in maps[:4]:
+        assert image.cmap is SIGNED and (image.norm.vmin, image.norm.vmax) == pytest.approx((-limit, limit))
+    for image in maps[4:]:
+        assert image.cmap.name == "gray"
+        assert (image.norm.vmin, image.norm.vmax) == pytest.approx((0, rectified[:4].max().item()))
+    titles = [ax.get_title() for ax in fig.axes if ax.images and ax.images[0].get_array().shape == (5, 5)]
+    assert titles == ["0", "1", "2", "3"] * 2  # every map numbered
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # one colour bar per layer
+    plt.close(fig)
+
+
+def test_grad_cam_and_saliency_of_a_model_with_frozen_early_layers():
+    torch.manual_seed(0)
+    model = get_model("simple-cnn").eval()
+    for layer in (model.conv1, model.conv2):
+        layer.requires_grad_(False)  # a transfer run's feature extractor
+    x = torch.randn(1, 1, 28, 28)
+    cam, layer = grad_cam(model, x, target=3)
+    assert layer == "relu2" and cam.shape == (28, 28) and cam.max() == pytest.approx(1.0)
+    assert gradient_saliency(model, x, target=3).max() > 0
+    assert all(p.grad is None for p in model.conv1.parameters())  # frozen stays frozen
+
+
+class PixelModel(nn.Module):
+    """Segmentation logits [1, 2, H, W]: class 1's logit is 3x, class 0's a constant 1.5; class 1 is predicted
+    where x > 0.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(3.0)
+            self.conv.bias.zero_()
+
+    def forward(self, x):
+        score = self.conv(x)
+        return torch.cat([torch.full_like(score, 1.5), score], 1)
+
+
+def test_segmentation_saliency_explains_the_region_of_the_target_class():
+    x = torch.tensor([[0.9, 0.1], [0.7, 0.2]])[None, None]
+    # score = sum of class 1's logits (3x) over its region (x > 0.5): d/dx is 3 there, 0 elsewhere
+    np.testing.assert_allclose(gradient_saliency(PixelModel(), x, target=1), [[3, 0], [3, 0]])
+    # class 0 holds no pixel's argmax here... its constant logit has no gradient anywhere
+    np.testing.assert_allclose(gradient_saliency(PixelModel(), x, target=0), 0)
+    cam, layer = grad_cam(PixelModel(), x, target=1)
+    assert layer == "conv"
+    # one channel with mean gradient 2 * 1/4 over the region: relu(0.5 * 3x), normalized to max 1
+    np.testing.assert_allclose(cam, (x[0, 0] / 0.9).numpy(), rtol=1e-5)
+
+
+def test_a_registered_segmentation_model_gets_saliency_of_its_last_decoder_features():
+    torch.manual_seed(0)
+    model = get_model("unet", widths=[4, 8]).eval()
+    x = torch.randn(1, 1, 64, 84)
+    assert default_cam_layer(model, x) == "decode.0.5"  # the last ReLU before the 1x1 classifier
+    target = int(model(x)[0].argmax(0).flatten().mode().values)
+    cam, _ = grad_cam(model, x, target)
+    saliency = gradient_saliency(model, x, target)
+    assert cam.shape == saliency.shape == (64, 84) and cam.max() == pytest.approx(1.0) and saliency.max() > 0
+
+
+def test_filters_figure_numbers_the_edge_detectors_and_shows_their_signed_responses(tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    image = np.zeros((16, 16, 3), dtype=np.float32)
+    image[:, 8:] = 1.0  # one vertical edge: a zero-sum kernel answers with both signs along it
+    handcrafted.figure(image, list(handcrafted.CATALOGUE), tmp_path / "filters.png", "test")
+    texts = [t.get_text() for ax in kept[0].axes for t in ax.texts]
+    assert sum(t.startswith(f"Edge detection {i}\n") for t in texts for i in (1, 2, 3)) == 3
+    shown = [ax.images[0] for ax in kept[0].axes if ax.images]
+    assert len(shown) == len(handcrafted.CATALOGUE)
+    for f, image_shown in zip(handcrafted.CATALOGUE, shown):
+        values = np.asarray(image_shown.get_array())
+        if handcrafted.is_signed(f):
+            assert image_shown.norm.vmin == -image_shown.norm.vmax and values.min() < 0 < values.max()
+        else:
+            assert values.ndim == 3  # colour, clipped to [0, 1]
+
+
+def test_a_deep_layer_shows_every_filter_with_no_empty_band():
+    torch.manual_seed(0)
+    fig = plot_kernels("conv2", nn.Conv2d(16, 32, 5))
+    fig.canvas.draw()
+    kernels = [ax for ax in fig.axes if ax.images]
+    assert len(kernels) == 32 * 16
+    assert "filters 0–31" in fig._suptitle.get_text() and "first" not in fig._suptitle.get_text()
+    height = fig.get_figheight()
+    top = max(ax.get_position().y1 for ax in kernels)
+    bottom = min(ax.get_position().y0 for ax in kernels)
+    assert (1 - top) * height < 0.8 and bottom * height < 0.3  # inches left above and below the grid
+    plt.close(fig)
+
+
+def test_a_layer_with_more_filters_than_the_cap_says_so():
+    fig = plot_kernels("conv", nn.Conv2d(8, 80, 3))
+    assert sum(bool(ax.images) for ax in fig.axes) == 64 * 8
+    assert "the first 64 of 80 filters" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_hand_vs_learned_titles_learned_kernels_as_learned(tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    names = list(handcrafted.by_short_name())
+    arms = {arm: {"test_acc": 0.9} for arm in ("hand-crafted (frozen)", "random (frozen)", "learned")}
+    arms["learned"]["filters"] = np.random.default_rng(0).normal(size=(len(names), 3, 3)).tolist()
+    record = {"settings": {"epochs": 1, "train_limit": 600}, "result": {"datasets": {"mnist": arms}, "filters": names}}
+    plot_hand_vs_learned(record, tmp_path / "figure.png")
+    kernel_axes = [ax for ax in kept[0].axes if ax.images]
+    assert [ax.get_title() for ax in kernel_axes[:len(names)]] == names
+    assert [ax.get_title() for ax in kernel_axes[len(names):]] == [f"learned filter {i}" for i in range(len(names))]
+
+
+@pytest.fixture(scope="module")
+def classification_run(tmp_path_factory):
+    config = recipe_config("default", epochs=1, train_limit=500, test_limit=100, threads=1, device="cpu")
+    return Trainer(config, name="cls", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit().run_dir
+
+
+def _sections(page: str) -> list[str]:
+    return re.findall(r"<h2>([^<]+)</h2>", page)
+
+
+def test_report_leads_with_results_then_the_model_then_the_collapsed_configuration(classification_run):
+    assert main(["report", str(classification_run), "--samples", "1"]) == 0
+    page = (classification_run / "report.html").read_text()
+    assert _sections(page) == ["Training curves", "Confusion matrix", "Most confident mistakes", "Model",
+                               "Configuration", "Learned filters", "Feature maps and saliency of 1 test images"]
+    assert "<td>conv2</td><td>Conv2d</td><td>32×8×8</td><td>12,832</td>" in page  # a layer of the summary
+    assert "<p>80,202 parameters;" in page
+    configuration = page[page.index("<h2>Configuration</h2>"):page.index("<h2>Learned filters</h2>")]
+    assert "<details><summary>" in configuration and "<td>train_limit</td><td>500</td>" in configuration
+
+
+def test_report_of_a_transfer_run_with_frozen_layers(classification_run, tmp_path):
+    argv = ["transfer", "--from", str(classification_run), "--dataset", "mnist", "--mode", "feature-extract",
+            "--epochs", "1", "--train-limit", "200", "--test-limit", "100", "--threads", "1",
+            "--runs-dir", str(tmp_path), "--name", "frozen"]
+    assert main(argv) == 0
+    assert main(["report", str(tmp_path / "frozen"), "--samples", "1"]) == 0
+    page = (tmp_path / "frozen" / "report.html").read_text()
+    assert re.search(r"80,202 parameters, of which [\d,]+ frozen and 1,290 trainable", page)
+    assert len(re.findall(r'alt="saliency, ', page)) == 1
+
+
+def test_report_of_a_segmentation_run(tmp_path):
+    config = recipe_config("segmentation", model="unet", model_options={"widths": [4, 8]},
+                           dataset_options={"train_scenes": 64}, epochs=1, test_limit=8, threads=1, device="cpu",
+                           precision="fp32")
+    run_dir = Trainer(config, name="seg", runs_dir=tmp_path, progress=False).fit().run_dir
+    (run_dir / "iou.png").unlink()  # redrawn from a new evaluation
+    assert main(["report", str(run_dir), "--samples", "1"]) == 0
+    page = (run_dir / "report.html").read_text()
+    assert _sections(page) == ["IoU per class", "Training curves", "Test scenes", "Model", "Configuration",
+                               "Learned filters", "Feature maps and saliency of 1 test scenes"]
+    assert "<tr><th>class</th><th>IoU</th></tr><tr><td>background</td><td>0." in page  # the IoU table
+    assert re.search(r"mean IoU <b>0\.\d{4}</b> \(background included\), pixel accuracy <b>\d+\.\d\d%</b>", page)
+    alts = re.findall(r'alt="([^"]+)"', page)
+    assert alts[:3] == ["IoU per class", "training curves", "scenes"]
+    assert sum(a.startswith("feature maps, test scene 0") for a in alts) == 1
+    assert sum(a.startswith("saliency, test scene 0") for a in alts) == 1
