@@ -1,5 +1,6 @@
-"""`cnnlab report RUN`: one self-contained HTML page about a run (config, curves, confusion, mistakes, filters,
-feature maps and saliency of sample test images)."""
+"""`cnnlab report RUN`: one self-contained HTML page about a run: its results first (curves, accuracy or IoU,
+confusion and mistakes, or scenes), then the model layer by layer, the configuration, filters, and the feature maps
+and saliency of sample test images. Classification, segmentation and transfer runs alike."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def add_parser(subparsers):
     ], run)
     p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
     p.add_argument("--out", help="output file (default RUN/report.html)")
-    p.add_argument("--samples", type=int, default=3, help="test images shown layer by layer (default 3)")
+    p.add_argument("--samples", type=int, default=3, help="test images (or scenes) shown layer by layer (default 3)")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     return p
 

@@ -104,16 +104,22 @@ class TorchEngine:
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        return loss_sum.detach(), (logits.argmax(1) == y).sum() / per_image
+        # Accuracy of what the model predicts, as evaluated: with logit adjustment, of the adjusted logits (the
+        # raw ones of a class-weighted model favour the rare classes by design).
+        predicted = self._adjusted(logits.detach()).argmax(1)
+        return loss_sum.detach(), (predicted == y).sum() / per_image
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self.model.eval()
         with self._autocast():
             logits = self.model(self._inputs(x)).float()
-        if self.logit_shift is not None:
-            logits = logits + self.logit_shift.view(-1, *[1] * (logits.dim() - 2))
-        return logits
+        return self._adjusted(logits)
+
+    def _adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.logit_shift is None:
+            return logits
+        return logits.float() + self.logit_shift.view(-1, *[1] * (logits.dim() - 2))
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights to deploy: with logit adjustment, the shift is folded into the output bias, so every
