@@ -71,7 +71,7 @@ def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", 
     """(TrainConfig, model with the pretrained weights loaded) for a transfer run; `settings` are TrainConfig
     fields (epochs, lr, seed, ...)."""
     if input_size is not None and input_size < 1:
-        raise ConfigError(f"--input-size must be at least 1, got {input_size}")
+        raise ConfigError(f"input size must be at least 1, got {input_size}")
     src = source if isinstance(source, Source) else load_source(source, model, model_options)
     images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True).images
     in_channels = images.shape[1] if images.ndim == 4 else 1

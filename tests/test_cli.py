@@ -293,3 +293,22 @@ def test_segment_train_help_is_its_own(monkeypatch):
     for classification_only in ("--engine", "--augment", "--labels-per-class", "--stop-at"):
         assert classification_only not in segment and classification_only in train
     assert "(default simple-cnn)" in " ".join(train.split())
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--epochs", "2", "--train-limit", "640", "--test-limit", "200", "--threads", "1"],
+    ["segment", "train", "--epochs", "1", "--dataset-options", '{"train_scenes": 48}', "--test-limit", "8",
+     "--model-options", '{"widths": [4, 8]}', "--batch-size", "16", "--threads", "1"],
+])
+def test_training_output_fits_80_columns(tmp_path, command):
+    """The progress lines, the results table and the closing lines of a run, in an 80-column terminal: nothing
+    wider, nothing cut short with an ellipsis (a path may run on: the terminal wraps it, copying still works)."""
+    name = "a-run-name-as-long-as-the-ones-cnnlab-makes-20261130-120000"
+    result = cnnlab(*command, "--runs-dir", tmp_path, "--name", name, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if str(tmp_path) not in line]
+    assert "epoch 1/" in result.stdout and len(lines) > 5
+    assert [line for line in lines if len(line) > 80 or "…" in line] == []
+    listing = cnnlab("runs", "--runs-dir", tmp_path, env={"COLUMNS": "80"}).stdout
+    assert [line for line in listing.splitlines() if len(line) > 80 or "…" in line] == []
+    assert name[:16] in listing  # the name folds onto more lines rather than being cut

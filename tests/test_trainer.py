@@ -12,7 +12,7 @@ from cnnlab.train.config import AUGMENT_OPTIONS, TrainConfig, recipe_config
 from cnnlab.train.engine import Engine
 from cnnlab.train.evaluation import evaluate
 from cnnlab.train.runs import Run, read_weights
-from cnnlab.train.trainer import Trainer
+from cnnlab.train.trainer import Trainer, train
 from cnnlab.models import get_model
 
 from conftest import fashion_data_dir
@@ -248,3 +248,11 @@ def test_augment_settings_are_the_augmentations_parameters_and_are_checked():
         recipe_config(augment={"shift": 2})
     with pytest.raises(ConfigError, match="augment option 'max_scale' must be a non-negative number, got -0.1"):
         recipe_config(augment={"max_scale": -0.1})
+
+
+def test_the_python_api_takes_what_the_command_line_takes(tmp_path):
+    result = train(epochs=1, train_limit=64, test_limit=32, threads=1, name="mine", runs_dir=tmp_path,
+                   progress=False)
+    assert result.run_dir == tmp_path / "mine" and (result.run_dir / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match="name: where the run folder goes, not a training setting; use "):
+        recipe_config(name="mine")

@@ -80,7 +80,7 @@ def run(args, segmentation_only: bool = False) -> int:
     for i, name in enumerate(classes):
         table.add_row(name, f"{int(confusion[i].sum()):,}", f"{per_class[i]:.2%}")
     console = Console()
-    console.print(f"{title}: [bold]{result.accuracy:.2%}[/] of {len(data):,}, loss {result.loss:.4f}", soft_wrap=True)
+    console.print(f"{title}: [bold]{result.accuracy:.2%}[/] of {len(data):,}, loss {result.loss:.4f}")
     console.print(table)
     return 0
 

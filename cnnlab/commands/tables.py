@@ -51,4 +51,4 @@ def print_iou(result, classes, title: str) -> None:
     console = Console()
     console.print(table)
     console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
-                  f"pixel accuracy {result.accuracy:.2%}", soft_wrap=True)
+                  f"pixel accuracy {result.accuracy:.2%}")

@@ -28,9 +28,9 @@ def add_parser(subparsers):
                    help="fine-tune: learning rate of the pretrained layers (default: --lr, as the head)")
     p.add_argument("--model", help="the model a weights file holds (default: read from the file or its name)")
     p.add_argument("--model-options", type=json_object, help="the source model's options, as JSON")
-    p.add_argument("--input-size", type=int, metavar="PX",
-                   help="build the model for PX x PX inputs and resize images to it (default: the smallest "
-                        "size at which the pretrained layers fit)")
+    p.add_argument("--input", metavar="CxHxW",
+                   help="build the model for this input shape and resize the images to it (C: the dataset's "
+                        "channels; default: the smallest side at which the pretrained layers fit)")
     add_config_options(p, SETTINGS)
     add_output_options(p)
     return p
@@ -44,8 +44,10 @@ def run(args) -> int:
     from cnnlab.train.trainer import Trainer
 
     settings = config_overrides(args, SETTINGS)
+    side = _input_side(args) if args.input else None
     config, model = prepare(args.source, args.dataset, args.mode, freeze_until=args.freeze_until,
-                            lr_backbone=args.lr_backbone, model=args.model, model_options=args.model_options, input_size=args.input_size, **settings)
+                            lr_backbone=args.lr_backbone, model=args.model, model_options=args.model_options,
+                            input_size=side, **settings)
     trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet, model=model)
     if not args.quiet:
         spec = config.transfer
@@ -67,3 +69,17 @@ def run(args) -> int:
         return 0
     print_training(result)
     return 0
+
+
+def _input_side(args) -> int:
+    """The side of `--input CxHxW`, once C is checked against the target dataset's images."""
+    from cnnlab.commands.summary import parse_shape
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import ConfigError
+
+    channels, side, _ = parse_shape(args.input)
+    images = load_dataset(args.dataset, "test", args.data_dir, quiet=True).images
+    has = images.shape[1] if images.ndim == 4 else 1
+    if channels != has:
+        raise ConfigError(f"--input {args.input}: {args.dataset} images have {has} channel(s), not {channels}")
+    return side

@@ -211,6 +211,11 @@ def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:
     model: with another model and no model options of its own, that model gets its defaults."""
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    where = sorted({"name", "runs_dir"} & set(overrides))
+    if where:  # the flags --name and --runs-dir say where the run goes, not how it trains
+        raise ConfigError(f"{', '.join(where)}: where the run folder goes, not a training setting; use "
+                          "cnnlab.train.trainer.train(..., name=..., runs_dir=...) or Trainer(config, name=..., "
+                          "runs_dir=...)")
     settings = {**RECIPES[recipe], "recipe": recipe}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("model", settings.get("model", "simple-cnn")) != settings.get("model", "simple-cnn"):

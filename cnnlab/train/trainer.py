@@ -2,6 +2,7 @@
 
     trainer = Trainer(recipe_config("default", epochs=3))
     result = trainer.fit()          # -> TrainResult(run_dir, history, final evaluation)
+    result = train(epochs=3, name="mine")   # the same, as `cnnlab train --epochs 3 --name mine`
     Trainer.resume("runs/NAME").fit()   # continue a run that was interrupted
 
 After every epoch the run folder gets, each written atomically: `checkpoint.pt` (weights, optimizer, schedule,
@@ -29,7 +30,7 @@ from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import Engine, build_torch_model
 from cnnlab.train.evaluation import Evaluation, SegmentationEvaluation
@@ -66,6 +67,13 @@ class TrainResult:
     @property
     def seconds(self) -> float:
         return sum(row["seconds"] for row in self.history)
+
+
+def train(recipe: str = "default", *, name: str | None = None, runs_dir: str | Path | None = None,
+          progress: bool = True, **settings) -> TrainResult:
+    """`cnnlab train` from Python: the recipe with `settings` (TrainConfig fields, as the flags), trained into
+    `runs_dir/name` (the flags --name and --runs-dir)."""
+    return Trainer(recipe_config(recipe, **settings), name=name, runs_dir=runs_dir, progress=progress).fit()
 
 
 def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World,

@@ -1,0 +1,171 @@
+"""Every command that takes a run, on every kind of run: each cell works, with output of the right kind, or refuses
+with one line that says why. Never a traceback.
+
+The runs are tiny (a few hundred images, one epoch): what is checked is that the features meet, not how well the
+models learned. One test per kind of run, so that each is built once, on one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.train.config import recipe_config
+from cnnlab.train.trainer import Trainer
+from cnnlab.transfer import prepare
+
+SMALL = dict(epochs=1, train_limit=384, test_limit=100, batch_size=32, threads=1, device="cpu")
+SEGMENTATION = dict(model="unet", model_options={"widths": [4, 8]}, dataset_options={"train_scenes": 64},
+                    epochs=1, test_limit=12, batch_size=16, threads=1, device="cpu")
+
+
+def build(kind: str, root: Path) -> Path:
+    """A finished run folder of `kind` under `root`."""
+    if kind == "ddp":
+        command = [sys.executable, "-m", "cnnlab", "train", "--nproc-per-node", "2", "--epochs", "1", "--train-limit",
+                   "384", "--test-limit", "100", "--threads", "1", "--runs-dir", str(root), "--name", kind, "--quiet"]
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+        return root / kind
+    if kind == "segmentation":
+        config = recipe_config("segmentation", **SEGMENTATION)
+        return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
+    settings = {"torch": {}, "scratch": {"engine": "scratch"},
+                "batch-norm-dropout": {"model_options": {"batch_norm": True, "dropout": 0.25},
+                                       "augment": {"max_shift": 2}}}
+    if kind in settings:
+        return Trainer(recipe_config(**SMALL, **settings[kind]), name=kind, runs_dir=root, progress=False).fit().run_dir
+    source = build("torch", root / "sources")
+    modes = {"transfer-frozen": dict(mode="feature-extract"),
+             "transfer-fine-tuned": dict(mode="fine-tune", freeze_until="conv1", lr_backbone=1e-4)}
+    config, model = prepare(source, "mnist", **modes[kind], **SMALL)
+    return Trainer(config, name=kind, runs_dir=root, progress=False, model=model).fit().run_dir
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def input_image(tmp_path: Path, segmentation: bool) -> Path:
+    """A test digit for a classifier, a test scene (black on white: predict inverts it) for a segmentation."""
+    split = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1)
+    path = tmp_path / ("scene.png" if segmentation else "digit.png")
+    Image.fromarray(255 - split.images[0]).save(path)
+    return path
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+KINDS = ["torch", "scratch", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "ddp"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
+    run = build(kind, tmp_path / "runs")
+    segmentation = kind == "segmentation"
+    image = input_image(tmp_path, segmentation)
+    problems = []
+
+    def cell(name, args, check):
+        try:
+            code, out, err = cli(capsys, *args)
+        except Exception as error:  # noqa: BLE001  (what a user would see as a traceback)
+            problems.append(f"{name}: traceback: {type(error).__name__}: {error}")
+            return
+        if code != 0 or err.count("\n") > 1:
+            problems.append(f"{name}: exit {code}: {err.strip()[:300]}")
+            return
+        try:
+            ok = check(out)
+        except Exception as error:  # noqa: BLE001  (a wrong kind of output, reported with the cell's name)
+            ok = f"{type(error).__name__}: {error}"
+        if ok is not True:
+            problems.append(f"{name}: {ok or 'wrong output'}: {out[:300]}")
+
+    # evaluate: a classifier's accuracy, a segmentation's IoU
+    def evaluated(out):
+        numbers = json.loads(out)
+        if segmentation:
+            return 0 <= numbers["mean_iou"] <= 1 and len(numbers["iou"]) == 11 and numbers["scenes"] == 10
+        return 0 <= numbers["accuracy"] <= 1 and len(numbers["per_class_accuracy"]) == 10 and numbers["images"] == 10
+
+    cell("evaluate", ["evaluate", run, "--json", "--limit", 10], evaluated)
+
+    # predict: class probabilities, or the pixels of each class, and a picture per image with --out-dir
+    def predicted(out):
+        row = json.loads(out)[0]
+        if segmentation:
+            return (all(name in [str(d) for d in range(10)] for name in row["pixels_per_class"])
+                    and is_png(tmp_path / "out" / "scene_segmented.png"))
+        return (abs(sum(row["probabilities"].values()) - 1) < 1e-4 and row["class"] in row["probabilities"]
+                and is_png(tmp_path / "out" / "digit_28x28.png"))
+
+    cell("predict", ["predict", run, image, "--json", "--out-dir", tmp_path / "out"], predicted)
+
+    # the pictures
+    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0])]:
+        out = tmp_path / f"{what}.png"
+        cell(f"show {what}", ["show", what, run, *extra, "--out", out], lambda _, out=out: is_png(out))
+
+    def reported(_):
+        page = (tmp_path / "report.html").read_text()
+        headline = "mean IoU" if segmentation else "accuracy"
+        return headline in page and "<img" in page and "Traceback" not in page
+
+    cell("report", ["report", run, "--samples", 1, "--out", tmp_path / "report.html"], reported)
+
+    # train --resume of a finished run: nothing left to train, the same folder
+    cell("train --resume", ["train", "--resume", run, "--quiet"], lambda out: out.strip() == str(run))
+
+    # transfer --from: a classifier is a source; a segmentation is refused in one line, saying why
+    transfer = ["transfer", "--from", run, "--dataset", "mnist", "--mode", "feature-extract", "--epochs", 1,
+                "--train-limit", 64, "--test-limit", 32, "--threads", 1, "--runs-dir", tmp_path / "transferred",
+                "--quiet"]
+    if segmentation:
+        code, _, err = cli(capsys, *transfer)
+        if not (code == 2 and err.count("\n") == 1 and "segmentation" in err):
+            problems.append(f"transfer --from: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
+    else:
+        cell("transfer --from", transfer, lambda out: (Path(out.strip()) / "model.safetensors").is_file())
+
+    # the explorer: a classifier's every layer; a segmentation is left out of the list and refused, saying why
+    from cnnlab.web import create_app
+
+    client = TestClient(create_app(runs=[run]))
+    listed = [s["id"] for s in client.get("/api/sources").json()]
+    digit = load_dataset("mnist", "test").images[0].tolist()
+    answer = client.post("/api/activations", json={"source": f"run:{run.name}", "digit": digit})
+    if segmentation:
+        if f"run:{run.name}" in listed or answer.status_code != 404 or "labels every pixel" not in answer.text:
+            problems.append(f"explorer: expected the run left out and refused, got {answer.status_code} {answer.text}")
+    elif f"run:{run.name}" not in listed or answer.status_code != 200 or len(answer.json()["probabilities"]) != 10:
+        problems.append(f"explorer: {answer.status_code} {answer.text[:300]}")
+
+    assert problems == [], f"{kind} run:\n" + "\n".join(problems)
+
+
+def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
+    """The matrix reports a cell that crashes: here `show features` is broken on purpose."""
+    import cnnlab.viz.features
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(cnnlab.viz.features, "plot_feature_maps", broken)
+    with pytest.raises(AssertionError, match="show features: traceback: RuntimeError: broken on purpose"):
+        test_every_command_on_a_run_of_kind("torch", tmp_path, capsys)
