@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from cnnlab.cli import COMMANDS, main
+from cnnlab.cli import COMMANDS
 from cnnlab.data import load_dataset
 
-from conftest import metrics_without_timings
+from conftest import metrics_without_timings, run_in_process
 
 
 def cnnlab(*args, cwd=None, env=None):
@@ -33,15 +33,6 @@ def trained(tmp_path_factory):
     run_dir = result.stdout.strip()
     assert run_dir.endswith("cli")
     return runs_dir, run_dir
-
-
-def run_in_process(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

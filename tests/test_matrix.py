@@ -12,16 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.train.config import recipe_config
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer import prepare
+
+from conftest import run_in_process
 
 SMALL = dict(epochs=1, train_limit=384, test_limit=100, batch_size=32, threads=1, device="cpu")
 SEGMENTATION = dict(model="unet", model_options={"widths": [4, 8]}, dataset_options={"train_scenes": 64},
@@ -50,15 +50,6 @@ def build(kind: str, root: Path) -> Path:
     return Trainer(config, name=kind, runs_dir=root, progress=False, model=model).fit().run_dir
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def input_image(tmp_path: Path, segmentation: bool) -> Path:
     """A test digit for a classifier, a test scene (black on white: predict inverts it) for a segmentation."""
     split = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1)
@@ -83,7 +74,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
 
     def cell(name, args, check):
         try:
-            code, out, err = cli(capsys, *args)
+            code, out, err = run_in_process(capsys, *args)
         except Exception as error:  # noqa: BLE001  (what a user would see as a traceback)
             problems.append(f"{name}: traceback: {type(error).__name__}: {error}")
             return
@@ -137,7 +128,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
                 "--train-limit", 64, "--test-limit", 32, "--threads", 1, "--runs-dir", tmp_path / "transferred",
                 "--quiet"]
     if segmentation:
-        code, _, err = cli(capsys, *transfer)
+        code, _, err = run_in_process(capsys, *transfer)
         if not (code == 2 and err.count("\n") == 1 and "segmentation" in err):
             problems.append(f"transfer --from: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
     else:
