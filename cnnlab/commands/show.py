@@ -98,8 +98,12 @@ def _verdict(logits, info) -> tuple[int, str]:
         return top, f"predicted {info.classes[top]} ({float(probs[top]):.0%})"
     counts = torch.bincount(logits.argmax(0).flatten(), minlength=len(info.classes))
     found = [c for c in counts.argsort(descending=True).tolist() if c and counts[c]]
-    said = ", ".join(f"{info.classes[c]} ({int(counts[c])} px)" for c in found[:4]) or "no digits"
-    return (found[0] if found else 0), f"found {said}"
+    if found:
+        said = ", ".join(f"{info.classes[c]} ({int(counts[c])} px)" for c in found[:4])
+        return found[0], f"found {said}"
+    # No pixel won by a digit: explain the digit the model finds likeliest somewhere, rather than background.
+    likeliest = int(logits.softmax(0)[1:].amax((1, 2)).argmax()) + 1
+    return likeliest, f"found no digits (the likeliest: {info.classes[likeliest]})"
 
 
 def show_filters(args) -> int:
