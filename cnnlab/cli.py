@@ -46,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's, not the input's: a full disk, a permission; what was kept is whole
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"cnnlab {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"cnnlab {args.command}: error: out of memory (try a smaller --batch-size or model)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

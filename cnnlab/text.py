@@ -1,7 +1,10 @@
-"""Plain-text tables and numbers: aligned Markdown pipe tables, readable in a terminal and pasteable into docs/,
-and counts as the papers quote them (1.498 G)."""
+"""Text out: aligned Markdown pipe tables, readable in a terminal and pasteable into docs/, counts as the papers
+quote them (1.498 G), and JSON that is always valid JSON."""
 
 from __future__ import annotations
+
+import json
+import math
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
@@ -22,3 +25,19 @@ def human(count: int | float) -> str:
         if count >= scale:
             return f"{count / scale:.4g} {unit}"
     return str(int(count))
+
+
+def to_json(value, **options) -> str:
+    """JSON that every parser reads: NaN and infinities (an IoU of a class that never occurs, a diverged loss)
+    become null, which JSON has, rather than NaN, which it does not."""
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab import files
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.download import sha256_of
 from cnnlab.errors import CheckpointError, ConfigError
@@ -61,7 +62,8 @@ def load_source(path: str | Path, model: str | None = None, model_options: dict 
         options, dataset = metadata.get("model_options") or {}, metadata.get("dataset")
     if model_options is not None:
         options = model_options
-    return Source(path, weights, sha256_of(weights.read_bytes()), resolve_name(name), dict(options), dataset, state)
+    digest = sha256_of(files.read_bytes(weights, "weights", CheckpointError, "weights file"))
+    return Source(path, weights, digest, resolve_name(name), dict(options), dataset, state)
 
 
 def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", *, labels_per_class: int | None = None,

@@ -246,7 +246,7 @@ def test_augment_settings_are_the_augmentations_parameters_and_are_checked():
     assert list(AUGMENT_OPTIONS) == list(inspect.signature(Augment).parameters)
     with pytest.raises(ConfigError, match="augment option 'shift': no such option .it takes max_shift, "):
         recipe_config(augment={"shift": 2})
-    with pytest.raises(ConfigError, match="augment option 'max_scale' must be a non-negative number, got -0.1"):
+    with pytest.raises(ConfigError, match="augment option 'max_scale' must be a number from 0 to 0.9, got -0.1"):
         recipe_config(augment={"max_scale": -0.1})
 
 

@@ -4,6 +4,7 @@ a classifier; pixel accuracy, per-class and mean IoU of a segmentation."""
 from __future__ import annotations
 
 from cnnlab.commands import add_command
+from cnnlab.text import to_json
 
 
 def add_parser(subparsers):
@@ -32,7 +33,6 @@ def add_evaluate_options(p) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
-    import json
 
     import torch
 
@@ -67,7 +67,7 @@ def run(args, segmentation_only: bool = False) -> int:
 
         plot_confusion(confusion, classes, args.figure)
     if args.json:
-        print(json.dumps({**where, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
+        print(to_json({**where, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
                           "per_class_accuracy": dict(zip(classes, per_class))}, indent=2))
         return 0
     from rich.console import Console
@@ -86,7 +86,6 @@ def run(args, segmentation_only: bool = False) -> int:
 
 
 def _segmentation(args, data, result, where: dict, title: str) -> int:
-    import json
 
     from cnnlab.commands.tables import print_iou
 
@@ -97,7 +96,7 @@ def _segmentation(args, data, result, where: dict, title: str) -> int:
         plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), classes,
                     args.figure)
     if args.json:
-        print(json.dumps({**where, "scenes": len(data), "pixel_accuracy": result.accuracy,
+        print(to_json({**where, "scenes": len(data), "pixel_accuracy": result.accuracy,
                           "mean_iou": result.mean_iou, "mean_iou_includes_background": True, "loss": result.loss,
                           "iou": dict(zip(classes, result.iou.tolist()))}, indent=2))
         return 0

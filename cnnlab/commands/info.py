@@ -4,10 +4,10 @@ What to paste into a bug report, and how to tell which machine a figure came fro
 
 from __future__ import annotations
 
-import json
 import platform
 
 from cnnlab.commands import add_command
+from cnnlab.text import to_json
 
 
 def add_parser(subparsers):
@@ -40,7 +40,7 @@ def collect() -> dict:
 def run(args) -> int:
     info = collect()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(to_json(info, indent=2))
         return 0
     rows = [
         ("cnnlab", info["cnnlab"]),

@@ -4,6 +4,7 @@ for a segmentation run, the class of every pixel of a scene of digits."""
 from __future__ import annotations
 
 from cnnlab.commands import add_command
+from cnnlab.text import to_json
 
 
 def add_parser(subparsers):
@@ -31,7 +32,6 @@ def add_predict_options(p, classification: bool = True) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
-    import json
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
@@ -48,7 +48,7 @@ def run(args, segmentation_only: bool = False) -> int:
     results = (segment(trained, args.images, args.checkpoint, out) if segments else
                classify(trained, args.images, args.checkpoint, out))
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(to_json(results, indent=2))
         return 0
     for row in results:
         if segments:

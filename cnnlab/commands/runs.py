@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cnnlab.commands import add_command
+from cnnlab.text import to_json
 
 
 def add_parser(subparsers):
@@ -16,16 +17,22 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    import json
 
     from cnnlab.data import dataset_info
+    from cnnlab.errors import CheckpointError
     from cnnlab.train.runs import RUNS_DIR, list_runs
     from cnnlab.train.tasks import TASKS
 
     rows, shown = [], []
     for r in list_runs(args.runs_dir):
-        metrics = r.metrics()
         task = TASKS[dataset_info(r.config.dataset).task]
+        try:
+            metrics = r.metrics()
+        except CheckpointError as err:  # listed, with the reason, rather than breaking the listing
+            rows.append({"name": r.name, "model": r.config.model, "dataset": r.config.dataset,
+                         "engine": r.config.engine, "task": task.name, "damaged": str(err)})
+            shown.append(["damaged", "-"])
+            continue
         # each task's own measure: accuracy of a classifier, mean IoU of a segmentation (not its pixel accuracy)
         best = max((m[task.best_metric] for m in metrics), default=None)
         final = metrics[-1][task.best_metric] if metrics else None
@@ -37,7 +44,7 @@ def run(args) -> int:
                      "seconds": sum(m["seconds"] for m in metrics)})
         shown.append(["-" if v is None else task.format_metric(v) for v in (best, final)])
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -55,7 +62,10 @@ def run(args) -> int:
     for column in ("epochs", "best", "final", "time"):
         table.add_column(column, justify="right", no_wrap=True)
     for row, (best, final) in zip(rows, shown):
-        table.add_row(row["name"], row["model"], row["dataset"], row["engine"], row["epochs"], best, final,
-                      f"{row['seconds']:.0f} s")
+        table.add_row(row["name"], row["model"], row["dataset"], row["engine"], row.get("epochs", "?"), best, final,
+                      f"{row['seconds']:.0f} s" if "seconds" in row else "-")
     console.print(table)
+    for row in rows:
+        if "damaged" in row:
+            console.print(f"damaged: {row['damaged']}", soft_wrap=True)
     return 0

@@ -6,31 +6,24 @@ dimension, then the data in C order, big-endian.
 
 from __future__ import annotations
 
-import gzip
-import zlib
+import math
 from pathlib import Path
 
 import numpy as np
 
+from cnnlab import files
 from cnnlab.errors import DatasetError
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's contents, decompressed if it is gzip (detected by its magic bytes, not its name)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    """The file's contents, decompressed if it is gzip (detected by its magic bytes, not its name), within the
+    dataset caps of `cnnlab.files`."""
+    raw = files.read_bytes(path, "dataset", DatasetError, "dataset file")
     if raw[:2] != b"\x1f\x8b":
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{path}: corrupt gzip data ({err})") from None
+    return files.gunzip(raw, files.LIMITS["dataset-decompressed"], path, DatasetError)
 
 
 def parse_idx(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
@@ -48,7 +41,7 @@ def parse_idx(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
         raise DatasetError(f"{source}: truncated IDX header ({len(data)} bytes, need {header})")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow
     if len(data) < expected:
         raise DatasetError(f"{source}: truncated: {len(data)} bytes, expected {expected} for shape {shape}")
     if len(data) > expected:

@@ -11,22 +11,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cnnlab import files
 from cnnlab.errors import ImageError
 
 MAX_PIXELS = 40_000_000  # larger images are refused rather than decompressed (decompression bombs)
-MAX_BYTES = 50 * 1024 * 1024
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Open an image file or bytes with clear errors; the returned image is fully decoded."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     if not isinstance(source, bytes):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{label}: file not found")
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageError(f"{label}: file is larger than {MAX_BYTES // 2**20} MiB")
-        source = path.read_bytes()
+        source = files.read_bytes(source, "image", ImageError, "image")
     if not source:
         raise ImageError(f"{label}: empty file")
     try:
@@ -50,10 +45,16 @@ def to_gray(image: Image.Image) -> np.ndarray:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
+        # integer or float pixels of any range (a float TIFF may hold NaN or infinities: they count as ink-free)
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         span = array.max() - array.min()
         return (array - array.min()) / span if span else np.zeros_like(array)
-    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+    if image.mode == "LAB":  # PIL has no LAB -> L conversion; the L channel is the lightness
+        image = image.getchannel("L")
+    try:
+        return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+    except ValueError as err:
+        raise ImageError(f"image mode {image.mode} cannot be read as grayscale ({err})") from None
 
 
 def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:

@@ -13,6 +13,7 @@ import torch
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.experiments import EXPERIMENTS
+from cnnlab.text import to_json
 
 
 def experiment_module(name: str):
@@ -36,7 +37,7 @@ def run_experiment(name: str, setting: str = "full", out_root: str | Path = "exp
               "result": result, "seconds": round(time.perf_counter() - start, 1),
               "versions": {"cnnlab": __version__, "torch": torch.__version__, "python": platform.python_version()},
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": torch.get_num_threads()}
-    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "result.json").write_text(to_json(record, indent=2) + "\n")
     module.plot(record, out / f"{name}.png")
     return record, out
 

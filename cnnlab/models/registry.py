@@ -71,8 +71,10 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
     side = entry.input_size[-1] if input_size is None else int(input_size)
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=side, **options)
-    except (TypeError, ValueError) as err:
-        # With options given, a failure to build is the options' fault; without, it is a bug in the model.
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError, MemoryError) as err:
+        # With options given, a failure to build is the options' fault (a negative width, a huge one); without,
+        # it is a bug in the model.
         if not options and "keyword argument" not in str(err):
             raise
-        raise ConfigError(f"model {entry.name!r}: {err}") from None
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise ConfigError(f"model {entry.name!r}: {detail}") from None

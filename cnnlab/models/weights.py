@@ -8,12 +8,14 @@ difference is reported in one CheckpointError line.
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlab import files
 from cnnlab.errors import CheckpointError
 
 _SHOWN = 4  # names listed per kind of difference before "and N more"
@@ -22,14 +24,13 @@ _SHOWN = 4  # names listed per kind of difference before "and N more"
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors in a weights file: a state dict, or a checkpoint dict holding one under "state_dict"/"model"."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
+    raw = files.read_bytes(path, "weights", CheckpointError, "weights file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(path)
+            from safetensors.torch import load
+            state = load(raw)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: holds Python objects, not just tensors; cnnlab only loads weights "
                               "(torch.load(weights_only=True)) and never unpickles arbitrary objects") from None

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab import files
 from cnnlab.data import load_dataset
 from cnnlab.data.registry import DATASETS, GENERATED, check_options, dataset_info
 from cnnlab.errors import ConfigError
@@ -23,8 +26,17 @@ ENGINES = ("torch", "scratch")
 PRECISIONS = ("auto", "fp32", "bf16")
 # How each class weighting weighs a class: by 1 / frequency to this power (cnnlab.train.weighting).
 CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-frequency": 1.0}
-# The settings of `augment` (cnnlab.train.batches.Augment), each a non-negative number.
-AUGMENT_OPTIONS = {"max_shift": "pixels", "max_rotate_deg": "degrees", "max_scale": "fraction of the size"}
+# The settings of `augment` (cnnlab.train.batches.Augment): what each is, and its range (a scale of 1 would let an
+# image shrink to nothing).
+AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degrees", (0, 180)),
+                   "max_scale": ("fraction of the size", (0, 0.9))}
+
+# The sensible range of each bounded number (both ends allowed): beyond them a run diverges, never ends or runs
+# out of memory, long after it started. The rest have their own checks in `validate`.
+RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "lr": (1e-12, 100),
+          "momentum": (0, 1), "weight_decay": (0, 10), "step_size": (1, 100_000), "gamma": (1e-12, 1e12),
+          "threads": (1, 1024), "train_limit": (1, 10 ** 9), "test_limit": (1, 10 ** 9),
+          "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1)}
 
 # Named starting points; command-line flags override any field.
 RECIPES: dict[str, dict] = {
@@ -117,6 +129,10 @@ class TrainConfig:
                 raise ConfigError(message)
 
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f"{f.name.replace('_', ' ')} must be a "
+                                                                        f"finite number, got {value}")
+        for f in dataclasses.fields(self):
             value, choices = getattr(self, f.name), f.metadata["choices"]
             need(not choices or value in choices,
                  f"unknown {f.name.replace('_', ' ')} {value!r}; expected one of {', '.join(choices)}")
@@ -135,13 +151,18 @@ class TrainConfig:
         for name in ("train_limit", "test_limit", "threads", "labels_per_class"):
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
-        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
-             f"unknown device {self.device!r}; expected auto, cpu or cuda[:N]")
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ConfigError(f"{name.replace('_', '-')} must be between {low:g} and {high:g}, got {value:g}")
+        need(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
+             f"unknown device {self.device!r}; expected auto, cpu, mps or cuda[:N]")
         for key, value in (self.augment or {}).items():
             need(key in AUGMENT_OPTIONS, f"augment option {key!r}: no such option (it takes "
                                          f"{', '.join(AUGMENT_OPTIONS)})")
-            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
-                 f"augment option {key!r} must be a non-negative number, got {json.dumps(value)}")
+            low, high = AUGMENT_OPTIONS[key][1]
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
+                 f"augment option {key!r} must be a number from {low:g} to {high:g}, got {json.dumps(value)}")
         if self.transfer is not None:
             need(self.engine == "torch", "transfer learning trains with the torch engine")
             self.transfer_spec  # noqa: B018 (reading it checks it: a ConfigError names what is wrong)
@@ -186,15 +207,18 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+            data = json.loads(files.read_text(path, "config", ConfigError, "config file"),
+                              parse_constant=_no_constant)
+        except (json.JSONDecodeError, RecursionError, ValueError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({str(err)[:120]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object of settings")
         # Keys starting with "_" (the run's versions and command line) describe the run, not the settings.
         return cls.from_dict({k: v for k, v in data.items() if not k.startswith("_")}, source=str(path))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _flatten(t) -> tuple:

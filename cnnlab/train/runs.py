@@ -17,31 +17,63 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab import files
 from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.text import to_json
 from cnnlab.models.weights import check_fits
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 
 RUNS_DIR = Path(os.environ.get("CNNLAB_RUNS", "runs"))
 CHECKPOINTS = {"last": "model.safetensors", "best": "best.safetensors"}
+METRICS_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")  # what every reader uses
+MAX_INPUT = (16, 4096)  # the most channels and the largest side a run's recorded input shape may claim
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None = None) -> Path:
     root = Path(root or RUNS_DIR)
     base = name or f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if "/" in base or base in (".", ".."):
-        raise ConfigError(f"run name {base!r} must be a plain folder name")
+    check_destination(base, root)
     path, n = root / base, 1
     while path.exists():
         n += 1
         path = root / f"{base}-{n}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:
+        raise ConfigError(f"--runs-dir {root}: cannot make the run folder {path.name} ({err.strerror or err})") from None
     return path
 
 
+# Characters and names no run folder may have, so that a run folder copies to Linux, macOS and Windows alike.
+_FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+MAX_NAME = 120  # characters: file systems allow 255 bytes, and room is left for "-2" and non-ASCII letters
+
+
+def check_destination(name: str | None, root: str | Path | None) -> None:
+    """Refuse, before anything is trained, a run name no file system takes and a runs folder that is a file."""
+    root = Path(root or RUNS_DIR)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--runs-dir {root}: is a file, not a folder")
+    if name is None:
+        return
+    bad = sorted(set(name) & _FORBIDDEN)
+    if not name or name in (".", "..") or bad or name[-1] in ". " or len(name) > MAX_NAME or \
+            name.split(".")[0].lower() in _RESERVED:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ConfigError(f"run name {name[:40]!r}{'...' if len(name) > 40 else ''}: not a folder name every "
+                          f"system takes ({shown + ' not allowed; ' if bad else ''}at most {MAX_NAME} characters, "
+                          "no trailing dot or space, not a reserved name such as CON)")
+
+
 def write_json_atomic(path: Path, data) -> None:
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+    atomic_write(path, (to_json(data, indent=2) + "\n").encode())
 
 
 def save_weights(path: Path, weights: dict, metadata: dict) -> None:
@@ -57,15 +89,14 @@ def read_weights(path: Path) -> tuple[dict, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{path}: checkpoint not found")
+    raw = files.read_bytes(path, "weights", CheckpointError, "weights file")
     try:
         tensors = load(raw)
         header_len = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8:8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+    except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from None
     metadata = {}
     for key, value in (header.get("__metadata__") or {}).items():
@@ -104,16 +135,22 @@ class Run:
         return self.path.name
 
     def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl, checked: a damaged file is one CheckpointError naming its line."""
         file = self.path / "metrics.jsonl"
-        if not file.is_file():
+        if not file.exists():
             return []
         rows = []
-        for number, line in enumerate(file.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise CheckpointError(f"{file}:{number}: not valid JSON") from None
+        for number, line in enumerate(files.read_text(file, "metrics", CheckpointError, "metrics file").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                raise CheckpointError(f"{file}:{number}: not valid JSON") from None
+            if not (isinstance(row, dict) and all(_is_number(row.get(key)) for key in METRICS_KEYS)):
+                raise CheckpointError(f"{file}:{number}: not a metrics row (an object with numbers for "
+                                      f"{', '.join(METRICS_KEYS)})")
+            rows.append(row)
         return rows
 
     def checkpoint(self, which: str = "last") -> Path:
@@ -125,10 +162,29 @@ class Run:
         """The run's PyTorch model with its trained weights, in eval mode."""
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
-        model = build_torch_model(self.config, metadata.get("input_shape"))
+        model = build_torch_model(self.config, input_shape(metadata.get("input_shape"), path))
         check_fits(model, tensors, path)
+        broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and
+                  not bool(tensor.isfinite().all())]
+        if broken:
+            raise CheckpointError(f"{path}: {len(broken)} tensor(s) hold NaN or infinite values ("
+                                  f"{', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); the run diverged "
+                                  "or the file was altered")
         model.load_state_dict(tensors)
         return model.eval()
+
+
+def input_shape(value, source) -> tuple[int, int, int] | None:
+    """The [C, H, W] a weights file's metadata records, checked before any model is built for it."""
+    if value is None:
+        return None
+    channels, side = MAX_INPUT
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 and v >= 1 for v in value)
+            and value[0] <= channels and max(value[1:]) <= side):
+        raise CheckpointError(f"{source}: input_shape {json.dumps(value)[:60]} in its metadata is not [C, H, W] "
+                              f"(at most {channels} channels and {side} pixels a side)")
+    return tuple(value)
 
 
 def list_runs(root: Path | None = None) -> list[Run]:

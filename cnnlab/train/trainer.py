@@ -14,10 +14,10 @@ deterministic).
 from __future__ import annotations
 
 import io
-import json
 import math
 import pickle
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab import __version__, hardware
+from cnnlab import __version__, files, hardware
 from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.train import runs
@@ -38,6 +38,7 @@ from cnnlab.train.scratch_engine import ScratchEngine
 from cnnlab.train.tasks import task_for
 from cnnlab.train.torch_engine import TorchEngine, resolve_device
 from cnnlab.train.weighting import class_weights
+from cnnlab.text import to_json
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)
@@ -88,10 +89,11 @@ def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: 
 
 def load_checkpoint(path: Path) -> dict:
     """Read a resume checkpoint without unpickling arbitrary objects (weights_only=True)."""
+    if not Path(path).exists():
+        raise CheckpointError(f"{path}: no checkpoint to resume from (the run has not finished an epoch)")
+    raw = files.read_bytes(path, "checkpoint", CheckpointError, "checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no checkpoint to resume from (the run has not finished an epoch)") from None
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{path}: refused: not a plain tensor checkpoint ({reason})") from None
@@ -111,6 +113,8 @@ class Trainer:
                  progress: bool = True, save: bool = True, model: torch.nn.Module | None = None):
         self.config = config.validate()
         self.task = task_for(config)  # classification or segmentation: evaluation, best metric, report
+        if save:
+            runs.check_destination(name, runs_dir)  # before any data is loaded or model built
         self.name, self.runs_dir = name, runs_dir
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -168,9 +172,14 @@ class Trainer:
         state = load_checkpoint(run.path / CHECKPOINT)
         trainer = cls(run.config, progress=progress)
         trainer.run_dir = run.path
+        history = state.get("history") if isinstance(state, dict) else None
+        if not (isinstance(history, list) and len(history) <= run.config.epochs and
+                all(isinstance(row, dict) and row.get("epoch") == n for n, row in enumerate(history, 1))):
+            raise CheckpointError(f"{run.path / CHECKPOINT}: its history is not this run's epochs 1.."
+                                  f"{run.config.epochs}")
         try:
             trainer.engine.load_state_dict(state["engine"])
-            trainer.history = list(state["history"])
+            trainer.history = list(history)
             torch.set_rng_state(state["torch_rng"])
             trainer.generator.set_state(state["generator"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -180,18 +189,25 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         config = self.config
-        if self.save and self.run_dir is None:
+        created = self.save and self.run_dir is None
+        if created:
             self.run_dir = runs.new_run_dir(config, self.name, self.runs_dir)
             runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
         evaluation = None
-        with self._progress() as progress:
-            for epoch in range(len(self.history) + 1, config.epochs + 1):
-                row, evaluation = self._epoch(epoch, progress)
-                self.history.append(row)
-                if self.save:
-                    self._checkpoint(row)
-                if config.stop_at is not None and row["test_acc"] >= config.stop_at:
-                    break
+        try:
+            with self._progress() as progress:
+                for epoch in range(len(self.history) + 1, config.epochs + 1):
+                    row, evaluation = self._epoch(epoch, progress)
+                    self.history.append(row)
+                    if self.save:
+                        self._checkpoint(row)
+                    if config.stop_at is not None and row["test_acc"] >= config.stop_at:
+                        break
+        except BaseException:
+            if created and not self.history:  # nothing to resume from: no half-made run folder is left behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self.run_dir = None
+            raise
         if evaluation is None:  # resumed a run that had already finished
             evaluation = self.task.evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation, self.task.name, tuple(self.test_data.info.classes))
@@ -245,7 +261,7 @@ class Trainer:
         if math.isfinite(loss):
             return
         kept = (f"the last good checkpoint (epoch {len(self.history)}) is kept in {self.run_dir}"
-                if self.run_dir and self.history else "no epoch had finished, so no checkpoint was written")
+                if self.run_dir and self.history else "no epoch had finished, so no run folder is kept")
         raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, step {step} (try a lower --lr); {kept}")
 
     # -- outputs --------------------------------------------------------------------------------------------
@@ -256,7 +272,7 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
-        atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history).encode())
+        atomic_write(self.run_dir / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.history).encode())
         self._save_weights("last", row)
         best = self.task.best_metric
         if row[best] >= max(r[best] for r in self.history):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import DatasetInfo, dataset_info
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
@@ -62,14 +62,19 @@ class Sources:
         for run in self.runs():
             if dataset_info(run.config.dataset).task != "classification":
                 continue  # the explorer's views are a classifier's (left_out() names these runs)
-            metrics = run.metrics()
+            try:
+                metrics, damaged = run.metrics(), None
+            except CheckpointError as err:  # listed as damaged, with the reason: the other runs stay listable
+                metrics, damaged = [], str(err)
             last = metrics[-1] if metrics else {}
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
                           "dataset": run.config.dataset, "engine": run.config.engine,
-                          "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False})
+                          "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
+                          "damaged": damaged})
         for name in list_models(task="classification"):
             items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
-                          "engine": "torch", "epochs": 0, "test_acc": None, "random_weights": True})
+                          "engine": "torch", "epochs": 0, "test_acc": None, "random_weights": True,
+                          "damaged": None})
         return items
 
     def get(self, source: str) -> Loaded:

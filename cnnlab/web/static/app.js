@@ -98,9 +98,9 @@ async function loadSources() {
   select.replaceChildren(...state.sources.map((s) => {
     const option = document.createElement("option");
     option.value = s.id;
-    option.textContent = s.kind === "run"
-      ? `${s.name} (${s.model}, ${s.dataset}${s.test_acc != null ? `, ${(100 * s.test_acc).toFixed(1)}%` : ""})`
-      : `${s.name} (untrained, random weights)`;
+    option.textContent = s.kind !== "run" ? `${s.name} (untrained, random weights)`
+      : s.damaged ? `${s.name} (damaged: ${s.damaged})`
+      : `${s.name} (${s.model}, ${s.dataset}${s.test_acc != null ? `, ${(100 * s.test_acc).toFixed(1)}%` : ""})`;
     return option;
   }));
   select.addEventListener("change", () => chooseSource(select.value));
