@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import shutil
+import zlib
 
 import pytest
 import torch
@@ -38,6 +39,43 @@ def dataset_case(file, mutate):
         (tmp / "data" / "mnist").mkdir(parents=True)
         (tmp / "data" / "mnist" / file).write_bytes(mutate(mnist_bytes(file)))
         return ["train", "--data-dir", tmp / "data", "--epochs", "1", "--runs-dir", tmp / "runs"]
+    return setup
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """A small gzip that inflates to `inflated` bytes of zeros (made in pieces: never held whole)."""
+    packer, out, piece = zlib.compressobj(9, zlib.DEFLATED, 31), [], bytes(16 * 2**20)
+    for _ in range(inflated // len(piece)):
+        out.append(packer.compress(piece))
+    return b"".join(out) + packer.flush()
+
+
+def special_file(kind):
+    """Turn `path` into what a careless or hostile user might name instead of a file."""
+    def make(path):
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "zero":
+            path.symlink_to("/dev/zero")
+        else:
+            path.mkdir()
+    return make
+
+
+def dataset_special(kind):
+    def setup(tmp):
+        (tmp / "data" / "mnist").mkdir(parents=True)
+        special_file(kind)(tmp / "data" / "mnist" / IMAGES)
+        return ["train", "--data-dir", tmp / "data", "--epochs", "1", "--runs-dir", tmp / "runs"]
+    return setup
+
+
+def config_special(kind):
+    def setup(tmp):
+        special_file(kind)(tmp / "config.json")
+        return ["train", "--config", tmp / "config.json", "--runs-dir", tmp / "runs"]
     return setup
 
 
@@ -96,6 +134,32 @@ class Exploit:
         return (os.system, (f"echo pwned > {self.marker}",))
 
 
+def metadata(**changes):
+    """Rewrite the run's weights with some metadata values changed (a crafted but harmless file)."""
+    def mutate(run):
+        from cnnlab.train.runs import read_weights, save_weights
+
+        tensors, meta = read_weights(run / "model.safetensors")
+        save_weights(run / "model.safetensors", tensors, {**meta, **changes})
+    return mutate
+
+
+def history(value):
+    def mutate(run):
+        state = torch.load(run / CHECKPOINT, weights_only=True)
+        torch.save({**state, "history": value}, run / CHECKPOINT)
+    return mutate
+
+
+def report_case(mutate):
+    def setup(tmp, run):
+        copy = tmp / "copy"
+        shutil.copytree(run, copy)
+        mutate(copy)
+        return ["report", copy, "--out", tmp / "report.html"]
+    return setup
+
+
 def resume_case(mutate):
     def setup(tmp, run):
         copy = tmp / "copy"
@@ -144,6 +208,34 @@ NEEDS_NO_RUN = {
     "args config and recipe": (lambda tmp: [*config_case("{}")(tmp), "--recipe", "best"],
                                "--config and --recipe both set the starting point; give one"),
     "args resume missing": (args_case("train", "--resume", "no/such/run"), "no such run folder"),
+    # found by a careless or hostile user: special files, bombs, settings that used to crash much later
+    "dataset gzip bomb": (dataset_case(IMAGES, lambda b: gzip_bomb(272 * 2**20)), "decompresses to more than 256 MiB"),
+    "dataset header overflow": (dataset_case(LABELS, lambda b: b"\x00\x00\x08\x03" + b"\xff" * 12),
+                                "truncated: 16 bytes, expected"),
+    "dataset is a fifo": (dataset_special("fifo"), "not a regular file"),
+    "dataset is /dev/zero": (dataset_special("zero"), "not a regular file"),
+    "dataset is a folder": (dataset_special("folder"), "is a folder"),
+    "config is a fifo": (config_special("fifo"), "not a regular file"),
+    "config is /dev/zero": (config_special("zero"), "not a regular file"),
+    "config is a folder": (config_special("folder"), "is a folder"),
+    "config too large": (config_case(" " * (2 * 2**20) + "{}"), "over the 1 MiB limit"),
+    "config NaN": (config_case('{"lr": NaN}'), "not valid JSON"),
+    "config eval batch 0": (config_case('{"eval_batch_size": 0}'), "eval batch size must be at least 1"),
+    "config deep nesting": (config_case("[" * 100_000 + "]" * 100_000), "not valid JSON"),
+    "args lr inf": (args_case("train", "--lr", "inf"), "lr must be a finite number"),
+    "args lr huge": (args_case("train", "--lr", "1e308"), "lr must be between"),
+    "args step size 0": (args_case("train", "--schedule", "step", "--step-size", "0"), "step-size must be between 1"),
+    "args device index": (args_case("train", "--device", "cpu:abc"), "unknown device 'cpu:abc'"),
+    "args augment key": (args_case("train", "--augment", '{"shift": 2}'), "augment option 'shift': no such option"),
+    "args augment infinite": (args_case("train", "--augment", '{"max_shift": Infinity}'),
+                              "augment option 'max_shift' must be a number from 0 to 100"),
+    "args negative channels": (args_case("train", "--model-options", '{"channels": [-4, 8]}'), "model 'simple-cnn'"),
+    "args seed huge": (args_case("train", "--seed", str(10 ** 30)), "seed must be between"),
+    "args name too long": (args_case("train", "--name", "x" * 300), "not a folder name every system takes"),
+    "args name with slash": (args_case("train", "--name", "a/b"), "'/' not allowed"),
+    "args name reserved": (args_case("train", "--name", "CON"), "not a reserved name such as CON"),
+    "args runs dir is a file": (lambda tmp: (tmp / "afile").write_text("x") and
+                                ["train", "--runs-dir", tmp / "afile"], "is a file, not a folder"),
 }
 
 NEEDS_RUN = {
@@ -173,6 +265,23 @@ NEEDS_RUN = {
                          "unreadable checkpoint"),
     "resume without checkpoint": (resume_case(lambda r: (r / CHECKPOINT).unlink()), "no checkpoint to resume from"),
     "resume with other settings": (lambda tmp, run: ["train", "--resume", run, "--lr", "0.1"], "drop --lr"),
+    "weights input shape text": (checkpoint_case(metadata(input_shape="abc")), 'input_shape "abc" in its metadata'),
+    "weights input shape huge": (checkpoint_case(metadata(input_shape=[1, 100_000, 100_000])),
+                                 "input_shape [1, 100000, 100000] in its metadata is not [C, H, W]"),
+    "weights NaN": (checkpoint_case(weights(lambda t: {**t, "fc2.weight": t["fc2.weight"] * float("nan")})),
+                    "1 tensor(s) hold NaN or infinite values (fc2.weight)"),
+    "weights is a fifo": (checkpoint_case(lambda r: special_file("fifo")(r / "model.safetensors")),
+                          "not a regular file"),
+    "weights is /dev/zero": (checkpoint_case(lambda r: special_file("zero")(r / "model.safetensors")),
+                             "not a regular file"),
+    "weights is a folder": (checkpoint_case(lambda r: special_file("folder")(r / "model.safetensors")),
+                            "is a folder"),
+    "resume history not epochs": (resume_case(history([1, 2, 3])), "its history is not this run's epochs"),
+    "resume checkpoint is a fifo": (resume_case(lambda r: special_file("fifo")(r / CHECKPOINT)), "not a regular file"),
+    "metrics not UTF-8": (report_case(lambda r: (r / "metrics.jsonl").write_bytes(b"\xff\n")), "not UTF-8 text"),
+    "metrics not rows": (report_case(lambda r: (r / "metrics.jsonl").write_text("[1, 2]\n")),
+                         "metrics.jsonl:1: not a metrics row"),
+    "image huge but small file": (image_case(lambda: png((4472, 4472))), "no digit found"),
 }
 
 

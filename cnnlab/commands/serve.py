@@ -21,6 +21,9 @@ def add_parser(subparsers):
     return p
 
 
+MAX_CONNECTIONS = 64
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A bound socket, so that a busy port is a one-line error here (Uvicorn would log and exit) and port 0
     gets a free port whose number the URL below can show."""
@@ -54,5 +57,8 @@ def run(args) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
           flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    # At most MAX_CONNECTIONS open connections (more get 503 at once), so that clients sending their headers
+    # slowly cannot pile up; idle keep-alive connections close after 5 s; a stalled body gets 408 (cnnlab.web.app).
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,
+                                  timeout_keep_alive=5)).run(sockets=[sock])
     return 0

@@ -47,7 +47,9 @@ def locate(info: DatasetInfo, file: str, data_dir: str | Path | None = None) -> 
     for root in search_roots(data_dir):
         for folder in (root / info.name, root):
             for candidate in (folder / file, folder / f"{file}.gz"):
-                if candidate.is_file():
+                # Whatever has the name is the file: one that is not readable (a folder, a pipe) is an error to
+                # report, not a reason to train on another copy found further down.
+                if candidate.exists() or candidate.is_symlink():
                     return candidate
     return None
 

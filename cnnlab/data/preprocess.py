@@ -15,10 +15,14 @@ from cnnlab import files
 from cnnlab.errors import ImageError
 
 MAX_PIXELS = 40_000_000  # larger images are refused rather than decompressed (decompression bombs)
+DIGIT_SOURCE_SIDE = 1024  # a photo of a digit is reduced to this side before it is made a 28x28 digit
+MAX_SCENE_SIDE = 1024  # a scene for segmentation is used at its own size: digits about 20 pixels tall
 
 
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open an image file or bytes with clear errors; the returned image is fully decoded."""
+def open_image(source: str | Path | bytes, name: str | None = None, max_side: int | None = None) -> Image.Image:
+    """Open an image file or bytes with clear errors; the returned image is fully decoded. With `max_side`, it
+    is made no larger than that a side as early as the format allows (a JPEG decodes at a fraction of its size),
+    so that a large photo costs little memory beyond its decoded pixels."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     if not isinstance(source, bytes):
         source = files.read_bytes(source, "image", ImageError, "image")
@@ -28,6 +32,10 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         image = Image.open(io.BytesIO(source))
         if image.width * image.height > MAX_PIXELS:
             raise ImageError(f"{label}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} allowed")
+        if max_side and max(image.size) > max_side:
+            image.draft(image.mode if image.mode in ("L", "RGB") else None, (max_side, max_side))  # JPEG only
+            image.load()
+            image.thumbnail((max_side, max_side))  # reduces by whole factors first: quick and lean
         image.load()
     except ImageError:
         raise
@@ -85,14 +93,19 @@ def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
 def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Read an image of a digit and return it MNIST-style: uint8 [28, 28]."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    return mnist_style(to_gray(open_image(source, label)), label)
+    # 1024 px is far more than a 20-pixel digit needs, and bounds the float arrays of the steps below
+    return mnist_style(to_gray(open_image(source, label, max_side=DIGIT_SOURCE_SIDE)), label)
 
 
 def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Read an image of digits at their own size (a scene, for segmentation): uint8 [H, W], white digits on black
     as in mnist-scenes; a light background is inverted."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    gray = to_gray(open_image(source, label))
+    image = open_image(source, label)
+    if max(image.size) > MAX_SCENE_SIDE:
+        raise ImageError(f"{label}: {image.width}x{image.height} is larger than {MAX_SCENE_SIDE} pixels a side; "
+                         "scale it so that its digits are about 20 pixels tall")
+    gray = to_gray(image)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     ink = 1 - gray if np.median(border) > 0.5 else gray
     return np.round(ink * 255).astype(np.uint8)

@@ -6,13 +6,17 @@ event loop, and `Sources` makes the shared models safe to use from several threa
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import threading
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +32,12 @@ from cnnlab.web import inspect
 from cnnlab.web.sources import Sources, SourceError
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024  # room for multipart framing
+BODY_TIMEOUT_S = 15  # a client that sends nothing of its body for this long is answered 408 and let go
+# Decodes and forward passes run at most this many at once (the cores there are); the rest wait their turn, up to
+# BUSY_WAIT_S, then get 503 with Retry-After: memory stays bounded however many requests arrive together.
+HEAVY_AT_ONCE = max(1, min(4, os.cpu_count() or 1))
+BUSY_WAIT_S = 20
 MAX_UPLOAD_PIXELS = 20_000_000  # checked from the header, before the image is decoded
 UPLOAD_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
 MAX_CONVOLVE_SIDE = 256
@@ -97,6 +107,56 @@ def read_upload(upload: UploadFile) -> np.ndarray:
     return load_digit(data, name)
 
 
+_heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+
+
+@contextmanager
+def heavy_work():
+    """A turn for work that decodes an image or runs a model (the endpoints run in a pool of threads)."""
+    if not _heavy.acquire(timeout=BUSY_WAIT_S):
+        raise HTTPException(503, f"busy: {HEAVY_AT_ONCE} requests are being computed; try again",
+                            headers={"Retry-After": "5"})
+    try:
+        yield
+    finally:
+        _heavy.release()
+
+
+class BodyLimit:
+    """Refuse a request body larger than `limit` bytes while it streams in (a chunked body has no
+    Content-Length to check first), and a body that stalls for `timeout` seconds: 413 and 408, never a body
+    read whole before it is judged."""
+
+    def __init__(self, app, limit: int, timeout: float):
+        self.app, self.limit, self.timeout = app, limit, timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            return await JSONResponse({"detail": self._too_large()}, 413)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body stalled for {self.timeout:g} s") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> str:
+        return f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+
+
 def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None) -> FastAPI:
     sources = Sources(runs, runs_dir)
     # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
@@ -104,12 +164,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                   description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")
     app.state.sources = sources
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:  # room for multipart framing
-            return JSONResponse({"detail": f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=BODY_TIMEOUT_S)
 
     @app.exception_handler(CnnlabError)
     def user_error(_request, err: CnnlabError):
@@ -145,27 +200,31 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")
     def predict(image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP or WebP")],
                 source: Annotated[str, Form()]) -> dict:
-        digit = read_upload(image)
-        loaded = sources.get(source)
-        with loaded.lock:
-            probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
+        with heavy_work():
+            digit = read_upload(image)
+            loaded = sources.get(source)
+            with loaded.lock:
+                probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 "probabilities": [float(p) for p in probabilities],
                 "prediction": loaded.info.classes[int(probabilities.argmax())]}
 
     @app.post("/api/activations", summary="Every layer's output for one 28x28 input, input to softmax")
     def activations(body: ActivationsRequest) -> dict:
-        return inspect.activations(sources.get(body.source), _digit(body.digit), body.max_maps)
+        with heavy_work():
+            return inspect.activations(sources.get(body.source), _digit(body.digit), body.max_maps)
 
     @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
     def kernels(source: str, layer: str | None = None,
                 max_filters: Annotated[int, Query(ge=1, le=512)] = 64) -> dict:
-        return inspect.kernels(sources.get(source), layer, max_filters)
+        with heavy_work():
+            return inspect.kernels(sources.get(source), layer, max_filters)
 
     @app.post("/api/explain", summary="The multiply-and-sum behind one output pixel of a convolution")
     def explain(body: ExplainRequest) -> dict:
-        return inspect.explain_pixel(sources.get(body.source), _digit(body.digit), body.layer, body.channel,
-                                     body.y, body.x)
+        with heavy_work():
+            return inspect.explain_pixel(sources.get(body.source), _digit(body.digit), body.layer, body.channel,
+                                         body.y, body.x)
 
     @app.get("/api/filters", summary="The hand-crafted filters of the playground")
     def filters() -> list[dict]:
@@ -177,7 +236,8 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         if body.padding == "valid" and (kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]):
             raise HTTPException(422, f"kernel {kernel.shape[0]}x{kernel.shape[1]} is larger than the image "
                                      f"{image.shape[0]}x{image.shape[1]} (use padding 'same')")
-        out = inspect.convolve(image, kernel, body.padding)
+        with heavy_work():
+            out = inspect.convolve(image, kernel, body.padding)
         return {"shape": list(out.shape), "output": out.round(5).tolist()}
 
     static = resources.files("cnnlab.web") / "static"
