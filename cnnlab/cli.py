@@ -25,6 +25,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def one_line(message: str) -> str:
+    """The message on one line, whatever a user-named file or value put in it (a newline in a JSON key)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.description = "Convolutional neural networks: build, train, look inside and reuse CNNs."
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except CnnlabError as err:
-        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        print(f"cnnlab {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # the machine's, not the input's: a full disk, a permission; what was kept is whole
         where = f"{err.filename}: " if err.filename else ""

@@ -1,6 +1,14 @@
 """Errors a user can fix. The CLI prints their one-line message and exits 2; anything else is a bug."""
 
 
+def listed(names, most: int = 8) -> str:
+    """User-given names (JSON keys, options) for a one-line message: as they are when plain, quoted and escaped
+    otherwise (a key may hold a newline), the first `most` of them."""
+    names = list(names)
+    shown = ", ".join(n if isinstance(n, str) and n.isidentifier() else repr(n)[:40] for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 class CnnlabError(Exception):
     """Base class: the message is one line that names the input and what is wrong with it."""
 

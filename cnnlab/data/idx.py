@@ -40,6 +40,8 @@ def parse_idx(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise DatasetError(f"{source}: truncated IDX header ({len(data)} bytes, need {header})")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    if 0 in shape:
+        raise DatasetError(f"{source}: IDX header declares an empty dimension (shape {shape})")
     dtype = np.dtype(IDX_DTYPES[code])
     expected = header + math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow
     if len(data) < expected:

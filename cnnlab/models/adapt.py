@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.errors import CheckpointError, ConfigError, listed
 from cnnlab.models.layers import SMALL_INPUT
 from cnnlab.models.registry import get_model, model_info
 from cnnlab.models.weights import check_fits
@@ -92,7 +92,7 @@ class TransferSpec:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+            raise ConfigError(f"{where}: unknown setting(s) {listed(unknown)}")
         missing = [n for n in ("source", "mode", "head", "input_size") if n not in data]
         if missing:
             raise ConfigError(f"{where}: missing {', '.join(missing)}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from cnnlab import files
 from cnnlab.data import load_dataset
 from cnnlab.data.registry import DATASETS, GENERATED, check_options, dataset_info
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, listed
 from cnnlab.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -192,7 +192,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+            raise ConfigError(f"{source}: unknown setting(s) {listed(unknown)}")
         types = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "None": type(None)}
         for f in dataclasses.fields(cls):
             if f.name not in data:
