@@ -234,6 +234,9 @@ NEEDS_NO_RUN = {
     "args name too long": (args_case("train", "--name", "x" * 300), "not a folder name every system takes"),
     "args name with slash": (args_case("train", "--name", "a/b"), "'/' not allowed"),
     "args name reserved": (args_case("train", "--name", "CON"), "not a reserved name such as CON"),
+    "args data dir missing": (args_case("train", "--data-dir", "/no/such/folder"), "--data-dir /no/such/folder: no such"),
+    "args kernel huge": (args_case("filters", "--kernel", ";".join([",".join(["1"] * 33)] * 33)), "larger than 31x31"),
+    "args random filters huge": (args_case("show", "random-filters", "--count", "100000"), "--count must be at most 64"),
     "args runs dir is a file": (lambda tmp: (tmp / "afile").write_text("x") and
                                 ["train", "--runs-dir", tmp / "afile"], "is a file, not a folder"),
 }

@@ -148,6 +148,8 @@ def show_random_filters(args) -> int:
 
     if args.count < 1 or args.size < 1:
         raise ConfigError(f"--count and --size must be at least 1, got {args.count} and {args.size}")
+    if args.count > 64 or args.size > 31:
+        raise ConfigError(f"--count must be at most 64 and --size at most 31, got {args.count} and {args.size}")
     if args.image is not None:
         picture = open_image(args.image)
         picture.thumbnail((256, 256))  # filters of a few pixels only show structure at a modest resolution

@@ -39,6 +39,8 @@ def cache_dir() -> Path:
 
 
 def search_roots(data_dir: str | Path | None = None) -> list[Path]:
+    if data_dir and not Path(data_dir).expanduser().is_dir():  # never a silent fall-back to other copies
+        raise DatasetError(f"--data-dir {data_dir}: no such folder")
     roots = [data_dir, os.environ.get("CNNLAB_DATA"), BUNDLED, cache_dir()]
     return [Path(r).expanduser() for r in roots if r]
 

@@ -68,6 +68,7 @@ def playground_entries() -> list[dict]:
 # face at full resolution, where a 3x3 kernel's effect is visible.
 DEFAULT_CROP = (slice(110, 366), slice(128, 384))
 MAX_SIDE = 512  # larger user images are scaled down to this (long side)
+MAX_KERNEL_SIDE = 31  # a hand-made kernel; larger ones would take the work of a large convolution layer
 
 
 def parse_kernel(text: str) -> Filter:
@@ -82,6 +83,9 @@ def parse_kernel(text: str) -> Filter:
     widths = sorted({len(row) for row in matrix})
     if len(widths) != 1:
         raise ConfigError(f"--kernel {text!r}: rows have different lengths {widths}")
+    if max(len(matrix), widths[0]) > MAX_KERNEL_SIDE:
+        raise ConfigError(f"--kernel {text[:40]!r}: {len(matrix)}x{widths[0]} is larger than "
+                          f"{MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}")
     if len(matrix) % 2 == 0 or widths[0] % 2 == 0:
         raise ConfigError(f"--kernel {text!r}: a {len(matrix)}x{widths[0]} kernel has no centre; "
                           "use odd sides (3x3, 5x5, ...)")
