@@ -87,6 +87,13 @@ def _step(node, inputs: list[Field], whole_input: Field) -> Field:
         dilation = getattr(node, "_saved_dilation", 1)
         return _window(field, node._saved_kernel_size, node._saved_stride or node._saved_kernel_size,
                        node._saved_padding, dilation)
+    if name == "SliceBackward0" and node._saved_step > 1 and node._saved_dim in (2, 3, -1, -2):
+        # x[..., ::s] keeps every s-th pixel (ResNet's option-A shortcut): the fields are s times further apart
+        axis = 0 if node._saved_dim in (2, -2) else 1
+        jump, start = list(field.jump), list(field.start)
+        start[axis] += (node._saved_start or 0) * jump[axis]
+        jump[axis] *= node._saved_step
+        return Field(field.size, tuple(jump), tuple(start), field.whole)
     if name in ("AddmmBackward0", "MmBackward0", "MeanBackward1", "AdaptiveAvgPool2DBackward0",
                 "AdaptiveMaxPool2DBackward0"):
         if name.startswith("Adaptive"):
