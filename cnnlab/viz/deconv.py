@@ -18,6 +18,7 @@ simple-cnn, the VGG family, AlexNet, LeNet-style nets.
 from __future__ import annotations
 
 import heapq
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -233,6 +234,7 @@ def figure(sections: list[dict], title: str):
         axes[row, 0].set_title(f"{section['layer']}: projections", fontsize=9, loc="left")
         axes[row, 1].set_title(f"patches ({section['field']} px)", fontsize=9, loc="left")
         row += count
+    title = textwrap.fill(title, 70)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.25 + 0.16 * title.count("\n")) / fig.get_figheight()))  # room for it
     return fig
