@@ -28,7 +28,6 @@ with warnings.catch_warnings():
     import pytensor
     import pytensor.tensor as pt
     from pytensor.compile.mode import Mode
-    from pytensor.tensor.random.utils import RandomStream
 
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig
@@ -132,8 +131,8 @@ def _batch_norm(m, h, g):
 def _dropout(m, h, g):
     if not (g.training and m.p):
         return h
-    keep = g.random.binomial(n=1, p=1 - m.p, size=h.shape).astype("float32")
-    return h * keep / (1 - m.p)
+    g.rng, draw = g.rng.uniform(size=h.shape)
+    return h * pt.cast(draw >= m.p, "float32") / (1 - m.p)
 
 
 def _subsampling(m, h, g):
@@ -172,19 +171,21 @@ class Graph:
         self.shared = {name: pytensor.shared(value.detach().cpu().numpy().copy(), name=name, shape=tuple(value.shape))
                        for name, value in model.state_dict().items()}
         self.trainable = [self.shared[name] for name, p in model.named_parameters() if p.requires_grad]
-        self.random = RandomStream(seed)
-        self.training, self.updates, self._prefix = False, [], ""
+        self.random = pt.random.shared_rng(seed=seed, name="dropout")  # dropout masks
+        self.training, self.updates, self._prefix, self.rng = False, [], "", self.random
 
     def param(self, name: str):
         return self.shared[self._prefix + name]
 
     def __call__(self, x, training: bool):
         """Logits of NCHW `x`; with `training`, batch statistics and dropout, and the buffers' `updates`."""
-        self.training, self.updates = training, []
+        self.training, self.updates, self.rng = training, [], self.random
         h = x.dimshuffle(0, 2, 3, 1) if x.ndim == 4 else x
         for prefix, module, kind in self.layers:
             self._prefix = prefix
             h = LAYERS[kind](module, h, self)
+        if self.rng is not self.random:  # the generator's state after this step's draws
+            self.updates.append((self.random, self.rng))
         return h
 
 
@@ -298,9 +299,8 @@ class PyTensorEngine:
         optimizer = [torch.from_numpy(np.array(v.get_value())) for v in self.optimizer.state]
         if hasattr(self.optimizer, "step"):
             optimizer.append(torch.tensor(float(self.optimizer.step.get_value()), dtype=torch.float64))
-        rng = self.graph.random.state_updates
         return {"model": self.weights(), "optimizer": optimizer, "step": self.step,
-                "rng": [shared.get_value().bit_generator.state for shared, _ in rng]}
+                "rng": self.graph.random.get_value().bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         for name, value in state["model"].items():
@@ -312,10 +312,9 @@ class PyTensorEngine:
             shared.set_value(value.numpy().copy())
         self.step = state["step"]
         self.lr = self.base_lr * self.schedule(max(0, self.step - 1))
-        for (shared, _), rng_state in zip(self.graph.random.state_updates, state["rng"], strict=True):
-            generator = shared.get_value()
-            generator.bit_generator.state = rng_state
-            shared.set_value(generator)
+        generator = self.graph.random.get_value()
+        generator.bit_generator.state = state["rng"]
+        self.graph.random.set_value(generator)
 
 
 ENGINE = PyTensorEngine
