@@ -15,7 +15,8 @@
 #   T.grad                            -> pytensor.grad
 #   T.matrix, T.ivector, T.lscalar    -> pt.matrix, pt.ivector, pt.lscalar
 #   T.tanh, T.nnet.relu, T.nnet.softmax, T.log, T.mean, T.neq, T.argmax
-#                                     -> pt.tanh, pt.maximum(x, 0), pt.special.softmax, pt.log, pt.mean, pt.neq, pt.argmax
+#                                     -> pt.tanh, pt.maximum(x, 0), pt.special.softmax, pt.log, pt.mean, pt.neq,
+#                                        pt.argmax
 #   T.nnet.conv2d, pool.pool_2d       -> conv2d, pool2d from cnnlab.train.pytensor_engine: PyTensor 3 dropped
 #                                        Theano's CNN ops; these are built from slicing and one matrix product
 #                                        (im2col), and take images as (batch, rows, cols, channels), not

@@ -27,7 +27,8 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", SUITE_ONEDNN_CAP)
 # what the first compilation costs.
 if "PYTENSOR_FLAGS" not in os.environ:
     os.environ["PYTENSOR_FLAGS"] = "compiledir=" + tempfile.mkdtemp(prefix="cnnlab-tests-pytensor-")
-    # Registered before PyTensor is imported, so that it runs after PyTensor's own clean-up at exit (last in, first out).
+    # Registered before PyTensor is imported, so that it runs after PyTensor's own clean-up at exit (last in, first
+    # out).
     atexit.register(shutil.rmtree, os.environ["PYTENSOR_FLAGS"].removeprefix("compiledir="), ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]

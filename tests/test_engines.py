@@ -8,6 +8,7 @@ compilation of the engine's ops took 40-300 s on the 2-core machine (shared with
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -161,5 +162,19 @@ def test_a_model_the_engine_cannot_build_is_one_line(engine, capsys, tmp_path):
 def test_a_missing_package_is_one_line_saying_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "keras", None)  # import keras now fails as if it were not installed
     monkeypatch.delitem(sys.modules, "cnnlab.train.keras_engine", raising=False)
-    with pytest.raises(MissingDependency, match=r"--engine keras needs the package keras: pip install 'cnnlab\[labs\]'"):
+    message = r"--engine keras needs the package keras: pip install 'cnnlab\[labs\]'"
+    with pytest.raises(MissingDependency, match=message):
         engines_pair("keras", "mlp", {})
+
+
+def test_cnnlab_and_the_other_engines_never_import_the_lab_packages():
+    """Keras, PyTensor and ONNX load only for the commands that use them: not for `import cnnlab`, the parser, or a
+    torch or scratch training."""
+    code = ("import sys, cnnlab; from cnnlab.cli import build_parser; build_parser(); "
+            "from cnnlab.train.config import recipe_config; from cnnlab.train.trainer import Trainer\n"
+            "for engine in ('torch', 'scratch'):\n"
+            "    Trainer(recipe_config(engine=engine, train_limit=64, test_limit=64, epochs=1, threads=1),"
+            " progress=False, save=False).fit()\n"
+            "print(sorted(m for m in ('keras', 'pytensor', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -74,7 +74,8 @@ def schedule_fn(config: TrainConfig, steps_per_epoch: int):
                              warmup=config.warmup)
 
 
-def sequential_layers(model: torch.nn.Module, engine: str, supported, model_name: str) -> list[tuple[str, torch.nn.Module, str]]:
+def sequential_layers(model: torch.nn.Module, engine: str, supported,
+                      model_name: str) -> list[tuple[str, torch.nn.Module, str]]:
     """The layers of a (nested) Sequential torch model in the order they run, for an engine that translates them one
     by one: (state_dict prefix, layer, the name in `supported` of its class or base class). A model with a layer
     the engine lacks is one line naming the model, the engine and the layer."""

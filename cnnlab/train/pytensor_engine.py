@@ -233,7 +233,8 @@ class Adam:
                 g = g + self.weight_decay * p
             m_new, v_new = m + (1 - beta1) * (g - m), beta2 * v + (1 - beta2) * g * g
             shrunk = p * (1 - self.lr * self.weight_decay) if self.decoupled and self.weight_decay else p
-            updates += [(m, m_new), (v, v_new), (p, shrunk - step_size * m_new / (pt.sqrt(v_new) / correction2 + self.eps))]
+            change = step_size * m_new / (pt.sqrt(v_new) / correction2 + self.eps)
+            updates += [(m, m_new), (v, v_new), (p, shrunk - change)]
         return updates
 
 
@@ -248,7 +249,7 @@ OPTIMIZERS = types.SimpleNamespace(SGD=SGD, Adam=Adam, AdamW=AdamW)
 
 
 def cross_entropy_sum(logits, y, label_smoothing: float = 0.0):
-    """Summed softmax cross-entropy, with torch's label smoothing (that share of each target spread over all classes)."""
+    """Summed softmax cross-entropy, with torch's label smoothing (that share of each target spread over the classes)."""
     log_p = logits - pt.logsumexp(logits, axis=1, keepdims=True)
     loss = -log_p[pt.arange(y.shape[0]), y]
     if label_smoothing:
@@ -266,7 +267,8 @@ class PyTensorEngine:
         self.schedule = schedule_fn(config, steps_per_epoch)
         self.base_lr, self.step = config.lr, 0
         self.lr = config.lr * self.schedule(0)
-        x, y, scale = pt.tensor4("x", dtype="float32", shape=(None, *input_shape)), pt.lvector("y"), pt.scalar("scale", dtype="float32")
+        x, y = pt.tensor4("x", dtype="float32", shape=(None, *input_shape)), pt.lvector("y")
+        scale = pt.scalar("scale", dtype="float32")
         logits = graph(x, training=model.training)
         loss_sum = cross_entropy_sum(logits, y, config.label_smoothing)
         grads = pytensor.grad(loss_sum * scale, graph.trainable)
