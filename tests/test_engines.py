@@ -129,9 +129,9 @@ def test_engine_learns_mnist_and_saves_torch_weights(engine, tmp_path):
     config = recipe_config(engine=engine, epochs=1, train_limit=2000, test_limit=1000, threads=1, device="cpu")
     trainer = Trainer(config, name=engine, runs_dir=tmp_path, progress=False)
     result = trainer.fit()
-    # 2,000 images, one epoch of 32 steps: measured MEASURED over seeds 0-4 x 1 and 2 threads; an untrained net
-    # scores ~10%.
-    assert result.final_test_acc >= FLOOR
+    # 2,000 images, one epoch of 32 steps, 1,000 test images: measured 77.1-81.1% (keras) and 77.1-81.3% (pytensor)
+    # over seeds 0-4 x 1 and 2 threads (the torch engine's range too: the same steps); an untrained net scores ~10%.
+    assert result.final_test_acc >= 0.7
     from cnnlab.train.runs import Run
 
     model = Run.open(result.run_dir).build_model()

@@ -27,9 +27,10 @@ def test_lab1_keras_trains_three_convnets_and_compares_them(tmp_path):
     out = run_lab("lab1_keras.py", tmp_path)
     rows = dict(re.findall(r"^(\w+)\s+[\d,]+\s+[\d.]+\s+([\d.]+)%$", out, re.M))
     assert set(rows) == {"keras_example", "lenet5", "deeper_batch_norm"}
-    # 100 steps of batch 128, 2,000 test images: measured MEASURED_LAB1
+    # 100 steps of batch 128, 2,000 test images, the lab's seed: measured 89.75% (keras_example), 87.40% (lenet5),
+    # 93.95% (deeper_batch_norm; 8.95% with Keras's default batch-norm momentum, whose averages had not settled)
     for name, accuracy in rows.items():
-        assert float(accuracy) >= FLOOR_LAB1[name], name
+        assert float(accuracy) >= 80.0, name
     assert (tmp_path / "lab1_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
