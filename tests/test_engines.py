@@ -50,16 +50,16 @@ def engines_pair(engine: str, model_name: str, options: dict, **settings):
     return built, TorchEngine(torch_config, reference, 100, torch.device("cpu")), side
 
 
-def engine_gradients(engine, x, y) -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
-    """Training-mode logits, summed loss and each parameter's gradient (torch names and layout), at the engine's
-    current weights, without taking a step."""
-    if engine.name == "pytensor":
+def engine_gradients(engine: str, model: torch.nn.Module, name: str, x, y):
+    """Training-mode logits, summed loss and each parameter's gradient (torch names and layout) of `model` translated
+    into `engine` (its graph or Keras model only: no optimizer, nothing else compiled)."""
+    if engine == "pytensor":
         import pytensor
         import pytensor.tensor as pt
 
-        from cnnlab.train.pytensor_engine import cross_entropy_sum
+        from cnnlab.train.pytensor_engine import Graph, cross_entropy_sum
 
-        graph = engine.graph
+        graph = Graph(model, name, seed=0)
         xs, ys = pt.tensor4(dtype="float32"), pt.lvector()
         logits = graph(xs, training=True)
         loss = cross_entropy_sum(logits, ys)
@@ -67,27 +67,30 @@ def engine_gradients(engine, x, y) -> tuple[np.ndarray, float, dict[str, np.ndar
         f = pytensor.function([xs, ys], [logits, loss, *pytensor.grad(loss, graph.trainable)])
         logits, loss, *grads = f(x.numpy(), y.numpy())
         return logits, float(loss), dict(zip(names, grads))
+    from cnnlab.train.keras_engine import keras_model  # first: it sets KERAS_BACKEND=torch before Keras loads
+
     import keras
 
-    logits = engine.model(x, training=True)
+    sequential, variables = keras_model(model, name, tuple(x.shape[1:]))
+    for torch_name, variable, to_keras, _ in variables:
+        value = model.state_dict()[torch_name]
+        variable.assign((to_keras(value) if to_keras else value).contiguous())
+    logits = sequential(x, training=True)
     loss = -keras.ops.take_along_axis(keras.ops.log_softmax(logits, axis=1), y[:, None], axis=1).sum()
     loss.backward()
-    grads = {}
-    for name, variable, _, to_torch in engine.variables:
-        if variable.trainable:
-            grad = variable.value.grad
-            grads[name] = (to_torch(grad) if to_torch else grad).numpy()
-            variable.value.grad = None
-    return logits.detach().numpy(), float(loss), grads
+    grads = {torch_name: (to_torch(v.value.grad) if to_torch else v.value.grad).numpy()
+             for torch_name, v, _, to_torch in variables if v.trainable}
+    return logits.detach().numpy(), float(loss.detach()), grads
 
 
 @pytest.mark.parametrize("model_name, options", MODELS, ids=lambda v: v if isinstance(v, str) else "-".join(v) or "")
 @pytest.mark.parametrize("engine", ENGINES)
 def test_logits_loss_and_every_gradient_match_torch(engine, model_name, options):
-    built, reference, side = engines_pair(engine, model_name, options)
+    torch.manual_seed(0)
+    side = 32 if model_name == "lenet5" else 28
+    model = get_model(model_name, input_size=side, **options).train()
     x, y = batch(side=side)
-    logits, loss, grads = engine_gradients(built, x, y)
-    model = reference.model.train()
+    logits, loss, grads = engine_gradients(engine, model, model_name, x, y)
     expected = model(x)
     expected_loss = torch.nn.functional.cross_entropy(expected, y, reduction="sum")
     expected_loss.backward()
