@@ -113,13 +113,14 @@ for name, r in results.items():
 
 # %%
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-for name, r in results.items():
-    epochs = np.arange(1, EPOCHS + 1)
-    left.plot(epochs, r["history"]["loss"], "--", label=f"{name} train")
-    left.plot(epochs, r["history"]["val_loss"], label=f"{name} test")
-    right.plot(epochs, r["history"]["val_accuracy"], marker="o", label=name)
-left.set(title="loss", xlabel="epoch")
-right.set(title="test accuracy", xlabel="epoch")
+epochs = np.arange(1, EPOCHS + 1)
+for i, (name, r) in enumerate(results.items()):
+    color = f"C{i}"  # one colour per model in both panels
+    left.plot(epochs, r["history"]["loss"], "--", color=color, label=f"{name} train")
+    left.plot(epochs, r["history"]["val_loss"], color=color, label=f"{name} test")
+    right.plot(epochs, r["history"]["val_accuracy"], marker="o", color=color, label=name)
+left.set(title="loss (dashed: training)", xlabel="epoch", xticks=epochs)
+right.set(title="test accuracy", xlabel="epoch", xticks=epochs)
 left.legend(fontsize=8)
 right.legend(fontsize=8)
 figure.tight_layout()

@@ -24,7 +24,8 @@
 #   theano.config.floatX              -> pytensor.config.floatX
 #
 # Differences from the 2010s tutorial, for speed on a CPU: ReLU instead of tanh, SGD with momentum (one more shared
-# variable per parameter, updated in the same `updates`), 5 epochs instead of 200.
+# variable per parameter, updated in the same `updates`) and a learning rate annealed after each epoch (a shared
+# variable too), 6 epochs instead of 200.
 
 # %%
 import sys
@@ -104,7 +105,8 @@ class LogisticRegression:
 # ## The model: symbolic input, two conv+pool layers, a hidden layer, logistic regression
 
 # %%
-batch_size, nkerns, learning_rate, momentum = 64, (20, 50), 0.01, 0.9
+batch_size, nkerns, momentum = 64, (20, 50), 0.9
+learning_rate = pytensor.shared(np.float32(0.01), name="learning_rate")  # shared: lowered after each epoch
 index = pt.lscalar()  # index of a minibatch
 x = pt.matrix("x")  # rasterized images
 y = pt.ivector("y")  # labels
@@ -145,11 +147,12 @@ print(f"compiled in {time.perf_counter() - start:.1f} s")
 # %%
 n_train_batches = train_x.get_value(borrow=True).shape[0] // batch_size
 n_test_batches = test_x.get_value(borrow=True).shape[0] // 1000
-epochs = 1 if QUICK else 5
+epochs = 1 if QUICK else 6
 start = time.perf_counter()
 for epoch in range(1, epochs + 1):
     costs = [train_model(i) for i in rng.permutation(n_train_batches)]
     test_error = np.mean([test_model(i) for i in range(n_test_batches)])
     print(f"epoch {epoch}: training cost {np.mean(costs):.4f}, test error {test_error:.2%} "
           f"({time.perf_counter() - start:.0f} s)")
+    learning_rate.set_value(np.float32(learning_rate.get_value() * 0.6))  # annealing: the last epochs settle
 print(f"test accuracy {1 - test_error:.2%}")
