@@ -13,7 +13,7 @@ from cnnlab.errors import CnnlabError
 COMMANDS = [
     "train", "evaluate", "predict", "runs", "transfer", "segment",
     "zoo", "summary",
-    "filters", "show", "report", "experiment",
+    "filters", "show", "report", "export", "experiment",
     "serve", "info",
 ]
 

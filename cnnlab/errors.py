@@ -31,3 +31,25 @@ class ConfigError(CnnlabError):
 
 class LayerError(ConfigError):
     """A layer name, channel or pixel that the model does not have."""
+
+
+class MissingDependency(CnnlabError):
+    """An optional package (the `labs` extra) is not installed."""
+
+
+# The `labs` extra of pyproject.toml: the lab's engines (Keras, PyTensor) and the ONNX export.
+OPTIONAL_PACKAGES = ("keras", "pytensor", "onnx", "onnxruntime", "onnxscript")
+
+
+def import_optional(module: str, purpose: str):
+    """`importlib.import_module(module)`, where a missing optional package is one line saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        package = (err.name or "").split(".")[0]
+        if package not in OPTIONAL_PACKAGES:
+            raise
+        raise MissingDependency(f"{purpose} needs the package {package}: pip install 'cnnlab[labs]' "
+                                f"(`make install` does)") from None

@@ -1,8 +1,11 @@
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,16 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 # (no effect on CPUs without AVX-512); tests/test_hardware.py lifts the cap to check the bf16 path itself.
 SUITE_ONEDNN_CAP = "AVX512_CORE_VNNI"
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", SUITE_ONEDNN_CAP)
+
+# PyTensor compiles the pytensor engine's graphs to C and caches them in its compiledir (~/.pytensor by default). Each
+# test process compiles from scratch, as a fresh clone does, into a folder of its own that it removes at the end (the
+# processes it starts share it): a warm cache cannot hide a slow or broken compilation. tests/test_engines.py says
+# what the first compilation costs.
+if "PYTENSOR_FLAGS" not in os.environ:
+    os.environ["PYTENSOR_FLAGS"] = "compiledir=" + tempfile.mkdtemp(prefix="cnnlab-tests-pytensor-")
+    # Registered before PyTensor is imported, so that it runs after PyTensor's own clean-up at exit (last in, first
+    # out).
+    atexit.register(shutil.rmtree, os.environ["PYTENSOR_FLAGS"].removeprefix("compiledir="), ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

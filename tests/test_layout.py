@@ -19,7 +19,7 @@ FLOORS = [
                     "cnnlab.scratch", "cnnlab.data", "cnnlab.models"]),
     ("inspection", ["cnnlab.viz"]),
     ("training", ["cnnlab.train"]),
-    ("workflows", ["cnnlab.transfer", "cnnlab.report", "cnnlab.experiments"]),
+    ("workflows", ["cnnlab.transfer", "cnnlab.report", "cnnlab.export", "cnnlab.experiments"]),
     ("web", ["cnnlab.web"]),
     ("commands", ["cnnlab.commands", "cnnlab.cli", "cnnlab.__main__"]),
 ]

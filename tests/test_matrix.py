@@ -38,7 +38,8 @@ def build(kind: str, root: Path) -> Path:
     if kind == "segmentation":
         config = recipe_config("segmentation", **SEGMENTATION)
         return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
-    settings = {"torch": {}, "scratch": {"engine": "scratch"},
+    settings = {"torch": {}, "scratch": {"engine": "scratch"}, "keras": {"engine": "keras"},
+                "pytensor": {"engine": "pytensor"},
                 "batch-norm-dropout": {"model_options": {"batch_norm": True, "dropout": 0.25},
                                        "augment": {"max_shift": 2}}}
     if kind in settings:
@@ -62,7 +63,8 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-KINDS = ["torch", "scratch", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "ddp"]
+KINDS = ["torch", "scratch", "keras", "pytensor", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned",
+         "segmentation", "ddp"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -127,6 +129,11 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
         return headline in page and "<img" in page and "Traceback" not in page
 
     cell("report", ["report", run, "--samples", 1, "--out", tmp_path / "report.html"], reported)
+
+    # export: an ONNX file (tests/test_export.py runs such files in ONNX Runtime)
+    onnx_file = tmp_path / "model.onnx"
+    cell("export", ["export", run, "--format", "onnx", "--out", onnx_file],
+         lambda out: out.startswith(f"wrote {onnx_file}") and onnx_file.stat().st_size > 1000)
 
     # train --resume of a finished run: nothing left to train, the same folder
     cell("train --resume", ["train", "--resume", run, "--quiet"], lambda out: out.strip() == str(run))

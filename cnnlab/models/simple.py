@@ -42,3 +42,25 @@ class SimpleCNN(nn.Sequential):
 def simple_cnn(num_classes: int = 10, in_channels: int = 1, **options) -> SimpleCNN:
     """The default cnnlab CNN: 2x (conv 5x5 → ReLU → max-pool 2), then FC → ReLU → FC."""
     return SimpleCNN(num_classes, in_channels, **options)
+
+
+class MLP(nn.Sequential):
+    """The baseline a CNN is measured against: the image as one vector of pixels, fully connected layers only."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28,
+                 hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0):
+        layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+        width = in_channels * input_size * input_size
+        for i, units in enumerate(hidden, start=1):
+            layers += [(f"fc{i}", nn.Linear(width, units)), (f"relu{i}", nn.ReLU(inplace=True))]
+            if dropout:
+                layers.append((f"dropout{i}", nn.Dropout(dropout)))
+            width = units
+        layers.append((f"fc{len(hidden) + 1}", nn.Linear(width, num_classes)))
+        super().__init__(OrderedDict(layers))
+
+
+@register_model("mlp", family="simple", input_size=(1, 28, 28))
+def mlp(num_classes: int = 10, in_channels: int = 1, **options) -> MLP:
+    """A fully connected baseline: flatten → (FC → ReLU) per hidden layer → FC; no convolution."""
+    return MLP(num_classes, in_channels, **options)

@@ -22,7 +22,7 @@ from cnnlab.errors import ConfigError, listed
 from cnnlab.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-ENGINES = ("torch", "scratch")
+ENGINES = ("torch", "scratch", "keras", "pytensor")
 PRECISIONS = ("auto", "fp32", "bf16")
 # How each class weighting weighs a class: by 1 / frequency to this power (cnnlab.train.weighting).
 CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-frequency": 1.0}
@@ -85,7 +85,8 @@ class TrainConfig:
     dataset: str = option("mnist", f"registered dataset: {', '.join([*DATASETS, *GENERATED])}")
     dataset_options: dict = option(help='a generated dataset\'s settings as JSON, e.g. \'{"train_scenes": 60000}\' '
                                         '(mnist-scenes)', factory=dict, metavar="JSON")
-    engine: str = option("torch", "torch, or the NumPy engine written from scratch", choices=ENGINES,
+    engine: str = option("torch", "torch; the NumPy engine written from scratch; Keras 3 or PyTensor "
+                                 "(pip install 'cnnlab[labs]')", choices=ENGINES,
                          tasks=("classification",))
     epochs: int = option(3, "passes over the training images")
     batch_size: int = option(64, "images per optimizer step")

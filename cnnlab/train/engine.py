@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from cnnlab.data import dataset_info
+from cnnlab.errors import ConfigError
 from cnnlab.models import get_model
 from cnnlab.schedules import lr_factor
 from cnnlab.train.config import TrainConfig
@@ -71,3 +72,26 @@ def schedule_fn(config: TrainConfig, steps_per_epoch: int):
     return functools.partial(lr_factor, config.schedule, total=config.epochs * steps_per_epoch,
                              steps_per_epoch=steps_per_epoch, step_size=config.step_size, gamma=config.gamma,
                              warmup=config.warmup)
+
+
+def sequential_layers(model: torch.nn.Module, engine: str, supported,
+                      model_name: str) -> list[tuple[str, torch.nn.Module, str]]:
+    """The layers of a (nested) Sequential torch model in the order they run, for an engine that translates them one
+    by one: (state_dict prefix, layer, the name in `supported` of its class or base class). A model with a layer
+    the engine lacks is one line naming the model, the engine and the layer."""
+    layers = []
+
+    def visit(prefix: str, module: torch.nn.Module) -> None:
+        classes = [c.__name__ for c in type(module).__mro__]
+        kind = next((c for c in classes if c in supported), None)
+        if kind is None and "Sequential" in classes:
+            for name, child in module.named_children():
+                visit(f"{prefix}{name}.", child)
+            return
+        if kind is None:
+            raise ConfigError(f"the {engine} engine cannot build {model_name}: it has no {type(module).__name__} layer "
+                              f"(it has: {', '.join(supported)})")
+        layers.append((prefix, module, kind))
+
+    visit("", model)
+    return layers

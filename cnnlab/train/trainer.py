@@ -27,7 +27,7 @@ import torch
 
 from cnnlab import __version__, files, hardware
 from cnnlab.data.download import atomic_write
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, import_optional
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
@@ -84,6 +84,12 @@ def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: 
         if world.distributed:
             raise ConfigError("--engine scratch trains in one process; drop --nproc-per-node")
         return ScratchEngine(config, model, steps_per_epoch)
+    if config.engine in ("keras", "pytensor"):
+        if world.distributed:
+            raise ConfigError(f"--engine {config.engine} trains in one process; drop --nproc-per-node")
+        # Imported here: Keras and PyTensor are optional (cnnlab[labs]) and slow to import; no other engine needs them.
+        module = import_optional(f"cnnlab.train.{config.engine}_engine", f"--engine {config.engine}")
+        return module.ENGINE(config, model, steps_per_epoch, input_shape)
     return TorchEngine(config, model, steps_per_epoch, device, world, class_weights)
 
 
@@ -118,7 +124,7 @@ class Trainer:
         self.name, self.runs_dir = name, runs_dir
         if config.threads:
             torch.set_num_threads(config.threads)
-        elif config.engine == "scratch":
+        elif config.engine in ("scratch", "pytensor"):
             # torch only batches the data here; its threads would compete with NumPy's BLAS for the cores.
             torch.set_num_threads(1)
         device = resolve_device(config.device) if config.engine == "torch" else torch.device("cpu")

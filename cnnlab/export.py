@@ -1,0 +1,68 @@
+"""A run's model out of cnnlab: an ONNX file that any ONNX runtime (and Netron, to look at it) opens.
+
+The file holds the trained weights and the graph in float32, with a dynamic batch size, and its metadata says what
+a program needs to use it without cnnlab: the class names, the input shape and the input normalization
+((pixels / 255 - mean) / std, pixels 0-255 with the digit bright on dark, as the dataset's images). docs/export.md
+runs it with ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from cnnlab import __version__
+from cnnlab.data import dataset_info
+from cnnlab.errors import ConfigError, import_optional
+from cnnlab.train.runs import Run, read_weights
+
+OPSET = 18
+
+
+def onnx_metadata(run: Run, input_shape, checkpoint: str) -> dict[str, str]:
+    info = dataset_info(run.config.dataset)
+    return {"cnnlab": __version__, "model": run.config.model, "dataset": run.config.dataset, "task": info.task,
+            "class_names": json.dumps(list(info.classes)), "input_shape": json.dumps(list(input_shape)),
+            "normalization": json.dumps({"scale": 1 / 255, "mean": info.mean, "std": info.std,
+                                         "formula": "(pixels / 255 - mean) / std"}),
+            "run": run.name, "checkpoint": checkpoint}
+
+
+def export_model(model: torch.nn.Module, input_shape, out: Path, metadata: dict[str, str] | None = None) -> Path:
+    """`model` (eval mode) as an ONNX file whose input "image" is (batch, *input_shape) and output "logits"."""
+    onnx = import_optional("onnx", "ONNX export")
+    import_optional("onnxscript", "ONNX export")  # torch's exporter writes the graph with it
+    example = torch.zeros(2, *input_shape)  # two images: a batch of one would let the exporter fix the size at 1
+    batch = torch.export.Dim("batch", min=1)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    with warnings.catch_warnings():
+        # the exporter's notes on its own internals (e.g. that torchvision's ops are skipped: no model here uses them)
+        warnings.simplefilter("ignore")
+        exporter_log.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=["image"],
+                                        output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=OPSET,
+                                        verbose=False)
+        finally:
+            exporter_log.setLevel(level)
+    proto = program.model_proto
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def export_run(run: Run, out: str | Path | None = None, checkpoint: str = "last") -> Path:
+    """Write `run`'s model as ONNX (default RUN/model.onnx) and return the file's path."""
+    out = Path(out) if out else run.path / "model.onnx"
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    _, saved = read_weights(run.checkpoint(checkpoint))
+    input_shape = tuple(saved.get("input_shape") or (1, 28, 28))
+    return export_model(run.build_model(checkpoint), input_shape, out, onnx_metadata(run, input_shape, checkpoint))
