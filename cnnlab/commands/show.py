@@ -1,4 +1,4 @@
-"""`cnnlab show filters|features|random-filters|saliency`: look inside a trained run (either engine)."""
+"""`cnnlab show filters|features|random-filters|saliency|occlusion|dream`: look inside a trained run (either engine)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def add_parser(subparsers):
         "cnnlab show random-filters",
         "cnnlab show random-filters photo.jpg --count 4 --size 5",
         "cnnlab show saliency runs/NAME my_digit.png",
+        "cnnlab show occlusion runs/NAME --index 0 --size 6",
     ], lambda args: p.print_help() or 2)
     kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
 
@@ -48,6 +49,15 @@ def add_parser(subparsers):
     s = kind("saliency", "Gradient saliency and Grad-CAM for one input.", show_saliency)
     s.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
     s.add_argument("--layer", help="layer for Grad-CAM (default: the activation after the last conv layer)")
+    o = kind("occlusion", "What the prediction becomes as a square hides each part of the input (Zeiler & Fergus).",
+             show_occlusion)
+    o.add_argument("--target", type=int, help="class whose probability is mapped (default: the true label with "
+                   "--index, else the predicted class)")
+    o.add_argument("--layer", help="conv layer whose strongest feature map is followed (default: the last)")
+    o.add_argument("--size", type=int, default=8, help="side of the square in input pixels (default 8)")
+    o.add_argument("--stride", type=int, default=2, help="step between square positions (default 2)")
+    o.add_argument("--fill", choices=["mean", "grey"], default="mean",
+                   help="the square's colour: the dataset's mean pixel, or mid-grey (default mean)")
     return p
 
 
@@ -189,4 +199,34 @@ def show_saliency(args) -> int:
     question = "where is" if info.task == "segmentation" else "why"
     caption = f"{run.name}: {question} {info.classes[target]}? — {caption}, {verdict}"
     _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption), args.out)
+    return 0
+
+
+def show_occlusion(args) -> int:
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import normalize_input
+    from cnnlab.viz.occlusion import occlusion, plot_occlusion
+
+    run = Run.open(args.run)
+    info = dataset_info(run.config.dataset)
+    if info.task == "segmentation":
+        raise ConfigError(f"{args.run}: occlusion maps a classifier's probability, and this run labels every pixel "
+                          "(`cnnlab show saliency` explains a class's region)")
+    image, caption = load_input(args, info, run.config)
+    model = run.build_model(args.checkpoint)
+    x = normalize_input(image, info.mean, info.std)
+    with torch.no_grad():
+        predicted, verdict = _verdict(model(x)[0], info)
+    target = args.target
+    if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
+        target = int(run.config.load_split("test", quiet=True).labels[args.index]) if args.index is not None \
+            else predicted
+    pixel = {"mean": info.mean, "grey": 0.5}[args.fill]  # in [0, 1]; normalized, the mean is 0
+    result = occlusion(model, x, target, args.size, args.stride, (pixel - info.mean) / info.std, args.layer)
+    caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
+    _save(plot_occlusion(image, result, list(info.classes), caption, 255 * pixel), args.out)
     return 0
