@@ -49,6 +49,10 @@ def add_parser(subparsers):
     s = kind("saliency", "Gradient saliency and Grad-CAM for one input.", show_saliency)
     s.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
     s.add_argument("--layer", help="layer for Grad-CAM (default: the activation after the last conv layer)")
+    s.add_argument("--baseline", choices=["mean", "black"], default="mean",
+                   help="integrated gradients' starting image: the dataset's mean pixel everywhere, or black "
+                   "(default mean)")
+    s.add_argument("--steps", type=int, default=64, help="integrated gradients' points on the path (default 64)")
     o = kind("occlusion", "What the prediction becomes as a square hides each part of the input (Zeiler & Fergus).",
              show_occlusion)
     o.add_argument("--target", type=int, help="class whose probability is mapped (default: the true label with "
@@ -183,7 +187,7 @@ def show_saliency(args) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
     from cnnlab.viz.activations import normalize_input
-    from cnnlab.viz.saliency import grad_cam, gradient_saliency, plot_saliency
+    from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
 
     run = Run.open(args.run)
     info = dataset_info(run.config.dataset)
@@ -196,9 +200,16 @@ def show_saliency(args) -> int:
     if not 0 <= target < info.num_classes:
         raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
     cam, layer = grad_cam(model, x, target, args.layer)
+    # normalized, the dataset's mean pixel is 0 and black is -mean / std
+    baseline = torch.full_like(x, 0.0 if args.baseline == "mean" else -info.mean / info.std)
+    integrated = integrated_gradients(model, x, target, baseline, args.steps)
+    with torch.no_grad():  # completeness: the attributions should sum to this difference
+        score, start = target_scores(model(torch.cat([x, baseline])), target).tolist()
+    path = f"the {args.baseline} image, {args.steps} steps (Δscore {score - start:.3g})"
     question = "where is" if info.task == "segmentation" else "why"
     caption = f"{run.name}: {question} {info.classes[target]}? — {caption}, {verdict}"
-    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption), args.out)
+    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption,
+                        (integrated, path)), args.out)
     return 0
 
 
