@@ -17,6 +17,7 @@ def add_parser(subparsers):
         "cnnlab show random-filters photo.jpg --count 4 --size 5",
         "cnnlab show saliency runs/NAME my_digit.png",
         "cnnlab show occlusion runs/NAME --index 0 --size 6",
+        "cnnlab show dream runs/NAME --layer conv2 --features 16",
     ], lambda args: p.print_help() or 2)
     kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
 
@@ -62,6 +63,13 @@ def add_parser(subparsers):
     o.add_argument("--stride", type=int, default=2, help="step between square positions (default 2)")
     o.add_argument("--fill", choices=["mean", "grey"], default="mean",
                    help="the square's colour: the dataset's mean pixel, or mid-grey (default mean)")
+    d = kind("dream", "Inputs optimized to excite each feature map of a layer (activation maximization).",
+             show_dream, image=False)
+    d.add_argument("--layer", help="conv layer (default: the last)")
+    d.add_argument("--features", type=int, default=16, help="feature maps shown, from 0 (default 16)")
+    d.add_argument("--steps", type=int, default=128, help="optimizer steps (default 128)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -241,3 +249,45 @@ def show_occlusion(args) -> int:
     caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
     _save(plot_occlusion(image, result, list(info.classes), caption, 255 * pixel), args.out)
     return 0
+
+
+def show_dream(args) -> int:
+    import torch
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import conv_layer, conv_layers
+    from cnnlab.viz.dream import DreamSettings, dream, feature_activation, plot_dream
+
+    run = Run.open(args.run)
+    model = run.build_model(args.checkpoint)
+    layers = conv_layers(model)
+    name, conv = conv_layer(model, args.layer or (layers[-1][0] if layers else None))
+    if not 1 <= args.features <= conv.out_channels:
+        raise ConfigError(f"--features must be 1..{conv.out_channels} for layer {name!r}, got {args.features}")
+    channels = list(range(args.features))
+    settings = DreamSettings(steps=args.steps, seed=args.seed)
+    side = run.config.load_split("test", quiet=True, limit=1).images[0].shape[-2:]  # the inputs it was trained on
+    shape = (layers[0][1].in_channels, *side)
+    progress = None
+    if not args.quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn(f"optimizing {args.features} inputs for {name}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn())
+    with progress or _nothing():
+        task = progress.add_task("", total=args.steps) if progress else None
+        images = dream(model, name, channels, shape, settings,
+                       (lambda step: progress.update(task, completed=step)) if progress else None)
+    with torch.no_grad():
+        reached = feature_activation(model, name, images)[torch.arange(len(channels)), channels]
+    title = (f"{run.name}: inputs that excite {name}'s feature maps (mean rectified activation reached; "
+             f"{args.steps} steps)")
+    _save(plot_dream(images, channels, reached.tolist(), title), args.out)
+    return 0
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
@@ -41,7 +42,7 @@ class DreamSettings:
 
 
 def _spectrum_scale(height: int, width: int) -> torch.Tensor:
-    """1 / frequency for each coefficient of `torch.fft.rfft2` (the constant term keeps weight 1)."""
+    """1 / frequency for each coefficient of `torch.fft.rfft2` (the constant term: the lowest frequency's)."""
     fy = torch.fft.fftfreq(height)[:, None]
     fx = torch.fft.rfftfreq(width)[None, :]
     return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp(min=1.0 / max(height, width))
@@ -53,11 +54,13 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
             + (images[..., :, 1:] - images[..., :, :-1]).abs().mean((1, 2, 3)))
 
 
-def feature_activation(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """Mean rectified activation of every feature map of conv `layer` for a batch: [N, C]."""
+def feature_activation(model: nn.Module, layer: str, x: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
+    """Mean rectified activation of every feature map of conv `layer` for a batch: [N, C]. `leak`: the slope
+    kept below zero (a leaky ReLU), so that a map negative everywhere still has a gradient."""
     _, module = conv_layer(model, layer)
     seen = []
-    handle = module.register_forward_hook(lambda _m, _i, output: seen.append(torch.relu(output)))
+    # of a clone: the model's own in-place ReLU overwrites the map that the leaky one needs for its gradient
+    handle = module.register_forward_hook(lambda _m, _i, output: seen.append(F.leaky_relu(output.clone(), leak)))
     try:
         model(x)
     finally:
@@ -65,6 +68,7 @@ def feature_activation(model: nn.Module, layer: str, x: torch.Tensor) -> torch.T
     return seen[0].mean((2, 3))
 
 
+@torch.enable_grad()  # the images need gradients even when called under no_grad
 def dream(model: nn.Module, layer: str, channels: list[int], shape: tuple[int, int, int],
           settings: DreamSettings = DreamSettings(), progress=None) -> torch.Tensor:
     """One optimized input [len(channels), C, H, W] (normalized input space) per channel of conv `layer`, all
@@ -88,7 +92,7 @@ def dream(model: nn.Module, layer: str, channels: list[int], shape: tuple[int, i
     for step in range(settings.steps):
         images = torch.fft.irfft2(spectrum * scale, s=(h, w))
         dy, dx = torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=generator).tolist()
-        activation = feature_activation(model, name, torch.roll(images, (dy, dx), (2, 3)))[rows, picked]
+        activation = feature_activation(model, name, torch.roll(images, (dy, dx), (2, 3)), 0.1)[rows, picked]
         penalty = settings.l2 * images.pow(2).mean((1, 2, 3)) + settings.tv * total_variation(images)
         optimizer.zero_grad()
         (penalty - activation).sum().backward()
