@@ -54,7 +54,7 @@ def add_parser(subparsers):
                    help="integrated gradients' starting image: the dataset's mean pixel everywhere, or black "
                    "(default mean)")
     s.add_argument("--steps", type=int, default=64, help="integrated gradients' points on the path (default 64)")
-    o = kind("occlusion", "What the prediction becomes as a square hides each part of the input (Zeiler & Fergus).",
+    o = kind("occlusion", "What the prediction becomes as a square hides each part of the input.",
              show_occlusion)
     o.add_argument("--target", type=int, help="class whose probability is mapped (default: the true label with "
                    "--index, else the predicted class)")
@@ -63,7 +63,7 @@ def add_parser(subparsers):
     o.add_argument("--stride", type=int, default=2, help="step between square positions (default 2)")
     o.add_argument("--fill", choices=["mean", "grey"], default="mean",
                    help="the square's colour: the dataset's mean pixel, or mid-grey (default mean)")
-    d = kind("dream", "Inputs optimized to excite each feature map of a layer (activation maximization).",
+    d = kind("dream", "Inputs optimized to excite each feature map of a layer.",
              show_dream, image=False)
     d.add_argument("--layer", help="conv layer (default: the last)")
     d.add_argument("--features", type=int, default=16, help="feature maps shown, from 0 (default 16)")
