@@ -109,9 +109,18 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     cell("predict", ["predict", run, image, "--json", "--out-dir", tmp_path / "out"], predicted)
 
     # the pictures
-    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0])]:
+    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0]),
+                        ("dream", ["--features", 2, "--steps", 4, "--quiet"])]:
         out = tmp_path / f"{what}.png"
         cell(f"show {what}", ["show", what, run, *extra, "--out", out], lambda _, out=out: is_png(out))
+    # occlusion maps a classifier's probability; a segmentation is refused in one line, saying why
+    occluded = ["show", "occlusion", run, "--index", 0, "--stride", 4, "--out", tmp_path / "occlusion.png"]
+    if segmentation:
+        code, _, err = run_in_process(capsys, *occluded)
+        if not (code == 2 and err.count("\n") == 1 and "labels every pixel" in err):
+            problems.append(f"show occlusion: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
+    else:
+        cell("show occlusion", occluded, lambda _: is_png(tmp_path / "occlusion.png"))
 
     def reported(_):
         page = (tmp_path / "report.html").read_text()

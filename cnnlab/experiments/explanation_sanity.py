@@ -95,13 +95,22 @@ def run(settings: dict, progress: bool = False) -> dict:
         if progress:
             print(f"randomized down to {layer}: " + ", ".join(
                 f"{m} {np.mean(correlations[m][-1]):+.2f}" for m in METHODS))
-    return {"source": str(run_dir), "layers": layers, "labels": labels,
+    return {"source": run_dir.name, "layers": layers, "labels": labels,
             "rank_correlation": {m: {"mean": [round(float(np.mean(c)), 4) for c in correlations[m]],
                                      "std": [round(float(np.std(c)), 4) for c in correlations[m]]}
                                  for m in METHODS},
-            "example": {"image": images[0].tolist(), "label": labels[0],
-                        "maps": {m: [np.round(e / (e.max() or 1.0), 3).tolist() for e in examples[m]]
-                                 for m in METHODS}}}
+            "example": {"image": _rows(images[0] / 255), "label": labels[0],
+                        "maps": {m: [_rows(e / (e.max() or 1.0)) for e in examples[m]] for m in METHODS}}}
+
+
+def _rows(values: np.ndarray) -> list[str]:
+    """A map in [0, 1] as one line of percents per row: result.json stays small and readable (a list of
+    numbers would take one line per pixel)."""
+    return [" ".join(str(round(100 * float(v))) for v in row) for row in values]
+
+
+def _unrows(rows: list[str]) -> np.ndarray:
+    return np.array([row.split() for row in rows], dtype=float) / 100
 
 
 def plot(record: dict, path) -> None:
@@ -126,8 +135,13 @@ def plot(record: dict, path) -> None:
     curves.grid(alpha=0.3)
     curves.legend(fontsize=8, loc="lower left")
     example = result["example"]
-    image = np.array(example["image"])
-    extent = (-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+    image = _unrows(example["image"])
+    side = image.shape[-1]
+    extent = (-0.5, side - 0.5, side - 0.5, -0.5)
+    size, stride = record["settings"]["occlusion"]
+    centres = np.unique(np.r_[np.arange(0, side - size + 1, stride), side - size]) + (size - 1) / 2
+    half = (centres[-1] - centres[0]) / max(len(centres) - 1, 1) / 2  # occlusion: a cell per square, at its centre
+    square_extent = (centres[0] - half, centres[-1] + half, centres[-1] + half, centres[0] - half)
     for r, m in enumerate(METHODS):
         ax = fig.add_subplot(grid[r, 2])
         ax.imshow(image, cmap="gray")
@@ -137,8 +151,10 @@ def plot(record: dict, path) -> None:
             ax.set_title("input", fontsize=8)
         for c, values in enumerate(example["maps"][m]):
             ax = fig.add_subplot(grid[r, 3 + c])
-            # occlusion's coarser grid of square positions is stretched over the image it covers
-            mapped = ax.imshow(np.array(values), cmap=HEAT, vmin=0, vmax=1, extent=extent)
+            mapped = ax.imshow(_unrows(values), cmap=HEAT, vmin=0, vmax=1,
+                               extent=square_extent if m == "occlusion" else extent)
+            ax.set_xlim(extent[:2]), ax.set_ylim(extent[2:])
+            ax.set_facecolor("0.85")  # occlusion's margin, no square's centre, as in `show occlusion`
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
                 ax.set_title(steps[c], fontsize=8)
