@@ -360,5 +360,6 @@ def test_dream_excites_its_own_feature_more_than_random_inputs_and_other_feature
     # inputs reach 2.0-2.3x what the best of 64 unit-variance noise images reaches for each map, and 2.2-2.4x the
     # mean of the other maps; the 1-step start (the negative check) reaches 13-20x less.
     assert own > 1.6 * random_best and own > 1.8 * others and own > 5 * started, (own, random_best, others, started)
+    assert all(p.requires_grad for p in model.parameters())  # the weights were frozen only while optimizing
     with pytest.raises(ConfigError, match="layer 'conv2' has feature maps 0..31"):
         dream(model, "conv2", [32], (1, 28, 28))

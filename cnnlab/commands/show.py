@@ -252,6 +252,8 @@ def show_occlusion(args) -> int:
 
 
 def show_dream(args) -> int:
+    import contextlib
+
     import torch
 
     from cnnlab.errors import ConfigError
@@ -275,7 +277,7 @@ def show_dream(args) -> int:
 
         progress = Progress(TextColumn(f"optimizing {args.features} inputs for {name}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn())
-    with progress or _nothing():
+    with progress or contextlib.nullcontext():
         task = progress.add_task("", total=args.steps) if progress else None
         images = dream(model, name, channels, shape, settings,
                        (lambda step: progress.update(task, completed=step)) if progress else None)
@@ -285,9 +287,3 @@ def show_dream(args) -> int:
              f"{args.steps} steps)")
     _save(plot_dream(images, channels, reached.tolist(), title), args.out)
     return 0
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()

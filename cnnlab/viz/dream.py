@@ -79,8 +79,18 @@ def dream(model: nn.Module, layer: str, channels: list[int], shape: tuple[int, i
     if settings.steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {settings.steps}")
     model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # only the images are optimized
+    # only the images are optimized: the weights need no gradients (given back as they were)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        return _ascend(model, name, channels, shape, settings, progress)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
+def _ascend(model, name, channels, shape, settings, progress) -> torch.Tensor:
     generator = torch.Generator().manual_seed(settings.seed)
     c, h, w = shape
     scale = _spectrum_scale(h, w)
