@@ -122,6 +122,14 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     else:
         cell("show occlusion", occluded, lambda _: is_png(tmp_path / "occlusion.png"))
 
+    deconv = ["show", "deconv", run, "--limit", 40, "--features", 1, "--out", tmp_path / "deconv.png"]
+    if segmentation:
+        code, _, err = run_in_process(capsys, *deconv)
+        if not (code == 2 and err.count("\n") == 1 and "segments" in err):
+            problems.append(f"show deconv: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
+    else:
+        cell("show deconv", deconv, lambda _: is_png(tmp_path / "deconv.png"))
+
     def reported(_):
         page = (tmp_path / "report.html").read_text()
         headline = "mean IoU" if segmentation else "accuracy"

@@ -50,8 +50,8 @@ def test_docs_hold_the_current_tables():
 def test_summary_table_and_totals(capsys):
     assert main(["summary", "resnet20", "--input", "1x28x28"]) == 0
     out = capsys.readouterr().out
-    assert "| layer3.0.downsample | ZeroPadShortcut   | 64x7x7   |" in out
-    assert "| fc                  | Linear            | 10       |        650 |       640 |" in out
+    assert "| layer3.0.downsample | ZeroPadShortcut   | 64x7x7   |           37 /4 |" in out
+    assert "| fc                  | Linear            | 10       |             all |        650 |       640 |" in out
     assert "weight layers:        20" in out and "parameters:           269,434" in out
 
 

@@ -1,4 +1,5 @@
-"""`cnnlab show filters|features|random-filters|saliency|occlusion|dream`: look inside a trained run (either engine)."""
+"""`cnnlab show filters|features|random-filters|saliency|deconv|occlusion|dream`: look inside a trained run (either
+engine)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ def add_parser(subparsers):
                    help="integrated gradients' starting image: the dataset's mean pixel everywhere, or black "
                    "(default mean)")
     s.add_argument("--steps", type=int, default=64, help="integrated gradients' points on the path (default 64)")
+    d = kind("deconv", "The lecture's figure (Zeiler & Fergus): each feature's top 9 test images, projected back "
+             "to pixels beside their patches.", show_deconv, image=False)
+    d.add_argument("--layers", help="conv layers, comma-separated (default: every conv layer)")
+    d.add_argument("--features", default="4", help="a count of random features per layer, or a comma list of "
+                                                   "feature numbers such as 3,7 (default 4)")
+    d.add_argument("--method", choices=["deconvnet", "guided-backprop"], default="deconvnet",
+                   help="how ReLUs pass the signal back (default deconvnet)")
+    d.add_argument("--limit", type=int, metavar="N", help="search the first N test images only (default: all)")
+    d.add_argument("--seed", type=int, default=0, help="which random features (default 0)")
     o = kind("occlusion", "What the prediction becomes as a square hides each part of the input.",
              show_occlusion)
     o.add_argument("--target", type=int, help="class whose probability is mapped (default: the true label with "
@@ -63,13 +73,12 @@ def add_parser(subparsers):
     o.add_argument("--stride", type=int, default=2, help="step between square positions (default 2)")
     o.add_argument("--fill", choices=["mean", "grey"], default="mean",
                    help="the square's colour: the dataset's mean pixel, or mid-grey (default mean)")
-    d = kind("dream", "Inputs optimized to excite each feature map of a layer.",
-             show_dream, image=False)
-    d.add_argument("--layer", help="conv layer (default: the last)")
-    d.add_argument("--features", type=int, default=16, help="feature maps shown, from 0 (default 16)")
-    d.add_argument("--steps", type=int, default=128, help="optimizer steps (default 128)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    dr = kind("dream", "Inputs optimized to excite each feature map of a layer.", show_dream, image=False)
+    dr.add_argument("--layer", help="conv layer (default: the last)")
+    dr.add_argument("--features", type=int, default=16, help="feature maps shown, from 0 (default 16)")
+    dr.add_argument("--steps", type=int, default=128, help="optimizer steps (default 128)")
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -287,3 +296,67 @@ def show_dream(args) -> int:
              f"{args.steps} steps)")
     _save(plot_dream(images, channels, reached.tolist(), title), args.out)
     return 0
+
+
+def show_deconv(args) -> int:
+    import random
+    import time
+
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.data.preprocess import normalize
+    from cnnlab.errors import ConfigError
+    from cnnlab.models.receptive import receptive_fields
+    from cnnlab.train.runs import Run
+    from cnnlab.viz import deconv
+    from cnnlab.viz.activations import conv_layers
+
+    run = Run.open(args.run)
+    info = dataset_info(run.config.dataset)
+    if info.task != "classification":
+        raise ConfigError(f"{run.name}: deconvnet projections are drawn for classifiers; this run segments")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    model = run.build_model(args.checkpoint)
+    test = run.config.load_split("test", quiet=True)
+    pixels = test.images[:args.limit] if args.limit else test.images
+    x = torch.from_numpy(normalize(pixels, info.mean, info.std))
+    x = x[:, None] if x.ndim == 3 else x
+    names = args.layers.split(",") if args.layers else [name for name, _ in conv_layers(model)]
+    fields = receptive_fields(model, tuple(x.shape[1:]))
+    sections, start = [], time.perf_counter()
+    for layer in names:
+        path = deconv.layers_up_to(model, x[:1], layer)  # one-line error for a layer it cannot undo
+        channels = path[-1][1].out_channels
+        features = _features(args.features, channels, random.Random(f"{args.seed}:{layer}"))
+        hits = deconv.top_activations(model, layer, x, features)
+        where = {f: deconv.boxes(model, layer, tuple(x.shape[1:]), hits[f]) for f in features}
+        sections.append({"layer": layer, "hits": hits, "field": fields[layer].describe(),
+                         # the projection and the patch of the same receptive field, side by side
+                         "projected": {f: deconv.crop(deconv.projections(model, layer, x, f, hits[f], args.method),
+                                                      where[f]) for f in features},
+                         "crops": {f: deconv.crop([pixels[h.image] for h in hits[f]], where[f]) for f in features}})
+    seconds = time.perf_counter() - start
+    title = (f"{run.name}: top 9 of {len(x):,} {run.config.dataset} test images per feature, {args.method} "
+             f"projections and their patches ({seconds:.1f} s)")
+    _save(deconv.figure(sections, title), args.out)
+    print(f"searched {len(x):,} test images for {sum(len(s['hits']) for s in sections)} features of "
+          f"{len(names)} layer(s) in {seconds:.1f} s")
+    return 0
+
+
+def _features(text: str, channels: int, rng) -> list[int]:
+    from cnnlab.errors import ConfigError
+
+    try:
+        if "," in text:
+            chosen = [int(v) for v in text.split(",") if v.strip()]
+        else:
+            count = int(text)
+            chosen = sorted(rng.sample(range(channels), min(count, channels))) if count >= 1 else []
+    except ValueError:
+        raise ConfigError(f"--features {text!r}: a count or a comma list of feature numbers") from None
+    if not chosen or not all(0 <= f < channels for f in chosen):
+        raise ConfigError(f"--features {text!r}: the layer has features 0..{channels - 1}")
+    return chosen

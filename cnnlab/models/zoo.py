@@ -17,6 +17,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import get_model, list_models, model_info
 from cnnlab.models.complexity import profile, weight_layers
 from cnnlab.models.published import variants
+from cnnlab.models.receptive import fields_per_call
 from cnnlab.models.vgg import CONFIGS
 from cnnlab.text import human, markdown_table
 
@@ -207,9 +208,12 @@ def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, option
     except RuntimeError as err:  # e.g. an input too small for the layers' kernels
         raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
                           f"{str(err).splitlines()[0]}") from None
-    rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}" if r.params else "",
-             f"{r.macs:,}" if r.macs else ""] for r in counted.rows]
-    table = markdown_table(["layer", "type", "output", "parameters", "MACs"], rows, right={3, 4})
+    fields = fields_per_call(model, shape)  # the same calls, in the same order, as the profile's rows
+    rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), field.describe() if field else "",
+             f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else ""]
+            for r, (_, field) in zip(counted.rows, fields)]
+    table = markdown_table(["layer", "type", "output", "receptive field", "parameters", "MACs"], rows,
+                           right={3, 4, 5})
     unused = counted.params - sum(r.params for r in counted.rows)
     totals = [
         f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
@@ -220,7 +224,9 @@ def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, option
         f"trainable parameters: {counted.trainable:,}",
         f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
     ]
-    return "\n".join([table, "", *totals])
+    legend = ("receptive field: the input pixels one output pixel sees (size), / the jump between neighbouring\n"
+              "output pixels' fields (cnnlab.models.receptive); all: the whole input")
+    return "\n".join([table, "", *totals, legend])
 
 
 def families() -> list[str]:

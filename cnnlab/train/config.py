@@ -48,6 +48,11 @@ RECIPES: dict[str, dict] = {
         "epochs": 25, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
         "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
     },
+    # The lecture's visualization slides need five conv layers with ReLU and max pooling, as the AlexNet-like net of
+    # Zeiler & Fergus: AlexNet at Fashion-MNIST's 28 px (its small-input stem; clothes give richer features than
+    # digits), for `cnnlab show deconv` (docs/inside.md).
+    "deconv": {"model": "alexnet", "dataset": "fashion-mnist", "epochs": 2, "batch_size": 128, "optimizer": "adamw",
+               "lr": 1e-3, "weight_decay": 5e-4},
     # Segmentation of mnist-scenes (`cnnlab segment train`); docs/segmentation.md has what each choice bought.
     # The loss is weighted by class frequency^-1/2: background is 96% of the pixels; logit adjustment then undoes
     # the weighting's bias in the saved model (cnnlab.train.weighting). Sized to reach 0.90 mean IoU in fp32 within
