@@ -111,17 +111,21 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     cell("predict", ["predict", run, image, "--json", "--out-dir", tmp_path / "out"], predicted)
 
     # the pictures
-    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0])]:
+    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0]),
+                        ("dream", ["--features", 2, "--steps", 4, "--quiet"])]:
         out = tmp_path / f"{what}.png"
         cell(f"show {what}", ["show", what, run, *extra, "--out", out], lambda _, out=out: is_png(out))
-
-    deconv = ["show", "deconv", run, "--limit", 40, "--features", 1, "--out", tmp_path / "deconv.png"]
-    if segmentation:
-        code, _, err = run_in_process(capsys, *deconv)
-        if not (code == 2 and err.count("\n") == 1 and "segments" in err):
-            problems.append(f"show deconv: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
-    else:
-        cell("show deconv", deconv, lambda _: is_png(tmp_path / "deconv.png"))
+    # occlusion and deconv pictures are of classifiers; a segmentation is refused in one line, saying why
+    for what, extra, why in [("occlusion", ["--index", 0, "--stride", 4], "labels every pixel"),
+                             ("deconv", ["--limit", 40, "--features", 1], "segments")]:
+        out = tmp_path / f"{what}.png"
+        argv = ["show", what, run, *extra, "--out", out]
+        if not segmentation:
+            cell(f"show {what}", argv, lambda _, out=out: is_png(out))
+            continue
+        code, _, err = run_in_process(capsys, *argv)
+        if not (code == 2 and err.count("\n") == 1 and why in err):
+            problems.append(f"show {what}: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
 
     def reported(_):
         page = (tmp_path / "report.html").read_text()

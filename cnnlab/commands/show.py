@@ -1,4 +1,5 @@
-"""`cnnlab show filters|features|random-filters|saliency`: look inside a trained run (either engine)."""
+"""`cnnlab show filters|features|random-filters|saliency|deconv|occlusion|dream`: look inside a trained run (either
+engine)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def add_parser(subparsers):
         "cnnlab show random-filters",
         "cnnlab show random-filters photo.jpg --count 4 --size 5",
         "cnnlab show saliency runs/NAME my_digit.png",
+        "cnnlab show occlusion runs/NAME --index 0 --size 6",
+        "cnnlab show dream runs/NAME --layer conv2 --features 16",
     ], lambda args: p.print_help() or 2)
     kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
 
@@ -48,8 +51,12 @@ def add_parser(subparsers):
     s = kind("saliency", "Gradient saliency and Grad-CAM for one input.", show_saliency)
     s.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
     s.add_argument("--layer", help="layer for Grad-CAM (default: the activation after the last conv layer)")
-    d = kind("deconv", "The lecture's figure (Zeiler & Fergus): each feature's top 9 test images, projected back "
-             "to pixels beside their patches.", show_deconv, image=False)
+    s.add_argument("--baseline", choices=["mean", "black"], default="mean",
+                   help="integrated gradients' starting image: the dataset's mean pixel everywhere, or black "
+                   "(default mean)")
+    s.add_argument("--steps", type=int, default=64, help="integrated gradients' points on the path (default 64)")
+    d = kind("deconv", "The lecture's figure (Zeiler & Fergus): each feature's top 9 test images, projected\n"
+             "back to pixels beside their patches.", show_deconv, image=False)
     d.add_argument("--layers", help="conv layers, comma-separated (default: every conv layer)")
     d.add_argument("--features", default="4", help="a count of random features per layer, or a comma list of "
                                                    "feature numbers such as 3,7 (default 4)")
@@ -57,6 +64,21 @@ def add_parser(subparsers):
                    help="how ReLUs pass the signal back (default deconvnet)")
     d.add_argument("--limit", type=int, metavar="N", help="search the first N test images only (default: all)")
     d.add_argument("--seed", type=int, default=0, help="which random features (default 0)")
+    o = kind("occlusion", "What the prediction becomes as a square hides each part of the input.",
+             show_occlusion)
+    o.add_argument("--target", type=int, help="class whose probability is mapped (default: the true label with "
+                   "--index, else the predicted class)")
+    o.add_argument("--layer", help="conv layer whose strongest feature map is followed (default: the last)")
+    o.add_argument("--size", type=int, default=8, help="side of the square in input pixels (default 8)")
+    o.add_argument("--stride", type=int, default=2, help="step between square positions (default 2)")
+    o.add_argument("--fill", choices=["mean", "grey"], default="mean",
+                   help="the square's colour: the dataset's mean pixel, or mid-grey (default mean)")
+    dr = kind("dream", "Inputs optimized to excite each feature map of a layer.", show_dream, image=False)
+    dr.add_argument("--layer", help="conv layer (default: the last)")
+    dr.add_argument("--features", type=int, default=16, help="feature maps shown, from 0 (default 16)")
+    dr.add_argument("--steps", type=int, default=128, help="optimizer steps (default 128)")
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -182,7 +204,7 @@ def show_saliency(args) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
     from cnnlab.viz.activations import normalize_input
-    from cnnlab.viz.saliency import grad_cam, gradient_saliency, plot_saliency
+    from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
 
     run = Run.open(args.run)
     info = dataset_info(run.config.dataset)
@@ -195,9 +217,84 @@ def show_saliency(args) -> int:
     if not 0 <= target < info.num_classes:
         raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
     cam, layer = grad_cam(model, x, target, args.layer)
+    # normalized, the dataset's mean pixel is 0 and black is -mean / std
+    baseline = torch.full_like(x, 0.0 if args.baseline == "mean" else -info.mean / info.std)
+    integrated = integrated_gradients(model, x, target, baseline, args.steps)
+    with torch.no_grad():  # completeness: the attributions should sum to this difference
+        score, start = target_scores(model(torch.cat([x, baseline])), target).tolist()
+    path = f"the {args.baseline} image, {args.steps} steps (Δscore {score - start:.3g})"
     question = "where is" if info.task == "segmentation" else "why"
     caption = f"{run.name}: {question} {info.classes[target]}? — {caption}, {verdict}"
-    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption), args.out)
+    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption,
+                        (integrated, path)), args.out)
+    return 0
+
+
+def show_occlusion(args) -> int:
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import normalize_input
+    from cnnlab.viz.occlusion import occlusion, plot_occlusion
+
+    run = Run.open(args.run)
+    info = dataset_info(run.config.dataset)
+    if info.task == "segmentation":
+        raise ConfigError(f"{args.run}: occlusion maps a classifier's probability, and this run labels every pixel "
+                          "(`cnnlab show saliency` explains a class's region)")
+    image, caption = load_input(args, info, run.config)
+    model = run.build_model(args.checkpoint)
+    x = normalize_input(image, info.mean, info.std)
+    with torch.no_grad():
+        predicted, verdict = _verdict(model(x)[0], info)
+    target = args.target
+    if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
+        target = int(run.config.load_split("test", quiet=True).labels[args.index]) if args.index is not None \
+            else predicted
+    pixel = {"mean": info.mean, "grey": 0.5}[args.fill]  # in [0, 1]; normalized, the mean is 0
+    result = occlusion(model, x, target, args.size, args.stride, (pixel - info.mean) / info.std, args.layer)
+    caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
+    _save(plot_occlusion(image, result, list(info.classes), caption, 255 * pixel), args.out)
+    return 0
+
+
+def show_dream(args) -> int:
+    import contextlib
+
+    import torch
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.runs import Run
+    from cnnlab.viz.activations import conv_layer, conv_layers
+    from cnnlab.viz.dream import DreamSettings, dream, feature_activation, plot_dream
+
+    run = Run.open(args.run)
+    model = run.build_model(args.checkpoint)
+    layers = conv_layers(model)
+    name, conv = conv_layer(model, args.layer or (layers[-1][0] if layers else None))
+    if not 1 <= args.features <= conv.out_channels:
+        raise ConfigError(f"--features must be 1..{conv.out_channels} for layer {name!r}, got {args.features}")
+    channels = list(range(args.features))
+    settings = DreamSettings(steps=args.steps, seed=args.seed)
+    side = run.config.load_split("test", quiet=True, limit=1).images[0].shape[-2:]  # the inputs it was trained on
+    shape = (layers[0][1].in_channels, *side)
+    progress = None
+    if not args.quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn(f"optimizing {args.features} inputs for {name}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn())
+    with progress or contextlib.nullcontext():
+        task = progress.add_task("", total=args.steps) if progress else None
+        images = dream(model, name, channels, shape, settings,
+                       (lambda step: progress.update(task, completed=step)) if progress else None)
+    with torch.no_grad():
+        reached = feature_activation(model, name, images)[torch.arange(len(channels)), channels]
+    title = (f"{run.name}: inputs that excite {name}'s feature maps (mean rectified activation reached; "
+             f"{args.steps} steps)")
+    _save(plot_dream(images, channels, reached.tolist(), title), args.out)
     return 0
 
 

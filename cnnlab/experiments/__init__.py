@@ -10,4 +10,4 @@ An experiment is one module here that provides
 `cnnlab.experiments.runner.run_experiment(name)` runs one and writes `experiments/<name>/result.json` + figure.
 """
 
-EXPERIMENTS = ("weight-sharing", "invariance", "depth", "hand-vs-learned", "transfer")
+EXPERIMENTS = ("weight-sharing", "invariance", "depth", "hand-vs-learned", "transfer", "explanation-sanity")

@@ -1,11 +1,15 @@
-"""Which pixels a prediction depends on: gradient saliency (Simonyan et al. 2014) and Grad-CAM
-(Selvaraju et al. 2017), for any PyTorch classifier or segmentation model.
+"""Which pixels a prediction depends on: gradient saliency (Simonyan et al. 2014), guided backpropagation
+(Springenberg et al. 2015), integrated gradients (Sundararajan et al. 2017) and Grad-CAM (Selvaraju et al. 2017),
+for any PyTorch classifier or segmentation model.
 
 A classifier's score for class `target` is its logit. A segmentation model (logits [1, K, H, W]) has one logit per
-pixel: its score is the sum of the target class's logits over the pixels the model assigns to that class (over
-the whole image if it assigns none), so the maps explain the region the model labels `target`."""
+pixel: its score is the sum of the target class's logits over a region: the one given (a boolean mask [H, W] or a
+box (top, left, bottom, right), bottom and right excluded), else the pixels the model assigns to that class (the
+whole image if it assigns none), so the maps explain the region the model labels `target`."""
 
 from __future__ import annotations
+
+import contextlib
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,14 +22,35 @@ from cnnlab.errors import ConfigError, LayerError
 from cnnlab.viz.activations import conv_layers
 
 
-def target_score(output: torch.Tensor, target: int) -> torch.Tensor:
-    """The scalar to explain: a classifier's logit, or a segmentation model's logits of `target` summed over its
-    region (see the module's docstring)."""
+Region = torch.Tensor | tuple[int, int, int, int] | None
+
+
+def segmentation_region(output: torch.Tensor, target: int, region: Region = None) -> torch.Tensor:
+    """The pixels [H, W] whose `target` logits a segmentation's score sums; see the module's docstring."""
+    if isinstance(region, tuple):
+        top, left, bottom, right = region
+        box = torch.zeros(output.shape[-2:], dtype=torch.bool)
+        box[top:bottom, left:right] = True
+        region = box
+    if region is not None:
+        if region.shape != output.shape[-2:] or not region.any():
+            raise ConfigError(f"the region must be a non-empty mask of shape {tuple(output.shape[-2:])}")
+        return region.bool()
+    labelled = output[0].argmax(0) == target
+    return labelled if labelled.any() else torch.ones_like(labelled)
+
+
+def target_scores(output: torch.Tensor, target: int, region: Region = None) -> torch.Tensor:
+    """The scalar to explain for each image of a batch [N]: a classifier's logit, or a segmentation model's
+    logits of `target` summed over its region, taken from the batch's first image unless given."""
     if output.ndim == 2:
-        return output[0, target]
-    logits = output[0, target]
-    region = output[0].argmax(0) == target
-    return logits[region].sum() if region.any() else logits.sum()
+        return output[:, target]
+    return output[:, target][:, segmentation_region(output, target, region)].sum(1)
+
+
+def target_score(output: torch.Tensor, target: int, region: Region = None) -> torch.Tensor:
+    """The scalar to explain for one image [1, ...]; see `target_scores`."""
+    return target_scores(output, target, region)[0]
 
 
 def _input_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -34,12 +59,65 @@ def _input_with_grad(x: torch.Tensor) -> torch.Tensor:
     return x.detach().clone().requires_grad_(True)
 
 
-def gradient_saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
-    """|d score_target / d input|, the maximum over input channels: [H, W]; see `target_score`."""
+class _GuidedReLU(torch.autograd.Function):
+    """Applied to a ReLU's output: the identity going forward; going back it lets only positive gradients
+    through (guided backpropagation's rule; the ReLU itself still masks where its input was negative)."""
+
+    @staticmethod
+    def forward(ctx, output):
+        return output.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+@contextlib.contextmanager
+def _guided(model: nn.Module):
+    # A forward hook that replaces the output works for in-place ReLUs too, where a backward hook would not.
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(lambda _m, _i, output: _GuidedReLU.apply(output)) for m in relus]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def gradient_saliency(model: nn.Module, x: torch.Tensor, target: int, region: Region = None,
+                      guided: bool = False) -> np.ndarray:
+    """|d score_target / d input|, the maximum over input channels: [H, W]; see `target_score`. `guided`:
+    guided backpropagation, where every `nn.ReLU` also stops negative gradients."""
     x = _input_with_grad(x)
     model.zero_grad(set_to_none=True)
-    target_score(model(x), target).backward()
+    with _guided(model) if guided else contextlib.nullcontext():
+        target_score(model(x), target, region).backward()
     return x.grad[0].abs().amax(0).numpy()
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int, baseline: torch.Tensor | None = None,
+                         steps: int = 32, region: Region = None, batch_size: int = 32) -> np.ndarray:
+    """Integrated gradients [C, H, W], signed: (x - baseline) times the mean gradient of the score along the
+    straight path from `baseline` (default zeros: in normalized inputs, the dataset's mean image) to `x`,
+    integrated with the midpoint rule over `steps` points, evaluated `batch_size` at a time.
+
+    Completeness: the attributions sum to score(x) - score(baseline), up to the integration error, which shrinks
+    as `steps` grows. A segmentation's region is fixed at `x`'s, so that every point scores the same pixels."""
+    if steps < 1:
+        raise ConfigError(f"integrated gradients need at least 1 step, got {steps}")
+    baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
+    with torch.no_grad():
+        output = model(x)
+    if output.ndim == 4:
+        region = segmentation_region(output, target, region)
+    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    total = torch.zeros_like(x[0])
+    for chunk in alphas.split(batch_size):
+        path = _input_with_grad(baseline + chunk[:, None, None, None] * (x - baseline))
+        model.zero_grad(set_to_none=True)
+        target_scores(model(path), target, region).sum().backward()
+        total += path.grad.sum(0)
+    return ((x - baseline)[0] * total / steps).numpy()
 
 
 ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
@@ -78,7 +156,8 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     return next((n for n in order[last + 1:] if _is_activation(modules[n])), order[last])
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None = None) -> tuple[np.ndarray, str]:
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None = None,
+             region: Region = None) -> tuple[np.ndarray, str]:
     """(Grad-CAM heat map [H, W] in [0, 1] at input resolution, the layer used); see `default_cam_layer`."""
     name = layer or default_cam_layer(model, x)
     modules = dict(model.named_modules())
@@ -95,7 +174,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
     handle = modules[name].register_forward_hook(keep)
     try:
         model.zero_grad(set_to_none=True)
-        target_score(model(_input_with_grad(x)), target).backward()
+        target_score(model(_input_with_grad(x)), target, region).backward()
     finally:
         handle.remove()
     maps, grads = store["maps"][0].detach(), store["maps"].grad[0]
@@ -122,16 +201,25 @@ def _heat(fig, ax, image: np.ndarray, heat: np.ndarray, title: str, label: str) 
     fig.colorbar(mapped, ax=ax, fraction=0.046, pad=0.03, label=label)
 
 
-def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_layer: str, caption: str):
-    """Input | gradient saliency | Grad-CAM, both maps with the input's outline and a colour bar."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_layer: str, caption: str,
+                  integrated: tuple[np.ndarray, str] | None = None):
+    """Input | gradient saliency | [integrated gradients] | Grad-CAM, the maps with the input's outline and a
+    colour bar. `integrated`: (signed attributions [C, H, W], what the baseline is), drawn as their magnitude."""
+    panels = 3 + (integrated is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.7 * panels - 0.1, 3.6))
     for a in axes:
         a.set_xticks([]), a.set_yticks([])
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title("input", fontsize=9)
     _heat(fig, axes[1], image, saliency / (saliency.max() or 1.0), "gradient saliency |∂ score / ∂ pixel|",
           "relative to its maximum")
-    _heat(fig, axes[2], image, cam, f"Grad-CAM at {cam_layer}", "relative importance")
+    if integrated is not None:
+        attributions, baseline = integrated
+        magnitude = np.abs(attributions.sum(0))  # a pixel's channels add up, as in the completeness sum
+        _heat(fig, axes[2], image, magnitude / (magnitude.max() or 1.0),
+              f"integrated gradients |attribution|, sum {attributions.sum():.3g}\nfrom {baseline}",
+              "relative to its maximum")
+    _heat(fig, axes[-1], image, cam, f"Grad-CAM at {cam_layer}", "relative importance")
     fig.suptitle(caption, fontsize=10)
     fig.tight_layout()
     return fig
