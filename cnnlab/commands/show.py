@@ -55,7 +55,7 @@ def add_parser(subparsers):
                    help="integrated gradients' starting image: the dataset's mean pixel everywhere, or black "
                    "(default mean)")
     s.add_argument("--steps", type=int, default=64, help="integrated gradients' points on the path (default 64)")
-    d = kind("deconv", "Each feature's top 9 test images projected back to pixels (the lecture's figure).",
+    d = kind("deconv", "Top 9 test images per feature, projected back to pixels (the lecture's figure).",
              show_deconv, image=False)
     d.add_argument("--layers", help="conv layers, comma-separated (default: every conv layer)")
     d.add_argument("--features", default="4", help="a count of random features per layer, or a comma list of "
