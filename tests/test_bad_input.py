@@ -108,12 +108,7 @@ def png(size, mode="L", color=255) -> bytes:
 
 
 def checkpoint_case(mutate):
-    def setup(tmp, run):
-        copy = tmp / "copy"
-        shutil.copytree(run, copy)
-        mutate(copy)
-        return ["evaluate", copy]
-    return setup
+    return copied_run_case(mutate, lambda tmp, copy: ["evaluate", copy])
 
 
 def weights(fn):
@@ -152,20 +147,20 @@ def history(value):
 
 
 def report_case(mutate):
-    def setup(tmp, run):
-        copy = tmp / "copy"
-        shutil.copytree(run, copy)
-        mutate(copy)
-        return ["report", copy, "--out", tmp / "report.html"]
-    return setup
+    return copied_run_case(mutate, lambda tmp, copy: ["report", copy, "--out", tmp / "report.html"])
 
 
 def resume_case(mutate):
+    return copied_run_case(mutate, lambda tmp, copy: ["train", "--resume", copy])
+
+
+def copied_run_case(mutate, command):
+    """A copy of the good run, damaged by `mutate`, then given to `command`."""
     def setup(tmp, run):
         copy = tmp / "copy"
         shutil.copytree(run, copy)
         mutate(copy)
-        return ["train", "--resume", copy]
+        return command(tmp, copy)
     return setup
 
 

@@ -100,19 +100,24 @@ def weight_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
         output = model(_example_input(model, input_shape, requires_grad=True))
     finally:
         model.train(was_training)
-    # Longest path by dynamic programming over a post-order walk (iterative: ResNet-152's graph is deep).
+    # Longest path by dynamic programming, each node after the nodes it depends on.
     depth: dict = {}
-    stack = [(output.grad_fn, False)]
+    for node in post_order(output.grad_fn):
+        own = 1 if type(node).__name__ in _WEIGHT_OPS else 0
+        depth[node] = own + max((depth[p] for p, _ in node.next_functions if p is not None), default=0)
+    return depth[output.grad_fn]
+
+
+def post_order(root) -> list:
+    """The autograd graph's nodes that `root` depends on, each after every node it depends on. Iterative:
+    ResNet-152's graph is too deep for recursion."""
+    order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
-        if node is None or (node in depth and not expanded):
-            continue
-        parents = [n for n, _ in node.next_functions if n is not None]
         if expanded:
-            own = 1 if type(node).__name__ in _WEIGHT_OPS else 0
-            depth[node] = own + max((depth[p] for p in parents), default=0)
-        else:
-            depth.setdefault(node, None)
+            order.append(node)
+        elif node is not None and node not in seen:
+            seen.add(node)
             stack.append((node, True))
-            stack.extend((p, False) for p in parents if p not in depth)
-    return depth[output.grad_fn]
+            stack.extend((parent, False) for parent, _ in node.next_functions if parent is not None)
+    return order

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.models.complexity import _counted_modules, _example_input
+from cnnlab.models.complexity import _counted_modules, _example_input, post_order
 
 
 @dataclass(frozen=True)
@@ -134,30 +134,15 @@ def fields_per_call(model: nn.Module, input_shape: tuple[int, int, int]) -> list
     result = result[0] if isinstance(result, tuple) else result
     whole = Field(tuple(float(s) for s in input_shape[1:]), (1, 1), (input_shape[1] / 2, input_shape[2] / 2), True)
     fields: dict = {}
-
-    def field_of(node) -> Field | None:
-        """Iterative post-order over the autograd graph (ResNet-152's is deep): None for nodes that do not
-        depend on the input (parameters)."""
-        stack = [(node, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if current is None or (current in fields and not expanded):
-                continue
-            parents = [n for n, _ in current.next_functions if n is not None]
-            if expanded:
-                if type(current).__name__ == "AccumulateGrad":
-                    fields[current] = INPUT if current.variable is x else None
-                    continue
-                known = [fields[p] for p in parents if fields.get(p) is not None]
-                fields[current] = _step(current, known, whole) if known else None
-            else:
-                stack.append((current, True))
-                stack.extend((p, False) for p in parents if p not in fields)
-        return fields.get(node)
-
-    field_of(result.grad_fn)
-    return [(name, field_of(output.grad_fn) if isinstance(output, torch.Tensor) and output.grad_fn is not None
-             else None) for name, output in outputs]
+    for node in post_order(result.grad_fn):  # each node after the ones it depends on
+        if type(node).__name__ == "AccumulateGrad":
+            fields[node] = INPUT if node.variable is x else None  # the input, or a parameter
+            continue
+        known = [fields[p] for p, _ in node.next_functions if p is not None and fields.get(p) is not None]
+        fields[node] = _step(node, known, whole) if known else None
+    # a layer whose output the prediction does not use (an auxiliary head in eval mode) has no field here
+    return [(name, fields.get(output.grad_fn) if isinstance(output, torch.Tensor) else None)
+            for name, output in outputs]
 
 
 def field_box(field: Field, y: int, x: int, height: int, width: int) -> tuple[int, int, int, int]:
