@@ -206,9 +206,8 @@ def _signed(projection: np.ndarray) -> np.ndarray:
 
 
 def _with_gaps(name: str):
-    colours = plt.get_cmap(name).copy()
-    colours.set_bad("#d9d9d9")  # the gaps between tiles (and the margins of fields clipped by the border)
-    return colours
+    # the gaps between tiles (and the margins of fields clipped by the border) in light grey
+    return plt.get_cmap(name).with_extremes(bad="#d9d9d9")
 
 
 def _tile(images: list[np.ndarray]) -> np.ndarray:
