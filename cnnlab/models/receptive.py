@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.complexity import _counted_modules, _example_input, post_order
+from cnnlab.scratch.windows import pair
 
 
 @dataclass(frozen=True)
@@ -46,32 +47,21 @@ class Field:
 INPUT = Field((1, 1), (1, 1), (0.5, 0.5))
 
 
-def _pair(value, index: int):
-    return value[index] if isinstance(value, (tuple, list)) else value
-
-
-def _window(field: Field, kernel, stride, padding, dilation) -> Field:
+def _window(field: Field, kernel, stride, padding, dilation, transposed: bool = False) -> Field:
+    """A convolution or pooling; `transposed`: a transposed convolution (learned up-sampling), whose output
+    pixels are s times denser and each see ceil(k'/s) input pixels of the layer before."""
     size, jump, start = [], [], []
-    for axis in (0, 1):
-        k = _pair(dilation, axis) * (_pair(kernel, axis) - 1) + 1
-        r, j, s = field.size[axis], field.jump[axis], field.start[axis]
-        size.append(r + (k - 1) * j)
-        jump.append(j * _pair(stride, axis))
-        start.append(s + ((k - 1) / 2 - _pair(padding, axis)) * j)
-    return Field(tuple(size), tuple(jump), tuple(start), field.whole)
-
-
-def _transposed(field: Field, kernel, stride, padding, dilation) -> Field:
-    """A transposed convolution (learned up-sampling): output pixels s times denser; each sees ceil(k'/s) input
-    pixels of the layer before."""
-    size, jump, start = [], [], []
-    for axis in (0, 1):
-        k = _pair(dilation, axis) * (_pair(kernel, axis) - 1) + 1
-        st = _pair(stride, axis)
-        r, j, s = field.size[axis], field.jump[axis], field.start[axis]
-        size.append(r + (math.ceil(k / st) - 1) * j)
-        jump.append(j / st)
-        start.append(s + (_pair(padding, axis) - (k - 1) / 2) * j / st)
+    for k, st, p, d, r, j, s in zip(pair(kernel, "kernel"), pair(stride, "stride"), pair(padding, "padding"),
+                                    pair(dilation, "dilation"), field.size, field.jump, field.start):
+        k = d * (k - 1) + 1  # the dilated kernel's extent
+        if transposed:
+            size.append(r + (math.ceil(k / st) - 1) * j)
+            jump.append(j / st)
+            start.append(s + (p - (k - 1) / 2) * j / st)
+        else:
+            size.append(r + (k - 1) * j)
+            jump.append(j * st)
+            start.append(s + ((k - 1) / 2 - p) * j)
     return Field(tuple(size), tuple(jump), tuple(start), field.whole)
 
 
@@ -81,8 +71,8 @@ def _step(node, inputs: list[Field], whole_input: Field) -> Field:
     name = type(node).__name__
     if name == "ConvolutionBackward0":
         weight = node._saved_weight.shape
-        rule = _transposed if node._saved_transposed else _window
-        return rule(field, weight[2:], node._saved_stride, node._saved_padding, node._saved_dilation)
+        return _window(field, weight[2:], node._saved_stride, node._saved_padding, node._saved_dilation,
+                       transposed=bool(node._saved_transposed))
     if name in ("MaxPool2DWithIndicesBackward0", "AvgPool2DBackward0"):
         dilation = getattr(node, "_saved_dilation", 1)
         return _window(field, node._saved_kernel_size, node._saved_stride or node._saved_kernel_size,

@@ -31,6 +31,7 @@ with warnings.catch_warnings():
 
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig
+from cnnlab.scratch.windows import pair
 from cnnlab.train.engine import make_optimizer, schedule_fn, sequential_layers
 
 # Python numbers in expressions become float32 constants, as in the torch model (float64 would upcast the graph).
@@ -76,15 +77,11 @@ def pool2d(h, kernel, stride, mode):
     return total / len(windows) if mode == "average" else total
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 def _pooling(kind):
     def build(m, h, g):
         if m.padding not in (0, (0, 0)) or m.ceil_mode or getattr(m, "dilation", 1) not in (1, (1, 1)):
             raise ConfigError(f"the pytensor engine pools without padding, ceil_mode or dilation; {m} has them")
-        return pool2d(h, _pair(m.kernel_size), _pair(m.stride or m.kernel_size), kind)
+        return pool2d(h, pair(m.kernel_size, "kernel_size"), pair(m.stride or m.kernel_size, "stride"), kind)
     return build
 
 
