@@ -55,14 +55,18 @@ def run(args) -> int:
     console = Console()
     console.print(f"Runs in {args.runs_dir or RUNS_DIR}/", soft_wrap=True)
     table = Table()
-    # A run's name is what a user types next: it folds onto two lines rather than being cut short.
-    table.add_column("name", overflow="fold", min_width=16)
-    for column in ("model", "dataset", "engine"):
+    # A run's name is what a user types next: it folds onto more lines rather than being cut short. In an
+    # 80-column terminal the engine column is left out when every run used the torch engine, so that the numbers
+    # keep their room.
+    engines = console.width >= 100 or any(row["engine"] != "torch" for row in rows)
+    columns = ["model", "dataset"] + (["engine"] if engines else [])
+    table.add_column("name", overflow="fold", min_width=8)
+    for column in columns:
         table.add_column(column, overflow="fold")
     for column in ("epochs", "best", "final", "time"):
         table.add_column(column, justify="right", no_wrap=True)
     for row, (best, final) in zip(rows, shown):
-        table.add_row(row["name"], row["model"], row["dataset"], row["engine"], row.get("epochs", "?"), best, final,
+        table.add_row(row["name"], *(row[c] for c in columns), row.get("epochs", "?"), best, final,
                       f"{row['seconds']:.0f} s" if "seconds" in row else "-")
     console.print(table)
     for row in rows:

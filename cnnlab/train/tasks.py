@@ -49,7 +49,7 @@ class Segmentation:
 
     @staticmethod
     def format_metric(value: float) -> str:
-        return f"{value:.4f} mIoU"
+        return f"{value:.3f} mIoU"
 
     def evaluate(self, logits_fn, data, batch_size: int) -> SegmentationEvaluation:
         return evaluate_segmentation(logits_fn, data, batch_size)
