@@ -1,4 +1,5 @@
-"""`report.html` for a run: one self-contained file (figures embedded as PNG data) a browser opens offline."""
+"""`report.html` for a run, or for a model from the user's own file (`--model`): one self-contained file (figures
+embedded as PNG data) a browser opens offline."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cnnlab.train.batches import TensorSplit
 from cnnlab.train.evaluation import evaluate, evaluate_segmentation
 from cnnlab.train.runs import Run
 from cnnlab.train.tasks import task_for
+from cnnlab.train.user_model import UserModel
 from cnnlab.viz.activations import conv_layers, feature_maps, normalize_input
 from cnnlab.viz.features import plot_feature_maps
 from cnnlab.viz.handcrafted import by_short_name
@@ -55,18 +57,22 @@ def _sample_indices(labels: np.ndarray, count: int) -> list[int]:
     return [int(np.argmax(labels == c)) for c in range(count) if (labels == c).any()]
 
 
-def _run_figure(run: Run, file: str, regenerate) -> bytes:
-    """A figure the Trainer wrote into the run folder, or the same figure drawn now if it is missing."""
-    path = run.path / file
-    if path.is_file():
+def _run_figure(run: Run | UserModel, file: str, regenerate) -> bytes:
+    """A figure the Trainer wrote into the run folder, or the same figure drawn now if it is missing (or there is
+    no run folder)."""
+    path = run.path / file if run.path else None
+    if path and path.is_file():
         return path.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         regenerate(Path(tmp) / file)
         return (Path(tmp) / file).read_bytes()
 
 
-def _headline(run: Run, metrics: list[dict], segmentation: bool) -> str:
+def _headline(run: Run | UserModel, metrics: list[dict], segmentation: bool) -> str:
     config = run.config
+    if isinstance(run, UserModel):
+        return (f"<p>{html.escape(run.caption)}, a model of your own (<code>--model {html.escape(run.spec)}</code>), "
+                f"on the {html.escape(run.info.name)} test set.</p>")
     if not metrics:
         return "<p class=note>No metrics recorded (the run stopped before its first epoch ended).</p>"
     key, name = ("test_miou", "test mean IoU") if segmentation else ("test_acc", "test accuracy")
@@ -90,7 +96,7 @@ def _curves(run: Run, metrics: list[dict], segmentation: bool) -> list[str]:
             _img(_run_figure(run, "curves.png", lambda p: plot_curves(metrics, p, title=run.name)), "training curves")]
 
 
-def _classification_results(run: Run, model, test, metrics: list[dict]) -> list[str]:
+def _classification_results(run: Run | UserModel, model, test, metrics: list[dict]) -> list[str]:
     info, config = test.info, run.config
     cache = {}
 
@@ -101,7 +107,11 @@ def _classification_results(run: Run, model, test, metrics: list[dict]) -> list[
                 cache["split"], cache["evaluation"] = split, evaluate(model, split, config.eval_batch_size)
         return cache["split"], cache["evaluation"]
 
-    return _curves(run, metrics, False) + [
+    accuracy = []
+    if isinstance(run, UserModel):  # no curves: its accuracy is measured now
+        split, evaluation = evaluated()
+        accuracy = [f"<p>On {len(split):,} test images: <b>{evaluation.accuracy:.2%}</b> accuracy.</p>"]
+    return _curves(run, metrics, False) + accuracy + [
         "<h2>Confusion matrix</h2>",
         _img(_run_figure(run, "confusion.png", lambda p: plot_confusion(
             evaluated()[1].confusion(info.num_classes), info.classes, p)), "confusion matrix"),
@@ -149,7 +159,12 @@ def _model_summary(model, input_shape: tuple[int, ...]) -> list[str]:
             _table(["layer", "kind", "output shape", "parameters", "multiply-accumulates"], rows)]
 
 
-def _configuration(run: Run) -> list[str]:
+def _configuration(run: Run | UserModel) -> list[str]:
+    if isinstance(run, UserModel):
+        settings = [["model", run.spec], ["weights", str(run.weights or "as the model builds itself")],
+                    ["dataset", run.info.name], ["input shape", "×".join(map(str, run.input_shape))],
+                    ["classes", ", ".join(run.info.classes)]]
+        return ["<h2>Your model</h2>", _table(["setting", "value"], settings)]
     settings = [[k, json.dumps(v)] for k, v in run.config.to_dict().items()]
     # The Trainer stores versions, creation time and command line under "_meta" in config.json.
     meta = json.loads((run.path / "config.json").read_text()).get("_meta") or {}
@@ -212,23 +227,25 @@ def _segmentation_inside(model, test, samples: int) -> list[str]:
     return parts
 
 
-def write_report(run: Run, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
+def write_report(run: Run | UserModel, out: Path | None = None, samples: int = 3, checkpoint: str = "last") -> Path:
     """Results first (curves and accuracy, confusion and mistakes; or IoU and scenes), then the model and its
-    configuration, then its filters, feature maps and saliency."""
+    configuration, then its filters, feature maps and saliency. A user's model has no folder: `out` is needed."""
     out = Path(out or run.path / "report.html")
     config, metrics = run.config, run.metrics()
     segmentation = task_for(config).name == "segmentation"
     model = run.build_model(checkpoint)
-    test = config.load_split("test", quiet=True)
+    test = run.test_split()
     results, inside = ((_segmentation_results, _segmentation_inside) if segmentation
                        else (_classification_results, _classification_inside))
-    parts = [f"<h1>Run <code>{html.escape(run.name)}</code></h1>", _headline(run, metrics, segmentation),
+    what = "Model" if isinstance(run, UserModel) else "Run"
+    parts = [f"<h1>{what} <code>{html.escape(run.name)}</code></h1>", _headline(run, metrics, segmentation),
              *results(run, model, test, metrics),
              *_model_summary(model, _input_shape(test.images)),
              *_configuration(run), *_filters(model), *inside(model, test, samples)]
-    document = (f"<!doctype html><html><head><meta charset=utf-8><title>cnnlab run {html.escape(run.name)}</title>"
-                f"<style>{STYLE}</style></head><body>{''.join(parts)}"
-                f"<p class=note>Written by <code>cnnlab report</code> from {html.escape(str(run.path))}.</p>"
+    document = (f"<!doctype html><html><head><meta charset=utf-8><title>cnnlab {what.lower()} "
+                f"{html.escape(run.name)}</title><style>{STYLE}</style></head><body>{''.join(parts)}"
+                f"<p class=note>Written by <code>cnnlab report</code> from {html.escape(str(run.path or run.spec))}."
+                "</p>"
                 "</body></html>\n")
     out.write_text(document, encoding="utf-8")
     return out

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 
 from cnnlab.data.registry import DATASETS, GENERATED
+from cnnlab.errors import ConfigError
 from cnnlab.train.config import RECIPES, TrainConfig, recipe_task
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -70,3 +72,59 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
     parser.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
     parser.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
+
+
+def parse_shape(text: str, square: bool = True) -> tuple[int, int, int]:
+    """`--input CxHxW` as (C, H, W); the registered models take square images (`square`), a user's model may not."""
+    match = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*[x,]\s*(\d+)\s*", text)
+    if not match:
+        raise ConfigError(f"--input: expected CxHxW such as 1x28x28, got {text!r}")
+    c, h, w = (int(v) for v in match.groups())
+    if max(c, h, w) > 4096 or c > 16:
+        raise ConfigError(f"--input {text}: at most 16 channels and 4096 pixels a side")
+    if min(c, h, w) < 1 or (square and h != w):
+        raise ConfigError(f"--input: the models take square images with at least one channel, got {text!r}")
+    return c, h, w
+
+
+def add_model_file_options(parser: argparse.ArgumentParser, run_help: str = "run folder (or its name under runs/)",
+                           many: bool = False) -> None:
+    """RUN, or a model from the user's own file: the one set of flags `show`, `report` and `serve` take."""
+    parser.add_argument("run", metavar="RUN", nargs="*" if many else "?", help=run_help)
+    own = parser.add_argument_group("your own model (instead of a RUN; importing FILE.py runs its code)")
+    own.add_argument("--model", metavar="FILE.py:NAME",
+                     help="a torch.nn.Module class, or a function returning one, built with no arguments")
+    own.add_argument("--weights", metavar="FILE", help="its weights: .safetensors or a PyTorch state dict (read "
+                     "with weights_only=True: never unpickled); default: as NAME() builds it")
+    own.add_argument("--dataset", metavar="NAME", default="mnist",
+                     help="what it was trained on: test images, class names, normalization (default mnist; "
+                     "none: your own images only, pixels scaled to [0, 1])")
+    own.add_argument("--class-names", metavar="A,B,...", help="names of its outputs (default: the dataset's)")
+    own.add_argument("--input", metavar="CxHxW", help="its input shape (default: the dataset's images)")
+
+
+def own_model(args: argparse.Namespace):
+    """The --model's UserModel, checked against its inputs and names; None without --model (its other flags are
+    then an error: a run knows its own weights, dataset and classes)."""
+    from cnnlab.train.user_model import UserModel
+
+    given = [flag for flag, value in [("--weights", args.weights), ("--class-names", args.class_names),
+                                      ("--input", args.input),
+                                      ("--dataset", None if args.dataset == "mnist" else args.dataset)] if value]
+    if args.model is None:
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
+        return None
+    return UserModel.open(args.model, args.weights, args.dataset, args.class_names,
+                          parse_shape(args.input, square=False) if args.input else None)
+
+
+def open_inspected(args: argparse.Namespace):
+    """The run named by RUN, or the --model: both answer name, caption, info, test_split() and build_model()."""
+    from cnnlab.train.runs import Run
+
+    if args.model and args.run:
+        raise ConfigError(f"give a RUN ({args.run}) or --model, not both")
+    if not (args.model or args.run):
+        raise ConfigError("give a RUN folder, or --model FILE.py:NAME")
+    return own_model(args) or Run.open(args.run)

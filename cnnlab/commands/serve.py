@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from cnnlab.commands import add_command
+from cnnlab.commands.options import add_model_file_options, own_model
 from cnnlab.errors import ConfigError
 
 
@@ -13,8 +14,9 @@ def add_parser(subparsers):
         "cnnlab serve                 # every run in runs/, plus untrained models",
         "cnnlab serve runs/simple-cnn-mnist-20261125-101500 --port 8080",
         "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0  # other machines reach it: think first",
+        "cnnlab serve --model net.py:Net --weights net.safetensors  # your own model, beside the runs",
     ], run)
-    p.add_argument("runs", metavar="RUN", nargs="*", help="run folders to show (default: every run in --runs-dir)")
+    add_model_file_options(p, "run folders to show (default: every run in --runs-dir)", many=True)
     p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
@@ -64,7 +66,8 @@ def run(args) -> int:
     from cnnlab.web import create_app
 
     return_freed_memory()
-    app = create_app(args.runs, args.runs_dir)
+    own = own_model(args)
+    app = create_app(args.run, args.runs_dir, [own] if own else [])
     sock = listen(args.host, args.port)
     left_out = app.state.sources.left_out()
     if left_out:

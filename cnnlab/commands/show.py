@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.commands import add_command
+from cnnlab.commands.options import add_model_file_options, open_inspected
 
 
 def add_parser(subparsers):
@@ -19,6 +20,7 @@ def add_parser(subparsers):
         "cnnlab show saliency runs/NAME my_digit.png",
         "cnnlab show occlusion runs/NAME --index 0 --size 6",
         "cnnlab show dream runs/NAME --layer conv2 --features 16",
+        "cnnlab show features --model net.py:Net --weights net.pt my_digit.png",
     ], lambda args: p.print_help() or 2)
     kinds = p.add_subparsers(dest="kind", metavar="WHAT", parser_class=type(p))
 
@@ -27,7 +29,7 @@ def add_parser(subparsers):
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         k.set_defaults(func=func)
         if run:
-            k.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
+            add_model_file_options(k)
             k.add_argument("--checkpoint", choices=["last", "best"], default="last")
         if image:
             source = k.add_mutually_exclusive_group()
@@ -97,19 +99,32 @@ def _save(fig, out) -> None:
     print(f"wrote {out}")
 
 
-def load_input(args, info, config):
-    """(uint8 image the model sees, a caption) from IMAGE or --index (a test image of the run's dataset): a digit
-    prepared MNIST-style for a classifier, a scene at its own size for a segmentation."""
-    from cnnlab.data.preprocess import load_digit, load_scene
+def inspected(args):
+    """The run, or the --model, that `args` name. With --model the one positional given is the IMAGE."""
+    if getattr(args, "model", None) and args.run and getattr(args, "image", None) is None and \
+            getattr(args, "index", None) is None and hasattr(args, "image"):
+        args.image, args.run = args.run, None
+    return open_inspected(args)
+
+
+def load_input(args, subject):
+    """(uint8 image the model sees, a caption) from IMAGE or --index (a test image of the dataset): a digit
+    prepared MNIST-style for a classifier, a scene at its own size for a segmentation; for a --model whose input
+    is not a 28×28 digit, the image fitted to its input shape."""
+    from cnnlab.data.preprocess import fit_image, load_digit, load_scene
     from cnnlab.errors import ConfigError
 
+    info = subject.info
     scenes = info.task == "segmentation"
     if args.image is not None:
-        return (load_scene if scenes else load_digit)(args.image), args.image
+        shape = getattr(subject, "input_shape", (1, 28, 28))
+        if scenes:
+            return load_scene(args.image), args.image
+        return (load_digit(args.image) if shape == (1, 28, 28) else fit_image(args.image, shape)), args.image
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
-    dataset = config.dataset
-    test = config.load_split("test", quiet=True, limit=args.index + 1 if scenes else None)
+    dataset = info.name
+    test = subject.test_split(limit=args.index + 1 if scenes else None)
     if not 0 <= args.index < len(test.labels):
         raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
     if scenes:
@@ -138,33 +153,30 @@ def _verdict(logits, info) -> tuple[int, str]:
 
 
 def show_filters(args) -> int:
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import conv_layer
     from cnnlab.viz.handcrafted import by_short_name
     from cnnlab.viz.kernels import plot_kernels
 
-    run = Run.open(args.run)
+    run = inspected(args)
     name, conv = conv_layer(run.build_model(args.checkpoint), args.layer)
     fig = plot_kernels(name, conv, by_short_name())
-    fig.text(0.5, -0.01, f"run {run.name} ({run.config.model}, {run.config.engine} engine)", ha="center", fontsize=8)
+    fig.text(0.5, -0.01, f"{run.name} ({run.caption})", ha="center", fontsize=8)
     _save(fig, args.out)
     return 0
 
 
 def show_features(args) -> int:
-    from cnnlab.data import dataset_info
     from cnnlab.errors import ConfigError
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import feature_maps, normalize_input
     from cnnlab.viz.features import plot_feature_maps
 
     if args.max_maps < 1:
         raise ConfigError(f"--max-maps must be at least 1, got {args.max_maps}")
-    run = Run.open(args.run)
-    info = dataset_info(run.config.dataset)
-    image, caption = load_input(args, info, run.config)
+    run = inspected(args)
+    info = run.info
+    image, caption = load_input(args, run)
     maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
-    title = f"Feature maps of {run.name} ({run.config.model}) for {caption}: {_verdict(logits, info)[1]}"
+    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {_verdict(logits, info)[1]}"
     _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
     return 0
 
@@ -200,15 +212,13 @@ def show_random_filters(args) -> int:
 def show_saliency(args) -> int:
     import torch
 
-    from cnnlab.data import dataset_info
     from cnnlab.errors import ConfigError
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import normalize_input
     from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
 
-    run = Run.open(args.run)
-    info = dataset_info(run.config.dataset)
-    image, caption = load_input(args, info, run.config)
+    run = inspected(args)
+    info = run.info
+    image, caption = load_input(args, run)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     with torch.no_grad():
@@ -233,25 +243,23 @@ def show_saliency(args) -> int:
 def show_occlusion(args) -> int:
     import torch
 
-    from cnnlab.data import dataset_info
     from cnnlab.errors import ConfigError
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import normalize_input
     from cnnlab.viz.occlusion import occlusion, plot_occlusion
 
-    run = Run.open(args.run)
-    info = dataset_info(run.config.dataset)
+    run = inspected(args)
+    info = run.info
     if info.task == "segmentation":
         raise ConfigError(f"{args.run}: occlusion maps a classifier's probability, and this run labels every pixel "
                           "(`cnnlab show saliency` explains a class's region)")
-    image, caption = load_input(args, info, run.config)
+    image, caption = load_input(args, run)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     with torch.no_grad():
         predicted, verdict = _verdict(model(x)[0], info)
     target = args.target
     if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
-        target = int(run.config.load_split("test", quiet=True).labels[args.index]) if args.index is not None \
+        target = int(run.test_split().labels[args.index]) if args.index is not None \
             else predicted
     pixel = {"mean": info.mean, "grey": 0.5}[args.fill]  # in [0, 1]; normalized, the mean is 0
     result = occlusion(model, x, target, args.size, args.stride, (pixel - info.mean) / info.std, args.layer)
@@ -266,11 +274,10 @@ def show_dream(args) -> int:
     import torch
 
     from cnnlab.errors import ConfigError
-    from cnnlab.train.runs import Run
     from cnnlab.viz.activations import conv_layer, conv_layers
     from cnnlab.viz.dream import DreamSettings, dream, feature_activation, plot_dream
 
-    run = Run.open(args.run)
+    run = inspected(args)
     model = run.build_model(args.checkpoint)
     layers = conv_layers(model)
     name, conv = conv_layer(model, args.layer or (layers[-1][0] if layers else None))
@@ -278,8 +285,8 @@ def show_dream(args) -> int:
         raise ConfigError(f"--features must be 1..{conv.out_channels} for layer {name!r}, got {args.features}")
     channels = list(range(args.features))
     settings = DreamSettings(steps=args.steps, seed=args.seed)
-    side = run.config.load_split("test", quiet=True, limit=1).images[0].shape[-2:]  # the inputs it was trained on
-    shape = (layers[0][1].in_channels, *side)
+    shape = run.input_shape if hasattr(run, "input_shape") else \
+        (layers[0][1].in_channels, *run.test_split(limit=1).images[0].shape[-2:])  # the inputs it was trained on
     progress = None
     if not args.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -304,22 +311,20 @@ def show_deconv(args) -> int:
 
     import torch
 
-    from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import normalize
     from cnnlab.errors import ConfigError
     from cnnlab.models.receptive import receptive_fields
-    from cnnlab.train.runs import Run
     from cnnlab.viz import deconv
     from cnnlab.viz.activations import conv_layers
 
-    run = Run.open(args.run)
-    info = dataset_info(run.config.dataset)
+    run = inspected(args)
+    info = run.info
     if info.task != "classification":
         raise ConfigError(f"{run.name}: deconvnet projections are drawn for classifiers; this run segments")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     model = run.build_model(args.checkpoint)
-    test = run.config.load_split("test", quiet=True)
+    test = run.test_split()
     pixels = test.images[:args.limit] if args.limit else test.images
     x = torch.from_numpy(normalize(pixels, info.mean, info.std))
     x = x[:, None] if x.ndim == 3 else x
@@ -338,7 +343,7 @@ def show_deconv(args) -> int:
                                                       where[f]) for f in features},
                          "crops": {f: deconv.crop([pixels[h.image] for h in hits[f]], where[f]) for f in features}})
     seconds = time.perf_counter() - start
-    title = (f"{run.name}: top 9 of {len(x):,} {run.config.dataset} test images per feature, {args.method} "
+    title = (f"{run.name}: top 9 of {len(x):,} {info.name} test images per feature, {args.method} "
              f"projections and their patches ({seconds:.1f} s)")
     _save(deconv.figure(sections, title), args.out)
     print(f"searched {len(x):,} test images for {sum(len(s['hits']) for s in sections)} features of "

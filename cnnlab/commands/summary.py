@@ -4,10 +4,8 @@ is instant."""
 
 from __future__ import annotations
 
-import re
-
 from cnnlab.commands import add_command
-from cnnlab.commands.options import json_object
+from cnnlab.commands.options import json_object, parse_shape
 from cnnlab.errors import ConfigError
 
 
@@ -24,16 +22,6 @@ def add_parser(subparsers):
     p.add_argument("--model-options", type=json_object, metavar="JSON",
                    help='model options as JSON, e.g. \'{"activation": "prelu"}\'')
     return p
-
-
-def parse_shape(text: str) -> tuple[int, int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*[x,]\s*(\d+)\s*", text)
-    if not match:
-        raise ConfigError(f"--input: expected CxHxW such as 1x28x28, got {text!r}")
-    c, h, w = (int(v) for v in match.groups())
-    if h != w or min(c, h) < 1:
-        raise ConfigError(f"--input: the models take square images with at least one channel, got {text!r}")
-    return c, h, w
 
 
 def run(args) -> int:

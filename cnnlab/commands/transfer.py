@@ -73,7 +73,7 @@ def run(args) -> int:
 
 def _input_side(args) -> int:
     """The side of `--input CxHxW`, once C is checked against the target dataset's images."""
-    from cnnlab.commands.summary import parse_shape
+    from cnnlab.commands.options import parse_shape
     from cnnlab.data import load_dataset
     from cnnlab.errors import ConfigError
 

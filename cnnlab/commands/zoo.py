@@ -4,7 +4,7 @@ are built by `cnnlab.models.zoo`."""
 from __future__ import annotations
 
 from cnnlab.commands import add_command
-from cnnlab.commands.summary import parse_shape
+from cnnlab.commands.options import parse_shape
 from cnnlab.errors import ConfigError
 
 

@@ -111,6 +111,23 @@ def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return np.round(ink * 255).astype(np.uint8)
 
 
+def fit_image(source: str | Path | bytes, shape: tuple[int, int, int], name: str | None = None) -> np.ndarray:
+    """Read any image for a model whose input is `shape` (C, H, W): grey for one channel, RGB for three, the
+    largest centred crop of the input's aspect scaled to H×W; uint8 [H, W] or [C, H, W]."""
+    from PIL import ImageOps
+
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    channels, height, width = shape
+    if channels not in (1, 3):
+        raise ImageError(f"{label}: a model with {channels} input channels takes no image file (1 or 3 channels)")
+    image = open_image(source, label, max_side=4 * max(height, width))
+    if channels == 1:
+        gray = Image.fromarray(np.round(to_gray(image) * 255).astype(np.uint8))
+        return np.asarray(ImageOps.fit(gray, (width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+    rgb = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+
+
 def normalize(pixels, mean: float, std: float):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same

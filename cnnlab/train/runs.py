@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab import files
+from cnnlab.data import dataset_info
 from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.text import to_json
@@ -133,6 +134,19 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def caption(self) -> str:
+        return f"{self.config.model}, {self.config.engine} engine"
+
+    @property
+    def info(self):
+        """The run's dataset: classes, normalization, task (cnnlab.data.DatasetInfo)."""
+        return dataset_info(self.config.dataset)
+
+    def test_split(self, limit: int | None = None):
+        """The test split of the run's dataset (with `limit`, a generated dataset makes only that many)."""
+        return self.config.load_split("test", quiet=True, limit=limit)
 
     def metrics(self) -> list[dict]:
         """The rows of metrics.jsonl, checked: a damaged file is one CheckpointError naming its line."""

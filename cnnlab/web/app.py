@@ -157,8 +157,10 @@ class BodyLimit:
         return f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
 
 
-def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None) -> FastAPI:
-    sources = Sources(runs, runs_dir)
+def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=()) -> FastAPI:
+    """The explorer for `runs` (default: every run in `runs_dir`), the registered models, and `own`
+    (cnnlab.train.user_model.UserModel: models from the user's files)."""
+    sources = Sources(runs, runs_dir, own=own)
     # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
     app = FastAPI(title="cnnlab explorer", version=__version__, docs_url=None, redoc_url=None,
                   description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")

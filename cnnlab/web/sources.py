@@ -1,6 +1,7 @@
-"""What the explorer can show: trained runs (either engine) and registered models with random weights.
+"""What the explorer can show: trained runs (any engine), registered models with random weights, and models from
+the user's own files (`cnnlab serve --model FILE.py:NAME`).
 
-A source id is `run:<folder name>` or `model:<registered name>`. Models are built once per source and kept in a
+A source id is `run:<folder name>`, `model:<registered name>` or `file:<FILE.py:NAME>`. Models are built once per source and kept in a
 small cache; building and the forward passes are guarded by locks because FastAPI runs plain `def` endpoints on a
 thread pool, and hooks registered on a shared module would otherwise see other requests' forward passes.
 """
@@ -20,6 +21,7 @@ from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
+from cnnlab.train.user_model import UserModel
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
 
@@ -41,8 +43,13 @@ class Sources:
     """The runs given to `cnnlab serve` (or every run under a runs folder) plus every classification model."""
 
     def __init__(self, runs: list[str | Path] | None = None, runs_dir: str | Path | None = None,
-                 cache_size: int = 4):
+                 cache_size: int = 4, own: list[UserModel] = ()):
         self._explicit = [Run.open(r) for r in runs or []]
+        for model in own:  # the page draws 28×28 digits
+            if model.input_shape != (1, 28, 28):
+                raise SourceError(f"--model {model.spec}: the explorer draws 1×28×28 digits, and this model takes "
+                                  f"{'×'.join(map(str, model.input_shape))} inputs")
+        self._own = {f"file:{model.name}": model for model in own}
         self._runs_dir = runs_dir
         self._cache: OrderedDict[str, tuple[int, Loaded]] = OrderedDict()  # source -> (version, model)
         self._cache_size = cache_size
@@ -71,6 +78,10 @@ class Sources:
                           "dataset": run.config.dataset, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
                           "damaged": damaged})
+        for source, own in self._own.items():
+            items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
+                          "dataset": own.info.name, "engine": "torch", "epochs": 0, "test_acc": None,
+                          "random_weights": own.weights is None, "damaged": None})
         for name in list_models(task="classification"):
             items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
                           "engine": "torch", "epochs": 0, "test_acc": None, "random_weights": True,
@@ -115,6 +126,8 @@ class Sources:
                     raise SourceError(f"source {source!r}: {run.config.model} labels every pixel; the explorer shows "
                                       "classifiers (use `cnnlab predict` or `cnnlab segment predict` for this run)")
                 return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
+            if source in self._own:
+                return Loaded(source, self._own[source].build_model(), self._own[source].info)
             if kind == "model" and name in list_models(task="classification"):
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
@@ -125,5 +138,6 @@ class Sources:
             raise
         except (CnnlabError, ValueError, RuntimeError) as err:
             raise SourceError(f"source {source!r}: cannot build the model ({err})") from None
-        raise SourceError(f"source {source!r}: unknown; expected run:<name> or model:<name> (GET /api/sources)")
+        raise SourceError(f"source {source!r}: unknown; expected run:<name>, model:<name> or file:<name> "
+                          "(GET /api/sources)")
 

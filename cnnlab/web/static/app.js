@@ -98,7 +98,8 @@ async function loadSources() {
   select.replaceChildren(...state.sources.map((s) => {
     const option = document.createElement("option");
     option.value = s.id;
-    option.textContent = s.kind !== "run" ? `${s.name} (untrained, random weights)`
+    option.textContent = s.kind === "file" ? `${s.name} (your model${s.random_weights ? ", initial weights" : ""})`
+      : s.kind !== "run" ? `${s.name} (untrained, random weights)`
       : s.damaged ? `${s.name} (damaged: ${s.damaged})`
       : `${s.name} (${s.model}, ${s.dataset}${s.test_acc != null ? `, ${(100 * s.test_acc).toFixed(1)}%` : ""})`;
     return option;
@@ -113,7 +114,10 @@ async function chooseSource(id) {
   $("#source").value = id;
   const note = $("#source-note");
   note.classList.toggle("warn", source.random_weights);
-  note.textContent = source.random_weights
+  note.textContent = source.kind === "file"
+    ? `Your model ${source.model} (--model), ${source.random_weights ? "with the weights it builds itself" :
+      "with the --weights given"}; inputs normalized as ${source.dataset}'s.`
+    : source.random_weights
     ? "Untrained: the weights are random, so predictions mean nothing. Train one with `cnnlab train`."
     : `Run of ${source.model} on ${source.dataset}, ${source.engine} engine, ${source.epochs} epoch(s)` +
       (source.test_acc != null ? `, test accuracy ${(100 * source.test_acc).toFixed(2)}%.` : ".");
