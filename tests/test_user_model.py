@@ -271,3 +271,18 @@ def mnist_digit_png():
     buffer = io.BytesIO()
     Image.fromarray(digit).save(buffer, "PNG")
     return digit, buffer.getvalue()
+
+
+def test_the_example_trains_a_model_cnnlab_then_shows(tmp_path, capsys):
+    """examples/your_own_model.py, as its docstring says: train (2,000 images), then `cnnlab report` on it."""
+    import shutil
+    import subprocess
+    import sys
+
+    example = shutil.copy(HERE.parent.parent / "examples" / "your_own_model.py", tmp_path)
+    subprocess.run([sys.executable, example, "--quick"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    code, _, err = run_in_process(capsys, "report", "--model", f"{example}:DigitNet", "--weights",
+                                  tmp_path / "digitnet.safetensors", "--samples", 1, "--out", tmp_path / "r.html")
+    assert code == 0, err
+    # 2,000 images, one epoch, seed 0: 87.6% measured (as built, about 10%)
+    assert float(re.search(r"<b>([\d.]+)%</b> accuracy", (tmp_path / "r.html").read_text()).group(1)) > 80

@@ -148,8 +148,7 @@ class UserModel:
 
     @property
     def caption(self) -> str:
-        weights = f"weights {self.weights.name}" if self.weights else "its initial weights"
-        return f"{self.name}, {weights}"
+        return f"your model, {f'weights {self.weights.name}' if self.weights else 'its initial weights'}"
 
     @property
     def path(self) -> None:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
+from cnnlab.viz.pictures import picture
 
 
 # The web explorer's colours (cnnlab/web/static/app.js, colourFor): signed values fade from blue through white (0) to
@@ -67,8 +68,9 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
     ax = rows[0].subplots(1, cols, squeeze=False)[0]
     for a in ax:
         a.axis("off")
-    ax[0].imshow(image, cmap="gray")
-    rows[0].suptitle(f"input {image.shape[0]}×{image.shape[1]}.  Below, the maps of a layer share one colour scale: "
+    shown, cmap = picture(image)
+    ax[0].imshow(shown, cmap=cmap)
+    rows[0].suptitle(f"input {'×'.join(map(str, np.shape(image)))}.  Below, the maps of a layer share one colour scale: "
                      "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0",
                      fontsize=9, x=0.02, ha="left")
     for row, (name, output) in zip(rows[1:], maps):

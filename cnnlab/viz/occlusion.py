@@ -22,6 +22,7 @@ from torch import nn
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 from cnnlab.errors import ConfigError
 from cnnlab.viz.activations import conv_layer, conv_layers
+from cnnlab.viz.pictures import lightness, picture
 from cnnlab.viz.saliency import HEAT, OUTLINE
 
 
@@ -98,9 +99,13 @@ def plot_occlusion(image: np.ndarray, result: Occlusion, classes: list[str], cap
         a.set_xticks([]), a.set_yticks([])
     side = image.shape[-1]
     shown, corner = np.array(image, dtype=np.float32), result.starts[len(result.starts) // 3]
-    shown[corner:corner + result.size, corner:corner + result.size] = fill_pixel
-    axes[0].imshow(shown, cmap="gray", vmin=min(float(image.min()), fill_pixel),
-                   vmax=max(float(image.max()), fill_pixel))
+    shown[..., corner:corner + result.size, corner:corner + result.size] = fill_pixel
+    shown, cmap = picture(shown)
+    if cmap is None:  # colour: imshow takes floats in [0, 1]
+        axes[0].imshow(np.clip(shown / 255, 0, 1))
+    else:
+        axes[0].imshow(shown, cmap=cmap, vmin=min(float(image.min()), fill_pixel),
+                       vmax=max(float(image.max()), fill_pixel))
     axes[0].add_patch(plt.Rectangle((corner - 0.5,) * 2, result.size, result.size, fill=False, ls="--",
                                     color=OUTLINE))
     axes[0].set_title(f"input with one {result.size}x{result.size} occluder (dashed)", fontsize=9)
@@ -121,8 +126,9 @@ def plot_occlusion(image: np.ndarray, result: Occlusion, classes: list[str], cap
     for ax, (values, cmap, (low, high), title, label) in zip(axes[1:], panels):
         mapped = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, extent=extent, interpolation="nearest")
         ax.set_xlim(-0.5, side - 0.5), ax.set_ylim(side - 0.5, -0.5)
-        if image.max() > image.min():
-            ax.contour(image, levels=[(float(image.min()) + float(image.max())) / 2], colors=OUTLINE,
+        outline = lightness(image)
+        if outline.max() > outline.min():
+            ax.contour(outline, levels=[(float(outline.min()) + float(outline.max())) / 2], colors=OUTLINE,
                        linewidths=0.8)
         ax.set_facecolor("0.85")
         ax.set_title(title, fontsize=9)

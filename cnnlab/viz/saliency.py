@@ -20,6 +20,7 @@ from torch import nn
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 from cnnlab.errors import ConfigError, LayerError
 from cnnlab.viz.activations import conv_layers
+from cnnlab.viz.pictures import lightness, picture
 
 
 Region = torch.Tensor | tuple[int, int, int, int] | None
@@ -195,6 +196,7 @@ def _heat(fig, ax, image: np.ndarray, heat: np.ndarray, title: str, label: str) 
     """`heat` in [0, 1] drawn opaque, so that its colours are exactly its colour bar's, with the input's outline
     on top (a map blended into the image would show colours the bar does not have)."""
     mapped = ax.imshow(heat, cmap=HEAT, vmin=0, vmax=1)
+    image = lightness(image)
     if image.max() > image.min():
         ax.contour(image, levels=[(float(image.min()) + float(image.max())) / 2], colors=OUTLINE, linewidths=0.8)
     ax.set_title(title, fontsize=9)
@@ -209,7 +211,8 @@ def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_
     fig, axes = plt.subplots(1, panels, figsize=(3.7 * panels - 0.1, 3.6))
     for a in axes:
         a.set_xticks([]), a.set_yticks([])
-    axes[0].imshow(image, cmap="gray")
+    shown, cmap = picture(image)
+    axes[0].imshow(shown, cmap=cmap)
     axes[0].set_title("input", fontsize=9)
     _heat(fig, axes[1], image, saliency / (saliency.max() or 1.0), "gradient saliency |∂ score / ∂ pixel|",
           "relative to its maximum")
