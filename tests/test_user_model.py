@@ -45,6 +45,11 @@ def three_shapes():
     return nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 3))
 
 
+def colour_shapes():
+    """The same on colour 3×32×32 inputs."""
+    return nn.Sequential(nn.Conv2d(3, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 3))
+
+
 def not_a_module():
     return "a string"
 
@@ -142,15 +147,16 @@ def test_show_names_the_users_prediction(weights, tmp_path, capsys):
     assert f"predicted {expected} (" in titles[0]
 
 
-def test_a_factory_without_a_dataset(tmp_path, capsys):
-    """A factory function, an input shape no dataset has, class names given: an image file is fitted to it;
-    anything needing test images says to give --dataset."""
+@pytest.mark.parametrize("factory, shape", [("three_shapes", "1x32x32"), ("colour_shapes", "3x32x32")])
+def test_a_factory_without_a_dataset(factory, shape, tmp_path, capsys):
+    """A factory function, an input shape no dataset has, class names given: a photo is fitted to it (grey or
+    colour) and every figure of one input is drawn; anything needing test images says to give --dataset."""
     picture = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(picture)
-    args = ["--model", spec("three_shapes"), "--dataset", "none", "--input", "1x32x32",
-            "--class-names", "circle,square,star"]
-    code, _, err = run_in_process(capsys, "show", "saliency", *args, picture, "--out", tmp_path / "s.png")
-    assert code == 0, err
+    args = ["--model", spec(factory), "--dataset", "none", "--input", shape, "--class-names", "circle,square,star"]
+    for what in ["saliency", "features", "occlusion"]:
+        code, _, err = run_in_process(capsys, "show", what, *args, picture, "--out", tmp_path / f"{what}.png")
+        assert code == 0, err
     code, _, err = run_in_process(capsys, "show", "features", *args, "--index", 0)
     assert code == 2 and "give --dataset" in err
 
