@@ -86,3 +86,24 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
     loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(1, len(labels))
     accuracy = (logits.argmax(1) == labels).float().mean().item() if len(labels) else 0.0
     return Evaluation(loss, accuracy, logits, labels)
+
+
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # test-time augmentation: the image and its 1-pixel shifts
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """The batch moved by (dy, dx) pixels, the edge pixels repeated into the gap (a digit's background)."""
+    if not (dy or dx):
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+
+def averaged(models, shifts=((0, 0),)):
+    """A logits function that averages class probabilities over `models` (an ensemble) and over shifted copies of
+    each input (test-time augmentation); it returns log-probabilities, so that argmax and cross-entropy apply."""
+    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+        probabilities = sum(model(shifted(x, dy, dx)).float().softmax(1) for model in models for dy, dx in shifts)
+        return (probabilities / (len(models) * len(shifts))).clamp(min=1e-12).log()
+    return logits_fn
