@@ -99,7 +99,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     """Load a registered dataset split into memory (cached per process). `options`: a generated dataset's
     settings (`DatasetInfo.options`), such as how many mnist-scenes to draw. `limit`: the caller uses only the
     first `limit` items, so a generated dataset makes only those (a file dataset is read whole)."""
-    info = dataset_info(name)
+    info = dataset_info(name, options)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     options = check_options(name, options)

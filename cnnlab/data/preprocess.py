@@ -5,6 +5,7 @@ grayscale, light background inverted to white-on-black, cropped to the ink, scal
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -111,9 +112,14 @@ def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return np.round(ink * 255).astype(np.uint8)
 
 
-def normalize(pixels, mean: float, std: float):
+def normalize(pixels, mean, std):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
-    numbers; it takes a NumPy array or a torch tensor and returns the same kind."""
+    numbers; it takes a NumPy array or a torch tensor and returns the same kind. A colour dataset's `mean` and
+    `std` are one number per channel, for pixels [..., C, H, W]."""
     x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
+    if isinstance(mean, (tuple, list)):
+        shape = (len(mean), 1, 1)
+        make = x.new_tensor if hasattr(x, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)
+        mean, std = make(mean).reshape(shape), make(std).reshape(shape)
     return (x * (1 / 255) - mean) * (1 / std)

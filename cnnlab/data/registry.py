@@ -27,6 +27,9 @@ class DatasetInfo:
     load: Callable | None = None
     task: str = "classification"  # or "segmentation": labels are [N, H, W] class maps, one per pixel
     options: tuple[str, ...] = ()
+    # how a user's image file (path or bytes) becomes one of this dataset's uint8 images ([H, W] or [C, H, W]);
+    # None: the MNIST-style digit preparation (cnnlab.data.preprocess.load_digit)
+    prepare: Callable | None = None
 
     @property
     def num_classes(self) -> int:
@@ -75,9 +78,14 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
 
 # Datasets generated in memory rather than read from IDX files (cnnlab.data.scenes adds mnist-scenes).
 GENERATED: dict[str, DatasetInfo] = {}
+# Datasets named by a prefix and a place, "folder:PATH" (cnnlab.data.folders): prefix -> (name, options) -> info
+PREFIXED: dict[str, Callable] = {}
 
 
-def dataset_info(name: str) -> DatasetInfo:
+def dataset_info(name: str, options: dict | None = None) -> DatasetInfo:
+    """The dataset `name`; `options` matter to a dataset named by a place (a folder's image side, colour, ...)."""
+    if _prefix(name) in PREFIXED:
+        return PREFIXED[_prefix(name)](name, options)
     key = name.lower()
     known = {**DATASETS, **GENERATED}
     if key not in known:
@@ -87,8 +95,22 @@ def dataset_info(name: str) -> DatasetInfo:
     return known[key]
 
 
+def file_label(name: str) -> str:
+    """A dataset's name as part of a file name: a place's last folder ("folder:/data/photos" -> "photos")."""
+    if _prefix(name) in PREFIXED:
+        return name.split(":", 1)[1].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or _prefix(name)
+    return name
+
+
+def _prefix(name: str) -> str | None:
+    return name.split(":", 1)[0].lower() if ":" in name else None
+
+
 def check_options(name: str, options: dict | None) -> dict:
-    """`options` for dataset `name`, checked: each one it takes, as a positive integer."""
+    """`options` for dataset `name`, checked: each one it takes, as a positive integer (a folder's: its own)."""
+    if _prefix(name) in PREFIXED:
+        dataset_info(name, options)  # made only with options it takes
+        return options or {}
     info = dataset_info(name)
     options = options or {}
     for key, value in options.items():
