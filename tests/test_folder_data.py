@@ -111,7 +111,7 @@ def test_the_second_load_reads_the_cache_and_a_change_decodes_again(tmp_path, mo
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(folders, "decode", no_decoding)
+    monkeypatch.setattr(folders, "_decode_one", no_decoding)
     second = load_dataset(f"folder:{root}", "train", quiet=True)
     assert np.array_equal(first.images, second.images)
     assert isinstance(folders.decoded(root, 32, "crop").pixels, np.memmap)

@@ -176,30 +176,12 @@ def list_folder(root: Path) -> Listing:
 
 
 # -- decoding -----------------------------------------------------------------------------------------------------
-def decode(source: str | Path | bytes, side: int, fit: str, name: str | None = None) -> np.ndarray:
-    """One image (a file or its bytes) -> uint8 [3, side, side]; an ImageError says why it is not usable."""
-    from PIL import Image, ImageOps
-
-    from cnnlab.data.preprocess import open_image, to_gray
-
-    image = open_image(source, name, max_side=4 * side)  # a JPEG decodes at a fraction of its size
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F", "LAB"):  # not 8-bit: read as grey in [0, 1]
-        image = Image.fromarray(np.round(to_gray(image) * 255).astype(np.uint8))
-    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")  # transparent pixels show the black that padding uses
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    image = image.convert("RGB")
-    if fit == "crop":
-        image = ImageOps.fit(image, (side, side), Image.Resampling.BILINEAR)
-    else:
-        image = ImageOps.pad(image, (side, side), Image.Resampling.BILINEAR, color=(0, 0, 0))
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-
-
 def _decode_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None, str | None]:
+    from cnnlab.data.preprocess import load_photo  # Pillow: not for `--help`
+
     index, path, side, fit = job
     try:
-        return index, decode(Path(path), side, fit), None
+        return index, load_photo(Path(path), side, fit), None
     except ImageError as err:
         reason = str(err).split(": ", 1)[-1]
         return index, None, next((short for long, short in REASONS if reason.startswith(long)), reason[:60])
@@ -468,7 +450,9 @@ class FolderDataset:
 
     def prepare(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
         """A user's image made one of this dataset's: resized and cropped or padded alike, grey or colour alike."""
-        return as_channels(decode(source, self.settings["side"], self.settings["fit"], name)[None], self.channels)[0]
+        from cnnlab.data.preprocess import load_photo
+
+        return as_channels(load_photo(source, self.settings["side"], self.settings["fit"], name)[None], self.channels)[0]
 
     def recorded(self) -> dict:
         """The classes, mean and std a run records in its dataset options."""

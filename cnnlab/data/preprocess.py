@@ -112,6 +112,25 @@ def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return np.round(ink * 255).astype(np.uint8)
 
 
+def load_photo(source: str | Path | bytes, side: int, fit: str = "crop", name: str | None = None) -> np.ndarray:
+    """A photo (a file or its bytes) as a colour dataset's image: uint8 [3, side, side], resized so that it fills
+    the square and centre-cropped (`fit` "crop"), or fits in it and padded with black ("pad")."""
+    from PIL import ImageOps
+
+    image = open_image(source, name, max_side=4 * side)  # a JPEG decodes at a fraction of its size
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F", "LAB"):  # not 8-bit: read as grey in [0, 1]
+        image = Image.fromarray(np.round(to_gray(image) * 255).astype(np.uint8))
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")  # transparent pixels show the black that padding uses
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    image = image.convert("RGB")
+    if fit == "crop":
+        image = ImageOps.fit(image, (side, side), Image.Resampling.BILINEAR)
+    else:
+        image = ImageOps.pad(image, (side, side), Image.Resampling.BILINEAR, color=(0, 0, 0))
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
 def normalize(pixels, mean, std):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
