@@ -30,7 +30,12 @@ CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-freque
 # The settings of `augment` (cnnlab.train.batches.Augment): what each is, and its range (a scale of 1 would let an
 # image shrink to nothing).
 AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degrees", (0, 180)),
-                   "max_scale": ("fraction of the size", (0, 0.9))}
+                   "max_scale": ("fraction of the size", (0, 0.9)),
+                   # photos: ResNet's CIFAR recipe is {"crop_padding": 4, "flip": 0.5}
+                   "crop_padding": ("pixels of padding before a random crop", (0, 64)),
+                   "flip": ("probability of a horizontal flip", (0, 1)),
+                   "brightness": ("factor spread", (0, 0.9)), "contrast": ("factor spread", (0, 0.9)),
+                   "saturation": ("factor spread", (0, 1))}
 
 # The sensible range of each bounded number (both ends allowed): beyond them a run diverges, never ends or runs
 # out of memory, long after it started. The rest have their own checks in `validate`.
@@ -109,7 +114,10 @@ class TrainConfig:
                                            "predicts with the training frequencies rather than the weighted ones "
                                            "(segmentation models)")
     augment: dict | None = option(None, 'random affine jitter as JSON, e.g. \'{"max_shift": 2, "max_rotate_deg": '
-                                        '10, "max_scale": 0.1}\'', metavar="JSON", tasks=("classification",))
+                                        '10, "max_scale": 0.1}\'; for photos a padded random crop, flip and colour '
+                                        'jitter, e.g. \'{"crop_padding": 4, "flip": 0.5, "brightness": 0.2, '
+                                        '"contrast": 0.2, "saturation": 0.2}\'', metavar="JSON",
+                                  tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
     device: str = option("auto", "auto, cpu or cuda[:N]")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
