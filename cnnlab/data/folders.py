@@ -315,13 +315,13 @@ def _result(listing: Listing, pixels: np.ndarray, bad: list[tuple[int, str]], pa
     keep = np.array([i for i in range(len(listing.files)) if i not in failed], np.int64)
     skipped = tuple((str(listing.files[i].relative_to(listing.root)), why) for i, why in bad)
     result = Decoded(listing, pixels, keep, skipped, path)
-    if skipped and not quiet:
-        print(skipped_line(result), file=sys.stderr)
     left = np.bincount(result.labels, minlength=len(listing.classes))
     if (left == 0).any():
         empty = [listing.classes[c] for c in np.flatnonzero(left == 0)]
         raise DatasetError(f"folder:{listing.root}: no readable image in class folder{'s' if len(empty) > 1 else ''} "
                            f"{', '.join(empty[:5])}")
+    if skipped and not quiet:
+        print(skipped_line(result), file=sys.stderr)
     return result
 
 
