@@ -212,3 +212,18 @@ def test_train_evaluate_predict_on_a_colour_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["class"] == "red"
     seen = Image.open(tmp_path / "seen" / "a_red_photo_16x16.png")
     assert seen.size == (16, 16) and seen.mode == "RGB"
+
+
+def test_the_decode_benchmark_runs_in_its_short_mode():
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, REPO / "benchmarks" / "folder_decode.py", "--files", "30", "--repeat", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\| (first, 1 process|first, \d processes|cached start .*) \| ([\d.]+) \| ([\d,]+) \|$",
+                      out.stdout, re.M)
+    assert len(rows) == 3 and all(float(seconds) > 0 for _, seconds, _ in rows), out.stdout
