@@ -4,6 +4,7 @@ the archive's md5 checked, never read from the pickled "python version"."""
 import dataclasses
 import hashlib
 import io
+import json
 import pickle
 import tarfile
 
@@ -135,3 +136,27 @@ def test_a_photo_is_prepared_as_a_cifar_image(tmp_path):
     Image.new("RGB", (64, 48), (250, 10, 10)).save(tmp_path / "red.png")
     image = dataset_info("cifar-10").prepare(tmp_path / "red.png")
     assert image.shape == (3, 32, 32) and tuple(image[:, 16, 16]) == (250, 10, 10)
+
+
+def test_train_evaluate_predict_on_cifar(fresh, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from conftest import run_in_process
+
+    archive, _ = tiny("cifar-10")
+    registered(monkeypatch, "cifar-10", archive)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cifar-10-binary.tar.gz").write_bytes(archive)
+    code, _, err = run_in_process(capsys, "train", "--dataset", "cifar-10", "--data-dir", tmp_path / "data",
+                                  "--model", "resnet20", "--epochs", 1, "--batch-size", 8, "--threads", 1,
+                                  "--augment", '{"crop_padding": 4, "flip": 0.5}', "--runs-dir", tmp_path / "runs",
+                                  "--name", "cifar", "--quiet")
+    assert code == 0, err
+    code, out, err = run_in_process(capsys, "evaluate", tmp_path / "runs" / "cifar", "--json")
+    assert code == 0 and json.loads(out)["images"] == PER_BATCH, err
+    Image.new("RGB", (80, 60), (20, 90, 200)).save(tmp_path / "sky.jpg")
+    code, out, err = run_in_process(capsys, "predict", tmp_path / "runs" / "cifar", tmp_path / "sky.jpg", "--json",
+                                    "--out-dir", tmp_path / "seen")
+    assert code == 0, err
+    assert json.loads(out)[0]["class"] in dataset_info("cifar-10").classes
+    assert Image.open(tmp_path / "seen" / "sky_32x32.png").size == (32, 32)
