@@ -185,6 +185,8 @@ def test_a_folder_that_is_no_classification_dataset_is_one_error(tmp_path, layou
     ({"test_fraction": 1}, "'test_fraction' must be a fraction between 0 and 1"),
     ({"sides": 32}, "'sides': a folder dataset has no such option"),
     ({"mean": [0.5, 0.5]}, "'mean' must be a list of 1 or 3 numbers"),
+    ({"mean": [0.5], "std": [0.2, 0.2, 0.2]}, r"'std' must be as many numbers as mean \(1\)"),
+    ({"mean": [0.5], "color": "rgb"}, r"'mean' must be 3 number\(s\) for color rgb"),
 ])
 def test_bad_folder_options_are_one_error(tmp_path, options, message):
     with pytest.raises(ConfigError, match=message):

@@ -103,6 +103,10 @@ def check_options(options: dict | None) -> dict:
                                all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)),
              key, "a list of 1 or 3 numbers")
     need(settings["std"] is None or all(v > 0 for v in settings["std"]), "std", "positive")
+    mean, std, colour = settings["mean"], settings["std"], settings["color"]
+    need(mean is None or std is None or len(mean) == len(std), "std", f"as many numbers as mean ({len(mean or [])})")
+    need(mean is None or colour == "auto" or len(mean) == (3 if colour == "rgb" else 1), "mean",
+         f"{3 if colour == 'rgb' else 1} number(s) for color {colour}")
     return settings
 
 
