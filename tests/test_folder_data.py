@@ -61,6 +61,8 @@ def test_split_is_seeded_stratified_and_disjoint():
     assert not set(a["train"]) & set(a["test"]) and len(a["train"]) + len(a["test"]) == len(labels)
     assert np.bincount(labels[a["test"]], minlength=4).tolist() == [3, 6, 2, 0]  # a lone image stays in train
     assert all(np.array_equal(a[k], split_indices(labels, None, 0.3, seed=0)[k]) for k in a)
+    # in a random order: the first 12 training images are not all of class 0 (the first folder)
+    assert len(set(labels[a["train"][:12]])) > 1
     assert not np.array_equal(a["test"], split_indices(labels, None, 0.3, seed=1)["test"])
 
 

@@ -346,18 +346,23 @@ def skipped_line(result: Decoded, width: int = 80) -> str:
 # -- splits and statistics ----------------------------------------------------------------------------------------
 def split_indices(labels: np.ndarray, given: np.ndarray | None, fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Positions (into `labels`) of each split: the given one, or for each class a seeded draw of
-    round(fraction x its images) for testing (at least one, and at least one left for training)."""
+    round(fraction x its images) for testing (at least one, and at least one left for training). Each split is
+    in a seeded random order, as MNIST's files are, so that its first N images (`--train-limit`) show every
+    class rather than the first classes' folders."""
     if given is not None:
-        return {split: np.flatnonzero(given == n) for n, split in enumerate(SPLITS)}
-    test = []
-    for c in np.unique(labels):
-        pool = np.flatnonzero(labels == c)
-        if len(pool) < 2:
-            continue  # a single image trains; a test of its class would have none to learn from
-        take = min(len(pool) - 1, max(1, round(fraction * len(pool))))
-        test.append(pool[np.random.default_rng([seed, int(c)]).permutation(len(pool))[:take]])
-    test = np.sort(np.concatenate(test)) if test else np.zeros(0, np.int64)
-    return {"train": np.setdiff1d(np.arange(len(labels)), test), "test": test}
+        splits = {split: np.flatnonzero(given == n) for n, split in enumerate(SPLITS)}
+    else:
+        test = []
+        for c in np.unique(labels):
+            pool = np.flatnonzero(labels == c)
+            if len(pool) < 2:
+                continue  # a single image trains; a test of its class would have none to learn from
+            take = min(len(pool) - 1, max(1, round(fraction * len(pool))))
+            test.append(pool[np.random.default_rng([seed, int(c)]).permutation(len(pool))[:take]])
+        test = np.sort(np.concatenate(test)) if test else np.zeros(0, np.int64)
+        splits = {"train": np.setdiff1d(np.arange(len(labels)), test), "test": test}
+    return {split: chosen[np.random.default_rng([seed, len(labels), n]).permutation(len(chosen))]
+            for n, (split, chosen) in enumerate(splits.items())}
 
 
 def as_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
