@@ -14,7 +14,7 @@ COMMANDS = [
     "train", "evaluate", "predict", "runs", "transfer", "segment",
     "zoo", "summary",
     "filters", "show", "report", "export", "experiment",
-    "serve", "info",
+    "serve", "info", "data",
 ]
 
 

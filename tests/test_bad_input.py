@@ -283,6 +283,34 @@ NEEDS_RUN = {
 }
 
 
+def folder_case(layout, *extra):
+    """`train` on a folder of class sub-folders: class -> number of images, or the bytes of each of its files."""
+    def setup(tmp):
+        root = tmp / "photos"
+        root.mkdir()
+        for name, content in layout.items():
+            (root / name).mkdir()
+            for i, data in enumerate(content if isinstance(content, list) else [png((8, 8), "RGB")] * content):
+                (root / name / f"{i}.png").write_bytes(data)
+        return ["train", "--dataset", f"folder:{root}", *extra, "--epochs", "1", "--runs-dir", tmp / "runs"]
+    return setup
+
+
+NEEDS_NO_RUN.update({
+    "folder missing": (args_case("train", "--dataset", "folder:no/such/folder"), "no/such/folder: no such folder"),
+    "folder single class": (folder_case({"cats": 3}), "1 class folder in"),
+    "folder no classes": (folder_case({}), "no class folders in"),
+    "folder empty class": (folder_case({"cats": 3, "dogs": 0}), "class folder dogs in"),
+    "folder class unreadable": (folder_case({"cats": 3, "dogs": [b"GIF89a", b""]}),
+                                "no readable image in class folder dogs"),
+    "folder option": (folder_case({"cats": 3, "dogs": 3}, "--dataset-options", '{"side": 2}'),
+                      "dataset option 'side' must be an integer from 8 to 512, got 2"),
+    "folder is a file": (lambda tmp: (tmp / "f").write_text("x") and ["train", "--dataset", f"folder:{tmp / 'f'}",
+                                                                     "--runs-dir", tmp / "runs"],
+                         "is a file, not a folder of class sub-folders"),
+})
+
+
 def check(capsys, args, message, tmp_path):
     _load.cache_clear()
     try:

@@ -179,3 +179,54 @@ def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cnnlab.viz.features, "plot_feature_maps", broken)
     with pytest.raises(AssertionError, match="show features: traceback: RuntimeError: broken on purpose"):
         test_every_command_on_a_run_of_kind("torch", tmp_path, capsys)
+
+
+# -- a run on a folder of colour photos (folder:PATH): the commands that take such runs, and the pictures that
+# still take grey images only
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    from test_folder_data import make_folder
+
+    root = tmp_path_factory.mktemp("colour")
+    photos = make_folder(root / "photos", per_class=8)
+    config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
+                           device="cpu", augment={"crop_padding": 2, "flip": 0.5, "brightness": 0.2})
+    return Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir, photos
+
+
+def test_every_command_on_a_colour_folder_run(colour_run, tmp_path, capsys):
+    run, photos = colour_run
+    photo = photos / "red" / "001.png"
+
+    def works(*args):
+        code, out, err = run_in_process(capsys, *args)
+        assert code == 0 and "Traceback" not in err, f"{args[0]}: exit {code}: {err[-300:]}"
+        return out
+
+    numbers = json.loads(works("evaluate", run, "--json"))
+    assert numbers["images"] == 6 and set(numbers["per_class_accuracy"]) == {"blue", "green", "red"}
+    row = json.loads(works("predict", run, photo, "--json", "--out-dir", tmp_path / "out"))[0]
+    assert abs(sum(row["probabilities"].values()) - 1) < 1e-4 and is_png(tmp_path / "out" / "001_32x32.png")
+    for what, extra in [("filters", []), ("dream", ["--features", 2, "--steps", 4, "--quiet"])]:
+        works("show", what, run, *extra, "--out", tmp_path / f"{what}.png")
+        assert is_png(tmp_path / f"{what}.png")
+    onnx_file = tmp_path / "model.onnx"
+    assert works("export", run, "--format", "onnx", "--out", onnx_file).startswith(f"wrote {onnx_file}")
+    assert works("train", "--resume", run, "--quiet").strip() == str(run)
+    out = works("transfer", "--from", run, "--dataset", f"folder:{photos}", "--mode", "feature-extract", "--epochs",
+                1, "--threads", 1, "--runs-dir", tmp_path / "transferred", "--quiet")
+    assert (Path(out.strip()) / "model.safetensors").is_file()
+    assert "3 classes" in works("data", f"folder:{photos}", "--sheet", tmp_path / "sheet.png")
+
+
+@pytest.mark.xfail(strict=True, reason="the feature-map, saliency and occlusion figures and the report draw grey "
+                   "images only (cnnlab/viz, commands/show.py, report.py: the lead's change, listed in the data "
+                   "branch's report); remove this mark when they take colour")
+@pytest.mark.parametrize("args", [["show", "features", "--index", 0], ["show", "saliency", "--index", 0],
+                                  ["show", "occlusion", "--index", 0, "--stride", 4], ["report", "--samples", 1]])
+def test_colour_pictures(colour_run, args, tmp_path, capsys):
+    run, _ = colour_run
+    command = 2 if args[0] == "show" else 1
+    out = tmp_path / ("out.png" if args[0] == "show" else "report.html")
+    code, _, err = run_in_process(capsys, *args[:command], run, *args[command:], "--out", out)
+    assert code == 0, err[-300:]

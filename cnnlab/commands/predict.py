@@ -8,10 +8,12 @@ from cnnlab.text import to_json
 
 
 def add_parser(subparsers):
-    p = add_command(subparsers, "predict", "Apply a trained run to image files: a class per image (MNIST-style "
-                    "preprocessing), or a class per pixel for a segmentation run.", [
+    p = add_command(subparsers, "predict", "Apply a trained run to image files: a class per image (prepared as "
+                    "its dataset's images: MNIST-style for digits, resized for photos), or a class per pixel for a "
+                    "segmentation run.", [
         "cnnlab predict runs/simple-cnn-mnist-20261125-101500 my_digit.png",
         "cnnlab predict NAME a.png b.jpg --out-dir prepared/",
+        "cnnlab predict runs/resnet20-photos-20261130-101500 cat.jpg",
         "cnnlab predict runs/unet-mnist-scenes-20261125-101500 digits.png --out-dir segmented/",
     ], run)
     add_predict_options(p)
@@ -26,7 +28,7 @@ def add_predict_options(p, classification: bool = True) -> None:
     if classification:
         p.add_argument("--top", type=int, default=3, help="classes listed per image (classification; default 3)")
     p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
-                   + ("the 28x28 input a classifier sees, or a segmentation's class map" if classification else
+                   + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if classification else
                       "IMAGE_segmented.png, the class of every pixel"))
     p.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else)")
 
@@ -61,20 +63,26 @@ def run(args, segmentation_only: bool = False) -> int:
 
 
 def classify(trained, images: list[str], checkpoint: str, out) -> list[dict]:
+    """The class of each image, prepared as the run's dataset was: a digit MNIST-style, a photo resized (and
+    cropped or padded) to the dataset's side in its colours."""
     from pathlib import Path
 
+    import torch
     from PIL import Image
 
-    from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import load_digit
-    from cnnlab.viz.activations import predict_probabilities
+    from cnnlab.viz.activations import normalize_input
 
-    info = dataset_info(trained.config.dataset)
-    digits = [load_digit(path) for path in images]  # every file is read before any work is done
-    probabilities = predict_probabilities(trained.build_model(checkpoint), info, digits)
+    info = trained.config.dataset_info()
+    prepare = info.prepare or load_digit
+    inputs = [prepare(path) for path in images]  # every file is read before any work is done
+    model = trained.build_model(checkpoint)
+    with torch.inference_mode():
+        probabilities = model(torch.cat([normalize_input(x, info.mean, info.std) for x in inputs])).softmax(1)
     if out:
-        for path, digit in zip(images, digits):
-            Image.fromarray(digit).save(out / f"{Path(path).stem}_28x28.png")
+        for path, x in zip(images, inputs):
+            picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
+            Image.fromarray(picture).save(out / f"{Path(path).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
     return [{"image": path, "class": info.classes[int(p.argmax())],
              "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
             for path, p in zip(images, probabilities)]
@@ -87,11 +95,10 @@ def segment(trained, images: list[str], checkpoint: str, out) -> list[dict]:
     import numpy as np
     import torch
 
-    from cnnlab.data import dataset_info
     from cnnlab.data.preprocess import load_scene
     from cnnlab.viz.activations import normalize_input
 
-    info = dataset_info(trained.config.dataset)
+    info = trained.config.dataset_info()
     scenes = [load_scene(path) for path in images]
     model = trained.build_model(checkpoint)
     results = []

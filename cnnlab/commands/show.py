@@ -111,7 +111,7 @@ def load_input(args, subject):
     """(uint8 image the model sees, a caption) from IMAGE or --index (a test image of the dataset): a digit
     prepared MNIST-style for a classifier, a scene at its own size for a segmentation; for a --model whose input
     is not a 28×28 digit, the image fitted to its input shape."""
-    from cnnlab.data.preprocess import fit_image, load_digit, load_scene
+    from cnnlab.data.preprocess import load_digit, load_photo, load_scene
     from cnnlab.errors import ConfigError
 
     info = subject.info
@@ -120,7 +120,8 @@ def load_input(args, subject):
         shape = getattr(subject, "input_shape", (1, 28, 28))
         if scenes:
             return load_scene(args.image), args.image
-        return (load_digit(args.image) if shape == (1, 28, 28) else fit_image(args.image, shape)), args.image
+        return (load_digit(args.image) if shape == (1, 28, 28) else
+                load_photo(args.image, shape[1:], channels=shape[0])), args.image
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
     dataset = info.name

@@ -5,6 +5,7 @@ grayscale, light background inverted to white-on-black, cropped to the ink, scal
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -111,26 +112,40 @@ def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return np.round(ink * 255).astype(np.uint8)
 
 
-def fit_image(source: str | Path | bytes, shape: tuple[int, int, int], name: str | None = None) -> np.ndarray:
-    """Read any image for a model whose input is `shape` (C, H, W): grey for one channel, RGB for three, the
-    largest centred crop of the input's aspect scaled to H×W; uint8 [H, W] or [C, H, W]."""
+def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str = "crop", name: str | None = None,
+               channels: int = 3) -> np.ndarray:
+    """A photo (a file or its bytes) as a colour dataset's image: uint8 [3, H, W] (`side` a number: H = W), resized
+    so that it fills H×W and centre-cropped (`fit` "crop"), or fits in it and padded with black ("pad");
+    `channels` 1: grey, uint8 [H, W]."""
     from PIL import ImageOps
 
-    label = name or (str(source) if not isinstance(source, bytes) else "image")
-    channels, height, width = shape
+    height, width = (side, side) if isinstance(side, int) else side
     if channels not in (1, 3):
-        raise ImageError(f"{label}: a model with {channels} input channels takes no image file (1 or 3 channels)")
-    image = open_image(source, label, max_side=4 * max(height, width))
-    if channels == 1:
-        gray = Image.fromarray(np.round(to_gray(image) * 255).astype(np.uint8))
-        return np.asarray(ImageOps.fit(gray, (width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
-    rgb = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+        raise ImageError(f"{name or 'image'}: an input of {channels} channels is not a photo (1 or 3 channels)")
+
+    image = open_image(source, name, max_side=4 * max(height, width))  # a JPEG decodes at a fraction of its size
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F", "LAB"):  # not 8-bit: read as grey in [0, 1]
+        image = Image.fromarray(np.round(to_gray(image) * 255).astype(np.uint8))
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")  # transparent pixels show the black that padding uses
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    image = image.convert("RGB" if channels == 3 else "L")
+    if fit == "crop":
+        image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
+    else:
+        image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
+    pixels = np.asarray(image, dtype=np.uint8)
+    return pixels if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
-def normalize(pixels, mean: float, std: float):
+def normalize(pixels, mean, std):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
-    numbers; it takes a NumPy array or a torch tensor and returns the same kind."""
+    numbers; it takes a NumPy array or a torch tensor and returns the same kind. A colour dataset's `mean` and
+    `std` are one number per channel, for pixels [..., C, H, W]."""
     x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
+    if isinstance(mean, (tuple, list)):
+        shape = (len(mean), 1, 1)
+        make = x.new_tensor if hasattr(x, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)
+        mean, std = make(mean).reshape(shape), make(std).reshape(shape)
     return (x * (1 / 255) - mean) * (1 / std)

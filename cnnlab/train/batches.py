@@ -54,7 +54,7 @@ class TensorSplit:
             idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
             x = self.normalize(self.images[idx])
             if augment is not None:
-                x = augment(x, generator)
+                x = augment(x, generator, self.mean, self.std)
             yield x, self.labels[idx].long()  # pixel labels are stored as uint8; int64 is a no-op
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
@@ -77,16 +77,77 @@ def balanced_subset(labels: np.ndarray, num_classes: int, per_class: int, seed: 
 
 
 class Augment:
-    """Random affine jitter of a normalized batch: rotation, scale and translation, one draw per image.
+    """Random changes to a normalized batch, one draw per image, all as batched tensor ops:
 
-    Pixels outside the image take the background value (the normalized zero), as if the digit moved on its
-    canvas.
+    - a random crop after zero padding (`crop_padding` pixels each side) and a horizontal flip with probability
+      `flip`: the ResNet paper's CIFAR recipe (pad 4, flip 0.5). The padding is the normalized zero, the mean
+      colour, as in the paper's mean-subtracted images;
+    - colour jitter: brightness, contrast and saturation factors drawn from 1 ± each setting, on the pixels in
+      [0, 1] (clamped there), as torchvision's ColorJitter;
+    - affine jitter: rotation, scale and translation. Pixels moved in from outside take the image's darkest value
+      (the background of a digit), as if the digit moved on its canvas. Given no other setting, it shifts by up to
+      2 pixels.
     """
 
-    def __init__(self, max_shift: float = 2.0, max_rotate_deg: float = 0.0, max_scale: float = 0.0):
-        self.max_shift, self.max_rotate, self.max_scale = max_shift, math.radians(max_rotate_deg), max_scale
+    AFFINE = ("max_shift", "max_rotate_deg", "max_scale")
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __init__(self, max_shift: float | None = None, max_rotate_deg: float = 0.0, max_scale: float = 0.0,
+                 crop_padding: int = 0, flip: float = 0.0, brightness: float = 0.0, contrast: float = 0.0,
+                 saturation: float = 0.0):
+        others = crop_padding or flip or brightness or contrast or saturation
+        if max_shift is None:
+            max_shift = 0.0 if others and not (max_rotate_deg or max_scale) else 2.0
+        self.max_shift, self.max_rotate, self.max_scale = max_shift, math.radians(max_rotate_deg), max_scale
+        self.crop_padding, self.flip = int(crop_padding), flip
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, mean=0.0,
+                 std=1.0) -> torch.Tensor:
+        if self.crop_padding:
+            x = self.random_crop(x, generator)
+        if self.flip:
+            flipped = torch.rand(len(x), generator=generator).to(x.device) < self.flip
+            x = torch.where(flipped[:, None, None, None], x.flip(3), x)
+        if self.brightness or self.contrast or self.saturation:
+            x = self.jitter_colour(x, generator, mean, std)
+        if self.max_shift or self.max_rotate or self.max_scale:
+            x = self.affine(x, generator)
+        return x
+
+    def random_crop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, c, h, w = x.shape
+        pad = self.crop_padding
+        padded = F.pad(x, (pad, pad, pad, pad))
+        top, left = (torch.randint(0, 2 * pad + 1, (2, n), generator=generator)).to(x.device)
+        rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        return padded[torch.arange(n, device=x.device)[:, None, None, None],
+                      torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+    def jitter_colour(self, x: torch.Tensor, generator: torch.Generator | None, mean, std) -> torch.Tensor:
+        shape = (-1, 1, 1) if isinstance(mean, (tuple, list)) else ()
+        mean, std = x.new_tensor(mean).reshape(shape), x.new_tensor(std).reshape(shape)
+        pixels = x * std + mean  # in [0, 1]
+
+        def factor(spread: float) -> torch.Tensor:
+            return (1 + (torch.rand(len(x), generator=generator) * 2 - 1) * spread).to(x)[:, None, None, None]
+
+        def grey(p: torch.Tensor) -> torch.Tensor:  # luminance, as Pillow's "L"; a grey image is its own
+            if p.shape[1] != 3:
+                return p
+            return (p * p.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1, keepdim=True)
+
+        if self.brightness:
+            pixels = (pixels * factor(self.brightness)).clamp(0, 1)
+        if self.contrast:
+            level = grey(pixels).mean((1, 2, 3), keepdim=True)
+            pixels = ((pixels - level) * factor(self.contrast) + level).clamp(0, 1)
+        if self.saturation and x.shape[1] == 3:
+            level = grey(pixels)
+            pixels = ((pixels - level) * factor(self.saturation) + level).clamp(0, 1)
+        return (pixels - mean) / std
+
+    def affine(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n, _, h, w = x.shape
 
         def uniform(limit: float) -> torch.Tensor:
@@ -103,4 +164,5 @@ class Augment:
 
     def describe(self) -> dict:
         return {"max_shift": self.max_shift, "max_rotate_deg": math.degrees(self.max_rotate),
-                "max_scale": self.max_scale}
+                "max_scale": self.max_scale, "crop_padding": self.crop_padding, "flip": self.flip,
+                "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cnnlab import files
 from cnnlab.data import load_dataset
+from cnnlab.data.folders import canonical, is_folder
 from cnnlab.data.registry import DATASETS, GENERATED, check_options, dataset_info
 from cnnlab.errors import ConfigError, listed
 from cnnlab.schedules import SCHEDULES
@@ -29,7 +30,12 @@ CLASS_WEIGHTINGS = {"none": None, "inverse-sqrt-frequency": 0.5, "inverse-freque
 # The settings of `augment` (cnnlab.train.batches.Augment): what each is, and its range (a scale of 1 would let an
 # image shrink to nothing).
 AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degrees", (0, 180)),
-                   "max_scale": ("fraction of the size", (0, 0.9))}
+                   "max_scale": ("fraction of the size", (0, 0.9)),
+                   # photos: ResNet's CIFAR recipe is {"crop_padding": 4, "flip": 0.5}
+                   "crop_padding": ("pixels of padding before a random crop", (0, 64)),
+                   "flip": ("probability of a horizontal flip", (0, 1)),
+                   "brightness": ("factor spread", (0, 0.9)), "contrast": ("factor spread", (0, 0.9)),
+                   "saturation": ("factor spread", (0, 1))}
 
 # The sensible range of each bounded number (both ends allowed): beyond them a run diverges, never ends or runs
 # out of memory, long after it started. The rest have their own checks in `validate`.
@@ -82,9 +88,11 @@ class TrainConfig:
     model: str = option("simple-cnn", "registered model name (see `cnnlab zoo`)")
     model_options: dict = option(help='model options as JSON, e.g. \'{"channels": [8, 16]}\'', factory=dict,
                                  metavar="JSON")
-    dataset: str = option("mnist", f"registered dataset: {', '.join([*DATASETS, *GENERATED])}")
-    dataset_options: dict = option(help='a generated dataset\'s settings as JSON, e.g. \'{"train_scenes": 60000}\' '
-                                        '(mnist-scenes)', factory=dict, metavar="JSON")
+    dataset: str = option("mnist", f"registered dataset ({', '.join([*DATASETS, *GENERATED])}) or folder:PATH, "
+                                   "a folder with one sub-folder of images per class (docs/data.md)")
+    dataset_options: dict = option(help='a generated or folder dataset\'s settings as JSON, e.g. \'{"train_scenes": '
+                                        '60000}\' (mnist-scenes), \'{"side": 64, "fit": "pad", "color": "rgb", '
+                                        '"test_fraction": 0.2}\' (folder:PATH)', factory=dict, metavar="JSON")
     engine: str = option("torch", "torch; the NumPy engine written from scratch; Keras 3 or PyTensor "
                                  "(pip install 'cnnlab[labs]')", choices=ENGINES,
                          tasks=("classification",))
@@ -106,7 +114,10 @@ class TrainConfig:
                                            "predicts with the training frequencies rather than the weighted ones "
                                            "(segmentation models)")
     augment: dict | None = option(None, 'random affine jitter as JSON, e.g. \'{"max_shift": 2, "max_rotate_deg": '
-                                        '10, "max_scale": 0.1}\'', metavar="JSON", tasks=("classification",))
+                                        '10, "max_scale": 0.1}\'; for photos a padded random crop, flip and colour '
+                                        'jitter, e.g. \'{"crop_padding": 4, "flip": 0.5, "brightness": 0.2, '
+                                        '"contrast": 0.2, "saturation": 0.2}\'', metavar="JSON",
+                                  tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
     device: str = option("auto", "auto, cpu or cuda[:N]")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
@@ -146,6 +157,8 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
         need(self.eval_batch_size >= 1, f"eval batch size must be at least 1, got {self.eval_batch_size}")
         need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
+        if is_folder(self.dataset):
+            self.dataset = canonical(self.dataset)  # so that the run finds its folder from anywhere
         check_options(self.dataset, self.dataset_options)  # raises ConfigError naming the option
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
@@ -186,9 +199,19 @@ class TrainConfig:
 
     def load_split(self, split: str, data_dir: str | None = None, quiet: bool = False, limit: int | None = None):
         """The run's dataset split (cnnlab.data.Split), with its dataset options; `data_dir` overrides the run's;
-        with `limit`, a generated dataset makes only the first `limit` items."""
-        return load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet, options=self.dataset_options,
-                            limit=limit)
+        with `limit`, a generated dataset makes only the first `limit` items. A folder dataset's first load
+        records its classes, mean and std in the dataset options, so that the run keeps the inputs it was
+        trained on when its folder changes or is gone."""
+        loaded = load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet,
+                              options=self.dataset_options, limit=limit)
+        if is_folder(self.dataset) and not all(key in self.dataset_options for key in ("classes", "mean", "std")):
+            self.dataset_options = {**self.dataset_options, **loaded.info.recorded()}
+        return loaded
+
+    def dataset_info(self):
+        """The run's dataset (cnnlab.data.DatasetInfo) with its options: a folder's recorded classes and
+        statistics, its side and colour."""
+        return dataset_info(self.dataset, self.dataset_options)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -20,6 +20,7 @@ from pathlib import Path
 from cnnlab import files
 from cnnlab.data import dataset_info
 from cnnlab.data.download import atomic_write
+from cnnlab.data.registry import file_label
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.text import to_json
 from cnnlab.models.weights import check_fits
@@ -38,7 +39,7 @@ def _is_number(value) -> bool:
 
 def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None = None) -> Path:
     root = Path(root or RUNS_DIR)
-    base = name or f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = name or f"{config.model}-{file_label(config.dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_destination(base, root)
     path, n = root / base, 1
     while path.exists():

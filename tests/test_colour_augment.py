@@ -1,0 +1,74 @@
+"""Augmentations for photos: the padded random crop and flip of ResNet's CIFAR recipe, and colour jitter, as
+batched tensor ops on normalized batches."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data.preprocess import normalize
+from cnnlab.errors import ConfigError
+from cnnlab.train.batches import Augment
+from cnnlab.train.config import recipe_config
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+
+
+def batch(n=16, seed=0):
+    pixels = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, 3, 12, 10), dtype=np.uint8))
+    return normalize(pixels, MEAN, STD)
+
+
+def test_each_random_crop_is_a_window_of_the_padded_image():
+    x = batch()
+    out = Augment(crop_padding=3)(x, torch.Generator().manual_seed(0))
+    padded = F.pad(x, (3, 3, 3, 3))
+    offsets = []
+    for image, crop in zip(padded, out):
+        found = [(t, l) for t in range(7) for l in range(7) if torch.equal(image[:, t:t + 12, l:l + 10], crop)]
+        assert len(found) == 1
+        offsets.append(found[0])
+    assert len(set(offsets)) > 8  # one draw per image, not one per batch
+
+
+def test_flip_flips_the_drawn_images_left_to_right():
+    x = batch(400)
+    assert torch.equal(Augment(flip=1.0)(x), x.flip(3))
+    out = Augment(flip=0.5)(x, torch.Generator().manual_seed(1))
+    flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, x)]
+    assert all(f or torch.equal(o, i) for f, o, i in zip(flipped, out, x))
+    assert 160 < sum(flipped) < 240  # half of 400, within 4 standard deviations
+
+
+def test_colour_jitter_works_on_the_pixels_and_keeps_them_in_range():
+    x = batch(64)
+    pixels = lambda t: t * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]  # noqa: E731
+    out = Augment(brightness=0.5, contrast=0.5, saturation=0.9)(x, torch.Generator().manual_seed(0), MEAN, STD)
+    assert pixels(out).min() >= -1e-6 and pixels(out).max() <= 1 + 1e-6
+    assert not torch.allclose(out, x)
+    brighter = Augment(brightness=0.5)(x, torch.Generator().manual_seed(0), MEAN, STD)
+    ratio = pixels(brighter) / pixels(x).clamp(min=1e-3)
+    kept = pixels(brighter) < 0.999  # not clamped
+    per_image = [r[k & (pixels(x)[n] > 0.05)] for n, (r, k) in enumerate(zip(ratio, kept))]
+    assert all(torch.allclose(r, r[0].expand_as(r), atol=1e-3) for r in per_image)  # one factor per image
+    grey = normalize(torch.full((4, 3, 5, 5), 100, dtype=torch.uint8), MEAN, STD)
+    assert torch.allclose(Augment(saturation=1.0)(grey, None, MEAN, STD), grey, atol=1e-5)  # no colour to change
+
+
+def test_without_affine_settings_photos_are_not_shifted():
+    x = batch()
+    assert torch.equal(Augment(flip=1.0)(x), x.flip(3))  # the 2-pixel shift default is for the affine jitter alone
+    assert Augment().max_shift == 2.0 and Augment(flip=0.5, max_rotate_deg=5).max_shift == 2.0
+
+
+def test_the_options_are_checked_and_train():
+    with pytest.raises(ConfigError, match="augment option 'flip' must be a number from 0 to 1, got 2"):
+        recipe_config(augment={"flip": 2})
+    with pytest.raises(ConfigError, match="augment option 'crop': no such option"):
+        recipe_config(augment={"crop": 4})
+    from cnnlab.train.trainer import Trainer
+
+    config = recipe_config(augment={"crop_padding": 4, "flip": 0.5, "brightness": 0.2}, epochs=1, train_limit=128,
+                           test_limit=128, threads=1)
+    result = Trainer(config, save=False, progress=False).fit()
+    assert result.history[0]["train_loss"] > 0
