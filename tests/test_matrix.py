@@ -219,12 +219,11 @@ def test_every_command_on_a_colour_folder_run(colour_run, tmp_path, capsys):
     assert "3 classes" in works("data", f"folder:{photos}", "--sheet", tmp_path / "sheet.png")
 
 
-@pytest.mark.xfail(strict=True, reason="the feature-map, saliency and occlusion figures and the report draw grey "
-                   "images only (cnnlab/viz, commands/show.py, report.py: the lead's change, listed in the data "
-                   "branch's report); remove this mark when they take colour")
 @pytest.mark.parametrize("args", [["show", "features", "--index", 0], ["show", "saliency", "--index", 0],
                                   ["show", "occlusion", "--index", 0, "--stride", 4], ["report", "--samples", 1]])
 def test_colour_pictures(colour_run, args, tmp_path, capsys):
+    """The figures of one input and the report draw a colour run's photos (and an image file, prepared as the
+    folder's images were)."""
     run, _ = colour_run
     command = 2 if args[0] == "show" else 1
     out = tmp_path / ("out.png" if args[0] == "show" else "report.html")

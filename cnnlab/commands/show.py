@@ -120,6 +120,8 @@ def load_input(args, subject):
         shape = getattr(subject, "input_shape", (1, 28, 28))
         if scenes:
             return load_scene(args.image), args.image
+        if info.prepare:  # a photo dataset's own preparation (CIFAR, a folder)
+            return info.prepare(args.image), args.image
         return (load_digit(args.image) if shape == (1, 28, 28) else
                 load_photo(args.image, shape[1:], channels=shape[0])), args.image
     if args.index is None:
@@ -211,8 +213,10 @@ def show_random_filters(args) -> int:
 
 
 def show_saliency(args) -> int:
+    import numpy as np
     import torch
 
+    from cnnlab.data.preprocess import normalize
     from cnnlab.errors import ConfigError
     from cnnlab.viz.activations import normalize_input
     from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
@@ -228,8 +232,9 @@ def show_saliency(args) -> int:
     if not 0 <= target < info.num_classes:
         raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
     cam, layer = grad_cam(model, x, target, args.layer)
-    # normalized, the dataset's mean pixel is 0 and black is -mean / std
-    baseline = torch.full_like(x, 0.0 if args.baseline == "mean" else -info.mean / info.std)
+    # normalized, the dataset's mean pixel is 0 (each channel's) and black is -mean / std
+    black = torch.from_numpy(normalize(np.zeros(x.shape[1:], np.uint8), info.mean, info.std))[None]
+    baseline = torch.zeros_like(x) if args.baseline == "mean" else black
     integrated = integrated_gradients(model, x, target, baseline, args.steps)
     with torch.no_grad():  # completeness: the attributions should sum to this difference
         score, start = target_scores(model(torch.cat([x, baseline])), target).tolist()
@@ -242,8 +247,10 @@ def show_saliency(args) -> int:
 
 
 def show_occlusion(args) -> int:
+    import numpy as np
     import torch
 
+    from cnnlab.data.preprocess import normalize
     from cnnlab.errors import ConfigError
     from cnnlab.viz.activations import normalize_input
     from cnnlab.viz.occlusion import occlusion, plot_occlusion
@@ -262,10 +269,14 @@ def show_occlusion(args) -> int:
     if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
         target = int(run.test_split().labels[args.index]) if args.index is not None \
             else predicted
-    pixel = {"mean": info.mean, "grey": 0.5}[args.fill]  # in [0, 1]; normalized, the mean is 0
-    result = occlusion(model, x, target, args.size, args.stride, (pixel - info.mean) / info.std, args.layer)
+    # the square's pixel value per channel, 0-255: the dataset's mean (normalized: 0), or mid-grey
+    channels = x.shape[1]
+    pixel = np.broadcast_to(np.asarray(info.mean if args.fill == "mean" else 0.5, np.float32) * 255, (channels,))
+    fill = torch.from_numpy(normalize(pixel.reshape(channels, 1, 1), info.mean, info.std))
+    result = occlusion(model, x, target, args.size, args.stride, fill, args.layer)
     caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
-    _save(plot_occlusion(image, result, list(info.classes), caption, 255 * pixel), args.out)
+    _save(plot_occlusion(image, result, list(info.classes), caption,
+                         pixel.reshape(channels, 1, 1) if np.ndim(image) == 3 else float(pixel[0])), args.out)
     return 0
 
 

@@ -142,8 +142,8 @@ class Run:
 
     @property
     def info(self):
-        """The run's dataset: classes, normalization, task (cnnlab.data.DatasetInfo)."""
-        return dataset_info(self.config.dataset)
+        """The run's dataset: classes, normalization, task (cnnlab.data.DatasetInfo), with its options."""
+        return self.config.dataset_info()
 
     def test_split(self, limit: int | None = None):
         """The test split of the run's dataset (with `limit`, a generated dataset makes only that many)."""

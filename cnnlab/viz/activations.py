@@ -85,7 +85,9 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, tor
 
 
 def predict_probabilities(model: nn.Module, info, images) -> torch.Tensor:
-    """Class probabilities [N, K] for uint8 images ([N, H, W] or a list of [H, W]) of `info`'s dataset."""
-    x = torch.from_numpy(normalize(np.stack(images), info.mean, info.std))[:, None]
+    """Class probabilities [N, K] for uint8 images ([N, H, W], [N, C, H, W] or a list of either's images) of
+    `info`'s dataset."""
+    x = torch.from_numpy(normalize(np.stack(images), info.mean, info.std))
+    x = x[:, None] if x.ndim == 3 else x
     with torch.inference_mode():
         return model(x).softmax(1)

@@ -42,10 +42,10 @@ class Occlusion:
     unoccluded_activation: float
 
 
-def occluded_inputs(x: torch.Tensor, size: int, stride: int, fill: float) -> tuple[torch.Tensor, np.ndarray]:
+def occluded_inputs(x: torch.Tensor, size: int, stride: int, fill) -> tuple[torch.Tensor, np.ndarray]:
     """(every occluded copy of the input [1, C, H, W] as one batch [P, C, H, W] in row-major position order, the
     squares' first rows/columns). The last position always touches the bottom-right edge, so every pixel is
-    covered at least once."""
+    covered at least once. `fill`: a number, or one per channel ([C, 1, 1])."""
     side = x.shape[-1]
     if x.shape[-2] != side:
         raise ConfigError(f"occlusion needs a square input, got {tuple(x.shape[-2:])}")
@@ -104,8 +104,8 @@ def plot_occlusion(image: np.ndarray, result: Occlusion, classes: list[str], cap
     if cmap is None:  # colour: imshow takes floats in [0, 1]
         axes[0].imshow(np.clip(shown / 255, 0, 1))
     else:
-        axes[0].imshow(shown, cmap=cmap, vmin=min(float(image.min()), fill_pixel),
-                       vmax=max(float(image.max()), fill_pixel))
+        axes[0].imshow(shown, cmap=cmap, vmin=min(float(image.min()), float(np.min(fill_pixel))),
+                       vmax=max(float(image.max()), float(np.max(fill_pixel))))
     axes[0].add_patch(plt.Rectangle((corner - 0.5,) * 2, result.size, result.size, fill=False, ls="--",
                                     color=OUTLINE))
     axes[0].set_title(f"input with one {result.size}x{result.size} occluder (dashed)", fontsize=9)
