@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from cnnlab import __version__
-from cnnlab.data import dataset_info
 from cnnlab.errors import ConfigError, import_optional
 from cnnlab.train.runs import Run, read_weights
 
@@ -24,7 +23,7 @@ OPSET = 18
 
 
 def onnx_metadata(run: Run, input_shape, checkpoint: str) -> dict[str, str]:
-    info = dataset_info(run.config.dataset)
+    info = run.info
     return {"cnnlab": __version__, "model": run.config.model, "dataset": run.config.dataset, "task": info.task,
             "class_names": json.dumps(list(info.classes)), "input_shape": json.dumps(list(input_shape)),
             "normalization": json.dumps({"scale": 1 / 255, "mean": info.mean, "std": info.std,

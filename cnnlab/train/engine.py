@@ -14,7 +14,6 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from cnnlab.data import dataset_info
 from cnnlab.errors import ConfigError
 from cnnlab.models import get_model
 from cnnlab.schedules import lr_factor
@@ -48,7 +47,7 @@ class Engine(Protocol):
 
 
 def build_torch_model(config: TrainConfig, input_shape: tuple[int, int, int] | None = None):
-    info = dataset_info(config.dataset)
+    info = config.dataset_info()
     channels, side = (input_shape[0], input_shape[-1]) if input_shape else (1, 28)
     if config.transfer:
         # A transferred model keeps its source's layer geometry and freezing, so resumed runs and

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab import files
-from cnnlab.data import dataset_info
 from cnnlab.data.download import atomic_write
 from cnnlab.data.registry import file_label
 from cnnlab.errors import CheckpointError, ConfigError
