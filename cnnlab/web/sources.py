@@ -35,6 +35,7 @@ class Loaded:
     model: torch.nn.Module
     info: DatasetInfo
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
 
 
 class Sources:
