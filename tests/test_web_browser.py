@@ -93,6 +93,12 @@ def probabilities(page) -> list[float]:
     return [float(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.p)")]
 
 
+def shown_result(page) -> tuple[float, float]:
+    """(the formula's result, the model's value), as the open formula view shows them."""
+    line = page.locator("#formula-result")
+    return float(line.get_attribute("data-result")), float(line.get_attribute("data-actual"))
+
+
 def test_explorer_end_to_end(browser, server, tmp_path):
     page = open_page(browser, server, 1280)
     mnist = load_dataset("mnist", "test", download=False)
@@ -141,27 +147,24 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert page.locator(".layer[data-layer='softmax'] .strip span").count() == 10
     page.focus(".layer[data-layer='conv2'] canvas.map >> nth=5")  # by keyboard: the maps are focusable buttons
     page.keyboard.press("Enter")
-    page.wait_for_selector("#explain-sum")
-    text = page.inner_text("#explain-sum")
-    computed, actual = text.split(" = ")[-1].split("; the model computed ")
-    assert float(computed) == pytest.approx(float(actual.rstrip(".")), abs=2e-4)
+    wait_until(page, "document.querySelector('#explain').dataset.kind === 'conv' && document.body.dataset.pending === '0'")
+    result, actual = shown_result(page)
+    assert result == pytest.approx(actual, abs=1e-4)
     assert page.locator("#learned canvas").count() == 16
 
-    # A pooled pixel is explained by the largest convolution output under it: max(0, that) is the pixel's value.
-    brightest = page.eval_on_selector(".layer[data-layer='pool1'] canvas.map >> nth=6", """canvas => {
-        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-        let best = 0;
-        for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
-        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width, data[best]]; }""")
-    assert brightest[2] > 0  # the map has a positive pixel, so the check below is not max(0, x) == 0
+    # A pooled pixel shows its window; the value under the enlarged map is the model's own, with no "±".
     page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
-    wait_until(page, "document.body.dataset.pending === '0'")
+    wait_until(page, "document.querySelector('#explain').dataset.kind === 'pool' && document.body.dataset.pending === '0'")
     size = page.locator("#detail-map").bounding_box()["width"] / 12
-    page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
+    page.click("#detail-map", position={"x": 3.5 * size, "y": 4.5 * size})
+    wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 4, column 3')")
     wait_until(page, "document.body.dataset.pending === '0'")
-    shown, half_step = map(float, page.inner_text("#detail-value").split(": ")[1].split(" ± "))
-    actual = float(page.inner_text("#explain-sum").split("the model computed ")[1].rstrip("."))
-    assert abs(max(actual, 0) - shown) <= half_step + 1e-4
+    assert "±" not in page.inner_text("#detail-value")
+    window = [float(v) for v in page.eval_on_selector_all("#explain .grid span:not(.pad)", "s => s.map(e => e.title)")]
+    result, actual = shown_result(page)
+    assert len(window) == 4 and max(window) == pytest.approx(actual, abs=1e-6) and result == actual
+    assert float(page.get_attribute("#detail-value", "data-actual")) == actual
+    assert page.get_attribute("#field-map", "data-box") == "8,14,6,12"  # pool1 (4, 3): 6x6 pixels, 2 apart: rows 8-13
 
     shot = Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOT") or tmp_path / "explorer.png")
     page.screenshot(path=str(shot), full_page=True)
