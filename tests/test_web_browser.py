@@ -205,3 +205,129 @@ def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
     assert page.inner_text("#prediction") == "0"  # the last good answer stays
     assert page.foreign == [] and page.errors == []
     page.close()
+
+
+def seen_digit(page) -> np.ndarray:
+    """The 28x28 digit the page sends to the model, read back from its 'what the model sees' canvas."""
+    data = page.eval_on_selector("#seen", """canvas => Array.from(
+        canvas.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))""")
+    return np.asarray(data, np.uint8).reshape(28, 28)
+
+
+def open_formula(page, layer: str, selector: str) -> tuple[list[int], float, float]:
+    """Click a map or value of `layer`'s row; (the index explained, the formula's result, the model's value)."""
+    page.click(f".layer[data-layer='{layer}'] {selector}")
+    wait_until(page, f"document.querySelector('#explain').dataset.layer === '{layer}' && "
+                     "document.body.dataset.pending === '0'")
+    index = [int(i) for i in page.get_attribute("#explain", "data-index").split(",")]
+    return index, *shown_result(page)
+
+
+def choose_source(page, source: str):
+    page.select_option("#source", source)
+    wait_until(page, f"document.querySelector('#source-note').textContent !== '' && "
+                     "document.body.dataset.pending === '0'")
+    page.wait_for_selector(f".layer[data-layer='softmax']")
+
+
+def test_a_drawn_digit_flows_through_every_layer_view(browser, server, trained_run):  # noqa: F811
+    """Every row of the trained run and of resnet20 (batch norm, residual additions) and alexnet-2012 (local
+    response normalization): the page's formula gives the model's value, and that value is what the model computed
+    for the page's digit (recorded here by the test's own hooks)."""
+    from test_web_formulas import recorded
+    from cnnlab.web.sources import Sources
+
+    page = open_page(browser, server, 1280)
+    page.locator("#draw").scroll_into_view_if_needed()
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + 80, box["y"] + 70)
+    page.mouse.down()
+    for step in range(12):  # a 7: across, then down to the left
+        page.mouse.move(box["x"] + 80 + min(step, 6) * 20 - max(0, step - 6) * 10, box["y"] + 70 + max(0, step - 6) * 28)
+    page.mouse.up()
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    digit = seen_digit(page)
+    assert digit.max() == 255
+    sources = Sources([trained_run.path])
+    kinds = set()
+    for source, every_row in (("run:tiny", True), ("model:resnet20", False), ("model:alexnet-2012", False)):
+        choose_source(page, source)
+        loaded = sources.get(source)
+        record, logits = recorded(loaded.model, digit, loaded.info)
+        rows = page.eval_on_selector_all(".layer", "rows => rows.map(r => [r.dataset.layer, "
+                                                   "r.querySelector('.meta').textContent])")
+        seen_types = set()
+        for layer, meta in rows:
+            kind = meta.split(" · ")[0]
+            if layer == "input" or (not every_row and kind in seen_types):
+                continue
+            seen_types.add(kind)
+            selector = "canvas.map >> nth=0" if page.locator(f".layer[data-layer='{layer}'] canvas.map").count() \
+                else ".cell >> nth=0"
+            index, result, actual = open_formula(page, layer, selector)
+            kinds.add(page.get_attribute("#explain", "data-kind"))
+            assert result == pytest.approx(actual, abs=1e-4), (source, layer)
+            if layer == "softmax":
+                expected = logits.softmax(0)[index[0]]
+            elif layer.endswith(".add"):
+                block = layer.removesuffix(".add")
+                then = max(n for n in record if n.startswith(block + ".act"))
+                expected = record[then][0][tuple(index)]
+            else:
+                expected = record[layer][1][tuple(index)]
+            assert actual == pytest.approx(float(expected), abs=1e-4), (source, layer)
+    assert kinds == {"conv", "activation", "pool", "flatten", "linear", "softmax", "batchnorm", "residual", "lrn"}
+    assert page.errors == [] and page.foreign == []
+    page.close()
+
+
+# (input size, kernel, stride, padding, dilation): exact, rounded down, dilated, and no window at all.
+PLAYGROUND_SETTINGS = [(7, 3, 1, 1, 1), (7, 3, 2, 0, 1), (8, 3, 2, 0, 1), (12, 5, 3, 2, 1), (9, 3, 2, 1, 2),
+                       (5, 7, 1, 0, 1), (5, 7, 1, 1, 1), (10, 4, 4, 3, 1), (3, 2, 1, 0, 3), (11, 6, 2, 2, 2)]
+
+
+def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(browser, server):
+    import torch
+
+    page = open_page(browser, server, 1280)
+    for n, k, s, p, d in PLAYGROUND_SETTINGS:
+        page.select_option("#pg-kernel", str(k))
+        for name, value in (("stride", s), ("padding", p), ("dilation", d), ("size", n)):
+            page.fill(f"#pg-{name}", str(value))
+        wait_until(page, "document.body.dataset.pending === '0'")
+        try:
+            expected = torch.nn.functional.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=s,
+                                                  padding=p, dilation=d).shape[-1]
+        except RuntimeError:
+            expected = 0
+        shown = page.locator("#pg-output")
+        assert int(shown.get_attribute("data-output")) == expected, (n, k, s, p, d)
+        why = page.inner_text("#pg-why")
+        span = n + 2 * p - d * (k - 1) - 1
+        if expected == 0:
+            assert why.startswith("no window fits") and shown.inner_text() == "no output"
+        elif span % s:
+            assert f"{span}/{s} is not an integer" in why and f"the last {span % s} pixel(s)" in why
+        else:
+            assert why.startswith("The division is exact")
+        # the same settings on the 28x28 digit: the server's output has PyTorch's shape
+        expected_28 = (28 + 2 * p - d * (k - 1) - 1) // s + 1
+        wait_until(page, f"document.querySelector('#conv-output').dataset.shape === '{expected_28},{expected_28}'")
+
+    # An edited 5x5 kernel with stride 2, padding 2 and dilation 1 on the page's input, against NumPy.
+    page.select_option("#pg-kernel", "5")
+    for name, value in (("stride", 2), ("padding", 2), ("dilation", 1)):
+        page.fill(f"#pg-{name}", str(value))
+    page.fill("#kernel input >> nth=0", "2")
+    page.fill("#kernel input >> nth=24", "-1")
+    kernel = np.zeros((5, 5))
+    kernel[0, 0], kernel[2, 2], kernel[4, 4] = 2, 1, -1
+    image = np.pad(seen_digit(page) / 255, 2)
+    expected = np.array([[(image[r * 2:r * 2 + 5, c * 2:c * 2 + 5] * kernel).sum() for c in range(14)]
+                         for r in range(14)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+    assert page.get_attribute("#conv-output", "data-shape") == "14,14"
+
+    assert page.errors == [] and page.foreign == []
+    page.close()

@@ -506,6 +506,8 @@ async function showFormula(layerName, index) {
   const title = el("h3", "", `${layerName} ${where}: ${VIEWS[answer.kind].title}`);
   box.replaceChildren(title, ...VIEWS[answer.kind].draw(answer, layerName));
   box.dataset.kind = answer.kind;
+  box.dataset.layer = layerName;
+  box.dataset.index = index.join(",");
 }
 
 const VIEWS = {
