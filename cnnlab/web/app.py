@@ -28,7 +28,7 @@ from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import predict_probabilities
 from cnnlab.viz.handcrafted import playground_entries
-from cnnlab.web import formulas, inspect, playground
+from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Sources, SourceError
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
@@ -68,6 +68,12 @@ class FormulaRequest(DigitInput):
     layer: str = Field(description="a layer's name as /api/activations lists it, 'softmax', or '<block>.add'")
     index: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=3,
                                                      description="[channel, row, column] of a map, [i] of a vector")
+
+
+class OcclusionRequest(DigitInput):
+    size: int = Field(8, ge=1, le=28, description="side of the square, in pixels")
+    stride: int = Field(2, ge=2, le=28, description="pixels between two positions of the square")
+    target: int | None = Field(None, ge=0, description="the class whose probability is mapped (default: predicted)")
 
 
 class ConvolveRequest(BaseModel):
@@ -240,6 +246,21 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     def formula(body: FormulaRequest) -> dict:
         with heavy_work():
             return formulas.explain(sources.get(body.source), _digit(body.digit), body.layer, body.index)
+
+    @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each part of the input")
+    def occlude(body: OcclusionRequest) -> dict:
+        with heavy_work():
+            return attribution.occlusion_maps(sources.get(body.source), _digit(body.digit), body.size, body.stride,
+                                              body.target)
+
+    @app.get("/api/top-activations", summary="A conv feature map's top-9 test images and their deconvnet projections")
+    def top_activations(source: str, layer: str, feature: Annotated[int, Query(ge=0)] = 0) -> dict:
+        with heavy_work():
+            return attribution.top_activations(sources.get(source), layer, feature)
+
+    @app.get("/api/top-activations/progress", summary="How far the search of a layer's top activations is")
+    def top_progress(source: str, layer: str) -> dict:
+        return attribution.progress(sources.get(source), layer)
 
     @app.get("/api/filters", summary="The hand-crafted filters of the playground")
     def filters() -> list[dict]:

@@ -35,7 +35,10 @@ class Loaded:
     model: torch.nn.Module
     info: DatasetInfo
     lock: threading.Lock = field(default_factory=threading.Lock)
+    data_dir: str | None = None  # where the run found its dataset (None: the default lookup)
     fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
+    tops: dict = field(default_factory=dict)  # {layer: top activations of its features} (cnnlab.web.attribution)
+    progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
 
 
 class Sources:
@@ -115,7 +118,8 @@ class Sources:
                 if dataset_info(run.config.dataset).task != "classification":
                     raise SourceError(f"source {source!r}: {run.config.model} labels every pixel; the explorer shows "
                                       "classifiers (use `cnnlab predict` or `cnnlab segment predict` for this run)")
-                return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
+                return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset),
+                              data_dir=run.config.data_dir)
             if kind == "model" and name in list_models(task="classification"):
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
