@@ -331,3 +331,44 @@ def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(bro
 
     assert page.errors == [] and page.foreign == []
     page.close()
+
+
+def test_occlusion_and_top_activations_views(browser, server, trained_run):  # noqa: F811
+    """Occlusion of the page's digit: the probability under a clicked cell is the model's with the square there.
+    Top activations of a conv map: a progress bar, then 9 test images, each the one the API found."""
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.viz.activations import normalize_input
+
+    page = open_page(browser, server, 1280)
+    page.fill("#occ-size", "10")
+    page.fill("#occ-stride", "6")
+    page.click("#occ-run")
+    wait_until(page, "document.querySelector('#occ-map').dataset.done === '1'")
+    page.locator("#occ-map").scroll_into_view_if_needed()
+    box = page.locator("#occ-map").bounding_box()
+    starts = [0, 6, 12, 18]  # 28 - 10 = 18 is the last start
+    page.mouse.click(box["x"] + box["width"] * 1.5 / 4, box["y"] + box["height"] * 2.5 / 4)  # row 2, column 1
+    shown = float(page.get_attribute("#occ-at", "data-p"))
+    assert "rows 12–21, columns 6–15" in page.inner_text("#occ-at")
+    model = trained_run.build_model()
+    info = dataset_info("mnist")
+    x = normalize_input(seen_digit(page), info.mean, info.std)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+        x[..., starts[2]:starts[2] + 10, starts[1]:starts[1] + 10] = 0
+        expected = float(model(x).softmax(1)[0, target])
+    assert shown == pytest.approx(expected, abs=1e-5)
+    assert page.locator("#occ-top span").count() == 16
+
+    page.click(".layer[data-layer='conv2'] canvas.map >> nth=3")
+    wait_until(page, "!document.querySelector('#top-button').hidden")
+    page.click("#top-button")
+    page.wait_for_selector("#top-activations progress")
+    wait_until(page, "document.querySelector('#top-activations').dataset.state === 'done'")
+    assert page.locator("#top-activations figure").count() == 9
+    captions = page.eval_on_selector_all("#top-activations figcaption", "f => f.map(e => e.textContent)")
+    assert all(c.startswith("test #") for c in captions)
+    assert page.errors == [] and page.foreign == []
+    page.close()

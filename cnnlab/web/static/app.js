@@ -63,13 +63,22 @@ function colourFor(value, low, high) {
   return [v, v, v];
 }
 
-function paint(canvas, values, height, width, low, high) {
+// Probabilities and other values in [0, 1]: viridis, whose lightness rises steadily (it reads in greyscale) and
+// which colour-blind readers see as the same ramp.
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function viridis(t) {
+  const x = Math.max(0, Math.min(1, t)) * (VIRIDIS.length - 1);
+  const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
+  return VIRIDIS[i].map((c, k) => c + (VIRIDIS[i + 1][k] - c) * (x - i));
+}
+
+function paint(canvas, values, height, width, low, high, colours = colourFor) {
   canvas.width = width;
   canvas.height = height;
   const context = canvas.getContext("2d");
   const image = context.createImageData(width, height);
   for (let i = 0; i < height * width; i++) {
-    const [r, g, b] = colourFor(values[i], low, high);
+    const [r, g, b] = colours(values[i], low, high);
     image.data.set([r, g, b, 255], 4 * i);
   }
   context.putImageData(image, 0, 0);
@@ -168,12 +177,16 @@ async function setDigit(digit, where) {
   paintDigit($("#seen"), digit);
   $("#seen-note").textContent = where;
   paintDigit($("#conv-input"), digit);
-  await Promise.all([analyse(), convolvePlayground()]);
+  // an occlusion map already shown follows the input, as the layers do
+  await Promise.all([analyse(), convolvePlayground(), state.occlusion ? runOcclusion() : null]);
 }
 
 async function analyse() {
   const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit: state.digit, max_maps: 32 }));
   if (!result) return;
+  if (String(state.classes) !== String(result.classes)) {
+    $("#occ-class").replaceChildren(new Option("the predicted class", ""), ...result.classes.map((c, i) => new Option(c, i)));
+  }
   state.classes = result.classes;
   showProbabilities(result.classes, result.probabilities);
   showNetwork(result);
@@ -502,6 +515,10 @@ async function showFormula(layerName, index) {
   $("#detail-value").textContent = `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
   $("#detail-value").dataset.actual = answer.actual;
   showField(answer.field);
+  const top = $("#top-button");
+  top.hidden = answer.kind !== "conv";
+  top.onclick = () => showTopActivations(layerName, index[0]);
+  if (state.topFor !== `${layerName}:${index[0]}`) { $("#top-activations").replaceChildren(); state.topFor = `${layerName}:${index[0]}`; }
   const box = $("#explain");
   const title = el("h3", "", `${layerName} ${where}: ${VIEWS[answer.kind].title}`);
   box.replaceChildren(title, ...VIEWS[answer.kind].draw(answer, layerName));
@@ -627,15 +644,135 @@ function drawDeconv(a) {
 }
 
 // A colour legend: what the layer's colours mean, from its lowest to its highest value.
-function legend(low, high) {
+function legend(low, high, colours = colourFor) {
   const box = el("div", "legend");
   const canvas = document.createElement("canvas");
   const steps = 64;
   const values = Array.from({ length: steps }, (_, i) => low + ((high - low) * i) / (steps - 1));
-  paint(canvas, values, 1, steps, low, high);
+  paint(canvas, values, 1, steps, low, high, colours);
   box.append(el("span", "", fmt(low, 2)), canvas, el("span", "", fmt(high, 2)));
-  box.setAttribute("aria-label", low < 0 ? "colour scale: blue negative, white zero, red positive" : "colour scale: black lowest, white highest");
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", colours !== colourFor ? "colour scale: dark purple lowest, yellow highest"
+    : low < 0 ? "colour scale: blue negative, white zero, red positive" : "colour scale: black lowest, white highest");
   return box;
+}
+
+// ---- top activations: a conv feature's 9 strongest test images, with deconvnet projections ------------------
+async function showTopActivations(layerName, feature) {
+  const box = $("#top-activations");
+  const bar = el("progress");
+  bar.max = 1;
+  bar.removeAttribute("value");  // indeterminate until the server reports how far it is
+  const note = el("p", "note", `Searching the test set for the images that excite ${layerName} map ${feature} most ` +
+    "(once per model and layer; then cached)…");
+  box.replaceChildren(note, bar);
+  box.dataset.state = "searching";
+  const source = state.source.id;
+  const poll = setInterval(async () => {
+    try {
+      const p = await fetch(`api/top-activations/progress?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}`).then((r) => r.json());
+      if (p.total) { bar.value = p.done / p.total; note.textContent = `Searching: ${p.done.toLocaleString()} of ${p.total.toLocaleString()} test images…`; }
+    } catch { /* the answer below reports errors */ }
+  }, 300);
+  const result = await latest("top", () => api(`api/top-activations?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}&feature=${feature}`));
+  clearInterval(poll);
+  if (!result) { box.replaceChildren(el("p", "note warn", $("#status").textContent)); box.dataset.state = "refused"; return; }
+  const tiles = result.hits.map((hit) => {
+    const figure = el("figure", "hit");
+    const image = document.createElement("canvas");
+    const scale = 4;
+    const small = document.createElement("canvas");
+    paintDigit(small, hit.image);
+    image.width = 28 * scale;
+    image.height = 28 * scale;
+    const context = image.getContext("2d");
+    context.imageSmoothingEnabled = false;
+    context.drawImage(small, 0, 0, image.width, image.height);
+    const [top, bottom, left, right] = hit.box;
+    outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
+    const projection = document.createElement("canvas");
+    const values = flat(hit.projection);
+    const [low, high] = range(values);
+    const extent = Math.max(-low, high) || 1;
+    paint(projection, values, 28, 28, -extent, extent);
+    figure.append(image, projection, el("figcaption", "", `test #${hit.index}: ${hit.value.toFixed(3)}`));
+    figure.title = `test image ${hit.index}; strongest activation ${hit.value} at row ${hit.y}, column ${hit.x}`;
+    return figure;
+  });
+  box.replaceChildren(el("p", "note", `${layerName} map ${feature}: the ${result.hits.length} of ${result.searched.toLocaleString()} test ` +
+    "images with the strongest activation, each with its receptive field outlined, and beside it that one activation " +
+    "projected back to the pixels by the deconvnet (red: pixels that raise it, blue: pixels that lower it)."));
+  const grid = el("div", "hits");
+  grid.append(...tiles);
+  box.append(grid);
+  box.dataset.state = "done";
+}
+
+// ---- occlusion: the class probability as a grey square hides each part of the input ------------------------
+async function runOcclusion() {
+  if (!state.digit) return;
+  const size = Number($("#occ-size").value);
+  const stride = Number($("#occ-stride").value);
+  const target = $("#occ-class").value === "" ? null : Number($("#occ-class").value);
+  const result = await latest("occlusion", () => postJSON("api/occlusion", { source: state.source.id, digit: state.digit, size, stride, target }));
+  if (!result) { $("#occ-note").textContent = $("#status").textContent; return; }
+  state.occlusion = result;
+  const n = result.starts.length;
+  const name = state.classes[result.target];
+  $("#occ-note").textContent = `p(${name}) with nothing hidden: ${(100 * result.unoccluded).toFixed(1)}%. ` +
+    `Each cell: p(${name}) with a ${size}×${size} square of the mean pixel at that place (dark: the model needs what it hides). ` +
+    "Click a cell to see the square.";
+  $("#occ-legend").replaceChildren(legend(0, 1, (v) => viridis(v)));
+  // the square slides: the map fills in position by position, then stays
+  clearInterval(state.occlusionTimer);
+  let shown = 0;
+  const frame = () => {
+    shown = Math.min(n * n, shown + Math.max(1, Math.ceil((n * n) / 40)));
+    const values = flat(result.probability).map((p, i) => (i < shown ? p : NaN));
+    paint($("#occ-map"), values, n, n, 0, 1, (v) => (Number.isNaN(v) ? [229, 231, 235] : viridis(v)));
+    const last = shown - 1;
+    occludedInput(Math.floor(last / n), last % n);
+    if (shown >= n * n) { clearInterval(state.occlusionTimer); $("#occ-map").dataset.done = "1"; }
+  };
+  $("#occ-map").dataset.done = "0";
+  frame();
+  state.occlusionTimer = setInterval(frame, 50);
+  $("#occ-top").replaceChildren(...result.top_class.flat().map((c) => el("span", c === result.target ? "same" : "", state.classes[c])));
+  $("#occ-top").style.gridTemplateColumns = `repeat(${n}, 1fr)`;
+}
+
+// The input with the square at position (r, c) of the occlusion grid, and what the model says then.
+function occludedInput(r, c) {
+  const result = state.occlusion;
+  const [top, left] = [result.starts[r], result.starts[c]];
+  const canvas = $("#occ-input");
+  const scale = 6;
+  const small = document.createElement("canvas");
+  paintDigit(small, state.digit);
+  canvas.width = canvas.height = 28 * scale;
+  const context = canvas.getContext("2d");
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+  context.fillStyle = "rgba(128, 128, 128, 0.85)";
+  context.fillRect(left * scale, top * scale, result.size * scale, result.size * scale);
+  outline(context, top * scale, left * scale, result.size * scale, result.size * scale);
+  const p = result.probability[r][c];
+  $("#occ-at").textContent = `Square at rows ${top}–${top + result.size - 1}, columns ${left}–${left + result.size - 1}: ` +
+    `p(${state.classes[result.target]}) = ${(100 * p).toFixed(1)}%; the model's top class is then ${state.classes[result.top_class[r][c]]}.`;
+  $("#occ-at").dataset.p = p;
+}
+
+function setupOcclusion() {
+  $("#occ-run").addEventListener("click", runOcclusion);
+  const map = $("#occ-map");
+  map.addEventListener("click", (event) => {
+    if (!state.occlusion) return;
+    const n = state.occlusion.starts.length;
+    const box = map.getBoundingClientRect();
+    clearInterval(state.occlusionTimer);
+    occludedInput(Math.min(n - 1, Math.floor(((event.clientY - box.top) / box.height) * n)),
+      Math.min(n - 1, Math.floor(((event.clientX - box.left) / box.width) * n)));
+  });
 }
 
 // ---- learned filters -------------------------------------------------------------------------------------
@@ -812,6 +949,7 @@ async function convolvePlayground() {
 
 // ---- start -----------------------------------------------------------------------------------------------
 setupDrawing();
+setupOcclusion();
 Promise.all([loadSources(), setupPlayground()])
   .then(() => { document.querySelector(".examples button")?.click(); })  // start with something to look at
   .then(() => { document.body.dataset.ready = "1"; })
