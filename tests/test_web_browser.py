@@ -1,7 +1,7 @@
 """The explorer end to end: `cnnlab serve` in a subprocess, driven by Debian's headless Chromium via Playwright.
 
-`make test` installs Chromium on a fresh Debian machine. Set CNNLAB_EXPLORER_SCREENSHOT=docs/explorer.png to
-refresh the README's screenshot from this test.
+`make test` installs Chromium on a fresh Debian machine. Set CNNLAB_EXPLORER_SCREENSHOTS=docs to refresh the
+screenshots of docs/explorer.md from these tests.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def probabilities(page) -> list[float]:
     return [float(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.p)")]
 
 
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a test saves its screenshot: CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes the documentation's."""
+    return Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOTS") or tmp_path) / name
+
+
 def shown_result(page) -> tuple[float, float]:
     """(the formula's result, the model's value), as the open formula view shows them."""
     line = page.locator("#formula-result")
@@ -166,7 +171,7 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert float(page.get_attribute("#detail-value", "data-actual")) == actual
     assert page.get_attribute("#field-map", "data-box") == "8,14,6,12"  # pool1 (4, 3): 6x6 pixels, 2 apart: rows 8-13
 
-    shot = Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOT") or tmp_path / "explorer.png")
+    shot = screenshot_path(tmp_path, "explorer.png")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
     assert page.foreign == [] and page.errors == []
@@ -203,6 +208,21 @@ def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
     page.set_input_files("#upload", str(blank))
     wait_until(page, "document.querySelector('#status').textContent === 'blank.png: no digit found (the image is blank)'")
     assert page.inner_text("#prediction") == "0"  # the last good answer stays
+
+    # The formula views and the playground fit the phone too (wide tables scroll inside their panel).
+    for layer, selector, kind in (("conv2", "canvas.map >> nth=2", "conv"), ("fc1", ".cell >> nth=7", "linear"),
+                                  ("softmax", ".cell >> nth=0", "softmax")):
+        page.locator(f".layer[data-layer='{layer}'] {selector}").click()
+        wait_until(page, f"document.querySelector('#explain').dataset.kind === '{kind}' && "
+                         "document.body.dataset.pending === '0'")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, layer
+    page.select_option("#pg-kernel", "7")
+    page.fill("#pg-size", "12")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.locator(".layer[data-layer='pool1'] canvas.map >> nth=1").click()
+    wait_until(page, "document.querySelector('#explain').dataset.kind === 'pool' && document.body.dataset.pending === '0'")
+    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-phone.png")), full_page=True)
     assert page.foreign == [] and page.errors == []
     page.close()
 
@@ -333,7 +353,7 @@ def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(bro
     page.close()
 
 
-def test_occlusion_and_top_activations_views(browser, server, trained_run):  # noqa: F811
+def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_path):  # noqa: F811
     """Occlusion of the page's digit: the probability under a clicked cell is the model's with the square there.
     Top activations of a conv map: a progress bar, then 9 test images, each the one the API found."""
     import torch
@@ -370,5 +390,7 @@ def test_occlusion_and_top_activations_views(browser, server, trained_run):  # n
     assert page.locator("#top-activations figure").count() == 9
     captions = page.eval_on_selector_all("#top-activations figcaption", "f => f.map(e => e.textContent)")
     assert all(c.startswith("test #") for c in captions)
+    page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-top-activations.png")))
+    page.locator("#occlusion-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-occlusion.png")))
     assert page.errors == [] and page.foreign == []
     page.close()

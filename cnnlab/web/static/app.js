@@ -717,6 +717,7 @@ async function runOcclusion() {
   const result = await latest("occlusion", () => postJSON("api/occlusion", { source: state.source.id, digit: state.digit, size, stride, target }));
   if (!result) { $("#occ-note").textContent = $("#status").textContent; return; }
   state.occlusion = result;
+  $("#occ-results").hidden = false;
   const n = result.starts.length;
   const name = state.classes[result.target];
   $("#occ-note").textContent = `p(${name}) with nothing hidden: ${(100 * result.unoccluded).toFixed(1)}%. ` +
@@ -811,7 +812,7 @@ const playground = () => ({
 
 function kernelGrid(k, values) {
   const grid = $("#kernel");
-  grid.style.gridTemplateColumns = `repeat(${k}, 3.6rem)`;
+  grid.style.gridTemplateColumns = `repeat(${k}, minmax(0, 3.6rem))`;
   grid.setAttribute("aria-label", `${k}x${k} kernel`);
   grid.replaceChildren(...Array.from({ length: k * k }, (_, i) => {
     const input = document.createElement("input");
