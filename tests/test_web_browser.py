@@ -165,11 +165,26 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 4, column 3')")
     wait_until(page, "document.body.dataset.pending === '0'")
     assert "±" not in page.inner_text("#detail-value")
+    assert page.get_attribute("#field-map", "data-box") == "8,14,6,12"  # pool1 (4, 3): 6x6 pixels, 2 apart: rows 8-13
+    page.focus("#detail-map")  # the arrow keys move the pixel
+    page.keyboard.press("ArrowDown")
+    wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 5, column 3')")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    assert page.get_attribute("#field-map", "data-box") == "10,16,6,12"
+
+    # The map's brightest pixel: its window's largest value is the pixel, and the model's value.
+    brightest = page.eval_on_selector(".layer[data-layer='pool1'] canvas.map >> nth=6", """canvas => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let best = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
+        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width]; }""")
+    page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
+    wait_until(page, f"document.querySelector('#explain h3').textContent.includes('row {brightest[0]}, column {brightest[1]}')")
+    wait_until(page, "document.body.dataset.pending === '0'")
     window = [float(v) for v in page.eval_on_selector_all("#explain .grid span:not(.pad)", "s => s.map(e => e.title)")]
     result, actual = shown_result(page)
-    assert len(window) == 4 and max(window) == pytest.approx(actual, abs=1e-6) and result == actual
+    assert len(window) == 4 and max(window) == pytest.approx(actual, abs=1e-6) and result == actual > 0
     assert float(page.get_attribute("#detail-value", "data-actual")) == actual
-    assert page.get_attribute("#field-map", "data-box") == "8,14,6,12"  # pool1 (4, 3): 6x6 pixels, 2 apart: rows 8-13
 
     shot = screenshot_path(tmp_path, "explorer.png")
     page.screenshot(path=str(shot), full_page=True)

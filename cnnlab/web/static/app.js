@@ -354,7 +354,7 @@ function vectorRow(layer, labels) {
       cell.style.background = `rgb(${r},${g},${b})`;
     }
     clickable(cell, `${layer.name} value ${labels ? `${i} (${labels[i]})` : i}: ${value.toFixed(4)}`);
-    if (labels) cell.textContent = `${labels[i]} ${(100 * value).toFixed(0)}%`;
+    if (labels) cell.textContent = `${labels[i]}: ${(100 * value).toFixed(0)}%`;
     strip.append(cell);
   });
   if (layer.shape[0] > layer.shown) {
