@@ -7,23 +7,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
-from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data import dataset_info
 from cnnlab.viz.activations import normalize_input
-from cnnlab.web import create_app
-from test_web_api import trained_run  # noqa: F401  (the session's small trained run)
-
-
-@pytest.fixture(scope="module")
-def client(trained_run):  # noqa: F811
-    with TestClient(create_app([trained_run.path])) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def mnist_test():
-    return load_dataset("mnist", "test", download=False)
+from test_web_api import client, mnist_test, trained_run  # noqa: F401  (the test client of the session's small run)
 
 
 def test_occlusion_is_the_probability_with_the_square_there(client, trained_run, mnist_test):  # noqa: F811
@@ -57,7 +44,7 @@ def test_occlusion_is_the_probability_with_the_square_there(client, trained_run,
     ({"target": 10}, 422, "target 10: classes are 0..9"),
     ({"source": "model:mlp"}, 422, "no convolution layers"),
 ])
-def test_occlusion_refuses_bad_requests_in_one_line(client, mnist_test, body, status, words):
+def test_occlusion_refuses_bad_requests_in_one_line(client, mnist_test, body, status, words):  # noqa: F811
     request = {"source": "run:tiny", "digit": mnist_test.images[0].tolist(), **body}
     response = client.post("/api/occlusion", json=request)
     assert response.status_code == status
@@ -102,6 +89,6 @@ def test_top_activations_are_the_test_images_that_excite_a_feature_most(client, 
     ({"layer": "conv1", "feature": 16}, "feature 16 is outside its 16 feature maps"),
     ({"layer": "conv9"}, "not a conv layer of this model"),
 ])
-def test_top_activations_refuse_bad_requests_in_one_line(client, params, words):
+def test_top_activations_refuse_bad_requests_in_one_line(client, params, words):  # noqa: F811
     response = client.get("/api/top-activations", params={"source": "run:tiny", **params})
     assert response.status_code == 422 and words in response.json()["detail"]

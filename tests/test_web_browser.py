@@ -98,6 +98,12 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
     return Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOTS") or tmp_path) / name
 
 
+def shows_view(page, kind: str):
+    """Wait until the formula view of `kind` is open and its numbers have arrived."""
+    wait_until(page, f"document.querySelector('#explain').dataset.kind === '{kind}' && "
+                     "document.body.dataset.pending === '0'")
+
+
 def shown_result(page) -> tuple[float, float]:
     """(the formula's result, the model's value), as the open formula view shows them."""
     line = page.locator("#formula-result")
@@ -152,14 +158,14 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert page.locator(".layer[data-layer='softmax'] .strip span").count() == 10
     page.focus(".layer[data-layer='conv2'] canvas.map >> nth=5")  # by keyboard: the maps are focusable buttons
     page.keyboard.press("Enter")
-    wait_until(page, "document.querySelector('#explain').dataset.kind === 'conv' && document.body.dataset.pending === '0'")
+    shows_view(page, "conv")
     result, actual = shown_result(page)
     assert result == pytest.approx(actual, abs=1e-4)
     assert page.locator("#learned canvas").count() == 16
 
     # A pooled pixel shows its window; the value under the enlarged map is the model's own, with no "±".
     page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
-    wait_until(page, "document.querySelector('#explain').dataset.kind === 'pool' && document.body.dataset.pending === '0'")
+    shows_view(page, "pool")
     size = page.locator("#detail-map").bounding_box()["width"] / 12
     page.click("#detail-map", position={"x": 3.5 * size, "y": 4.5 * size})
     wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 4, column 3')")
@@ -179,7 +185,8 @@ def test_explorer_end_to_end(browser, server, tmp_path):
         for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
         return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width]; }""")
     page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
-    wait_until(page, f"document.querySelector('#explain h3').textContent.includes('row {brightest[0]}, column {brightest[1]}')")
+    wait_until(page, "text => document.querySelector('#explain h3').textContent.includes(text)",
+               f"row {brightest[0]}, column {brightest[1]})")
     wait_until(page, "document.body.dataset.pending === '0'")
     window = [float(v) for v in page.eval_on_selector_all("#explain .grid span:not(.pad)", "s => s.map(e => e.title)")]
     result, actual = shown_result(page)
@@ -228,15 +235,14 @@ def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
     for layer, selector, kind in (("conv2", "canvas.map >> nth=2", "conv"), ("fc1", ".cell >> nth=7", "linear"),
                                   ("softmax", ".cell >> nth=0", "softmax")):
         page.locator(f".layer[data-layer='{layer}'] {selector}").click()
-        wait_until(page, f"document.querySelector('#explain').dataset.kind === '{kind}' && "
-                         "document.body.dataset.pending === '0'")
+        shows_view(page, kind)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, layer
     page.select_option("#pg-kernel", "7")
     page.fill("#pg-size", "12")
     wait_until(page, "document.body.dataset.pending === '0'")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator(".layer[data-layer='pool1'] canvas.map >> nth=1").click()
-    wait_until(page, "document.querySelector('#explain').dataset.kind === 'pool' && document.body.dataset.pending === '0'")
+    shows_view(page, "pool")
     page.screenshot(path=str(screenshot_path(tmp_path, "explorer-phone.png")), full_page=True)
     assert page.foreign == [] and page.errors == []
     page.close()
@@ -278,7 +284,8 @@ def test_a_drawn_digit_flows_through_every_layer_view(browser, server, trained_r
     page.mouse.move(box["x"] + 80, box["y"] + 70)
     page.mouse.down()
     for step in range(12):  # a 7: across, then down to the left
-        page.mouse.move(box["x"] + 80 + min(step, 6) * 20 - max(0, step - 6) * 10, box["y"] + 70 + max(0, step - 6) * 28)
+        down = max(0, step - 6)
+        page.mouse.move(box["x"] + 80 + min(step, 6) * 20 - down * 10, box["y"] + 70 + down * 28)
     page.mouse.up()
     wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
     wait_until(page, "document.body.dataset.pending === '0'")

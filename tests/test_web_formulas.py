@@ -8,32 +8,24 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from torch import nn
 
-from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data import dataset_info
 from cnnlab.experiments.invariance import SumPool2d
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.viz.activations import normalize_input
-from cnnlab.web import create_app
 from cnnlab.web.formulas import explain, layer_kind, residual_blocks
 from cnnlab.web.playground import arithmetic
 from cnnlab.web.sources import Loaded
-from test_web_api import trained_run  # noqa: F401  (the session's small trained run)
+from test_web_api import client, mnist_test, trained_run  # noqa: F401  (the test client of the session's small run)
 
 TOLERANCE = 1e-4  # the bound: every value shown equals the model's within 1e-4
 
 
 @pytest.fixture(scope="module")
-def client(trained_run):  # noqa: F811
-    with TestClient(create_app([trained_run.path])) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def digit():
-    return load_dataset("mnist", "test", download=False).images[0]
+def digit(mnist_test):  # noqa: F811
+    return mnist_test.images[0]
 
 
 def recorded(model: nn.Module, image: np.ndarray, info) -> tuple[dict, torch.Tensor]:
@@ -279,7 +271,7 @@ def test_receptive_field_of_a_clicked_pixel(client, digit, trained_run):  # noqa
     ({"layer": "conv1", "index": [0, 0, 0, 0]}, 422, "at most 3 items"),
     ({"layer": "conv1", "index": [0, 0, 0], "source": "run:nope"}, 404, "run:nope"),
 ])
-def test_formula_refuses_bad_requests_in_one_line(client, digit, body, status, words):
+def test_formula_refuses_bad_requests_in_one_line(client, digit, body, status, words):  # noqa: F811
     response = client.post("/api/formula", json={"source": "run:tiny", "digit": digit.tolist(), **body})
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
@@ -323,7 +315,7 @@ def test_output_size_formula_equals_pytorch_on_a_grid_of_settings():
     assert inexact > 100 and impossible > 10
 
 
-def test_conv_arithmetic_endpoint_and_its_limits(client):
+def test_conv_arithmetic_endpoint_and_its_limits(client):  # noqa: F811
     answer = client.get("/api/conv-arithmetic", params={"size": 28, "kernel": 3, "stride": 2, "padding": 0}).json()
     assert (answer["output"], answer["exact"], answer["dropped"]) == (13, False, 1)
     assert answer["formula"] == "(28 + 2·0 − 1·(3−1) − 1) / 2 + 1"
@@ -332,7 +324,7 @@ def test_conv_arithmetic_endpoint_and_its_limits(client):
 
 
 @pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (5, 2, 0, 1), (3, 2, 2, 2), (7, 3, 3, 1), (2, 1, 0, 3)])
-def test_convolve_with_stride_padding_and_dilation_equals_numpy(client, digit, k, s, p, d):
+def test_convolve_with_stride_padding_and_dilation_equals_numpy(client, digit, k, s, p, d):  # noqa: F811
     rng = np.random.default_rng(k * 100 + s)
     kernel = rng.normal(size=(k, k))
     image = digit / 255
@@ -353,7 +345,7 @@ def test_convolve_with_stride_padding_and_dilation_equals_numpy(client, digit, k
     ({"padding": 9}, "less than or equal to 8"),
     ({"stride": 0}, "greater than or equal to 1"),
 ])
-def test_convolve_refuses_impossible_settings(client, body, words):
+def test_convolve_refuses_impossible_settings(client, body, words):  # noqa: F811
     request = {"image": [[0.0] * 28] * 28, "kernel": [[1.0] * 3] * 3, **body}
     response = client.post("/api/convolve", json=request)
     assert response.status_code == 422

@@ -247,7 +247,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         with heavy_work():
             return formulas.explain(sources.get(body.source), _digit(body.digit), body.layer, body.index)
 
-    @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each part of the input")
+    @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each place")
     def occlude(body: OcclusionRequest) -> dict:
         with heavy_work():
             return attribution.occlusion_maps(sources.get(body.source), _digit(body.digit), body.size, body.stride,

@@ -252,7 +252,8 @@ def _pool(module, inp, out, at) -> dict:
         op = "max" if isinstance(module, nn.MaxPool2d) else "avg"
         if op == "avg":
             # PyTorch divides by the window clipped to the padded input, or by the real pixels in it
-            covered = (min(y * sy - py + kh, height + py) - (y * sy - py)) * (min(x * sx - px + kw, width + px) - (x * sx - px))
+            top, left = y * sy - py, x * sx - px
+            covered = (min(top + kh, height + py) - top) * (min(left + kw, width + px) - left)
             real = sum(r is not None for r in rows) * sum(c is not None for c in cols)
             divisor = module.divisor_override or (covered if module.count_include_pad else real)
     elif name in ("Subsampling", "SumPool2d"):  # LeNet-5's trained 2x2 sums; the experiments' sum pooling

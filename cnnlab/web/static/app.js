@@ -443,22 +443,30 @@ function outline(context, top, left, height, width) {
   context.strokeRect(left + 0.5, top + 0.5, width - 1, height - 1);
 }
 
+// A 28x28 digit drawn `scale` times larger with the box [top, bottom, left, right) outlined (and, for an
+// occluder, filled grey).
+function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled = false) {
+  const small = document.createElement("canvas");
+  paintDigit(small, digit);
+  canvas.width = canvas.height = 28 * scale;
+  const context = canvas.getContext("2d");
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+  if (filled) {
+    context.fillStyle = "rgba(128, 128, 128, 0.85)";
+    context.fillRect(left * scale, top * scale, (right - left) * scale, (bottom - top) * scale);
+  }
+  outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
+}
+
 // The input with the clicked pixel's receptive field outlined (cnnlab.models.receptive computes the box).
 function showField(field) {
   const canvas = $("#field-map");
   const note = $("#field-note");
   canvas.hidden = !field;
   if (!field) { note.textContent = ""; return; }
-  const scale = 8;
-  const small = document.createElement("canvas");
-  paintDigit(small, state.digit);
-  canvas.width = 28 * scale;
-  canvas.height = 28 * scale;
-  const context = canvas.getContext("2d");
-  context.imageSmoothingEnabled = false;
-  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+  digitWithBox(canvas, state.digit, 8, field.box);
   const [top, bottom, left, right] = field.box;
-  outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
   canvas.dataset.box = field.box.join(",");
   const [size] = field.size;
   note.textContent = field.whole ? "Receptive field: the whole input (a fully connected layer or a global pooling came before)."
@@ -680,16 +688,7 @@ async function showTopActivations(layerName, feature) {
   const tiles = result.hits.map((hit) => {
     const figure = el("figure", "hit");
     const image = document.createElement("canvas");
-    const scale = 4;
-    const small = document.createElement("canvas");
-    paintDigit(small, hit.image);
-    image.width = 28 * scale;
-    image.height = 28 * scale;
-    const context = image.getContext("2d");
-    context.imageSmoothingEnabled = false;
-    context.drawImage(small, 0, 0, image.width, image.height);
-    const [top, bottom, left, right] = hit.box;
-    outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
+    digitWithBox(image, hit.image, 4, hit.box);
     const projection = document.createElement("canvas");
     const values = flat(hit.projection);
     const [low, high] = range(values);
@@ -746,17 +745,7 @@ async function runOcclusion() {
 function occludedInput(r, c) {
   const result = state.occlusion;
   const [top, left] = [result.starts[r], result.starts[c]];
-  const canvas = $("#occ-input");
-  const scale = 6;
-  const small = document.createElement("canvas");
-  paintDigit(small, state.digit);
-  canvas.width = canvas.height = 28 * scale;
-  const context = canvas.getContext("2d");
-  context.imageSmoothingEnabled = false;
-  context.drawImage(small, 0, 0, canvas.width, canvas.height);
-  context.fillStyle = "rgba(128, 128, 128, 0.85)";
-  context.fillRect(left * scale, top * scale, result.size * scale, result.size * scale);
-  outline(context, top * scale, left * scale, result.size * scale, result.size * scale);
+  digitWithBox($("#occ-input"), state.digit, 6, [top, top + result.size, left, left + result.size], true);
   const p = result.probability[r][c];
   $("#occ-at").textContent = `Square at rows ${top}–${top + result.size - 1}, columns ${left}–${left + result.size - 1}: ` +
     `p(${state.classes[result.target]}) = ${(100 * p).toFixed(1)}%; the model's top class is then ${state.classes[result.top_class[r][c]]}.`;
