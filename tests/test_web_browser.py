@@ -329,7 +329,7 @@ PLAYGROUND_SETTINGS = [(7, 3, 1, 1, 1), (7, 3, 2, 0, 1), (8, 3, 2, 0, 1), (12, 5
                        (5, 7, 1, 0, 1), (5, 7, 1, 1, 1), (10, 4, 4, 3, 1), (3, 2, 1, 0, 3), (11, 6, 2, 2, 2)]
 
 
-def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(browser, server):
+def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(browser, server, tmp_path):
     import torch
 
     page = open_page(browser, server, 1280)
@@ -371,6 +371,27 @@ def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(bro
     wait_until(page, RANGE_IS, [expected.min(), expected.max()])
     assert page.get_attribute("#conv-output", "data-shape") == "14,14"
 
+    # A photo instead of the digit: 300x200, scaled to 128 pixels a side by the browser, a 3x3 kernel with stride
+    # 2 and no padding against NumPy on the image the page shows (and sends).
+    photo = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(photo)
+    page.select_option("#filter-pick", "edge-detection-2")
+    for name, value in (("stride", 2), ("padding", 0), ("dilation", 1)):
+        page.fill(f"#pg-{name}", str(value))
+    page.set_input_files("#pg-photo", str(photo))
+    wait_until(page, "document.querySelector('#conv-output').dataset.shape === '42,63'")  # (85 - 3) // 2 + 1, ...
+    shown = page.eval_on_selector("#conv-input", """canvas => Array.from(
+        canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.filter((_, i) => i % 4 === 0))""")
+    image = np.asarray(shown, float).reshape(85, 128) / 255
+    kernel = np.asarray(next(f["kernel"] for f in playground_entries() if f["name"] == "edge-detection-2"))
+    expected = np.array([[(image[2 * r:2 * r + 3, 2 * c:2 * c + 3] * kernel).sum() for c in range(63)]
+                         for r in range(42)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+    assert "rows: 85 → (85 + 2·0 − 1·(3−1) − 1) / 2 + 1 = 42" in page.inner_text("#conv-size")
+    page.click("#pg-digit")
+    wait_until(page, "document.querySelector('#conv-output').dataset.shape === '13,13'")
+
     assert page.errors == [] and page.foreign == []
     page.close()
 
@@ -403,6 +424,9 @@ def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_p
         expected = float(model(x).softmax(1)[0, target])
     assert shown == pytest.approx(expected, abs=1e-5)
     assert page.locator("#occ-top span").count() == 16
+    page.focus("#occ-map")  # by keyboard: the arrow keys move the square
+    page.keyboard.press("ArrowRight")
+    assert "rows 12–21, columns 12–21" in page.inner_text("#occ-at")
 
     page.click(".layer[data-layer='conv2'] canvas.map >> nth=3")
     wait_until(page, "!document.querySelector('#top-button').hidden")

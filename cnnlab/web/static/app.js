@@ -1,5 +1,6 @@
 // The explorer page: every number comes from the JSON API (see /openapi.json); this file only draws.
 const $ = (selector) => document.querySelector(selector);
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 const state = { sources: [], source: null, digit: null, layers: [], examplesStart: 0, dataset: null, filters: [] };
 
 // ---- API -------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ async function setDigit(digit, where) {
   state.digit = digit;
   paintDigit($("#seen"), digit);
   $("#seen-note").textContent = where;
-  paintDigit($("#conv-input"), digit);
+  if (!state.photo) paintDigit($("#conv-input"), digit);
   // an occlusion map already shown follows the input, as the layers do
   await Promise.all([analyse(), convolvePlayground(), state.occlusion ? runOcclusion() : null]);
 }
@@ -735,8 +736,9 @@ async function runOcclusion() {
     if (shown >= n * n) { clearInterval(state.occlusionTimer); $("#occ-map").dataset.done = "1"; }
   };
   $("#occ-map").dataset.done = "0";
+  if (reducedMotion) shown = n * n;  // no sliding: the whole map at once
   frame();
-  state.occlusionTimer = setInterval(frame, 50);
+  if (!reducedMotion) state.occlusionTimer = setInterval(frame, 50);
   $("#occ-top").replaceChildren(...result.top_class.flat().map((c) => el("span", c === result.target ? "same" : "", state.classes[c])));
   $("#occ-top").style.gridTemplateColumns = `repeat(${n}, 1fr)`;
 }
@@ -746,6 +748,7 @@ function occludedInput(r, c) {
   const result = state.occlusion;
   const [top, left] = [result.starts[r], result.starts[c]];
   digitWithBox($("#occ-input"), state.digit, 6, [top, top + result.size, left, left + result.size], true);
+  state.occlusionAt = [r, c];
   const p = result.probability[r][c];
   $("#occ-at").textContent = `Square at rows ${top}–${top + result.size - 1}, columns ${left}–${left + result.size - 1}: ` +
     `p(${state.classes[result.target]}) = ${(100 * p).toFixed(1)}%; the model's top class is then ${state.classes[result.top_class[r][c]]}.`;
@@ -762,6 +765,15 @@ function setupOcclusion() {
     clearInterval(state.occlusionTimer);
     occludedInput(Math.min(n - 1, Math.floor(((event.clientY - box.top) / box.height) * n)),
       Math.min(n - 1, Math.floor(((event.clientX - box.left) / box.width) * n)));
+  });
+  map.addEventListener("keydown", (event) => {  // the arrow keys move the square
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!state.occlusion || !moves[event.key]) return;
+    event.preventDefault();
+    clearInterval(state.occlusionTimer);
+    const n = state.occlusion.starts.length;
+    const [r, c] = state.occlusionAt;
+    occludedInput(Math.max(0, Math.min(n - 1, r + moves[event.key][0])), Math.max(0, Math.min(n - 1, c + moves[event.key][1])));
   });
 }
 
@@ -836,7 +848,7 @@ async function setupPlayground() {
   for (const id of ["#pg-stride", "#pg-padding", "#pg-dilation", "#pg-size"]) $(id).addEventListener("input", settingsChanged);
   pick.value = "edge-detection-2";
   useFilter();
-  setInterval(stepAnimation, 700);
+  if (!reducedMotion) setInterval(stepAnimation, 700);  // otherwise the window stays at its first place
 }
 
 function settingsChanged() {
@@ -911,13 +923,59 @@ function stepAnimation() {
   state.step = (state.step || 0) + 1;
 }
 
+// A photo for the playground, decoded by the browser: grayscale (luminance), at most PHOTO_SIDE pixels a side,
+// in steps of 1/255 so that the picture shown is exactly the image convolved.
+const PHOTO_SIDE = 128;
+async function usePhoto(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    setStatus(`${file.name}: not an image the browser can read`, "photo");
+    return;
+  }
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const [width, height] = [Math.max(1, Math.round(bitmap.width * scale)), Math.max(1, Math.round(bitmap.height * scale))];
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0, width, height);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const rows = Array.from({ length: height }, (_, r) => Array.from({ length: width }, (_, c) => {
+    const i = 4 * (r * width + c);
+    return Math.round(0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]) / 255;
+  }));
+  state.photo = { name: file.name, rows };
+  paint($("#conv-input"), flat(rows), height, width, 0, 1);
+  $("#conv-input-name").textContent = `${file.name}, ${width}×${height}`;
+  $("#pg-digit").hidden = false;
+  if (statusKind === "photo") setStatus("");
+  convolvePlayground();
+}
+
+function setupPhoto() {
+  $("#pg-photo").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    if (file) usePhoto(file);
+    event.target.value = "";
+  });
+  $("#pg-digit").addEventListener("click", () => {
+    state.photo = null;
+    $("#pg-digit").hidden = true;
+    $("#conv-input-name").textContent = "the model's 28×28 input";
+    if (state.digit) paintDigit($("#conv-input"), state.digit);
+    convolvePlayground();
+  });
+}
+
 async function convolvePlayground() {
-  if (!state.digit) return;
+  if (!state.digit && !state.photo) return;
   const { k, s, p, d } = playground();
   const values = Array.from($("#kernel").children, (input) => Number(input.value));
   if (values.length !== k * k || values.some((v) => !Number.isFinite(v)) || ![s, p, d].every(Number.isInteger)) return;
   const kernel = Array.from({ length: k }, (_, r) => values.slice(r * k, (r + 1) * k));
-  const image = state.digit.map((row) => row.map((v) => v / 255));
+  const image = state.photo ? state.photo.rows : state.digit.map((row) => row.map((v) => v / 255));
   const result = await latest("convolve", () => postJSON("api/convolve", { image, kernel, padding: p, stride: s, dilation: d }));
   if (!result) {
     if (statusKind === "convolve") {  // refused: the reason goes where the output size would be
@@ -933,13 +991,15 @@ async function convolvePlayground() {
   $("#conv-output").dataset.range = `${low},${high}`;
   $("#conv-output").dataset.shape = result.shape.join(",");
   $("#conv-range").textContent = `values ${low.toFixed(2)} to ${high.toFixed(2)}`;
-  $("#conv-size").textContent = `28×28 → ${height}×${width}: ${result.arithmetic[0].formula} = ${height}` +
-    (result.arithmetic[0].exact ? "" : ` (rounded down: ${result.arithmetic[0].reason})`);
+  // one line per axis (a photo need not be square)
+  $("#conv-size").textContent = result.arithmetic.map((a, axis) => `${axis ? "columns" : "rows"}: ${a.input} → ` +
+    `${a.formula} = ${a.output}` + (a.exact ? "" : ` (rounded down: ${a.reason})`)).join("; ");
 }
 
 // ---- start -----------------------------------------------------------------------------------------------
 setupDrawing();
 setupOcclusion();
+setupPhoto();
 Promise.all([loadSources(), setupPlayground()])
   .then(() => { document.querySelector(".examples button")?.click(); })  // start with something to look at
   .then(() => { document.body.dataset.ready = "1"; })
