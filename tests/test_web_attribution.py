@@ -92,3 +92,36 @@ def test_top_activations_are_the_test_images_that_excite_a_feature_most(client, 
 def test_top_activations_refuse_bad_requests_in_one_line(client, params, words):  # noqa: F811
     response = client.get("/api/top-activations", params={"source": "run:tiny", **params})
     assert response.status_code == 422 and words in response.json()["detail"]
+
+
+def test_a_search_does_not_hold_up_the_models_other_requests(trained_run, mnist_test, monkeypatch):  # noqa: F811
+    """The search runs on a copy of the model: while it is under way (held here at its first chunk), a drawing's
+    activations on the same model are answered."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from cnnlab.viz import deconv
+    from cnnlab.web import app as web_app
+    from cnnlab.web import create_app
+
+    release, started = threading.Event(), threading.Event()
+    real = deconv.top_activations
+
+    def held(*args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deconv, "top_activations", held)
+    monkeypatch.setattr(web_app, "_heavy", threading.BoundedSemaphore(2))  # a turn for each, even on one core
+    with TestClient(create_app([trained_run.path])) as fresh, ThreadPoolExecutor(1) as pool:
+        search = pool.submit(fresh.get, "/api/top-activations", params={"source": "run:tiny", "layer": "conv2"})
+        assert started.wait(30)
+        progress = fresh.get("/api/top-activations/progress", params={"source": "run:tiny", "layer": "conv2"}).json()
+        assert progress["done"] == 0 and progress["total"] == 10_000 and not progress["cached"]
+        drawn = fresh.post("/api/activations", json={"source": "run:tiny", "digit": mnist_test.images[0].tolist()})
+        assert drawn.status_code == 200 and not search.done()
+        release.set()
+        assert search.result(60).status_code == 200

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import copy
+import threading
+
 import numpy as np
 import torch
 
@@ -22,6 +25,7 @@ from cnnlab.web.sources import Loaded
 
 TOP = 9
 CHUNK = 1000  # test images per step of the search (progress is reported between steps)
+_searching = threading.Lock()
 
 
 def occlusion_maps(loaded: Loaded, digit: np.ndarray, size: int, stride: int, target: int | None) -> dict:
@@ -43,8 +47,9 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     """Feature `feature` of conv layer `layer`: its top-9 test images (first search: the whole test set, all the
     layer's features, cached), each with where the activation is, its value, its receptive field and its deconvnet
     projection."""
-    with loaded.lock:  # the search runs the model's own layers; no other request's hooks may see it
+    with _searching:  # one search at a time: a second request for the same layer then finds it cached
         tops = loaded.tops.get(layer) or _search(loaded, layer)
+    with loaded.lock:  # the projections run the shared model's layers; no other request's hooks may see them
         if not 0 <= feature < len(tops):
             raise ConfigError(f"layer {layer!r}: feature {feature} is outside its {len(tops)} feature maps")
         hits, images = zip(*tops[feature]) if tops[feature] else ((), ())
@@ -62,18 +67,22 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
 
 
 def _search(loaded: Loaded, layer: str) -> list[list[tuple[deconv.Hit, np.ndarray]]]:
+    """The search runs on a copy of the model, so that the page's other requests on it (a drawing's activations)
+    do not wait for it: only the copying holds the model's lock."""
     split = load_dataset(loaded.info.name, "test", loaded.data_dir, download=False, quiet=True)
     if split.images.ndim != 3:
         raise ConfigError(f"{loaded.info.name}: top activations need single-channel test images")
     first = normalize_input(split.images[:1][0], loaded.info.mean, loaded.info.std)
-    channels = deconv.layers_up_to(loaded.model, first, layer)[-1][1].out_channels  # one-line error otherwise
+    with loaded.lock:
+        channels = deconv.layers_up_to(loaded.model, first, layer)[-1][1].out_channels  # one-line error otherwise
+        model = copy.deepcopy(loaded.model)
     features = list(range(channels))
     total = len(split.images)
     best: dict[int, list[deconv.Hit]] = {f: [] for f in features}
     for start in range(0, total, CHUNK):
         loaded.progress[layer] = (start, total)
         chunk = normalize_input(split.images[start:start + CHUNK], loaded.info.mean, loaded.info.std)[0][:, None]
-        found = deconv.top_activations(loaded.model, layer, chunk, features, TOP)
+        found = deconv.top_activations(model, layer, chunk, features, TOP)
         for f in features:  # the best of each chunk's best are the best overall
             merged = best[f] + [deconv.Hit(h.value, h.image + start, h.y, h.x) for h in found[f]]
             best[f] = sorted(merged, key=lambda h: (-h.value, h.image))[:TOP]
