@@ -245,9 +245,8 @@ def _pool(module, inp, out, at) -> dict:
         op = "max" if isinstance(module, nn.AdaptiveMaxPool2d) else "avg"
         divisor = len(rows) * len(cols)
     elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        (kh, kw), (sy, sx), (py, px) = pair(module.kernel_size), pair(module.stride), pair(module.padding)
-        (dy, dx) = pair(getattr(module, "dilation", 1))
+        (kh, kw), (sy, sx), (py, px), (dy, dx) = (pair(getattr(module, k, 1), k)
+                                                  for k in ("kernel_size", "stride", "padding", "dilation"))
         rows, cols = _window(y * sy - py, kh, dy, height), _window(x * sx - px, kw, dx, width)
         op = "max" if isinstance(module, nn.MaxPool2d) else "avg"
         if op == "avg":
