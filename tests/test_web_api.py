@@ -35,7 +35,8 @@ from cnnlab.web.sources import Loaded
 from conftest import fashion_data_dir
 
 SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16, 12, 12]), ("conv2", [32, 8, 8]),
-                 ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("fc1", [128]), ("relu3", [128]), ("fc2", [10])]
+                 ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("flatten", [512]), ("fc1", [128]), ("relu3", [128]),
+                 ("fc2", [10])]
 
 
 def train_run(path: Path, config: TrainConfig) -> Run:
@@ -265,7 +266,7 @@ def test_convolve_is_cross_correlation_with_zero_padding(client):
     ({"image": [[1, 2], [3]], "kernel": [[1]]}, "same length"),
     ({"image": [[0] * 257] * 2, "kernel": [[1]]}, "at most 256x256"),
     ({"image": [[0] * 3] * 3, "kernel": [[1] * 16] * 16}, "at most 15x15"),
-    ({"image": [[0] * 3] * 3, "kernel": [[1] * 5] * 5, "padding": "valid"}, "larger than the image"),
+    ({"image": [[0] * 3] * 3, "kernel": [[1] * 5] * 5, "padding": "valid"}, "no window fits: the kernel spans 5"),
     ({"image": [], "kernel": [[1]]}, "must not be empty"),
 ])
 def test_convolve_refuses_bad_shapes(client, body, words):

@@ -1,7 +1,7 @@
 """The explorer end to end: `cnnlab serve` in a subprocess, driven by Debian's headless Chromium via Playwright.
 
-`make test` installs Chromium on a fresh Debian machine. Set CNNLAB_EXPLORER_SCREENSHOT=docs/explorer.png to
-refresh the README's screenshot from this test.
+`make test` installs Chromium on a fresh Debian machine. Set CNNLAB_EXPLORER_SCREENSHOTS=docs to refresh the
+screenshots of docs/explorer.md from these tests.
 """
 
 from __future__ import annotations
@@ -93,6 +93,23 @@ def probabilities(page) -> list[float]:
     return [float(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.p)")]
 
 
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a test saves its screenshot: CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes the documentation's."""
+    return Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOTS") or tmp_path) / name
+
+
+def shows_view(page, kind: str):
+    """Wait until the formula view of `kind` is open and its numbers have arrived."""
+    wait_until(page, f"document.querySelector('#explain').dataset.kind === '{kind}' && "
+                     "document.body.dataset.pending === '0'")
+
+
+def shown_result(page) -> tuple[float, float]:
+    """(the formula's result, the model's value), as the open formula view shows them."""
+    line = page.locator("#formula-result")
+    return float(line.get_attribute("data-result")), float(line.get_attribute("data-actual"))
+
+
 def test_explorer_end_to_end(browser, server, tmp_path):
     page = open_page(browser, server, 1280)
     mnist = load_dataset("mnist", "test", download=False)
@@ -141,29 +158,42 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert page.locator(".layer[data-layer='softmax'] .strip span").count() == 10
     page.focus(".layer[data-layer='conv2'] canvas.map >> nth=5")  # by keyboard: the maps are focusable buttons
     page.keyboard.press("Enter")
-    page.wait_for_selector("#explain-sum")
-    text = page.inner_text("#explain-sum")
-    computed, actual = text.split(" = ")[-1].split("; the model computed ")
-    assert float(computed) == pytest.approx(float(actual.rstrip(".")), abs=2e-4)
+    shows_view(page, "conv")
+    result, actual = shown_result(page)
+    assert result == pytest.approx(actual, abs=1e-4)
     assert page.locator("#learned canvas").count() == 16
 
-    # A pooled pixel is explained by the largest convolution output under it: max(0, that) is the pixel's value.
+    # A pooled pixel shows its window; the value under the enlarged map is the model's own, with no "±".
+    page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
+    shows_view(page, "pool")
+    size = page.locator("#detail-map").bounding_box()["width"] / 12
+    page.click("#detail-map", position={"x": 3.5 * size, "y": 4.5 * size})
+    wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 4, column 3')")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    assert "±" not in page.inner_text("#detail-value")
+    assert page.get_attribute("#field-map", "data-box") == "8,14,6,12"  # pool1 (4, 3): 6x6 pixels, 2 apart: rows 8-13
+    page.focus("#detail-map")  # the arrow keys move the pixel
+    page.keyboard.press("ArrowDown")
+    wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 5, column 3')")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    assert page.get_attribute("#field-map", "data-box") == "10,16,6,12"
+
+    # The map's brightest pixel: its window's largest value is the pixel, and the model's value.
     brightest = page.eval_on_selector(".layer[data-layer='pool1'] canvas.map >> nth=6", """canvas => {
         const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
         let best = 0;
         for (let i = 0; i < data.length; i += 4) if (data[i] > data[best]) best = i;
-        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width, data[best]]; }""")
-    assert brightest[2] > 0  # the map has a positive pixel, so the check below is not max(0, x) == 0
-    page.click(".layer[data-layer='pool1'] canvas.map >> nth=6")
-    wait_until(page, "document.body.dataset.pending === '0'")
-    size = page.locator("#detail-map").bounding_box()["width"] / 12
+        return [Math.floor(best / 4 / canvas.width), (best / 4) % canvas.width]; }""")
     page.click("#detail-map", position={"x": (brightest[1] + 0.5) * size, "y": (brightest[0] + 0.5) * size})
+    wait_until(page, "text => document.querySelector('#explain h3').textContent.includes(text)",
+               f"row {brightest[0]}, column {brightest[1]})")
     wait_until(page, "document.body.dataset.pending === '0'")
-    shown, half_step = map(float, page.inner_text("#detail-value").split(": ")[1].split(" ± "))
-    actual = float(page.inner_text("#explain-sum").split("the model computed ")[1].rstrip("."))
-    assert abs(max(actual, 0) - shown) <= half_step + 1e-4
+    window = [float(v) for v in page.eval_on_selector_all("#explain .grid span:not(.pad)", "s => s.map(e => e.title)")]
+    result, actual = shown_result(page)
+    assert len(window) == 4 and max(window) == pytest.approx(actual, abs=1e-6) and result == actual > 0
+    assert float(page.get_attribute("#detail-value", "data-actual")) == actual
 
-    shot = Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOT") or tmp_path / "explorer.png")
+    shot = screenshot_path(tmp_path, "explorer.png")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
     assert page.foreign == [] and page.errors == []
@@ -200,5 +230,213 @@ def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
     page.set_input_files("#upload", str(blank))
     wait_until(page, "document.querySelector('#status').textContent === 'blank.png: no digit found (the image is blank)'")
     assert page.inner_text("#prediction") == "0"  # the last good answer stays
+
+    # The formula views and the playground fit the phone too (wide tables scroll inside their panel).
+    for layer, selector, kind in (("conv2", "canvas.map >> nth=2", "conv"), ("fc1", ".cell >> nth=7", "linear"),
+                                  ("softmax", ".cell >> nth=0", "softmax")):
+        page.locator(f".layer[data-layer='{layer}'] {selector}").click()
+        shows_view(page, kind)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, layer
+    page.select_option("#pg-kernel", "7")
+    page.fill("#pg-size", "12")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.locator(".layer[data-layer='pool1'] canvas.map >> nth=1").click()
+    shows_view(page, "pool")
+    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-phone.png")), full_page=True)
     assert page.foreign == [] and page.errors == []
+    page.close()
+
+
+def seen_digit(page) -> np.ndarray:
+    """The 28x28 digit the page sends to the model, read back from its 'what the model sees' canvas."""
+    data = page.eval_on_selector("#seen", """canvas => Array.from(
+        canvas.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))""")
+    return np.asarray(data, np.uint8).reshape(28, 28)
+
+
+def open_formula(page, layer: str, selector: str) -> tuple[list[int], float, float]:
+    """Click a map or value of `layer`'s row; (the index explained, the formula's result, the model's value)."""
+    page.click(f".layer[data-layer='{layer}'] {selector}")
+    wait_until(page, f"document.querySelector('#explain').dataset.layer === '{layer}' && "
+                     "document.body.dataset.pending === '0'")
+    index = [int(i) for i in page.get_attribute("#explain", "data-index").split(",")]
+    return index, *shown_result(page)
+
+
+def choose_source(page, source: str):
+    page.select_option("#source", source)
+    wait_until(page, f"document.querySelector('#source-note').textContent !== '' && "
+                     "document.body.dataset.pending === '0'")
+    page.wait_for_selector(f".layer[data-layer='softmax']")
+
+
+def test_a_drawn_digit_flows_through_every_layer_view(browser, server, trained_run):  # noqa: F811
+    """Every row of the trained run and of resnet20 (batch norm, residual additions) and alexnet-2012 (local
+    response normalization): the page's formula gives the model's value, and that value is what the model computed
+    for the page's digit (recorded here by the test's own hooks)."""
+    from test_web_formulas import recorded
+    from cnnlab.web.sources import Sources
+
+    page = open_page(browser, server, 1280)
+    page.locator("#draw").scroll_into_view_if_needed()
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + 80, box["y"] + 70)
+    page.mouse.down()
+    for step in range(12):  # a 7: across, then down to the left
+        down = max(0, step - 6)
+        page.mouse.move(box["x"] + 80 + min(step, 6) * 20 - down * 10, box["y"] + 70 + down * 28)
+    page.mouse.up()
+    wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
+    wait_until(page, "document.body.dataset.pending === '0'")
+    digit = seen_digit(page)
+    assert digit.max() == 255
+    sources = Sources([trained_run.path])
+    kinds = set()
+    for source, every_row in (("run:tiny", True), ("model:resnet20", False), ("model:alexnet-2012", False)):
+        choose_source(page, source)
+        loaded = sources.get(source)
+        record, logits = recorded(loaded.model, digit, loaded.info)
+        rows = page.eval_on_selector_all(".layer", "rows => rows.map(r => [r.dataset.layer, "
+                                                   "r.querySelector('.meta').textContent])")
+        seen_types = set()
+        for layer, meta in rows:
+            kind = meta.split(" · ")[0]
+            if layer == "input" or (not every_row and kind in seen_types):
+                continue
+            seen_types.add(kind)
+            selector = "canvas.map >> nth=0" if page.locator(f".layer[data-layer='{layer}'] canvas.map").count() \
+                else ".cell >> nth=0"
+            index, result, actual = open_formula(page, layer, selector)
+            kinds.add(page.get_attribute("#explain", "data-kind"))
+            assert result == pytest.approx(actual, abs=1e-4), (source, layer)
+            if layer == "softmax":
+                expected = logits.softmax(0)[index[0]]
+            elif layer.endswith(".add"):
+                block = layer.removesuffix(".add")
+                then = max(n for n in record if n.startswith(block + ".act"))
+                expected = record[then][0][tuple(index)]
+            else:
+                expected = record[layer][1][tuple(index)]
+            assert actual == pytest.approx(float(expected), abs=1e-4), (source, layer)
+    assert kinds == {"conv", "activation", "pool", "flatten", "linear", "softmax", "batchnorm", "residual", "lrn"}
+    assert page.errors == [] and page.foreign == []
+    page.close()
+
+
+# (input size, kernel, stride, padding, dilation): exact, rounded down, dilated, and no window at all.
+PLAYGROUND_SETTINGS = [(7, 3, 1, 1, 1), (7, 3, 2, 0, 1), (8, 3, 2, 0, 1), (12, 5, 3, 2, 1), (9, 3, 2, 1, 2),
+                       (5, 7, 1, 0, 1), (5, 7, 1, 1, 1), (10, 4, 4, 3, 1), (3, 2, 1, 0, 3), (11, 6, 2, 2, 2)]
+
+
+def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(browser, server, tmp_path):
+    import torch
+
+    page = open_page(browser, server, 1280)
+    for n, k, s, p, d in PLAYGROUND_SETTINGS:
+        page.select_option("#pg-kernel", str(k))
+        for name, value in (("stride", s), ("padding", p), ("dilation", d), ("size", n)):
+            page.fill(f"#pg-{name}", str(value))
+        wait_until(page, "document.body.dataset.pending === '0'")
+        try:
+            expected = torch.nn.functional.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=s,
+                                                  padding=p, dilation=d).shape[-1]
+        except RuntimeError:
+            expected = 0
+        shown = page.locator("#pg-output")
+        assert int(shown.get_attribute("data-output")) == expected, (n, k, s, p, d)
+        why = page.inner_text("#pg-why")
+        span = n + 2 * p - d * (k - 1) - 1
+        if expected == 0:
+            assert why.startswith("no window fits") and shown.inner_text() == "no output"
+        elif span % s:
+            assert f"{span}/{s} is not an integer" in why and f"the last {span % s} pixel(s)" in why
+        else:
+            assert why.startswith("The division is exact")
+        # the same settings on the 28x28 digit: the server's output has PyTorch's shape
+        expected_28 = (28 + 2 * p - d * (k - 1) - 1) // s + 1
+        wait_until(page, f"document.querySelector('#conv-output').dataset.shape === '{expected_28},{expected_28}'")
+
+    # An edited 5x5 kernel with stride 2, padding 2 and dilation 1 on the page's input, against NumPy.
+    page.select_option("#pg-kernel", "5")
+    for name, value in (("stride", 2), ("padding", 2), ("dilation", 1)):
+        page.fill(f"#pg-{name}", str(value))
+    page.fill("#kernel input >> nth=0", "2")
+    page.fill("#kernel input >> nth=24", "-1")
+    kernel = np.zeros((5, 5))
+    kernel[0, 0], kernel[2, 2], kernel[4, 4] = 2, 1, -1
+    image = np.pad(seen_digit(page) / 255, 2)
+    expected = np.array([[(image[r * 2:r * 2 + 5, c * 2:c * 2 + 5] * kernel).sum() for c in range(14)]
+                         for r in range(14)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+    assert page.get_attribute("#conv-output", "data-shape") == "14,14"
+
+    # A photo instead of the digit: 300x200, scaled to 128 pixels a side by the browser, a 3x3 kernel with stride
+    # 2 and no padding against NumPy on the image the page shows (and sends).
+    photo = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(photo)
+    page.select_option("#filter-pick", "edge-detection-2")
+    for name, value in (("stride", 2), ("padding", 0), ("dilation", 1)):
+        page.fill(f"#pg-{name}", str(value))
+    page.set_input_files("#pg-photo", str(photo))
+    wait_until(page, "document.querySelector('#conv-output').dataset.shape === '42,63'")  # (85 - 3) // 2 + 1, ...
+    shown = page.eval_on_selector("#conv-input", """canvas => Array.from(
+        canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.filter((_, i) => i % 4 === 0))""")
+    image = np.asarray(shown, float).reshape(85, 128) / 255
+    kernel = np.asarray(next(f["kernel"] for f in playground_entries() if f["name"] == "edge-detection-2"))
+    expected = np.array([[(image[2 * r:2 * r + 3, 2 * c:2 * c + 3] * kernel).sum() for c in range(63)]
+                         for r in range(42)])
+    wait_until(page, RANGE_IS, [expected.min(), expected.max()])
+    assert "rows: 85 → (85 + 2·0 − 1·(3−1) − 1) / 2 + 1 = 42" in page.inner_text("#conv-size")
+    page.click("#pg-digit")
+    wait_until(page, "document.querySelector('#conv-output').dataset.shape === '13,13'")
+
+    assert page.errors == [] and page.foreign == []
+    page.close()
+
+
+def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_path):  # noqa: F811
+    """Occlusion of the page's digit: the probability under a clicked cell is the model's with the square there.
+    Top activations of a conv map: a progress bar, then 9 test images, each the one the API found."""
+    import torch
+
+    from cnnlab.data import dataset_info
+    from cnnlab.viz.activations import normalize_input
+
+    page = open_page(browser, server, 1280)
+    page.fill("#occ-size", "10")
+    page.fill("#occ-stride", "6")
+    page.click("#occ-run")
+    wait_until(page, "document.querySelector('#occ-map').dataset.done === '1'")
+    page.locator("#occ-map").scroll_into_view_if_needed()
+    box = page.locator("#occ-map").bounding_box()
+    starts = [0, 6, 12, 18]  # 28 - 10 = 18 is the last start
+    page.mouse.click(box["x"] + box["width"] * 1.5 / 4, box["y"] + box["height"] * 2.5 / 4)  # row 2, column 1
+    shown = float(page.get_attribute("#occ-at", "data-p"))
+    assert "rows 12–21, columns 6–15" in page.inner_text("#occ-at")
+    model = trained_run.build_model()
+    info = dataset_info("mnist")
+    x = normalize_input(seen_digit(page), info.mean, info.std)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+        x[..., starts[2]:starts[2] + 10, starts[1]:starts[1] + 10] = 0
+        expected = float(model(x).softmax(1)[0, target])
+    assert shown == pytest.approx(expected, abs=1e-5)
+    assert page.locator("#occ-top span").count() == 16
+    page.focus("#occ-map")  # by keyboard: the arrow keys move the square
+    page.keyboard.press("ArrowRight")
+    assert "rows 12–21, columns 12–21" in page.inner_text("#occ-at")
+
+    page.click(".layer[data-layer='conv2'] canvas.map >> nth=3")
+    wait_until(page, "!document.querySelector('#top-button').hidden")
+    page.click("#top-button")
+    page.wait_for_selector("#top-activations progress")
+    wait_until(page, "document.querySelector('#top-activations').dataset.state === 'done'")
+    assert page.locator("#top-activations figure").count() == 9
+    captions = page.eval_on_selector_all("#top-activations figcaption", "f => f.map(e => e.textContent)")
+    assert all(c.startswith("test #") for c in captions)
+    page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-top-activations.png")))
+    page.locator("#occlusion-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-occlusion.png")))
+    assert page.errors == [] and page.foreign == []
     page.close()

@@ -57,18 +57,25 @@ def trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]):
     """(outputs, {name: (input, output)}): run `model` on the batch `x` without gradients, recording the input and
     output of each of `layers` for the batch's first image, in execution order.
 
-    Outputs are cloned because the ReLUs of most models run in place and would overwrite what a hook saw.
-    A module called twice keeps its last call.
+    Inputs are cloned before the layer runs and outputs right after it, because the ReLUs of most models run in
+    place and would overwrite both. A module called twice keeps its last call.
     """
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    inputs_before: dict[str, torch.Tensor] = {}
 
-    def hook(name):
-        def save(_module, inputs, output):
-            seen.pop(name, None)  # keep the execution order of the last call
-            seen[name] = (inputs[0][0].detach().clone(), output[0].detach().clone())
+    def keep_input(name):
+        def save(_module, inputs):
+            inputs_before[name] = inputs[0][0].detach().clone()
         return save
 
-    handles = [module.register_forward_hook(hook(name)) for name, module in layers.items()]
+    def hook(name):
+        def save(_module, _inputs, output):
+            seen.pop(name, None)  # keep the execution order of the last call
+            seen[name] = (inputs_before.pop(name), output[0].detach().clone())
+        return save
+
+    handles = [module.register_forward_pre_hook(keep_input(name)) for name, module in layers.items()]
+    handles += [module.register_forward_hook(hook(name)) for name, module in layers.items()]
     try:
         with torch.no_grad():
             outputs = model(x)

@@ -28,7 +28,7 @@ from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import predict_probabilities
 from cnnlab.viz.handcrafted import playground_entries
-from cnnlab.web import inspect
+from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Sources, SourceError
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
@@ -42,6 +42,7 @@ MAX_UPLOAD_PIXELS = 20_000_000  # checked from the header, before the image is d
 UPLOAD_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
 MAX_CONVOLVE_SIDE = 256
 MAX_KERNEL_SIDE = 15
+MAX_STRIDE, MAX_PADDING, MAX_DILATION = 8, 8, 8
 
 Digit = Annotated[list[Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=28, max_length=28)]],
                   Field(min_length=28, max_length=28, description="28x28 grayscale, 0-255, white digit on black")]
@@ -63,10 +64,25 @@ class ExplainRequest(DigitInput):
     x: int = Field(ge=0)
 
 
+class FormulaRequest(DigitInput):
+    layer: str = Field(description="a layer's name as /api/activations lists it, 'softmax', or '<block>.add'")
+    index: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=3,
+                                                     description="[channel, row, column] of a map, [i] of a vector")
+
+
+class OcclusionRequest(DigitInput):
+    size: int = Field(8, ge=1, le=28, description="side of the square, in pixels")
+    stride: int = Field(2, ge=2, le=28, description="pixels between two positions of the square")
+    target: int | None = Field(None, ge=0, description="the class whose probability is mapped (default: predicted)")
+
+
 class ConvolveRequest(BaseModel):
     image: list[list[float]] = Field(description=f"2-D grayscale image, at most {MAX_CONVOLVE_SIDE} a side")
     kernel: list[list[float]] = Field(description=f"2-D kernel, at most {MAX_KERNEL_SIDE} a side")
-    padding: Literal["same", "valid"] = "same"
+    padding: Literal["same", "valid"] | Annotated[int, Field(ge=0, le=MAX_PADDING)] = Field(
+        "same", description="'same', 'valid' or zero-padding pixels on each side")
+    stride: int = Field(1, ge=1, le=MAX_STRIDE)
+    dilation: int = Field(1, ge=1, le=MAX_DILATION)
 
     @field_validator("image", "kernel")
     @classmethod
@@ -228,6 +244,26 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
             return inspect.explain_pixel(sources.get(body.source), _digit(body.digit), body.layer, body.channel,
                                          body.y, body.x)
 
+    @app.post("/api/formula", summary="The formula behind one output value of any layer, with the model's numbers")
+    def formula(body: FormulaRequest) -> dict:
+        with heavy_work():
+            return formulas.explain(sources.get(body.source), _digit(body.digit), body.layer, body.index)
+
+    @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each place")
+    def occlude(body: OcclusionRequest) -> dict:
+        with heavy_work():
+            return attribution.occlusion_maps(sources.get(body.source), _digit(body.digit), body.size, body.stride,
+                                              body.target)
+
+    @app.get("/api/top-activations", summary="A conv feature map's top-9 test images and their deconvnet projections")
+    def top_activations(source: str, layer: str, feature: Annotated[int, Query(ge=0)] = 0) -> dict:
+        with heavy_work():
+            return attribution.top_activations(sources.get(source), layer, feature)
+
+    @app.get("/api/top-activations/progress", summary="How far the search of a layer's top activations is")
+    def top_progress(source: str, layer: str) -> dict:
+        return attribution.progress(sources.get(source), layer)
+
     @app.get("/api/filters", summary="The hand-crafted filters of the playground")
     def filters() -> list[dict]:
         return playground_entries()
@@ -235,12 +271,26 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.post("/api/convolve", summary="Convolve an image with a kernel (cross-correlation, as CNN layers do)")
     def convolve(body: ConvolveRequest) -> dict:
         image, kernel = np.asarray(body.image), np.asarray(body.kernel)
-        if body.padding == "valid" and (kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]):
-            raise HTTPException(422, f"kernel {kernel.shape[0]}x{kernel.shape[1]} is larger than the image "
-                                     f"{image.shape[0]}x{image.shape[1]} (use padding 'same')")
+        if body.padding == "same" and body.stride > 1:
+            raise HTTPException(422, "padding 'same' needs stride 1 (give the padding in pixels instead)")
+        pad = {"same": None, "valid": 0}.get(body.padding, body.padding)
+        sides = None
+        if pad is not None:
+            sides = [playground.arithmetic(n, k, body.stride, pad, body.dilation)
+                     for n, k in zip(image.shape, kernel.shape)]
+            if not all(side["valid"] for side in sides):
+                raise HTTPException(422, next(side["reason"] for side in sides if not side["valid"]))
         with heavy_work():
-            out = inspect.convolve(image, kernel, body.padding)
-        return {"shape": list(out.shape), "output": out.round(5).tolist()}
+            out = playground.convolve(image, kernel, body.padding if pad is None else pad, body.stride, body.dilation)
+        return {"shape": list(out.shape), "output": out.round(5).tolist(), "arithmetic": sides}
+
+    @app.get("/api/conv-arithmetic", summary="Output size of a convolution along one axis, from the formula")
+    def conv_arithmetic(size: Annotated[int, Query(ge=1, le=MAX_CONVOLVE_SIDE)],
+                        kernel: Annotated[int, Query(ge=1, le=MAX_KERNEL_SIDE)],
+                        stride: Annotated[int, Query(ge=1, le=MAX_STRIDE)] = 1,
+                        padding: Annotated[int, Query(ge=0, le=MAX_PADDING)] = 0,
+                        dilation: Annotated[int, Query(ge=1, le=MAX_DILATION)] = 1) -> dict:
+        return playground.arithmetic(size, kernel, stride, padding, dilation)
 
     static = resources.files("cnnlab.web") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="static")

@@ -1,8 +1,9 @@
 """Look inside any classification model: every layer's output for one input, a layer's kernels, and the
 multiply-and-sum behind one output pixel of a convolution.
 
-Layers are found generically, by forward hooks on the model's leaf modules that are convolutions, poolings,
-activations or fully connected layers, so ResNets and Inception nets work as well as `nn.Sequential` stacks.
+Layers are found generically, by forward hooks on the model's leaf modules that `formulas.layer_kind` names
+(convolutions, poolings, activations, batch norms, flatten, fully connected layers, ...), so ResNets and Inception
+nets work as well as `nn.Sequential` stacks.
 """
 
 from __future__ import annotations
@@ -13,34 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import LayerError
 from cnnlab.viz.activations import conv_layer, normalize_input, trace
+from cnnlab.web import formulas
 from cnnlab.web.sources import Loaded
 
-SHOWN_KINDS = {"torch.nn.modules.conv": "conv", "torch.nn.modules.pooling": "pool",
-               "torch.nn.modules.activation": "activation", "torch.nn.modules.linear": "linear"}
 MAX_VECTOR = 1024  # values of a fully connected layer's output sent to the page
 
 
-def layer_kind(module: nn.Module) -> str | None:
-    if any(True for _ in module.children()) or isinstance(module, nn.Identity):
-        return None
-    return SHOWN_KINDS.get(type(module).__module__)
-
-
 def shown_layers(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: m for name, m in model.named_modules() if name and layer_kind(m)}
-
-
-def traced_forward(loaded: Loaded, digit: np.ndarray, names: list[str] | None = None):
-    """(probabilities [C], {layer: (input, output)}) for one uint8 28x28 digit, in execution order: every shown
-    layer, or the conv layers `names`."""
-    model = loaded.model
-    wanted = shown_layers(model) if names is None else dict(conv_layer(model, n) for n in names)
-    x = normalize_input(digit, loaded.info.mean, loaded.info.std)
-    with loaded.lock:
-        logits, seen = trace(model, x, wanted)
-    return logits[0].softmax(0), seen
+    return {name: m for name, m in model.named_modules() if name and formulas.layer_kind(m)}
 
 
 def encode_maps(maps: torch.Tensor) -> tuple[str, float, float]:
@@ -52,25 +34,37 @@ def encode_maps(maps: torch.Tensor) -> tuple[str, float, float]:
 
 
 def activations(loaded: Loaded, digit: np.ndarray, max_maps: int) -> dict:
-    probabilities, seen = traced_forward(loaded, digit)
-    modules = shown_layers(loaded.model)
+    """Every shown layer's output in execution order, with a residual block's addition (the input of its last
+    activation) as a row of its own just before that activation."""
+    model = loaded.model
+    modules = shown_layers(model)
+    x = normalize_input(digit, loaded.info.mean, loaded.info.std)
+    with loaded.lock:
+        logits, seen = trace(model, x, modules)
+    additions = {act: row for row, act in formulas.addition_rows(seen, model).items()}
     layers = []
-    for name, (_, out) in seen.items():
+    for name, (inp, out) in seen.items():
+        if name in additions:
+            layers.append(_layer(additions[name], "residual addition", "residual", inp, max_maps))
         module = modules[name]
-        layer = {"name": name, "type": type(module).__name__, "kind": layer_kind(module), "shape": list(out.shape)}
-        if out.ndim == 3:
-            shown = out[:max_maps]
-            layer["maps"], layer["min"], layer["max"] = encode_maps(shown)
-            layer["shown"] = len(shown)
-        else:
-            values = out.flatten()[:MAX_VECTOR]
-            layer["values"] = [round(float(v), 5) for v in values]
-            layer["shown"] = len(values)
+        layers.append(_layer(name, type(module).__name__, formulas.layer_kind(module), out, max_maps))
         if isinstance(module, nn.Conv2d):
-            layer["kernel"] = list(module.weight.shape)
-        layers.append(layer)
-    return {"classes": list(loaded.info.classes), "probabilities": [float(p) for p in probabilities],
+            layers[-1]["kernel"] = list(module.weight.shape)
+    return {"classes": list(loaded.info.classes), "probabilities": [float(p) for p in logits[0].softmax(0)],
             "layers": layers}
+
+
+def _layer(name: str, type_name: str, kind: str, out: torch.Tensor, max_maps: int) -> dict:
+    layer = {"name": name, "type": type_name, "kind": kind, "shape": list(out.shape)}
+    if out.ndim == 3:
+        shown = out[:max_maps]
+        layer["maps"], layer["min"], layer["max"] = encode_maps(shown)
+        layer["shown"] = len(shown)
+    else:
+        values = out.flatten()[:MAX_VECTOR]
+        layer["values"] = [round(float(v), 5) for v in values]
+        layer["shown"] = len(values)
+    return layer
 
 
 def kernels(loaded: Loaded, name: str | None, max_filters: int) -> dict:
@@ -86,34 +80,8 @@ def explain_pixel(loaded: Loaded, digit: np.ndarray, name: str, channel: int, y:
     """The multiply-and-sum that produced output[channel, y, x] of convolution `name`: each input channel's
     receptive-field patch (zero where it falls into the padding), the kernel it meets, the sum per channel, the
     bias, and the value the model actually computed."""
-    name, conv = conv_layer(loaded.model, name)
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        raise LayerError(f"layer {name!r}: only zero-padded convolutions with numeric padding are explained")
-    _, seen = traced_forward(loaded, digit, [name])
-    inp, out = seen[name]
-    channels, height, width = out.shape
-    if not (0 <= channel < channels and 0 <= y < height and 0 <= x < width):
-        raise LayerError(f"layer {name!r}: channel {channel}, pixel ({y}, {x}) is outside its output "
-                         f"{channels}x{height}x{width}")
-    kh, kw = conv.kernel_size
-    (sy, sx), (py, px), (dy, dx) = conv.stride, conv.padding, conv.dilation
-    per_group = conv.in_channels // conv.groups
-    first_in = channel // (conv.out_channels // conv.groups) * per_group
-    padded = torch.nn.functional.pad(inp, (px, px, py, py))
-    rows = torch.arange(kh) * dy + y * sy
-    cols = torch.arange(kw) * dx + x * sx
-    patch = padded[first_in:first_in + per_group][:, rows][:, :, cols]
-    kernel = conv.weight.detach()[channel]
-    products = patch * kernel
-    bias = 0.0 if conv.bias is None else float(conv.bias.detach()[channel])
-    sums = products.sum((1, 2))
-    return {"layer": name, "channel": channel, "y": y, "x": x, "input_channels": list(range(first_in, first_in + per_group)),
-            "patch": patch.tolist(), "kernel": kernel.tolist(), "channel_sums": sums.tolist(), "bias": bias,
-            "sum": float(sums.sum()) + bias, "actual": float(out[channel, y, x])}
-
-
-def convolve(image: np.ndarray, kernel: np.ndarray, padding: str) -> np.ndarray:
-    """Cross-correlate (what CNN layers compute) a 2-D image with a 2-D kernel; `same` pads with zeros."""
-    x = torch.as_tensor(image, dtype=torch.float32)[None, None]
-    k = torch.as_tensor(kernel, dtype=torch.float32)[None, None]
-    return torch.nn.functional.conv2d(x, k, padding=padding)[0, 0].numpy()
+    name, _ = conv_layer(loaded.model, name)
+    terms = formulas.explain(loaded, digit, name, [channel, y, x])
+    return {"layer": name, "channel": channel, "y": y, "x": x, "input_channels": terms["input_channels"],
+            "patch": terms["patch"], "kernel": terms["kernel"], "channel_sums": terms["channel_sums"],
+            "bias": terms["bias"], "sum": terms["result"], "actual": terms["actual"]}

@@ -37,6 +37,10 @@ class Loaded:
     model: torch.nn.Module
     info: DatasetInfo
     lock: threading.Lock = field(default_factory=threading.Lock)
+    data_dir: str | None = None  # where the run found its dataset (None: the default lookup)
+    fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
+    tops: dict = field(default_factory=dict)  # {layer: top activations of its features} (cnnlab.web.attribution)
+    progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
 
 
 class Sources:
@@ -62,12 +66,12 @@ class Sources:
 
     def left_out(self) -> list[str]:
         """The runs the explorer does not show: those that label pixels rather than images."""
-        return [run.name for run in self.runs() if dataset_info(run.config.dataset).task != "classification"]
+        return [run.name for run in self.runs() if run.info.task != "classification"]
 
     def describe(self) -> list[dict]:
         items = []
         for run in self.runs():
-            if dataset_info(run.config.dataset).task != "classification":
+            if run.info.task != "classification":
                 continue  # the explorer's views are a classifier's (left_out() names these runs)
             try:
                 metrics, damaged = run.metrics(), None
@@ -122,12 +126,13 @@ class Sources:
         try:
             if kind == "run":
                 run = self._run(source)
-                if dataset_info(run.config.dataset).task != "classification":
+                if run.info.task != "classification":
                     raise SourceError(f"source {source!r}: {run.config.model} labels every pixel; the explorer shows "
                                       "classifiers (use `cnnlab predict` or `cnnlab segment predict` for this run)")
-                return Loaded(source, run.build_model("last"), dataset_info(run.config.dataset))
+                return Loaded(source, run.build_model("last"), run.info, data_dir=run.config.data_dir)
             if source in self._own:
-                return Loaded(source, self._own[source].build_model(), self._own[source].info)
+                own = self._own[source]
+                return Loaded(source, own.build_model(), own.info, data_dir=own.config.data_dir)
             if kind == "model" and name in list_models(task="classification"):
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator

@@ -1,5 +1,6 @@
 // The explorer page: every number comes from the JSON API (see /openapi.json); this file only draws.
 const $ = (selector) => document.querySelector(selector);
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 const state = { sources: [], source: null, digit: null, layers: [], examplesStart: 0, dataset: null, filters: [] };
 
 // ---- API -------------------------------------------------------------------------------------------------
@@ -63,13 +64,22 @@ function colourFor(value, low, high) {
   return [v, v, v];
 }
 
-function paint(canvas, values, height, width, low, high) {
+// Probabilities and other values in [0, 1]: viridis, whose lightness rises steadily (it reads in greyscale) and
+// which colour-blind readers see as the same ramp.
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function viridis(t) {
+  const x = Math.max(0, Math.min(1, t)) * (VIRIDIS.length - 1);
+  const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
+  return VIRIDIS[i].map((c, k) => c + (VIRIDIS[i + 1][k] - c) * (x - i));
+}
+
+function paint(canvas, values, height, width, low, high, colours = colourFor) {
   canvas.width = width;
   canvas.height = height;
   const context = canvas.getContext("2d");
   const image = context.createImageData(width, height);
   for (let i = 0; i < height * width; i++) {
-    const [r, g, b] = colourFor(values[i], low, high);
+    const [r, g, b] = colours(values[i], low, high);
     image.data.set([r, g, b, 255], 4 * i);
   }
   context.putImageData(image, 0, 0);
@@ -171,13 +181,18 @@ async function setDigit(digit, where) {
   state.digit = digit;
   paintDigit($("#seen"), digit);
   $("#seen-note").textContent = where;
-  paintDigit($("#conv-input"), digit);
-  await Promise.all([analyse(), convolvePlayground()]);
+  if (!state.photo) paintDigit($("#conv-input"), digit);
+  // an occlusion map already shown follows the input, as the layers do
+  await Promise.all([analyse(), convolvePlayground(), state.occlusion ? runOcclusion() : null]);
 }
 
 async function analyse() {
   const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit: state.digit, max_maps: 32 }));
   if (!result) return;
+  if (String(state.classes) !== String(result.classes)) {
+    $("#occ-class").replaceChildren(new Option("the predicted class", ""), ...result.classes.map((c, i) => new Option(c, i)));
+  }
+  state.classes = result.classes;
   showProbabilities(result.classes, result.probabilities);
   showNetwork(result);
 }
@@ -262,10 +277,22 @@ function showNetwork(result) {
   rows.push(vectorRow({ name: "softmax", type: "probabilities", shape: [result.probabilities.length],
     values: result.probabilities, shown: result.probabilities.length }, result.classes));
   $("#network").replaceChildren(...rows);
-  // An open map follows the input (drawing updates it live); it closes if the new model has no such map.
-  const open = state.detail && $(`.layer[data-layer="${CSS.escape(state.detail.layer)}"] canvas.map:nth-of-type(${state.detail.channel + 1})`);
+  // An open map or value follows the input (drawing updates it live); it closes if the new model has no such one.
+  const selector = state.detail?.vector ? ".strip .cell" : "canvas.map";
+  const open = state.detail && $(`.layer[data-layer="${CSS.escape(state.detail.layer)}"] ${selector}[data-index="${state.detail.channel}"]`);
   if (open) open.dispatchEvent(new CustomEvent("click", { detail: "follow" }));
   else $("#detail").hidden = true;
+}
+
+// Maps and values are buttons to keyboard users too: focus one and press Enter or Space.
+function clickable(element, label) {
+  element.tabIndex = 0;
+  element.setAttribute("role", "button");
+  element.setAttribute("aria-label", label);
+  element.title = label;
+  element.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); element.click(); }
+  });
 }
 
 function rowHead(layer) {
@@ -289,20 +316,16 @@ function layerRow(layer, maps, low, high) {
   maps.forEach((values, channel) => {
     const canvas = document.createElement("canvas");
     canvas.className = "map";
-    canvas.title = `${layer.name} map ${channel}`;
-    // Keyboard users reach the maps too: each is a focusable button.
-    canvas.tabIndex = 0;
-    canvas.setAttribute("role", "button");
-    canvas.setAttribute("aria-label", canvas.title);
+    canvas.dataset.index = channel;
     paint(canvas, values, height, width, low, high);
-    canvas.addEventListener("click", (event) => {
-      document.querySelectorAll(".maps canvas.chosen").forEach((c) => c.classList.remove("chosen"));
-      canvas.classList.add("chosen");
-      openDetail(layer, channel, values, low, high, event.detail === "follow");
-    });
-    canvas.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); canvas.click(); }
-    });
+    if (layer.name !== "input") {
+      clickable(canvas, `${layer.name} map ${channel}`);
+      canvas.addEventListener("click", (event) => {
+        document.querySelectorAll(".network .chosen").forEach((c) => c.classList.remove("chosen"));
+        canvas.classList.add("chosen");
+        openDetail(layer, channel, values, low, high, event.detail === "follow");
+      });
+    }
     box.append(canvas);
   });
   if (layer.shape[0] > maps.length) {
@@ -322,14 +345,21 @@ function vectorRow(layer, labels) {
   const [low, high] = range(layer.values);
   layer.values.forEach((value, i) => {
     const cell = document.createElement("span");
+    cell.className = "cell";
+    cell.dataset.index = i;
+    cell.addEventListener("click", (event) => {
+      document.querySelectorAll(".network .chosen").forEach((c) => c.classList.remove("chosen"));
+      cell.classList.add("chosen");
+      openVector(layer, i, event.detail === "follow");
+    });
     if (labels) {
       cell.style.background = `rgba(22, 163, 74, ${value})`;  // probabilities: the greener, the likelier
     } else {
       const [r, g, b] = colourFor(value, Math.min(low, 0), high);
       cell.style.background = `rgb(${r},${g},${b})`;
     }
-    cell.title = `${labels ? labels[i] : i}: ${value.toFixed(4)}`;
-    if (labels) cell.textContent = `${labels[i]} ${(100 * value).toFixed(0)}%`;
+    clickable(cell, `${layer.name} value ${labels ? `${i} (${labels[i]})` : i}: ${value.toFixed(4)}`);
+    if (labels) cell.textContent = `${labels[i]}: ${(100 * value).toFixed(0)}%`;
     strip.append(cell);
   });
   if (layer.shape[0] > layer.shown) {
@@ -342,60 +372,57 @@ function vectorRow(layer, labels) {
   return row;
 }
 
-// ---- detail: one map enlarged, the kernels that made it, the multiply-and-sum at a pixel --------------------
+// ---- detail: one map enlarged, and the formula behind a clicked value ---------------------------------------
+// Every number in a formula view comes from POST /api/formula: the layer's own input, weights and output.
 function openDetail(layer, channel, values, low, high, following) {
   const [, height, width] = layer.shape;
-  const same = following && state.detail.layer === layer.name && state.detail.channel === channel;
-  const start = same ? state.detail.point : [Math.floor(height / 2), Math.floor(width / 2)];
+  const same = following && state.detail?.layer === layer.name && state.detail?.channel === channel;
+  const start = same ? state.detail.point : brightest(values, height, width);
   state.detail = { layer: layer.name, channel, point: start };
   const panel = $("#detail");
   panel.hidden = false;
-  $("#detail-title").textContent = `${layer.name} · map ${channel} · ${height}×${width}`;
+  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel} · ${height}×${width}`;
+  $("#detail-map").hidden = false;
+  $("#detail-legend").replaceChildren(legend(low, high));
+  $("#detail-note").textContent = "Click a pixel (or use the arrow keys) to see how the model computed it and " +
+    "where on the input it looks. The small maps are drawn from 8-bit colours; the numbers here are the model's own.";
   const canvas = $("#detail-map");
-  const show = (mark) => {
-    paintEnlarged(canvas, values, height, width, low, high, mark);
-    // Maps travel as 8 bits over the layer's range: the value is known to half a step.
-    $("#detail-value").textContent = mark
-      ? `Here (row ${mark[0]}, column ${mark[1]}): ${values[mark[0] * width + mark[1]].toFixed(4)} ± ${((high - low) / 510).toFixed(4)}`
-      : "";
-  };
-  $("#explain").replaceChildren();
-  const isConv = layer.type === "Conv2d";
-  const maker = isConv ? layer : precedingConv(layer);
-  $("#detail-note").textContent = isConv
-    ? "Click a pixel to see the multiply-and-sum that computed it."
-    : maker
-      ? `${layer.type} output. The nearest convolution before it, ${maker.name}, made map ${channel} ` +
-        "(batch norm or residual additions between them are not drawn). Click a pixel for the sum at the largest " +
-        "convolution output under it."
-      : `${layer.type} output.`;
-  // A pixel of this map, mapped to the convolution's output grid: activations keep the grid; pooling shrinks it,
-  // and then the window's largest convolution output is the one shown (the one max pooling keeps).
-  const explainAt = (y, x) => {
+  const pick = (y, x) => {
     state.detail.point = [y, x];
-    show([y, x]);
-    const [, mh, mw] = maker.shape;
-    const rows = [Math.floor((y * mh) / height), Math.max(Math.floor(((y + 1) * mh) / height), Math.floor((y * mh) / height) + 1)];
-    const cols = [Math.floor((x * mw) / width), Math.max(Math.floor(((x + 1) * mw) / width), Math.floor((x * mw) / width) + 1)];
-    const values = channel < maker.shown ? decodeMaps(maker)[channel] : null;
-    let best = [Math.min(rows[0], mh - 1), Math.min(cols[0], mw - 1)];
-    for (let r = rows[0]; values && r < Math.min(rows[1], mh); r++) {
-      for (let c = cols[0]; c < Math.min(cols[1], mw); c++) {
-        if (values[r * mw + c] > values[best[0] * mw + best[1]]) best = [r, c];
-      }
-    }
-    explain(maker.name, channel, ...best);
+    paintEnlarged(canvas, values, height, width, low, high, [y, x]);
+    showFormula(layer.name, [channel, y, x]);
   };
   canvas.onclick = (event) => {
     const box = canvas.getBoundingClientRect();
-    const y = Math.min(height - 1, Math.floor(((event.clientY - box.top) / box.height) * height));
-    const x = Math.min(width - 1, Math.floor(((event.clientX - box.left) / box.width) * width));
-    if (maker) explainAt(y, x);
-    else show([y, x]);
+    pick(Math.min(height - 1, Math.floor(((event.clientY - box.top) / box.height) * height)),
+      Math.min(width - 1, Math.floor(((event.clientX - box.left) / box.width) * width)));
   };
-  if (maker) explainAt(...start);
-  else show(null);
+  canvas.onkeydown = (event) => {
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!moves[event.key]) return;
+    event.preventDefault();
+    const [y, x] = state.detail.point;
+    pick(Math.max(0, Math.min(height - 1, y + moves[event.key][0])), Math.max(0, Math.min(width - 1, x + moves[event.key][1])));
+  };
+  pick(...start);
   if (!following) panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+function openVector(layer, index, following) {
+  state.detail = { layer: layer.name, channel: index, point: null, vector: true };
+  $("#detail").hidden = false;
+  $("#detail-title").textContent = `${layer.name} · ${layer.type} · value ${index} of ${layer.shape[0]}`;
+  $("#detail-map").hidden = true;
+  $("#detail-legend").replaceChildren();
+  $("#detail-note").textContent = "Click another value of the row (or focus it and press Enter) to explain it.";
+  showFormula(layer.name, [index]);
+  if (!following) $("#detail").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+function brightest(values, height, width) {
+  let best = 0;
+  values.forEach((v, i) => { if (v > values[best]) best = i; });
+  return [Math.floor(best / width), best % width];
 }
 
 function paintEnlarged(canvas, values, height, width, low, high, mark) {
@@ -408,74 +435,350 @@ function paintEnlarged(canvas, values, height, width, low, high, mark) {
   const context = canvas.getContext("2d");
   context.imageSmoothingEnabled = false;
   context.drawImage(small, 0, 0, canvas.width, canvas.height);
-  if (mark) {
-    context.lineWidth = 2;
-    context.strokeStyle = "#16a34a";
-    context.strokeRect(mark[1] * scale + 1, mark[0] * scale + 1, scale - 2, scale - 2);
-  }
+  if (mark) outline(context, mark[0] * scale, mark[1] * scale, scale, scale);
 }
 
-function precedingConv(layer) {
-  // The nearest convolution before this layer with as many maps: ReLU, BN and pooling keep channel c as c.
-  const index = state.layers.findIndex((l) => l.name === layer.name);
-  for (let i = index - 1; i >= 0; i--) {
-    const candidate = state.layers[i];
-    if (candidate.type === "Conv2d") return candidate.shape[0] === layer.shape[0] ? candidate : null;
-  }
-  return null;
+// An outline that reads on any colour: a dark line inside a light one.
+function outline(context, top, left, height, width) {
+  context.lineWidth = 3;
+  context.strokeStyle = "#fde047";
+  context.strokeRect(left + 1.5, top + 1.5, width - 3, height - 3);
+  context.lineWidth = 1;
+  context.strokeStyle = "#111";
+  context.strokeRect(left + 0.5, top + 0.5, width - 1, height - 1);
 }
 
-function numberGrid(rows, low, high) {
-  const grid = document.createElement("div");
-  grid.className = "grid";
+// A 28x28 digit drawn `scale` times larger with the box [top, bottom, left, right) outlined (and, for an
+// occluder, filled grey).
+function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled = false) {
+  const small = document.createElement("canvas");
+  paintDigit(small, digit);
+  canvas.width = canvas.height = 28 * scale;
+  const context = canvas.getContext("2d");
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
+  if (filled) {
+    context.fillStyle = "rgba(128, 128, 128, 0.85)";
+    context.fillRect(left * scale, top * scale, (right - left) * scale, (bottom - top) * scale);
+  }
+  outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
+}
+
+// The input with the clicked pixel's receptive field outlined (cnnlab.models.receptive computes the box).
+function showField(field) {
+  const canvas = $("#field-map");
+  const note = $("#field-note");
+  canvas.hidden = !field;
+  if (!field) { note.textContent = ""; return; }
+  digitWithBox(canvas, state.digit, 8, field.box);
+  const [top, bottom, left, right] = field.box;
+  canvas.dataset.box = field.box.join(",");
+  const [size] = field.size;
+  note.textContent = field.whole ? "Receptive field: the whole input (a fully connected layer or a global pooling came before)."
+    : `Receptive field on the input: rows ${top}–${bottom - 1}, columns ${left}–${right - 1} ` +
+      `(${size}×${field.size[1]} pixels, ${field.jump[0]} apart between neighbouring outputs; clipped to the image).`;
+}
+
+const fmt = (v, digits = 4) => (v === null || v === undefined ? "pad" : Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toFixed(digits));
+const el = (tag, className, text) => Object.assign(document.createElement(tag), className ? { className } : {}, text !== undefined ? { textContent: text } : {});
+const op = (text) => el("span", "op", text);
+
+function numberGrid(rows, low, high, marks = []) {
+  const grid = el("div", "grid");
   grid.style.gridTemplateColumns = `repeat(${rows[0].length}, auto)`;
-  for (const value of rows.flat()) {
-    const cell = document.createElement("span");
-    const [r, g, b] = colourFor(value, Math.min(low, -1e-9), Math.max(high, 1e-9));
-    cell.style.background = `rgb(${r},${g},${b})`;
-    cell.textContent = value.toFixed(2);
+  rows.forEach((row, r) => row.forEach((value, c) => {
+    const cell = el("span", value === null ? "pad" : "", value === null ? "pad" : value.toFixed(2));
+    if (value !== null) {
+      const [red, green, blue] = colourFor(value, Math.min(low, -1e-9), Math.max(high, 1e-9));
+      cell.style.background = `rgb(${red},${green},${blue})`;
+    }
+    if (marks.some(([mr, mc]) => mr === r && mc === c)) cell.classList.add("marked");
+    cell.title = value === null ? "zero padding: outside the input" : String(value);
     grid.append(cell);
-  }
+  }));
   return grid;
 }
 
-async function explain(layerName, channel, y, x) {
-  const result = await latest("explain", () => postJSON("api/explain", { source: state.source.id, digit: state.digit, layer: layerName, channel, y, x }));
-  if (!result) return;
+function table(headers, rows, marked = -1) {
+  const t = el("table", "terms");
+  const head = t.createTHead().insertRow();
+  headers.forEach((h) => head.append(el("th", "", h)));
+  const body = t.createTBody();
+  rows.forEach((cells, i) => {
+    const row = body.insertRow();
+    if (i === marked) row.className = "marked";
+    cells.forEach((c) => row.append(el("td", "", c)));
+  });
+  return t;
+}
+
+// The last line of every view: the formula's result and the model's value, side by side (the tests read both).
+function resultLine(answer, text) {
+  const line = el("p", "total", `${text} = ${fmt(answer.result)}; the model computed ${fmt(answer.actual)}.`);
+  line.id = "formula-result";
+  line.dataset.result = answer.result;
+  line.dataset.actual = answer.actual;
+  return line;
+}
+
+async function showFormula(layerName, index) {
+  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit: state.digit, layer: layerName, index }));
+  if (!answer) return;
+  const where = index.length === 3 ? `(map ${index[0]}, row ${index[1]}, column ${index[2]})` : `(value ${index[0]})`;
+  $("#detail-value").textContent = `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
+  $("#detail-value").dataset.actual = answer.actual;
+  showField(answer.field);
+  const top = $("#top-button");
+  top.hidden = answer.kind !== "conv";
+  top.onclick = () => showTopActivations(layerName, index[0]);
+  if (state.topFor !== `${layerName}:${index[0]}`) { $("#top-activations").replaceChildren(); state.topFor = `${layerName}:${index[0]}`; }
   const box = $("#explain");
-  const title = document.createElement("h3");
-  title.textContent = `${layerName}, filter ${channel}, output pixel (row ${y}, column ${x}): input patch × kernel, summed`;
-  const parts = [title];
+  const title = el("h3", "", `${layerName} ${where}: ${VIEWS[answer.kind].title}`);
+  box.replaceChildren(title, ...VIEWS[answer.kind].draw(answer, layerName));
+  box.dataset.kind = answer.kind;
+  box.dataset.layer = layerName;
+  box.dataset.index = index.join(",");
+}
+
+const VIEWS = {
+  conv: { title: "input patch × kernel, summed, plus the bias", draw: drawConv },
+  deconv: { title: "what the input pixels spread onto this output pixel", draw: drawDeconv },
+  activation: { title: "an element-wise function of the value before it", draw: (a) => [
+    el("p", "formula", `f(x) = ${a.formula}` + (a.slope !== null ? `, with a = ${fmt(a.slope)}` : "")),
+    resultLine(a, `x = ${fmt(a.x)} (the layer's input here), f(x)`)] },
+  pool: { title: "one window of the map before it", draw: drawPool },
+  batchnorm: { title: "normalized with the running statistics, then scaled and shifted", draw: (a) => [
+    el("p", "formula", "y = (x − μ) / √(σ² + ε) · γ + β"),
+    el("p", "formula", `= (${fmt(a.x)} − ${fmt(a.mean)}) / √(${fmt(a.var)} + ${a.eps}) · ${fmt(a.gamma)} + ${fmt(a.beta)}` +
+      ` = ${fmt(a.normalized)} · ${fmt(a.gamma)} + ${fmt(a.beta)}`),
+    resultLine(a, "y")] },
+  lrn: { title: "divided by the activity of the neighbouring channels", draw: (a) => [
+    el("p", "formula", `b = x / (k + α/n · Σ x_c²)^β over channels ${a.channels[0]}–${a.channels[a.channels.length - 1]}`),
+    table(["channel", "x_c", "x_c²"], a.channels.map((c, i) => [c, fmt(a.values[i]), fmt(a.values[i] ** 2)])),
+    el("p", "formula", `= ${fmt(a.x)} / (${a.k} + ${a.alpha}/${a.size} · ${fmt(a.values.reduce((s, v) => s + v * v, 0))})^${a.beta} = ${fmt(a.x)} / ${fmt(a.denominator)}`),
+    resultLine(a, "b")] },
+  flatten: { title: "the maps laid out as one vector", draw: (a) => [
+    el("p", "formula", `Value ${a.index[0]} is map ${a.from[0]}, row ${a.from[1]}, column ${a.from[2]} of the ` +
+      `${a.from_shape.join("×")} maps before it: index = (map × ${a.from_shape[1]} + row) × ${a.from_shape[2]} + column.`),
+    resultLine(a, "its value")] },
+  linear: { title: "a weighted sum of every value of the layer before it", draw: (a) => [
+    el("p", "formula", `y = Σ w_i x_i + b over ${a.inputs} inputs; the ${a.top.length} largest contributions:`),
+    table(["input i", "x_i", "w_i", "w_i · x_i"], a.top.map((t) => [t.index, fmt(t.x), fmt(t.w), fmt(t.product)])),
+    el("p", "formula", `+ the other ${a.inputs - a.top.length} terms: ${fmt(a.rest)}; + bias ${fmt(a.bias)}`),
+    resultLine(a, "y")] },
+  softmax: { title: "exponentials, normalized to sum to 1", draw: drawSoftmax },
+  residual: { title: "the block's two branches added", draw: (a) => [
+    el("p", "formula", `main branch (${a.main_from}) ${fmt(a.main)} + shortcut (${a.shortcut_from}) ${fmt(a.shortcut)}`),
+    resultLine(a, "sum"),
+    el("p", "note", `${a.then} is applied to this sum next.`)] },
+};
+
+function drawConv(a, layerName) {
+  const parts = [];
   if (state.layers[0]?.name === layerName) {
-    parts.push(Object.assign(document.createElement("p"), { className: "note",
-      textContent: "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training." }));
+    parts.push(el("p", "note", "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training."));
   }
   const shownChannels = 6;
-  result.patch.slice(0, shownChannels).forEach((patch, i) => {
-    const products = patch.map((row, r) => row.map((v, c) => v * result.kernel[i][r][c]));
-    const line = document.createElement("div");
-    line.className = "sum";
+  a.patch.slice(0, shownChannels).forEach((patch, i) => {
+    const kernel = a.kernel[i];
+    const products = patch.map((row, r) => row.map((v, c) => v * kernel[r][c]));
+    const line = el("div", "sum");
     const [pl, ph] = range(flat(patch));
-    const [kl, kh] = range(flat(result.kernel[i]));
+    const [kl, kh] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
-    const label = document.createElement("span");
-    label.textContent = `input ${result.input_channels[i]}:`;
-    const op = (text) => Object.assign(document.createElement("span"), { className: "op", textContent: text });
-    const total = Object.assign(document.createElement("span"), { className: "total", textContent: result.channel_sums[i].toFixed(4) });
-    line.append(label, numberGrid(patch, pl, ph), op("×"), numberGrid(result.kernel[i], kl, kh), op("="),
-      numberGrid(products, ql, qh), op("Σ ="), total);
+    line.append(el("span", "", `input ${a.input_channels[i]}:`), numberGrid(patch, pl, ph), op("×"),
+      numberGrid(kernel, kl, kh), op("="), numberGrid(products, ql, qh), op("Σ ="), el("span", "total", a.channel_sums[i].toFixed(4)));
     parts.push(line);
   });
-  const equation = document.createElement("p");
-  equation.className = "total";
-  equation.id = "explain-sum";
-  const terms = result.channel_sums.map((s) => s.toFixed(3));
+  const terms = a.channel_sums.map((v) => v.toFixed(3));
   const sums = terms.length > 16 ? `${terms.slice(0, 8).join(" + ")} + … (${terms.length - 8} more terms)` : terms.join(" + ");
-  const drawn = result.patch.length > shownChannels ? ` (first ${shownChannels} drawn above)` : "";
-  equation.textContent = `Sum over ${result.patch.length} input map(s)${drawn}: ${sums} + bias ${result.bias.toFixed(3)} = ` +
-    `${result.sum.toFixed(4)}; the model computed ${result.actual.toFixed(4)}.`;
-  parts.push(equation);
-  box.replaceChildren(...parts);
+  const drawn = a.patch.length > shownChannels ? ` (first ${shownChannels} drawn above)` : "";
+  const line = resultLine(a, `Sum over ${a.patch.length} input map(s)${drawn}: ${sums} + bias ${a.bias.toFixed(3)}`);
+  line.id = "formula-result";
+  parts.push(line);
+  return parts;
+}
+
+function drawPool(a) {
+  const real = flat(a.window).filter((v) => v !== null);
+  const [low, high] = range(real);
+  const marks = [];
+  if (a.op === "max") a.window.forEach((row, r) => row.forEach((v, c) => { if (v === a.result) marks.push([r, c]); }));
+  const rows = a.rows.filter((r) => r !== null);
+  const cols = a.cols.filter((c) => c !== null);
+  const formula = {
+    max: "the largest value of the window",
+    avg: `the window's sum / ${a.divisor}`,
+    sum: a.weight !== undefined ? `the window's sum × ${fmt(a.weight)} + ${fmt(a.bias)} (trained coefficient and bias)` : "the window's sum",
+  }[a.op];
+  const sum = real.reduce((s, v) => s + v, 0);
+  return [
+    el("p", "formula", `${a.op} pooling: ${formula}. Window: rows ${rows[0]}–${rows[rows.length - 1]}, columns ` +
+      `${cols[0]}–${cols[cols.length - 1]} of the map before it` + (real.length < a.rows.length * a.cols.length ? " (“pad”: outside it)." : ".")),
+    numberGrid(a.window, low, high, marks),
+    resultLine(a, a.op === "max" ? `max` : a.op === "avg" ? `${fmt(sum)} / ${a.divisor}` : a.weight !== undefined ? `${fmt(sum)} × ${fmt(a.weight)} + ${fmt(a.bias)}` : "Σ"),
+  ];
+}
+
+function drawSoftmax(a) {
+  const classes = state.classes || a.logits.map((_, i) => String(i));
+  const shifted = a.shift ? ` (e^(z − ${fmt(a.shift)}): subtracting the largest logit changes no probability and keeps e^z finite)` : "";
+  return [
+    el("p", "formula", `p_i = e^z_i / Σ_j e^z_j, from the last layer's outputs z (the logits)${shifted}.`),
+    table(["class", "logit z", "e^z", "p = e^z / Σ"], a.logits.map((z, i) => [classes[i], fmt(z), fmt(a.exps[i]), fmt(a.exps[i] / a.sum)]), a.index[0]),
+    el("p", "formula", `Σ e^z = ${fmt(a.sum)}`),
+    resultLine(a, `p(${classes[a.index[0]]}) = ${fmt(a.exps[a.index[0]])} / ${fmt(a.sum)}`),
+  ];
+}
+
+function drawDeconv(a) {
+  const terms = [...a.terms].sort((p, q) => Math.abs(q.product) - Math.abs(p.product));
+  const parts = [el("p", "formula", `A transposed convolution (stride ${a.stride.join("×")}, padding ${a.padding.join("×")}, ` +
+    `dilation ${a.dilation.join("×")}) spreads each input pixel over the output: input (row i, column j) adds ` +
+    "value × kernel at output rows i·s − p + k_y·d. This output pixel receives " +
+    (terms.length ? `${terms.length} contribution(s):` : "no contribution at all (a gap between the spread kernels): only the bias."))];
+  if (terms.length) {
+    parts.push(table(["input map", "row", "column", "value", "kernel (ky, kx)", "weight", "value × weight"],
+      terms.slice(0, 12).map((t) => [t.channel, t.y, t.x, fmt(t.value), `(${t.ky}, ${t.kx})`, fmt(t.weight), fmt(t.product)])));
+    if (terms.length > 12) parts.push(el("p", "note", `… and ${terms.length - 12} smaller contributions.`));
+  }
+  parts.push(resultLine(a, `Σ of the contributions + bias ${fmt(a.bias)}`));
+  if (a.spread) {
+    const s = a.spread;
+    const [kl, kh] = range(flat(s.kernel));
+    const [pl, ph] = range(flat(s.products));
+    const line = el("div", "sum");
+    line.append(el("span", "", `How input map ${s.channel}, row ${s.y}, column ${s.x} spreads: ${fmt(s.value)} ×`),
+      numberGrid(s.kernel, kl, kh), op("="), numberGrid(s.products, pl, ph),
+      el("span", "note", `added to the output from row ${s.top}, column ${s.left} on, every ${a.dilation[0]} pixel(s).`));
+    parts.push(line);
+  }
+  return parts;
+}
+
+// A colour legend: what the layer's colours mean, from its lowest to its highest value.
+function legend(low, high, colours = colourFor) {
+  const box = el("div", "legend");
+  const canvas = document.createElement("canvas");
+  const steps = 64;
+  const values = Array.from({ length: steps }, (_, i) => low + ((high - low) * i) / (steps - 1));
+  paint(canvas, values, 1, steps, low, high, colours);
+  box.append(el("span", "", fmt(low, 2)), canvas, el("span", "", fmt(high, 2)));
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", colours !== colourFor ? "colour scale: dark purple lowest, yellow highest"
+    : low < 0 ? "colour scale: blue negative, white zero, red positive" : "colour scale: black lowest, white highest");
+  return box;
+}
+
+// ---- top activations: a conv feature's 9 strongest test images, with deconvnet projections ------------------
+async function showTopActivations(layerName, feature) {
+  const box = $("#top-activations");
+  const bar = el("progress");
+  bar.max = 1;
+  bar.removeAttribute("value");  // indeterminate until the server reports how far it is
+  const note = el("p", "note", `Searching the test set for the images that excite ${layerName} map ${feature} most ` +
+    "(once per model and layer; then cached)…");
+  box.replaceChildren(note, bar);
+  box.dataset.state = "searching";
+  const source = state.source.id;
+  const poll = setInterval(async () => {
+    try {
+      const p = await fetch(`api/top-activations/progress?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}`).then((r) => r.json());
+      if (p.total) { bar.value = p.done / p.total; note.textContent = `Searching: ${p.done.toLocaleString()} of ${p.total.toLocaleString()} test images…`; }
+    } catch { /* the answer below reports errors */ }
+  }, 300);
+  const result = await latest("top", () => api(`api/top-activations?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}&feature=${feature}`));
+  clearInterval(poll);
+  if (!result) { box.replaceChildren(el("p", "note warn", $("#status").textContent)); box.dataset.state = "refused"; return; }
+  const tiles = result.hits.map((hit) => {
+    const figure = el("figure", "hit");
+    const image = document.createElement("canvas");
+    digitWithBox(image, hit.image, 4, hit.box);
+    const projection = document.createElement("canvas");
+    const values = flat(hit.projection);
+    const [low, high] = range(values);
+    const extent = Math.max(-low, high) || 1;
+    paint(projection, values, 28, 28, -extent, extent);
+    figure.append(image, projection, el("figcaption", "", `test #${hit.index}: ${hit.value.toFixed(3)}`));
+    figure.title = `test image ${hit.index}; strongest activation ${hit.value} at row ${hit.y}, column ${hit.x}`;
+    return figure;
+  });
+  box.replaceChildren(el("p", "note", `${layerName} map ${feature}: the ${result.hits.length} of ${result.searched.toLocaleString()} test ` +
+    "images with the strongest activation, each with its receptive field outlined, and beside it that one activation " +
+    "projected back to the pixels by the deconvnet (red: pixels that raise it, blue: pixels that lower it)."));
+  const grid = el("div", "hits");
+  grid.append(...tiles);
+  box.append(grid);
+  box.dataset.state = "done";
+}
+
+// ---- occlusion: the class probability as a grey square hides each part of the input ------------------------
+async function runOcclusion() {
+  if (!state.digit) return;
+  const size = Number($("#occ-size").value);
+  const stride = Number($("#occ-stride").value);
+  const target = $("#occ-class").value === "" ? null : Number($("#occ-class").value);
+  const result = await latest("occlusion", () => postJSON("api/occlusion", { source: state.source.id, digit: state.digit, size, stride, target }));
+  if (!result) { $("#occ-note").textContent = $("#status").textContent; return; }
+  state.occlusion = result;
+  $("#occ-results").hidden = false;
+  const n = result.starts.length;
+  const name = state.classes[result.target];
+  $("#occ-note").textContent = `p(${name}) with nothing hidden: ${(100 * result.unoccluded).toFixed(1)}%. ` +
+    `Each cell: p(${name}) with a ${size}×${size} square of the mean pixel at that place (dark: the model needs what it hides). ` +
+    "Click a cell to see the square.";
+  $("#occ-legend").replaceChildren(legend(0, 1, (v) => viridis(v)));
+  // the square slides: the map fills in position by position, then stays
+  clearInterval(state.occlusionTimer);
+  let shown = 0;
+  const frame = () => {
+    shown = Math.min(n * n, shown + Math.max(1, Math.ceil((n * n) / 40)));
+    const values = flat(result.probability).map((p, i) => (i < shown ? p : NaN));
+    paint($("#occ-map"), values, n, n, 0, 1, (v) => (Number.isNaN(v) ? [229, 231, 235] : viridis(v)));
+    const last = shown - 1;
+    occludedInput(Math.floor(last / n), last % n);
+    if (shown >= n * n) { clearInterval(state.occlusionTimer); $("#occ-map").dataset.done = "1"; }
+  };
+  $("#occ-map").dataset.done = "0";
+  if (reducedMotion) shown = n * n;  // no sliding: the whole map at once
+  frame();
+  if (!reducedMotion) state.occlusionTimer = setInterval(frame, 50);
+  $("#occ-top").replaceChildren(...result.top_class.flat().map((c) => el("span", c === result.target ? "same" : "", state.classes[c])));
+  $("#occ-top").style.gridTemplateColumns = `repeat(${n}, 1fr)`;
+}
+
+// The input with the square at position (r, c) of the occlusion grid, and what the model says then.
+function occludedInput(r, c) {
+  const result = state.occlusion;
+  const [top, left] = [result.starts[r], result.starts[c]];
+  digitWithBox($("#occ-input"), state.digit, 6, [top, top + result.size, left, left + result.size], true);
+  state.occlusionAt = [r, c];
+  const p = result.probability[r][c];
+  $("#occ-at").textContent = `Square at rows ${top}–${top + result.size - 1}, columns ${left}–${left + result.size - 1}: ` +
+    `p(${state.classes[result.target]}) = ${(100 * p).toFixed(1)}%; the model's top class is then ${state.classes[result.top_class[r][c]]}.`;
+  $("#occ-at").dataset.p = p;
+}
+
+function setupOcclusion() {
+  $("#occ-run").addEventListener("click", runOcclusion);
+  const map = $("#occ-map");
+  map.addEventListener("click", (event) => {
+    if (!state.occlusion) return;
+    const n = state.occlusion.starts.length;
+    const box = map.getBoundingClientRect();
+    clearInterval(state.occlusionTimer);
+    occludedInput(Math.min(n - 1, Math.floor(((event.clientY - box.top) / box.height) * n)),
+      Math.min(n - 1, Math.floor(((event.clientX - box.left) / box.width) * n)));
+  });
+  map.addEventListener("keydown", (event) => {  // the arrow keys move the square
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!state.occlusion || !moves[event.key]) return;
+    event.preventDefault();
+    clearInterval(state.occlusionTimer);
+    const n = state.occlusion.starts.length;
+    const [r, c] = state.occlusionAt;
+    occludedInput(Math.max(0, Math.min(n - 1, r + moves[event.key][0])), Math.max(0, Math.min(n - 1, c + moves[event.key][1])));
+  });
 }
 
 // ---- learned filters -------------------------------------------------------------------------------------
@@ -506,49 +809,201 @@ async function loadLearnedFilters() {
   }));
 }
 
-// ---- filter playground -----------------------------------------------------------------------------------
+// ---- filter playground: hand-crafted or edited kernels, stride, padding and dilation -----------------------
+const playground = () => ({
+  k: Number($("#pg-kernel").value), s: Number($("#pg-stride").value), p: Number($("#pg-padding").value),
+  d: Number($("#pg-dilation").value), n: Number($("#pg-size").value),
+});
+
+function kernelGrid(k, values) {
+  const grid = $("#kernel");
+  grid.style.gridTemplateColumns = `repeat(${k}, minmax(0, 3.6rem))`;
+  grid.setAttribute("aria-label", `${k}x${k} kernel`);
+  grid.replaceChildren(...Array.from({ length: k * k }, (_, i) => {
+    const input = document.createElement("input");
+    input.type = "number";
+    input.step = "any";
+    input.value = values[i];
+    input.setAttribute("aria-label", `kernel row ${Math.floor(i / k)} column ${i % k}`);
+    input.addEventListener("input", () => { $("#filter-pick").value = "custom"; convolvePlayground(); });
+    return input;
+  }));
+}
+
 async function setupPlayground() {
   state.filters = await api("api/filters");
   const pick = $("#filter-pick");
   pick.replaceChildren(...state.filters.map((f) => new Option(f.title, f.name)), new Option("Custom (edit the kernel)", "custom"));
-  const grid = $("#kernel");
-  grid.replaceChildren(...Array.from({ length: 9 }, (_, i) => {
-    const input = document.createElement("input");
-    input.type = "number";
-    input.step = "any";
-    input.setAttribute("aria-label", `kernel row ${Math.floor(i / 3)} column ${i % 3}`);
-    input.addEventListener("input", () => { pick.value = "custom"; convolvePlayground(); });
-    return input;
-  }));
   const useFilter = () => {
     const chosen = state.filters.find((f) => f.name === pick.value);
     if (!chosen) return;
-    flat(chosen.kernel).forEach((v, i) => { grid.children[i].value = +v.toFixed(4); });
-    convolvePlayground();
+    $("#pg-kernel").value = chosen.kernel.length;
+    kernelGrid(chosen.kernel.length, flat(chosen.kernel).map((v) => +v.toFixed(4)));
+    settingsChanged();
   };
   pick.addEventListener("change", useFilter);
+  $("#pg-kernel").addEventListener("change", () => {
+    // a new size starts as the identity kernel (1 in the middle), ready to edit
+    const k = Number($("#pg-kernel").value);
+    kernelGrid(k, Array.from({ length: k * k }, (_, i) => (i === Math.floor(k / 2) * (k + 1) ? 1 : 0)));
+    pick.value = "custom";
+    settingsChanged();
+  });
+  for (const id of ["#pg-stride", "#pg-padding", "#pg-dilation", "#pg-size"]) $(id).addEventListener("input", settingsChanged);
   pick.value = "edge-detection-2";
   useFilter();
+  if (!reducedMotion) setInterval(stepAnimation, 700);  // otherwise the window stays at its first place
+}
+
+function settingsChanged() {
+  convolvePlayground();
+  explainArithmetic();
+}
+
+// The output size, from the server's formula, for the small animated input.
+async function explainArithmetic() {
+  const { k, s, p, d, n } = playground();
+  if (![k, s, p, d, n].every(Number.isInteger)) return;
+  const a = await latest("arithmetic", () => api(`api/conv-arithmetic?size=${n}&kernel=${k}&stride=${s}&padding=${p}&dilation=${d}`));
+  if (!a) return;
+  state.arithmetic = a;
+  state.step = 0;
+  const result = $("#pg-output");
+  result.dataset.output = a.output;
+  result.dataset.valid = a.valid;
+  result.dataset.exact = a.exact;
+  result.textContent = a.valid ? `output = ⌊${a.numerator} / ${s}⌋ + 1 = ${a.output} (so ${a.output}×${a.output})` : "no output";
+  $("#pg-formula").textContent = `(n + 2p − d(k−1) − 1) / s + 1 = ${a.formula}`;
+  const why = $("#pg-why");
+  why.textContent = a.valid && a.exact ? "The division is exact: every window fits, and every input pixel is read." : a.reason;
+  why.classList.toggle("warn", !(a.valid && a.exact));
+  stepAnimation();
+}
+
+// One frame of the sliding window: the padded n×n input, the window's (dilated) cells, and the output cell.
+function stepAnimation() {
+  const a = state.arithmetic;
+  const canvas = $("#pg-anim");
+  if (!a || !canvas) return;
+  const { n, p, k, s, d } = { n: a.input, p: a.padding, k: a.kernel, s: a.stride, d: a.dilation };
+  const side = n + 2 * p;
+  const cell = Math.max(8, Math.floor(200 / Math.max(side, 1)));
+  const gap = 24;
+  const outCells = a.valid ? a.output : 0;
+  canvas.width = side * cell + gap + Math.max(outCells, 1) * cell + 2;
+  canvas.height = Math.max(side, outCells, 1) * cell + 2;
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  const position = outCells ? state.step % (outCells * outCells) : 0;
+  const [oy, ox] = [Math.floor(position / Math.max(outCells, 1)), position % Math.max(outCells, 1)];
+  const unread = a.valid ? a.dropped : 0;
+  for (let r = 0; r < side; r++) {
+    for (let c = 0; c < side; c++) {
+      const padding = r < p || c < p || r >= n + p || c >= n + p;
+      const neverRead = r >= side - unread || c >= side - unread;
+      context.fillStyle = neverRead ? "#fecaca" : padding ? "#e5e7eb" : "#ffffff";
+      context.fillRect(c * cell + 1, r * cell + 1, cell - 1, cell - 1);
+    }
+  }
+  if (outCells) {
+    for (let u = 0; u < k; u++) {
+      for (let v = 0; v < k; v++) {
+        context.fillStyle = "rgba(33, 102, 172, 0.75)";
+        context.fillRect((ox * s + v * d) * cell + 1, (oy * s + u * d) * cell + 1, cell - 1, cell - 1);
+      }
+    }
+    const left = side * cell + gap;
+    for (let r = 0; r < outCells; r++) {
+      for (let c = 0; c < outCells; c++) {
+        context.fillStyle = r === oy && c === ox ? "rgba(33, 102, 172, 0.75)" : "#ffffff";
+        context.fillRect(left + c * cell + 1, r * cell + 1, cell - 1, cell - 1);
+      }
+    }
+    context.strokeStyle = "#5b6475";
+    context.strokeRect(left + 0.5, 0.5, outCells * cell, outCells * cell);
+  }
+  context.strokeStyle = "#5b6475";
+  context.strokeRect(0.5, 0.5, side * cell, side * cell);
+  state.step = (state.step || 0) + 1;
+}
+
+// A photo for the playground, decoded by the browser: grayscale (luminance), at most PHOTO_SIDE pixels a side,
+// in steps of 1/255 so that the picture shown is exactly the image convolved.
+const PHOTO_SIDE = 128;
+async function usePhoto(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    setStatus(`${file.name}: not an image the browser can read`, "photo");
+    return;
+  }
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const [width, height] = [Math.max(1, Math.round(bitmap.width * scale)), Math.max(1, Math.round(bitmap.height * scale))];
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0, width, height);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const rows = Array.from({ length: height }, (_, r) => Array.from({ length: width }, (_, c) => {
+    const i = 4 * (r * width + c);
+    return Math.round(0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]) / 255;
+  }));
+  state.photo = { name: file.name, rows };
+  paint($("#conv-input"), flat(rows), height, width, 0, 1);
+  $("#conv-input-name").textContent = `${file.name}, ${width}×${height}`;
+  $("#pg-digit").hidden = false;
+  if (statusKind === "photo") setStatus("");
+  convolvePlayground();
+}
+
+function setupPhoto() {
+  $("#pg-photo").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    if (file) usePhoto(file);
+    event.target.value = "";
+  });
+  $("#pg-digit").addEventListener("click", () => {
+    state.photo = null;
+    $("#pg-digit").hidden = true;
+    $("#conv-input-name").textContent = "the model's 28×28 input";
+    if (state.digit) paintDigit($("#conv-input"), state.digit);
+    convolvePlayground();
+  });
 }
 
 async function convolvePlayground() {
-  if (!state.digit) return;
+  if (!state.digit && !state.photo) return;
+  const { k, s, p, d } = playground();
   const values = Array.from($("#kernel").children, (input) => Number(input.value));
-  if (values.some((v) => !Number.isFinite(v))) return;
-  const kernel = [values.slice(0, 3), values.slice(3, 6), values.slice(6, 9)];
-  const image = state.digit.map((row) => row.map((v) => v / 255));
-  const result = await latest("convolve", () => postJSON("api/convolve", { image, kernel, padding: "same" }));
-  if (result) {
-    const out = flat(result.output);
-    const [low, high] = range(out);
-    paint($("#conv-output"), out, 28, 28, low, high);
-    $("#conv-output").dataset.range = `${low},${high}`;
-    $("#conv-range").textContent = `values ${low.toFixed(2)} to ${high.toFixed(2)}`;
+  if (values.length !== k * k || values.some((v) => !Number.isFinite(v)) || ![s, p, d].every(Number.isInteger)) return;
+  const kernel = Array.from({ length: k }, (_, r) => values.slice(r * k, (r + 1) * k));
+  const image = state.photo ? state.photo.rows : state.digit.map((row) => row.map((v) => v / 255));
+  const result = await latest("convolve", () => postJSON("api/convolve", { image, kernel, padding: p, stride: s, dilation: d }));
+  if (!result) {
+    if (statusKind === "convolve") {  // refused: the reason goes where the output size would be
+      $("#conv-size").textContent = $("#status").textContent;
+      $("#conv-output").dataset.range = "";
+    }
+    return;
   }
+  const [height, width] = result.shape;
+  const out = flat(result.output);
+  const [low, high] = range(out);
+  paint($("#conv-output"), out, height, width, low, high);
+  $("#conv-output").dataset.range = `${low},${high}`;
+  $("#conv-output").dataset.shape = result.shape.join(",");
+  $("#conv-range").textContent = `values ${low.toFixed(2)} to ${high.toFixed(2)}`;
+  // one line per axis (a photo need not be square)
+  $("#conv-size").textContent = result.arithmetic.map((a, axis) => `${axis ? "columns" : "rows"}: ${a.input} → ` +
+    `${a.formula} = ${a.output}` + (a.exact ? "" : ` (rounded down: ${a.reason})`)).join("; ");
 }
 
 // ---- start -----------------------------------------------------------------------------------------------
 setupDrawing();
+setupOcclusion();
+setupPhoto();
 Promise.all([loadSources(), setupPlayground()])
   .then(() => { document.querySelector(".examples button")?.click(); })  // start with something to look at
   .then(() => { document.body.dataset.ready = "1"; })
