@@ -13,6 +13,8 @@ def add_parser(subparsers):
         "cnnlab evaluate runs/simple-cnn-mnist-20261125-101500",
         "cnnlab evaluate NAME --checkpoint best --split train --limit 5000",
         "cnnlab evaluate runs/unet-mnist-scenes-20261125-101500 --figure scenes.png",
+        "cnnlab evaluate NAME --tta                 # averaged over the image and its 1-pixel shifts",
+        "cnnlab evaluate RUN1 RUN2 RUN3             # an ensemble: their probabilities averaged",
     ], run)
     add_evaluate_options(p)
     return p
@@ -20,8 +22,11 @@ def add_parser(subparsers):
 
 def add_evaluate_options(p) -> None:
     """The options of `evaluate` (and of `segment evaluate`, which is the same command for segmentation runs)."""
-    p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
+    p.add_argument("run", metavar="RUN", nargs="+", help="run folder (or its name under runs/); several: an "
+                   "ensemble of classifiers of one dataset, their class probabilities averaged")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the class probabilities "
+                   "of each image and its four 1-pixel shifts (classifiers)")
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images of the split only")
     p.add_argument("--batch-size", type=int, metavar="N", help="images per batch (default: the run's "
@@ -44,19 +49,36 @@ def run(args, segmentation_only: bool = False) -> int:
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    trained = Run.open(args.run)
+    runs = [Run.open(path) for path in args.run]
+    trained = runs[0]
     task = task_for(trained.config)
     if segmentation_only and task.name != "segmentation":
         raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model "
                           "(use `cnnlab evaluate` / `cnnlab predict`)")
-    model = trained.build_model(args.checkpoint)
+    if task.name == "segmentation" and (args.tta or len(runs) > 1):
+        raise ConfigError(f"{trained.path}: --tta and ensembles average a classifier's probabilities; this run "
+                          "labels every pixel")
+    for other in runs[1:]:
+        if other.info.classes != trained.info.classes or task_for(other.config).name != task.name:
+            raise ConfigError(f"{other.path}: an ensemble's runs classify the same classes ({trained.name}: "
+                              f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
+    models = [run.build_model(args.checkpoint) for run in runs]
     data = TensorSplit(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
                        limit=args.limit)
     with torch.inference_mode():
-        result = task.evaluate(model, data, args.batch_size or trained.config.eval_batch_size)
-    where = {"run": str(trained.path), "checkpoint": args.checkpoint, "dataset": trained.config.dataset,
-             "split": args.split}
-    title = f"{trained.name} ({args.checkpoint}) on {trained.config.dataset} {args.split}"
+        if args.tta or len(models) > 1:
+            from cnnlab.train.evaluation import SHIFTS, averaged
+
+            logits_fn = averaged(models, SHIFTS if args.tta else ((0, 0),))
+        else:
+            logits_fn = models[0]
+        result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
+    where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
+             "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
+             "tta": args.tta}
+    what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
+    title = (f"{what} ({args.checkpoint}{', TTA' if args.tta else ''}) on {trained.config.dataset} "
+             f"{args.split}")
     if task.name == "segmentation":
         return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
     classes = data.info.classes

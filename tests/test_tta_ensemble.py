@@ -1,0 +1,87 @@
+"""`cnnlab evaluate --tta` and `cnnlab evaluate RUN1 RUN2 ...`: probabilities averaged over shifted copies of each
+image and over several runs, checked against the same average computed here by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data.preprocess import normalize
+from cnnlab.train.evaluation import SHIFTS, averaged, shifted
+from conftest import run_in_process
+
+LIMIT = 2000  # test images evaluated
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list:
+    """Two simple-cnn runs of one epoch on 3,000 images, seeds 0 and 1 (a few seconds each)."""
+    from cnnlab.train.runs import Run
+    from cnnlab.train.trainer import train
+
+    root = tmp_path_factory.mktemp("tta-runs")
+    return [Run.open(train("default", name=f"seed{seed}", runs_dir=root, seed=seed, train_limit=3000,
+                           test_limit=500, epochs=1, threads=1, progress=False).run_dir) for seed in (0, 1)]
+
+
+def test_shifted_moves_every_pixel_and_repeats_the_edge():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert shifted(x, 1, 0)[0, 0].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert shifted(x, 0, -1)[0, 0].tolist() == [[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11], [13, 14, 15, 15]]
+    assert shifted(x, 0, 0) is x and len(set(SHIFTS)) == 5
+
+
+def by_hand(models, shifts) -> float:
+    """Accuracy on the first LIMIT test images of the mean softmax, computed with torch.roll on zero-padded
+    copies rather than the code under test's replicate padding (MNIST's border pixels are background: the same)."""
+    info, test = dataset_info("mnist"), load_dataset("mnist", "test", download=False)
+    x = torch.from_numpy(normalize(test.images[:LIMIT], info.mean, info.std))[:, None]
+    background = float(x.min())
+    total = 0
+    with torch.no_grad():
+        for model in models:
+            for dy, dx in shifts:
+                padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=background)
+                moved = torch.roll(padded, (dy, dx), (2, 3))[..., 1:-1, 1:-1]
+                total = total + model(moved).softmax(1)
+    return (total.argmax(1).numpy() == test.labels[:LIMIT]).mean()
+
+
+@pytest.mark.parametrize("which, tta", [([0], True), ([0, 1], False), ([0, 1], True)])
+def test_accuracy_is_the_averaged_probabilities(runs, which, tta, capsys):
+    chosen = [runs[i] for i in which]
+    code, out, err = run_in_process(capsys, "evaluate", *[r.path for r in chosen], "--limit", LIMIT, "--json",
+                                    *(["--tta"] if tta else []))
+    assert code == 0, err
+    reported = json.loads(out)
+    expected = by_hand([r.build_model() for r in chosen], SHIFTS if tta else ((0, 0),))
+    assert reported["accuracy"] == pytest.approx(expected, abs=1e-6)  # float32; one image is 5e-4 and reported["tta"] is tta
+
+
+def test_one_run_without_tta_is_the_model_itself(runs):
+    model = runs[0].build_model()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(averaged([model])(x), model(x).log_softmax(1), atol=1e-5)
+
+
+def test_an_ensemble_of_one_run_twice_is_that_run(runs, capsys):
+    single = json.loads(run_in_process(capsys, "evaluate", runs[0].path, "--limit", LIMIT, "--json")[1])
+    twice = json.loads(run_in_process(capsys, "evaluate", runs[0].path, runs[0].path, "--limit", LIMIT,
+                                      "--json")[1])
+    assert twice["accuracy"] == single["accuracy"] and twice["loss"] == pytest.approx(single["loss"], rel=1e-5)
+
+
+def test_runs_of_different_classes_are_no_ensemble(runs, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(runs[1].path, other)
+    config = json.loads((other / "config.json").read_text())
+    config["dataset"] = "fashion-mnist"
+    (other / "config.json").write_text(json.dumps(config))
+    code, _, err = run_in_process(capsys, "evaluate", runs[0].path, other)
+    assert code == 2 and "an ensemble's runs classify the same classes" in err and err.count("\n") == 1
