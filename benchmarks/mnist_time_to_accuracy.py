@@ -146,7 +146,7 @@ def robustness(recipe: str, engine: str, target: float, seeds: int, limits: dict
         print(f"  seed {seed}: {r['accuracy']:.2%} after {r['stopped']} epoch(s), {r['seconds']:.1f} s", flush=True)
     reached = sum(r["epochs"] is not None for r in results)
     accuracy = statistics.mean(r["accuracy"] for r in results)
-    print(f"\n{recipe} ({engine}): {reached}/{seeds} seeds reached {target:.1%}; mean accuracy where they stopped "
+    print(f"\n{recipe} ({engine}): {reached}/{seeds} seeds reached {target:.2%}; mean accuracy where they stopped "
           f"{accuracy:.2%}; median {statistics.median(r['seconds'] for r in results):.1f} s")
 
 
