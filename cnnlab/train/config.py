@@ -54,6 +54,11 @@ RECIPES: dict[str, dict] = {
     # docs/records.md has what each of these bought.
     "fast": {"model_options": {"channels": [24, 32], "hidden": 256, "batch_norm": True}, "epochs": 1,
              "batch_size": 128, "lr": 4e-3, "label_smoothing": 0.1},
+    # Fastest to 99.5%: the fast recipe's batch norm and label smoothing on a wider net (32/64 maps), with small
+    # shifts and rotations so that five epochs do not overfit, and AdamW's weight decay.
+    "fast-99.5": {"model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True}, "epochs": 5,
+                  "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "label_smoothing": 0.1,
+                  "augment": {"max_shift": 2.0, "max_rotate_deg": 10.0}},
     # Stronger: batch norm, dropout, augmentation and a longer one-cycle schedule (>= 99.6% on MNIST).
     "best": {
         "model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True, "dropout": 0.25},
