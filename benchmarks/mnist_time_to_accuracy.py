@@ -7,7 +7,7 @@ that reaches the target. Turns alternate (reference, then cnnlab) so that a nois
     python benchmarks/mnist_time_to_accuracy.py                   # the fast recipe; ~5 minutes on 2 cores
     python benchmarks/mnist_time_to_accuracy.py --repeats 3       # medians over 3 runs of each
     python benchmarks/mnist_time_to_accuracy.py --seeds 10        # the recipe alone on seeds 0-9: how many reach it
-    python benchmarks/mnist_time_to_accuracy.py --target 0.995 --recipe fast-995
+    python benchmarks/mnist_time_to_accuracy.py --target 0.995 --recipe fast-99.5   # reference still to 99.0%
     python benchmarks/mnist_time_to_accuracy.py --engines torch,scratch   # the NumPy engine beside torch
     python benchmarks/mnist_time_to_accuracy.py --quick           # seconds: the code paths (the tests), not the speed
 """
@@ -94,6 +94,9 @@ def crossing(history, target) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--reference-target", type=float, default=0.99,
+                        help="the reference's target (default 99.0%%: its established figure, which budgets for other "
+                        "targets are normalized by)")
     parser.add_argument("--recipe", default="fast", help="the cnnlab recipe (default fast)")
     parser.add_argument("--engines", default="torch", help="cnnlab engines, comma-separated (torch, scratch)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -115,7 +118,7 @@ def main():
     reference_name = "reference (PyTorch examples)"
     runs = {reference_name: [], **{f"cnnlab {args.recipe} ({engine})": [] for engine in engines}}
     for repeat in range(args.repeats):
-        runs[reference_name].append(reference(train, test, args.target, max_epochs, repeat))
+        runs[reference_name].append(reference(train, test, args.reference_target, max_epochs, repeat))
         for engine in engines:
             runs[f"cnnlab {args.recipe} ({engine})"].append(
                 cnnlab_recipe(args.recipe, args.target, repeat, engine=engine, **limits))
@@ -123,8 +126,8 @@ def main():
             r = results[-1]
             print(f"  repeat {repeat + 1}: {name}: {r['seconds']:.1f} s, epochs {r['epochs']}, acc {r['accuracy']:.2%}",
                   flush=True)
-    print(f"\nseconds to {args.target:.1%} MNIST test accuracy, {args.threads} threads, torch {torch.__version__}, "
-          f"median of {args.repeats}:")
+    print(f"\nseconds to {args.target:.1%} MNIST test accuracy (the reference: to {args.reference_target:.1%}), "
+          f"{args.threads} threads, torch {torch.__version__}, median of {args.repeats}:")
     print("| recipe | epochs to target | seconds to target | accuracy then |\n|---|---:|---:|---:|")
     medians = {}
     for name, results in runs.items():

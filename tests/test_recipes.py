@@ -30,3 +30,15 @@ def test_a_recipes_model_options_belong_to_its_model():
     assert recipe_config("segmentation", model="unet").model_options == segmentation.get("model_options", {})
     assert recipe_config("best", model="simple-cnn").model_options == RECIPES["best"]["model_options"]
     assert recipe_config("best", model="lenet5").model_options == {}
+
+
+def test_the_fast_recipe_reaches_99_percent_in_one_epoch():
+    """The fast recipe's claim (docs/records.md), at one thread and fp32 as on any machine; the negative check:
+    the same recipe on a twelfth of the images, which ends far below, so the floor cannot be met by luck."""
+    def accuracy(**settings):
+        config = recipe_config("fast", seed=0, threads=1, device="cpu", precision="fp32", **settings)
+        return Trainer(config, progress=False, save=False).fit().final_test_acc
+
+    # seed 0: FLOOR_NOTE
+    assert accuracy() >= 0.990
+    assert accuracy(train_limit=5000) < 0.990  # measured NEGATIVE_NOTE
