@@ -19,8 +19,8 @@ def python(script, *args, cwd=None) -> str:
 
 
 def test_time_to_accuracy_benchmark_quick(tmp_path):
-    out = python("benchmarks/mnist_time_to_accuracy.py", "--quick", "--target", "0.5", "--reference-target", "0.5", "--threads", "1",
-                 "--engines", "torch,scratch", cwd=tmp_path)
+    out = python("benchmarks/mnist_time_to_accuracy.py", "--quick", "--target", "0.5", "--reference-target", "0.5",
+                 "--threads", "1", "--engines", "torch,scratch", cwd=tmp_path)
     names = ["reference (PyTorch examples)", "cnnlab fast (torch)", "cnnlab fast (scratch)"]
     rows = dict(re.findall(r"^\| (reference \(PyTorch examples\)|cnnlab fast \(\w+\)) \| (.*) \|$", out, re.M))
     assert sorted(rows) == sorted(names)
