@@ -29,7 +29,8 @@ def add_parser(subparsers):
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         k.set_defaults(func=func)
         if run:
-            add_model_file_options(k)
+            add_model_file_options(k, "run folder (or its name under runs/); with --model, none" +
+                                   ("" if not image else ": the one positional is the IMAGE"))
             k.add_argument("--checkpoint", choices=["last", "best"], default="last")
         if image:
             source = k.add_mutually_exclusive_group()
