@@ -31,6 +31,9 @@ _searching = threading.Lock()
 def occlusion_maps(loaded: Loaded, digit: np.ndarray, size: int, stride: int, target: int | None) -> dict:
     """The probability of `target` (default: the predicted class) and the most probable class, for each position of
     a size x size square of the mean pixel."""
+    if loaded.info.task != "classification":
+        raise ConfigError(f"{loaded.source}: occlusion maps one class probability of a classifier, and this model "
+                          "labels every pixel (its class map and score maps are its explanation)")
     x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock, torch.no_grad():  # occlusion hooks a conv layer of the shared model
         if target is None:
