@@ -123,7 +123,9 @@ def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
     centred on black (digits keep their size and shape)."""
     if scene.shape == (height, width):
         return scene
-    picture = ImageOps.contain(Image.fromarray(scene), (width, height), Image.Resampling.LANCZOS)
+    picture = Image.fromarray(scene)
+    if picture.width > width or picture.height > height:
+        picture = ImageOps.contain(picture, (width, height), Image.Resampling.LANCZOS)
     canvas = Image.new("L", (width, height))
     canvas.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
     return np.asarray(canvas)
