@@ -226,7 +226,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     def list_sources() -> list[dict]:
         return sources.describe()
 
-    @app.get("/api/examples/{dataset}", summary="Test-set images with their labels")
+    @app.get("/api/examples/{dataset:path}", summary="Test-set images with their labels (a folder dataset: its path)")
     def examples(dataset: str, start: Annotated[int, Query(ge=0)] = 0,
                  count: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
         # A run knows where its dataset lives (--data-dir) and its options (a folder's side, classes and
