@@ -1,11 +1,16 @@
 """The explorer in Chromium on the runs that are not digit classifiers: a segmentation run (a scene in, the class of
 every pixel, each class's score map, the up-sampling layer's formula) and a colour run on a folder of photos
 (test photos in colour, a photo upload, the first convolution over three channels). The numbers the page shows are
-checked against the runs' own models. CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes docs/explorer-segmentation.png
-and docs/explorer-colour.png."""
+checked against the runs' own models.
+
+CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes docs/explorer-segmentation.png, docs/explorer-scores.png,
+docs/explorer-colour.png and docs/explorer-colour-conv.png. The segmentation run trained here is small (seconds) and finds few digits;
+CNNLAB_EXPLORER_SCENES=RUN uses a run of yours instead (the documentation's: `cnnlab segment train --train-limit 8000
+--test-limit 200`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +26,8 @@ from cnnlab.train.runs import Run
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from test_folder_data import make_folder
-from test_web_browser import CHROMIUM, browser, open_page, screenshot_path, shown_result, shows_view, wait_until  # noqa: F401
+from test_web_browser import (CHROMIUM, browser, open_page, screenshot_path, shown_result,  # noqa: F401
+                              shows_view, wait_until)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
 # FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
@@ -33,8 +39,8 @@ SCENES = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Run, Run, object]:
     root = tmp_path_factory.mktemp("explorer-runs")
-    scenes = Trainer(recipe_config("segmentation", **SCENES), name="scenes", runs_dir=root / "runs",
-                     progress=False).fit().run_dir
+    scenes = os.environ.get("CNNLAB_EXPLORER_SCENES") or Trainer(
+        recipe_config("segmentation", **SCENES), name="scenes", runs_dir=root / "runs", progress=False).fit().run_dir
     photos = make_folder(root / "photos", per_class=8)
     colour = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
                            device="cpu")
@@ -142,7 +148,14 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
     wait_until(page, "document.body.dataset.pending === '0'")
     page.click(f".layer[data-layer='scores'] canvas.map >> nth={digit}")
     shows_view(page, "softmax")
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-segmentation.png")), full_page=True)
+    page.locator("#input-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-segmentation.png")))
+    # the score maps' row and the softmax of the clicked pixel below it (the page is long: FCN-8s has many rows)
+    top = page.locator(".layer[data-layer='scores']").bounding_box()
+    detail = page.locator("#detail").bounding_box()
+    scroll = page.evaluate("window.scrollY")
+    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-scores.png")), full_page=True,
+                    clip={"x": 0, "y": top["y"] + scroll - 8, "width": 1280,
+                          "height": detail["y"] + detail["height"] - top["y"] + 16})
     assert page.foreign == [] and page.errors == []
     page.close()
 
@@ -181,6 +194,9 @@ def test_a_colour_run_in_the_browser(browser, server, runs, tmp_path):  # noqa: 
     assert np.array_equal(seen_image(page, 3), prepared)
     shown = [float(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.p)")]
     assert np.allclose(shown, predict_probabilities(model, info, [prepared])[0].numpy(), atol=1e-6)
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-colour.png")), full_page=True)
+    page.locator("#input-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-colour.png")))
+    shows_view(page, "conv")  # the open formula view follows the new input
+    assert page.locator("#top-button").is_hidden()  # top activations search single-channel test images only
+    page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-colour-conv.png")))
     assert page.foreign == [] and page.errors == []
     page.close()

@@ -63,7 +63,8 @@ def segmentation(scores: torch.Tensor) -> dict:
     class), for each class's score map."""
     class_map = scores.argmax(0)
     data = scores.float().contiguous().numpy().astype("<f4").tobytes()
-    return {"class_map": class_map.tolist(), "pixels": torch.bincount(class_map.flatten(), minlength=len(scores)).tolist(),
+    pixels = torch.bincount(class_map.flatten(), minlength=len(scores))
+    return {"class_map": class_map.tolist(), "pixels": pixels.tolist(),
             "scores": {"shape": list(scores.shape), "data": base64.b64encode(data).decode(),
                        "min": float(scores.min()), "max": float(scores.max())}}
 

@@ -251,8 +251,9 @@ async function setDigit(digit, where) {
 }
 
 async function analyse() {
-  const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit: state.digit, max_maps: 32 }));
-  if (!result) return;
+  const digit = state.digit;
+  const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit, max_maps: 32 }));
+  if (!result || state.digit !== digit) return;  // the input changed meanwhile (another source's, say)
   if (String(state.classes) !== String(result.classes)) {
     $("#occ-class").replaceChildren(new Option("the predicted class", ""), ...result.classes.map((c, i) => new Option(c, i)));
   }
@@ -484,7 +485,8 @@ function openDetail(layer, channel, values, low, high, following) {
   state.detail = { layer: layer.name, channel, point: start };
   const panel = $("#detail");
   panel.hidden = false;
-  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel} · ${height}×${width}`;
+  const label = layer.labels ? ` (class ${layer.labels[channel]})` : "";
+  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel}${label} · ${height}×${width}`;
   $("#detail-map").hidden = false;
   $("#detail-legend").replaceChildren(legend(low, high));
   $("#detail-note").textContent = "Click a pixel (or use the arrow keys) to see how the model computed it and " +
@@ -627,8 +629,9 @@ function resultLine(answer, text) {
 }
 
 async function showFormula(layerName, index, rowName = layerName) {
-  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit: state.digit, layer: layerName, index }));
-  if (!answer) return;
+  const digit = state.digit;
+  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit, layer: layerName, index }));
+  if (!answer || state.digit !== digit) return;
   const where = index.length === 3 ? `(map ${index[0]}, row ${index[1]}, column ${index[2]})` : `(value ${index[0]})`;
   $("#detail-value").textContent = rowName !== layerName
     ? `Here ${where}: score ${fmt(answer.logits[index[0]], 6)}; its softmax over the ${answer.logits.length} classes of this pixel is ${fmt(answer.actual, 6)}.`
@@ -636,7 +639,7 @@ async function showFormula(layerName, index, rowName = layerName) {
   $("#detail-value").dataset.actual = answer.actual;
   showField(answer.field);
   const top = $("#top-button");
-  top.hidden = answer.kind !== "conv";
+  top.hidden = answer.kind !== "conv" || shapeOf(digit)[0] !== 1;  // the search covers single-channel test sets
   top.onclick = () => showTopActivations(layerName, index[0]);
   if (state.topFor !== `${layerName}:${index[0]}`) { $("#top-activations").replaceChildren(); state.topFor = `${layerName}:${index[0]}`; }
   const box = $("#explain");
@@ -682,7 +685,8 @@ const VIEWS = {
 
 function drawConv(a, layerName) {
   const parts = [];
-  if (state.layers[0]?.name === layerName) {
+  const first = state.layers[0]?.name === layerName;
+  if (first) {
     parts.push(el("p", "note", "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training."));
   }
   const shownChannels = 6;
@@ -693,7 +697,8 @@ function drawConv(a, layerName) {
     const [pl, ph] = range(flat(patch));
     const [kl, kh] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
-    line.append(el("span", "", `input ${a.input_channels[i]}:`), numberGrid(patch, pl, ph), op("×"),
+    const colour = first && a.patch.length === 3 ? ` (${["red", "green", "blue"][i]})` : "";
+    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, pl, ph), op("×"),
       numberGrid(kernel, kl, kh), op("="), numberGrid(products, ql, qh), op("Σ ="), el("span", "total", a.channel_sums[i].toFixed(4)));
     parts.push(line);
   });
