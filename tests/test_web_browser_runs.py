@@ -11,9 +11,6 @@ CNNLAB_EXPLORER_SCENES=RUN uses a run of yours instead (the documentation's: `cn
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,8 +22,8 @@ from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import Run
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
-from test_folder_data import make_folder
-from test_web_browser import (CHROMIUM, browser, open_page, screenshot_path, shown_result,  # noqa: F401
+from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
+from test_web_browser import (CHROMIUM, browser, open_page, screenshot_path, serve, shown_result,  # noqa: F401
                               shows_view, wait_until)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
@@ -37,31 +34,18 @@ SCENES = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Run, Run, object]:
-    root = tmp_path_factory.mktemp("explorer-runs")
+def runs(tmp_path_factory, colour_run) -> tuple[Run, Run, object]:  # noqa: F811
     scenes = os.environ.get("CNNLAB_EXPLORER_SCENES") or Trainer(
-        recipe_config("segmentation", **SCENES), name="scenes", runs_dir=root / "runs", progress=False).fit().run_dir
-    photos = make_folder(root / "photos", per_class=8)
-    colour = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
-                           device="cpu")
-    colour = Trainer(colour, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir
+        recipe_config("segmentation", **SCENES), name="scenes", runs_dir=tmp_path_factory.mktemp("explorer-runs"),
+        progress=False).fit().run_dir
+    colour, photos = colour_run
     return Run.open(scenes), Run.open(colour), photos
 
 
 @pytest.fixture(scope="module")
 def server(runs):
     scenes, colour, _ = runs
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(scenes.path), str(colour.path), "--port",
-                                "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = process.stdout.readline()
-        match = re.match(r"cnnlab explorer: (http://127\.0\.0\.1:\d+)/", line)
-        if not match:
-            raise RuntimeError(f"cnnlab serve did not start: {line}{process.stdout.read()}")
-        yield match[1]
-    finally:
-        process.terminate()
-        process.wait(10)
+    yield from serve(scenes.path, colour.path)
 
 
 def choose(page, run: Run, first_row: str):

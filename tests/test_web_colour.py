@@ -1,6 +1,7 @@
 """A colour run in the explorer: a run on a folder of photos (3x32x32) shows its test photos in colour, prepares an
 uploaded photo as the dataset prepared its images, and explains its layers (the first convolution sums over the
-three colour channels). A ResNet-20 trained here for one epoch on 24 generated photos (seconds)."""
+three colour channels). The run is tests/test_matrix.py's colour run: ResNet-20 after one epoch on 24 generated
+photos (seconds)."""
 
 from __future__ import annotations
 
@@ -13,27 +14,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
-from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import Run
-from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from cnnlab.web import create_app
 
-from test_folder_data import make_folder
+from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
 
 
 @pytest.fixture(scope="module")
-def colour_run(tmp_path_factory) -> tuple[Run, object]:
-    root = tmp_path_factory.mktemp("colour")
-    photos = make_folder(root / "photos", per_class=8)
-    config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
-                           device="cpu")
-    return Run.open(Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir), photos
-
-
-@pytest.fixture(scope="module")
-def run(colour_run) -> Run:
-    return colour_run[0]
+def run(colour_run) -> Run:  # noqa: F811
+    return Run.open(colour_run[0])
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +54,7 @@ def test_test_photos_are_shown_in_colour(client, run):
         assert example["label"] == split.labels[example["index"]]
 
 
-def test_an_uploaded_photo_is_prepared_as_the_dataset_and_predicted_as_the_model_does(client, run, colour_run):
+def test_an_uploaded_photo_is_prepared_as_the_dataset_and_predicted_as_the_model_does(client, run, colour_run):  # noqa: F811
     """A photo of another size and format: prepared by the run's dataset (`info.prepare`), and its probabilities
     are `predict_probabilities` of the run's model on that image."""
     _, photos = colour_run

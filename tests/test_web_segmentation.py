@@ -23,8 +23,8 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input
 from cnnlab.web import create_app
 
-SEGMENTATION = dict(model="unet", model_options={"widths": [4, 8]}, dataset_options={"train_scenes": 64},
-                    epochs=1, test_limit=12, batch_size=16, threads=1, device="cpu")
+from test_matrix import SEGMENTATION  # the matrix's tiny U-Net: widths 4 and 8, one epoch on 64 scenes
+
 
 
 @pytest.fixture(scope="module")
