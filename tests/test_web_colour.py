@@ -124,3 +124,10 @@ def test_a_grey_digit_upload_to_a_colour_run_becomes_a_colour_image(client, run)
     answer = client.post("/api/predict", data={"source": source(run)},
                          files={"image": ("grey.png", buffer.getvalue(), "image/png")})
     assert answer.status_code == 200 and np.asarray(answer.json()["digit"]).shape == (3, 32, 32), answer.text
+
+
+def test_only_the_folders_of_shown_runs_are_read(client, tmp_path):
+    """The examples endpoint decodes a folder only when a run shown trained on it: not any path a client names."""
+    for dataset in [f"folder:{tmp_path}", "folder:/", "folder:"]:
+        answer = client.get(f"/api/examples/{dataset}")
+        assert answer.status_code == 404 and "not the dataset of a run" in answer.json()["detail"], answer.text

@@ -177,6 +177,7 @@ def test_bad_requests_get_one_line(client, run, scene, path, body, status, words
     assert "\n" not in answer.json()["detail"]
 
 
-def test_top_activations_of_a_segmentation_refuse_or_answer_never_500(client, run):
-    answer = client.get(f"/api/top-activations?source={source(run)}&layer=up.0&feature=0")
-    assert 400 <= answer.status_code < 500 and "\n" not in answer.json()["detail"], answer.text
+@pytest.mark.parametrize("layer", ["down.0.0", "up.0"])
+def test_top_activations_of_a_segmentation_are_refused_in_one_line(client, run, layer):
+    answer = client.get(f"/api/top-activations?source={source(run)}&layer={layer}&feature=0")
+    assert answer.status_code == 422 and "labels every pixel" in answer.json()["detail"], answer.text

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
 from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data.folders import is_folder
 from cnnlab.data.preprocess import load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import normalize_input, predict_probabilities
@@ -232,6 +233,8 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         # A run knows where its dataset lives (--data-dir) and its options (a folder's side, classes and
         # statistics); the default lookup covers the rest.
         run = next((r for r in sources.runs() if r.config.dataset == dataset), None)
+        if is_folder(dataset) and dataset not in sources.datasets():  # no other folder is read
+            raise HTTPException(404, f"{dataset}: not the dataset of a run or model shown here (GET /api/sources)")
         try:
             # a generated dataset (mnist-scenes) makes only the scenes asked for
             generated = dataset_info(dataset).load is not None

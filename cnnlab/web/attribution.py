@@ -50,6 +50,9 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     """Feature `feature` of conv layer `layer`: its top-9 test images (first search: the whole test set, all the
     layer's features, cached), each with where the activation is, its value, its receptive field and its deconvnet
     projection."""
+    if loaded.info.task != "classification":
+        raise ConfigError(f"{loaded.source}: top activations search a classifier's test images, and this model "
+                          "labels every pixel")
     with _searching:  # one search at a time: a second request for the same layer then finds it cached
         tops = loaded.tops.get(layer) or _search(loaded, layer)
     with loaded.lock:  # the projections run the shared model's layers; no other request's hooks may see them

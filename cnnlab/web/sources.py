@@ -66,6 +66,10 @@ class Sources:
         # Re-listed on every call so that a run finished while the server is up appears without a restart.
         return self._explicit or list_runs(self._runs_dir)
 
+    def datasets(self) -> set[str]:
+        """The datasets of the runs and models shown (the only folders whose images the explorer reads)."""
+        return {run.config.dataset for run in self.runs()} | {own.info.name for own in self._own.values()}
+
     def describe(self) -> list[dict]:
         items = []
         for run in self.runs():
