@@ -106,17 +106,19 @@ class ConvolveRequest(BaseModel):
         return rows
 
 
-def _image(loaded: Loaded, rows: list) -> np.ndarray:
-    """The input as uint8 [H, W] (one channel) or [C, H, W], if it is the shape the source's model takes."""
+def _source_and_image(sources: Sources, body: DigitInput) -> tuple[Loaded, np.ndarray]:
+    """The request's source, and its input as uint8 [H, W] (one channel) or [C, H, W] if it is the shape the
+    source's model takes."""
+    loaded = sources.get(body.source)
     try:
-        image = np.asarray(rows, dtype=np.uint8)
+        image = np.asarray(body.digit, dtype=np.uint8)
     except ValueError:
         raise HTTPException(422, "digit: rows must all have the same length") from None
     channels, height, width = loaded.shape
     if image.shape != ((height, width) if channels == 1 else (channels, height, width)):
         wanted = f"{height}x{width}" if channels == 1 else f"{channels}x{height}x{width} ([channel][row][pixel])"
         raise HTTPException(422, f"digit: is {'x'.join(map(str, image.shape))}; {loaded.source} takes {wanted}")
-    return image
+    return loaded, image
 
 
 def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -269,11 +271,10 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                 "probabilities": [float(p) for p in probabilities],
                 "prediction": loaded.info.classes[int(probabilities.argmax())]}
 
-    @app.post("/api/activations", summary="Every layer's output for one 28x28 input, input to softmax")
+    @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:
         with heavy_work():
-            loaded = sources.get(body.source)
-            return inspect.activations(loaded, _image(loaded, body.digit), body.max_maps)
+            return inspect.activations(*_source_and_image(sources, body), body.max_maps)
 
     @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
     def kernels(source: str, layer: str | None = None,
@@ -284,20 +285,17 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.post("/api/explain", summary="The multiply-and-sum behind one output pixel of a convolution")
     def explain(body: ExplainRequest) -> dict:
         with heavy_work():
-            loaded = sources.get(body.source)
-            return inspect.explain_pixel(loaded, _image(loaded, body.digit), body.layer, body.channel, body.y, body.x)
+            return inspect.explain_pixel(*_source_and_image(sources, body), body.layer, body.channel, body.y, body.x)
 
     @app.post("/api/formula", summary="The formula behind one output value of any layer, with the model's numbers")
     def formula(body: FormulaRequest) -> dict:
         with heavy_work():
-            loaded = sources.get(body.source)
-            return formulas.explain(loaded, _image(loaded, body.digit), body.layer, body.index)
+            return formulas.explain(*_source_and_image(sources, body), body.layer, body.index)
 
     @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each place")
     def occlude(body: OcclusionRequest) -> dict:
         with heavy_work():
-            loaded = sources.get(body.source)
-            return attribution.occlusion_maps(loaded, _image(loaded, body.digit), body.size, body.stride, body.target)
+            return attribution.occlusion_maps(*_source_and_image(sources, body), body.size, body.stride, body.target)
 
     @app.get("/api/top-activations", summary="A conv feature map's top-9 test images and their deconvnet projections")
     def top_activations(source: str, layer: str, feature: Annotated[int, Query(ge=0)] = 0) -> dict:
