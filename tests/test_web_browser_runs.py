@@ -3,8 +3,8 @@ every pixel, each class's score map, the up-sampling layer's formula) and a colo
 (test photos in colour, a photo upload, the first convolution over three channels). The numbers the page shows are
 checked against the runs' own models.
 
-CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes docs/explorer-segmentation.png, docs/explorer-scores.png,
-docs/explorer-colour.png and docs/explorer-colour-conv.png. The segmentation run trained here is small (seconds) and finds few digits;
+CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes docs/explorer-segmentation.png, -scores.png, -upsampling.png,
+-colour.png and -colour-conv.png. The segmentation run trained here is small (seconds) and finds few digits;
 CNNLAB_EXPLORER_SCENES=RUN uses a run of yours instead (the documentation's: `cnnlab segment train --train-limit 8000
 --test-limit 200`)."""
 
@@ -83,14 +83,13 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
     assert np.array_equal(shown, expected)
     pixels = [int(p) for p in page.eval_on_selector_all("#probs li", "items => items.map(i => i.dataset.pixels)")]
     assert pixels == np.bincount(expected.ravel(), minlength=11).tolist()
-    truth = set(np.unique(split.labels[2])) - {0}
-    found = {c for c in range(1, 11) if pixels[c]}
-    assert found & truth, f"the model finds none of the scene's digits {truth}: found {found}"
-    assert page.inner_text("#prediction") != "no digit"
+    found = [c for c in range(1, 11) if pixels[c]]
+    assert page.inner_text("#prediction") == (" ".join(info.classes[c] for c in sorted(found, key=lambda c: -pixels[c]))
+                                              or "no digit")
 
     # Each class's score map is a map of the row "scores"; a pixel's formula is the softmax over the classes there.
     assert page.locator(".layer[data-layer='scores'] canvas.map").count() == 11
-    digit = max(found, key=lambda c: pixels[c])
+    digit = max(range(1, 11), key=lambda c: float(scores[c].max()))  # no floor on how well the tiny run learned
     page.click(f".layer[data-layer='scores'] canvas.map >> nth={digit}")
     shows_view(page, "softmax")
     k, y, x = [int(i) for i in page.get_attribute("#explain", "data-index").split(",")]
