@@ -54,7 +54,7 @@ def test_test_photos_are_shown_in_colour(client, run):
         assert example["label"] == split.labels[example["index"]]
 
 
-def test_an_uploaded_photo_is_prepared_as_the_dataset_and_predicted_as_the_model_does(client, run, colour_run):  # noqa: F811
+def test_an_uploaded_photo_is_prepared_and_predicted_as_the_model_does(client, run, colour_run):  # noqa: F811
     """A photo of another size and format: prepared by the run's dataset (`info.prepare`), and its probabilities
     are `predict_probabilities` of the run's model on that image."""
     _, photos = colour_run
