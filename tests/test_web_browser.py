@@ -31,10 +31,10 @@ RANGE_IS = """([low, high]) => {
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
 
 
-@pytest.fixture(scope="module")
-def server(trained_run):  # noqa: F811
-    """`cnnlab serve RUN --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first."""
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(trained_run.path), "--port", "0"],
+def serve(*runs):
+    """`cnnlab serve RUN... --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first; yields
+    the URL while the server runs."""
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", *map(str, runs), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()
@@ -45,6 +45,11 @@ def server(trained_run):  # noqa: F811
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):  # noqa: F811
+    yield from serve(trained_run.path)
 
 
 @pytest.fixture(scope="module")

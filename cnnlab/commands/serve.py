@@ -69,10 +69,6 @@ def run(args) -> int:
     own = own_model(args)
     app = create_app(args.run, args.runs_dir, [own] if own else [])
     sock = listen(args.host, args.port)
-    left_out = app.state.sources.left_out()
-    if left_out:
-        print(f"not shown: {', '.join(left_out)} (segmentation runs: the explorer shows classifiers; "
-              "use `cnnlab predict RUN IMAGE --out-dir DIR`)", flush=True)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
           flush=True)

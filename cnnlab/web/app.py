@@ -16,20 +16,22 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import torch
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
 from cnnlab.data import dataset_info, load_dataset
-from cnnlab.data.preprocess import load_digit
+from cnnlab.data.folders import is_folder
+from cnnlab.data.preprocess import load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
-from cnnlab.viz.activations import predict_probabilities
+from cnnlab.viz.activations import normalize_input, predict_probabilities
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
-from cnnlab.web.sources import Sources, SourceError
+from cnnlab.web.sources import Loaded, Sources, SourceError
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # a phone photo fits; the body is refused before it is read when it is larger
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024  # room for multipart framing
@@ -44,8 +46,13 @@ MAX_CONVOLVE_SIDE = 256
 MAX_KERNEL_SIDE = 15
 MAX_STRIDE, MAX_PADDING, MAX_DILATION = 8, 8, 8
 
-Digit = Annotated[list[Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=28, max_length=28)]],
-                  Field(min_length=28, max_length=28, description="28x28 grayscale, 0-255, white digit on black")]
+MAX_IMAGE_SIDE = 256  # of an input sent as numbers (a digit is 28, a scene 64x84, a CIFAR photo 32)
+Pixel = Annotated[int, Field(ge=0, le=255)]
+Rows = Annotated[list[Annotated[list[Pixel], Field(min_length=1, max_length=MAX_IMAGE_SIDE)]],
+                 Field(min_length=1, max_length=MAX_IMAGE_SIDE)]
+Digit = Annotated[Rows | Annotated[list[Rows], Field(min_length=1, max_length=3)],
+                  Field(description="the model's input, 0-255: rows of pixels (a 28x28 digit, white on black; a "
+                                    "scene) or [channel][row][pixel] for a colour run (GET /api/examples shows it)")]
 
 
 class DigitInput(BaseModel):
@@ -99,12 +106,38 @@ class ConvolveRequest(BaseModel):
         return rows
 
 
-def _digit(rows: list[list[int]]) -> np.ndarray:
-    return np.asarray(rows, dtype=np.uint8)
+def _source_and_image(sources: Sources, body: DigitInput) -> tuple[Loaded, np.ndarray]:
+    """The request's source, and its input as uint8 [H, W] (one channel) or [C, H, W] if it is the shape the
+    source's model takes."""
+    loaded = sources.get(body.source)
+    try:
+        image = np.asarray(body.digit, dtype=np.uint8)
+    except ValueError:
+        raise HTTPException(422, "digit: rows must all have the same length") from None
+    channels, height, width = loaded.shape
+    if image.shape != ((height, width) if channels == 1 else (channels, height, width)):
+        wanted = f"{height}x{width}" if channels == 1 else f"{channels}x{height}x{width} ([channel][row][pixel])"
+        raise HTTPException(422, f"digit: is {'x'.join(map(str, image.shape))}; {loaded.source} takes {wanted}")
+    return loaded, image
 
 
-def read_upload(upload: UploadFile) -> np.ndarray:
-    """The uploaded image as the 28x28 digit `cnnlab predict` would make of it, or a 4xx naming the problem."""
+def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A scene of any size in the height x width canvas the model was trained on: scaled down if larger, then
+    centred on black (digits keep their size and shape)."""
+    if scene.shape == (height, width):
+        return scene
+    picture = Image.fromarray(scene)
+    if picture.width > width or picture.height > height:
+        picture = ImageOps.contain(picture, (width, height), Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (width, height))
+    canvas.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+    return np.asarray(canvas)
+
+
+def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
+    """The uploaded image as the model's input, or a 4xx naming the problem: a digit prepared as `cnnlab predict`
+    prepares it (28x28, centred by mass), a photo as the run's dataset prepared its images, a scene at its own
+    scale in the scene canvas."""
     name = upload.filename or "upload"
     data = upload.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
@@ -120,7 +153,10 @@ def read_upload(upload: UploadFile) -> np.ndarray:
                                  f"(expected {', '.join(sorted(UPLOAD_FORMATS))})")
     if header.width * header.height > MAX_UPLOAD_PIXELS:
         raise HTTPException(413, f"{name}: {header.width}x{header.height} is more than {MAX_UPLOAD_PIXELS:,} pixels")
-    return load_digit(data, name)
+    info = loaded.info
+    if info.task == "segmentation":
+        return fit_scene(load_scene(data, name), *loaded.shape[1:])
+    return info.prepare(data, name) if info.prepare else load_digit(data, name)
 
 
 _heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
@@ -193,20 +229,23 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     def list_sources() -> list[dict]:
         return sources.describe()
 
-    @app.get("/api/examples/{dataset}", summary="Test-set images with their labels")
+    @app.get("/api/examples/{dataset:path}", summary="Test-set images with their labels (a folder dataset: its path)")
     def examples(dataset: str, start: Annotated[int, Query(ge=0)] = 0,
                  count: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-        # A run trained with --data-dir knows where its dataset lives; the default lookup covers the rest.
-        data_dir = next((r.config.data_dir for r in sources.runs() if r.config.dataset == dataset), None)
+        # A run knows where its dataset lives (--data-dir) and its options (a folder's side, classes and
+        # statistics); the default lookup covers the rest.
+        run = next((r for r in sources.runs() if r.config.dataset == dataset), None)
+        if is_folder(dataset) and dataset not in sources.datasets():  # no other folder is read
+            raise HTTPException(404, f"{dataset}: not the dataset of a run or model shown here (GET /api/sources)")
         try:
             # a generated dataset (mnist-scenes) makes only the scenes asked for
             generated = dataset_info(dataset).load is not None
-            split = load_dataset(dataset, "test", data_dir, download=False, quiet=True,
-                                 limit=start + count if generated else None)
+            limit = start + count if generated else None
+            with heavy_work():
+                split = (run.test_split(limit) if run else
+                         load_dataset(dataset, "test", download=False, quiet=True, limit=limit))
         except (ConfigError, DatasetError) as err:
             raise HTTPException(404, str(err)) from None
-        if split.images.ndim != 3:
-            raise HTTPException(422, f"{dataset}: only single-channel datasets can be shown")
         stop = min(start + count, len(split))
         # a classification label is a class index; a segmentation label is a class per pixel
         label = int if split.info.task == "classification" else (lambda classes: classes.tolist())
@@ -219,18 +258,23 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     def predict(image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP or WebP")],
                 source: Annotated[str, Form()]) -> dict:
         with heavy_work():
-            digit = read_upload(image)
             loaded = sources.get(source)
+            digit = read_upload(image, loaded)
             with loaded.lock:
+                if loaded.info.task == "segmentation":
+                    with torch.inference_mode():
+                        scores = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))[0]
+                    return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
+                            **inspect.segmentation(scores)}
                 probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 "probabilities": [float(p) for p in probabilities],
                 "prediction": loaded.info.classes[int(probabilities.argmax())]}
 
-    @app.post("/api/activations", summary="Every layer's output for one 28x28 input, input to softmax")
+    @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:
         with heavy_work():
-            return inspect.activations(sources.get(body.source), _digit(body.digit), body.max_maps)
+            return inspect.activations(*_source_and_image(sources, body), body.max_maps)
 
     @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
     def kernels(source: str, layer: str | None = None,
@@ -241,19 +285,17 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.post("/api/explain", summary="The multiply-and-sum behind one output pixel of a convolution")
     def explain(body: ExplainRequest) -> dict:
         with heavy_work():
-            return inspect.explain_pixel(sources.get(body.source), _digit(body.digit), body.layer, body.channel,
-                                         body.y, body.x)
+            return inspect.explain_pixel(*_source_and_image(sources, body), body.layer, body.channel, body.y, body.x)
 
     @app.post("/api/formula", summary="The formula behind one output value of any layer, with the model's numbers")
     def formula(body: FormulaRequest) -> dict:
         with heavy_work():
-            return formulas.explain(sources.get(body.source), _digit(body.digit), body.layer, body.index)
+            return formulas.explain(*_source_and_image(sources, body), body.layer, body.index)
 
     @app.post("/api/occlusion", summary="The class probability as a square of the mean pixel hides each place")
     def occlude(body: OcclusionRequest) -> dict:
         with heavy_work():
-            return attribution.occlusion_maps(sources.get(body.source), _digit(body.digit), body.size, body.stride,
-                                              body.target)
+            return attribution.occlusion_maps(*_source_and_image(sources, body), body.size, body.stride, body.target)
 
     @app.get("/api/top-activations", summary="A conv feature map's top-9 test images and their deconvnet projections")
     def top_activations(source: str, layer: str, feature: Annotated[int, Query(ge=0)] = 0) -> dict:

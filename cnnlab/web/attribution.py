@@ -31,6 +31,9 @@ _searching = threading.Lock()
 def occlusion_maps(loaded: Loaded, digit: np.ndarray, size: int, stride: int, target: int | None) -> dict:
     """The probability of `target` (default: the predicted class) and the most probable class, for each position of
     a size x size square of the mean pixel."""
+    if loaded.info.task != "classification":
+        raise ConfigError(f"{loaded.source}: occlusion maps one class probability of a classifier, and this model "
+                          "labels every pixel (its class map and score maps are its explanation)")
     x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock, torch.no_grad():  # occlusion hooks a conv layer of the shared model
         if target is None:
@@ -47,6 +50,9 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     """Feature `feature` of conv layer `layer`: its top-9 test images (first search: the whole test set, all the
     layer's features, cached), each with where the activation is, its value, its receptive field and its deconvnet
     projection."""
+    if loaded.info.task != "classification":
+        raise ConfigError(f"{loaded.source}: top activations search a classifier's test images, and this model "
+                          "labels every pixel")
     with _searching:  # one search at a time: a second request for the same layer then finds it cached
         tops = loaded.tops.get(layer) or _search(loaded, layer)
     with loaded.lock:  # the projections run the shared model's layers; no other request's hooks may see them

@@ -94,7 +94,7 @@ def _check_index(name: str, shape, index: list[int]) -> tuple[int, ...]:
 def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> dict:
     """The terms that make output[index] of layer `name` (see the module docstring)."""
     model = loaded.model
-    if name == SOFTMAX:
+    if name == SOFTMAX:  # a classifier's output, or the classes of one pixel of a segmentation's
         logits, _ = _forward(loaded, image, {})
         return _softmax(logits, _check_index(name, logits.shape, index))
     if name.endswith(ADD) and name[:-len(ADD)] in residual_blocks(model):
@@ -113,19 +113,20 @@ def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> d
     answer = {"layer": name, "type": type(module).__name__, "kind": kind, "index": list(at),
               "actual": float(out[at]), **terms}
     if out.ndim == 3:
-        answer["field"] = _field(loaded, name, at, image.shape)
+        answer["field"] = _field(loaded, name, at, image)
     return answer
 
 
-def _field(loaded: Loaded, name: str, at: tuple[int, ...], shape) -> dict | None:
-    """The input pixels output pixel `at` of layer `name` sees: its receptive field, clipped to the image."""
+def _field(loaded: Loaded, name: str, at: tuple[int, ...], image: np.ndarray) -> dict | None:
+    """The input pixels output pixel `at` of layer `name` sees: its receptive field, clipped to the image
+    ([H, W] or [C, H, W])."""
     if loaded.fields is None:
         with loaded.lock:  # the receptive-field walk runs the model with hooks, like any forward pass
-            loaded.fields = receptive_fields(loaded.model, (1, *shape))
+            loaded.fields = receptive_fields(loaded.model, image.shape if image.ndim == 3 else (1, *image.shape))
     field = loaded.fields.get(name)
     if field is None:
         return None
-    top, bottom, left, right = field_box(field, at[1], at[2], *shape)
+    top, bottom, left, right = field_box(field, at[1], at[2], *image.shape[-2:])
     return {"box": [top, bottom, left, right], "size": list(field.size), "jump": list(field.jump),
             "whole": field.whole}
 
@@ -319,6 +320,10 @@ def _linear(module: nn.Linear, inp, out, at) -> dict:
 
 
 def _softmax(logits: torch.Tensor, at: tuple[int, ...]) -> dict:
+    """e^z / Σ e^z over the classes: of a classifier's logits [K], or of one pixel's scores [K, H, W][:, y, x]."""
+    if logits.ndim == 3:
+        pixel = _softmax(logits[:, at[1], at[2]], at[:1])
+        return {**pixel, "index": list(at), "pixel": list(at[1:])}
     z = logits.double()
     shift = float(z.max()) if float(z.max()) > 50 else 0.0  # e^z overflows float64 near 700; keep it readable
     exps = (z - shift).exp()
@@ -352,7 +357,7 @@ def _residual(loaded: Loaded, image: np.ndarray, block_name: str, index: list[in
     answer = {"layer": block_name + ADD, "type": "residual addition", "kind": "residual", "index": list(at),
               "main": main, "main_from": last_bn, "shortcut": shortcut, "shortcut_from": via,
               "then": last_act, "result": main + shortcut, "actual": float(total[at])}
-    answer["field"] = _field(loaded, last_act, at, image.shape)
+    answer["field"] = _field(loaded, last_act, at, image)
     return answer
 
 

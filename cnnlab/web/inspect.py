@@ -1,5 +1,6 @@
-"""Look inside any classification model: every layer's output for one input, a layer's kernels, and the
-multiply-and-sum behind one output pixel of a convolution.
+"""Look inside any model the explorer shows: every layer's output for one input (a classifier's class
+probabilities, or a segmentation's class map and score maps), a layer's kernels, and the multiply-and-sum behind
+one output pixel of a convolution.
 
 Layers are found generically, by forward hooks on the model's leaf modules that `formulas.layer_kind` names
 (convolutions, poolings, activations, batch norms, flatten, fully connected layers, ...), so ResNets and Inception
@@ -50,8 +51,22 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int) -> dict:
         layers.append(_layer(name, type(module).__name__, formulas.layer_kind(module), out, max_maps))
         if isinstance(module, nn.Conv2d):
             layers[-1]["kernel"] = list(module.weight.shape)
-    return {"classes": list(loaded.info.classes), "probabilities": [float(p) for p in logits[0].softmax(0)],
-            "layers": layers}
+    answer = {"classes": list(loaded.info.classes), "task": loaded.info.task, "layers": layers}
+    if loaded.info.task == "segmentation":
+        return {**answer, **segmentation(logits[0])}
+    return {**answer, "probabilities": [float(p) for p in logits[0].softmax(0)]}
+
+
+def segmentation(scores: torch.Tensor) -> dict:
+    """A segmentation model's output for one scene, scores [K, H, W]: the class of every pixel (the highest score),
+    how many pixels each class has, and the scores themselves, exactly (base64 float32, little-endian, class by
+    class), for each class's score map."""
+    class_map = scores.argmax(0)
+    data = scores.float().contiguous().numpy().astype("<f4").tobytes()
+    pixels = torch.bincount(class_map.flatten(), minlength=len(scores))
+    return {"class_map": class_map.tolist(), "pixels": pixels.tolist(),
+            "scores": {"shape": list(scores.shape), "data": base64.b64encode(data).decode(),
+                       "min": float(scores.min()), "max": float(scores.max())}}
 
 
 def _layer(name: str, type_name: str, kind: str, out: torch.Tensor, max_maps: int) -> dict:

@@ -1,5 +1,6 @@
-"""What the explorer can show: trained runs (any engine), registered models with random weights, and models from
-the user's own files (`cnnlab serve --model FILE.py:NAME`).
+"""What the explorer can show: trained runs (any engine, any dataset: digits, colour photos, scenes to segment),
+registered classification models with random weights, and models from the user's own files
+(`cnnlab serve --model FILE.py:NAME`).
 
 A source id is `run:<folder name>`, `model:<registered name>` or `file:<FILE.py:NAME>`. Models are built once per source and kept in a
 small cache; building and the forward passes are guarded by locks because FastAPI runs plain `def` endpoints on a
@@ -20,7 +21,7 @@ from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
-from cnnlab.train.runs import Run, list_runs
+from cnnlab.train.runs import Run, input_shape, list_runs, read_weights
 from cnnlab.train.user_model import UserModel
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
@@ -36,6 +37,7 @@ class Loaded:
     source: str
     model: torch.nn.Module
     info: DatasetInfo
+    shape: tuple[int, int, int] = (1, 28, 28)  # the [C, H, W] input the model takes (a run: what it trained on)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_dir: str | None = None  # where the run found its dataset (None: the default lookup)
     fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
@@ -49,7 +51,7 @@ class Sources:
     def __init__(self, runs: list[str | Path] | None = None, runs_dir: str | Path | None = None,
                  cache_size: int = 4, own: list[UserModel] = ()):
         self._explicit = [Run.open(r) for r in runs or []]
-        for model in own:  # the page draws 28×28 digits
+        for model in own:  # the page draws 28×28 digits (runs on photos or scenes have test images to pick)
             if model.input_shape != (1, 28, 28):
                 raise SourceError(f"--model {model.spec}: the explorer draws 1×28×28 digits, and this model takes "
                                   f"{'×'.join(map(str, model.input_shape))} inputs")
@@ -64,32 +66,30 @@ class Sources:
         # Re-listed on every call so that a run finished while the server is up appears without a restart.
         return self._explicit or list_runs(self._runs_dir)
 
-    def left_out(self) -> list[str]:
-        """The runs the explorer does not show: those that label pixels rather than images."""
-        return [run.name for run in self.runs() if run.info.task != "classification"]
+    def datasets(self) -> set[str]:
+        """The datasets of the runs and models shown (the only folders whose images the explorer reads)."""
+        return {run.config.dataset for run in self.runs()} | {own.info.name for own in self._own.values()}
 
     def describe(self) -> list[dict]:
         items = []
         for run in self.runs():
-            if run.info.task != "classification":
-                continue  # the explorer's views are a classifier's (left_out() names these runs)
             try:
                 metrics, damaged = run.metrics(), None
             except CheckpointError as err:  # listed as damaged, with the reason: the other runs stay listable
                 metrics, damaged = [], str(err)
             last = metrics[-1] if metrics else {}
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
-                          "dataset": run.config.dataset, "engine": run.config.engine,
+                          "dataset": run.config.dataset, "task": run.info.task, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
                           "damaged": damaged})
         for source, own in self._own.items():
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
-                          "dataset": own.info.name, "engine": "torch", "epochs": 0, "test_acc": None,
-                          "random_weights": own.weights is None, "damaged": None})
+                          "dataset": own.info.name, "task": own.info.task, "engine": "torch", "epochs": 0,
+                          "test_acc": None, "random_weights": own.weights is None, "damaged": None})
         for name in list_models(task="classification"):
             items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
-                          "engine": "torch", "epochs": 0, "test_acc": None, "random_weights": True,
-                          "damaged": None})
+                          "task": "classification", "engine": "torch", "epochs": 0, "test_acc": None,
+                          "random_weights": True, "damaged": None})
         return items
 
     def get(self, source: str) -> Loaded:
@@ -126,10 +126,9 @@ class Sources:
         try:
             if kind == "run":
                 run = self._run(source)
-                if run.info.task != "classification":
-                    raise SourceError(f"source {source!r}: {run.config.model} labels every pixel; the explorer shows "
-                                      "classifiers (use `cnnlab predict` or `cnnlab segment predict` for this run)")
-                return Loaded(source, run.build_model("last"), run.info, data_dir=run.config.data_dir)
+                checkpoint = run.checkpoint("last")
+                shape = input_shape(read_weights(checkpoint)[1].get("input_shape"), checkpoint) or (1, 28, 28)
+                return Loaded(source, run.build_model("last"), run.info, shape, data_dir=run.config.data_dir)
             if source in self._own:
                 own = self._own[source]
                 return Loaded(source, own.build_model(), own.info, data_dir=own.config.data_dir)

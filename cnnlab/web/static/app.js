@@ -86,8 +86,27 @@ function paint(canvas, values, height, width, low, high, colours = colourFor) {
 }
 
 const flat = (rows) => rows.flat(Infinity);
-const range = (values) => [Math.min(...values), Math.max(...values)];
-const paintDigit = (canvas, digit) => paint(canvas, flat(digit), 28, 28, 0, 255);
+const range = (values) => values.reduce(([lo, hi], v) => [Math.min(lo, v), Math.max(hi, v)], [Infinity, -Infinity]);
+// An input is rows of pixels (a digit, a scene) or [channel][row][pixel] (a colour photo): its [C, H, W].
+const shapeOf = (image) => (Array.isArray(image[0][0]) ? [image.length, image[0].length, image[0][0].length]
+  : [1, image.length, image[0].length]);
+// The input as the model sees it: grey, or red, green and blue channels drawn together.
+function paintDigit(canvas, image) {
+  const [channels, height, width] = shapeOf(image);
+  if (channels !== 3) { paint(canvas, flat(image), height, width, 0, 255); return; }
+  const [r, g, b] = image.map(flat);
+  paint(canvas, r.map((_, i) => i), height, width, 0, 255, (i) => [r[i], g[i], b[i]]);
+}
+// One grey image of the input (a colour photo's channels averaged), scaled to [0, 1], for the playground.
+const greyRows = (image) => (shapeOf(image)[0] === 1 ? image.map((row) => row.map((v) => v / 255))
+  : image[0].map((row, r) => row.map((_, c) => image.reduce((sum, channel) => sum + channel[r][c], 0) / (255 * image.length))));
+
+// Classes of a segmentation, colour-blind safe: black background, then Paul Tol's muted scheme and its pale grey
+// (distinguishable with any colour vision; the legend names each colour and the score maps show each class alone).
+const CLASS_COLOURS = ["#000000", "#cc6677", "#332288", "#ddcc77", "#117733", "#88ccee", "#882255", "#44aa99",
+  "#999933", "#aa4499", "#dddddd"];
+const classColour = (c) => CLASS_COLOURS[c % CLASS_COLOURS.length].match(/\w\w/g).map((h) => parseInt(h, 16));
+const paintClasses = (canvas, classMap) => paint(canvas, flat(classMap), classMap.length, classMap[0].length, 0, 0, classColour);
 
 function decodeMaps(layer) {
   // The API sends maps as uint8 scaled to the layer's [min, max]; scale back to the layer's own numbers.
@@ -131,10 +150,13 @@ async function chooseSource(id) {
     ? "Untrained: the weights are random, so predictions mean nothing. Train one with `cnnlab train`."
     : `Run of ${source.model} on ${source.dataset}, ${source.engine} engine, ${source.epochs} epoch(s)` +
       (source.test_acc != null ? `, test accuracy ${(100 * source.test_acc).toFixed(2)}%.` : ".");
+  setInputMode(source);
   if (state.dataset !== source.dataset) {
     state.dataset = source.dataset;
     state.examplesStart = 0;
+    state.digit = null;  // another dataset's input would not fit this model
     await loadExamples();
+    if (document.body.dataset.ready === "1") document.querySelector(".examples button")?.click();
   }
   await loadLearnedFilters();
   if (state.digit) await analyse();
@@ -147,18 +169,24 @@ async function loadExamples() {
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.index = example.index;
-    button.dataset.label = data.classes[example.label];
-    button.title = `test image ${example.index}: ${data.classes[example.label]}`;
+    // a segmentation's label is a class per pixel: the caption lists the digits in the scene
+    const name = data.task === "segmentation"
+      ? [...new Set(flat(example.label))].filter((c) => c).sort((a, b) => a - b).map((c) => data.classes[c]).join(" ")
+      : data.classes[example.label];
+    button.dataset.label = name;
+    button.title = `test ${data.task === "segmentation" ? "scene" : "image"} ${example.index}: ${name}`;
     const canvas = document.createElement("canvas");
     paintDigit(canvas, example.digit);
     const caption = document.createElement("span");
-    caption.textContent = data.classes[example.label];
+    caption.textContent = name;
     button.append(canvas, caption);
     button.addEventListener("click", () => {
       document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
       button.classList.add("chosen");
       clearCanvas();
-      setDigit(example.digit, `test image #${example.index}, labelled ${data.classes[example.label]}, as stored (already 28×28).`);
+      const [channels, height, width] = shapeOf(example.digit);
+      setDigit(example.digit, `test ${data.task === "segmentation" ? "scene" : "image"} #${example.index}, labelled ` +
+        `${name}, as stored (${channels === 3 ? "colour, " : ""}${width}×${height}).`);
     });
     return button;
   }));
@@ -171,29 +199,67 @@ async function predictUpload(blob, name) {
   form.append("source", state.source.id);
   const result = await latest("predict", () => api("api/predict", { method: "POST", body: form }));
   if (result) {
-    showProbabilities(result.classes, result.probabilities);
-    await setDigit(result.digit, `${name}, preprocessed: grayscale, white on black, cropped, scaled to 20×20 and ` +
-      "centred by mass — exactly what `cnnlab predict` does.");
+    if (result.probabilities) showProbabilities(result.classes, result.probabilities);
+    await setDigit(result.digit, `${name}, ${PREPARED[state.mode]}`);
   }
+}
+
+// How an upload becomes the model's input, in each input mode (the server does it, as `cnnlab predict` does).
+const PREPARED = {
+  digit: "preprocessed: grayscale, white on black, cropped, scaled to 20×20 and centred by mass — exactly what " +
+    "`cnnlab predict` does.",
+  photo: "prepared as the run's dataset prepared its photos (resized to fill the side and centre-cropped, or " +
+    "padded, as the run recorded) — exactly what `cnnlab predict` does.",
+  scene: "read as `cnnlab predict` reads a scene (grayscale, a light background inverted, digits at their own " +
+    "size), scaled down only if larger than the 84×64 canvas, and centred on it.",
+};
+
+// The input pane follows the source: digits are drawn, scenes drawn on a wider canvas, photos uploaded or picked.
+function setInputMode(source) {
+  const mode = source.task === "segmentation" ? "scene" : source.kind === "run" && source.dataset.startsWith("folder:")
+    || /^cifar/.test(source.dataset) ? "photo" : "digit";
+  if (mode === state.mode) return;
+  state.mode = mode;
+  document.body.dataset.mode = mode;
+  const [width, height] = mode === "scene" ? [336, 256] : [280, 280];
+  draw.width = width;
+  draw.height = height;
+  clearCanvas();
+  draw.hidden = mode === "photo";
+  $("#clear").hidden = mode === "photo";
+  $("#draw-title").textContent = mode === "photo" ? "Upload a photo" : mode === "scene" ? "Draw a scene of digits" : "Draw";
+  $("#draw-note").textContent = mode === "photo"
+    ? "Drawing with the pen is for digits: this run was trained on colour photos. Upload a photo or pick a test photo below."
+    : mode === "scene" ? "Draw one to three digits, about a third of the canvas tall; every pixel gets a class." : "";
+  $("#upload-label").firstChild.textContent = mode === "photo" ? "Upload photo" : "Upload image";
+  $("#prediction-title").textContent = mode === "scene" ? "Class of every pixel" : "Prediction";
+  $("#class-map").hidden = $("#segment-note").hidden = mode !== "scene";
+  $("#occlusion-panel").hidden = mode === "scene";  // occlusion maps one class probability of a classifier
+  $("#occ-results").hidden = true;
+  state.occlusion = null;
 }
 
 async function setDigit(digit, where) {
   state.digit = digit;
   paintDigit($("#seen"), digit);
+  const [channels, height, width] = shapeOf(digit);
+  $("#seen-size").textContent = `${width}×${height}${channels === 3 ? ", colour" : ""}`;
   $("#seen-note").textContent = where;
-  if (!state.photo) paintDigit($("#conv-input"), digit);
+  if (!state.photo) paintDigit($("#conv-input"), greyRows(digit).map((row) => row.map((v) => Math.round(v * 255))));
   // an occlusion map already shown follows the input, as the layers do
   await Promise.all([analyse(), convolvePlayground(), state.occlusion ? runOcclusion() : null]);
 }
 
 async function analyse() {
-  const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit: state.digit, max_maps: 32 }));
-  if (!result) return;
+  const digit = state.digit;
+  const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit, max_maps: 32 }));
+  if (!result || state.digit !== digit) return;  // the input changed meanwhile (another source's, say)
   if (String(state.classes) !== String(result.classes)) {
     $("#occ-class").replaceChildren(new Option("the predicted class", ""), ...result.classes.map((c, i) => new Option(c, i)));
   }
   state.classes = result.classes;
-  showProbabilities(result.classes, result.probabilities);
+  if (result.task === "segmentation") showSegmentation(result);
+  else showProbabilities(result.classes, result.probabilities);
   showNetwork(result);
 }
 
@@ -210,6 +276,26 @@ function showProbabilities(classes, probabilities) {
     item.querySelector(".value").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
     return item;
   }));
+}
+
+// A segmentation's answer: the class map beside the input, with a legend of the classes found (and their pixels).
+function showSegmentation(result) {
+  const found = result.pixels.map((n, c) => [c, n]).filter(([c, n]) => c && n).sort((a, b) => b[1] - a[1]);
+  $("#prediction").textContent = found.length ? found.map(([c]) => result.classes[c]).join(" ") : "no digit";
+  const canvas = $("#class-map");
+  paintClasses(canvas, result.class_map);
+  canvas.dataset.classes = flat(result.class_map).join(",");
+  $("#probs").replaceChildren(...result.classes.map((name, c) => {
+    const item = el("li", result.pixels[c] ? "class" : "class none");
+    const swatch = el("span", "swatch");
+    swatch.style.background = CLASS_COLOURS[c];
+    item.append(swatch, el("span", "label", name), el("span", "value", `${result.pixels[c]} px`));
+    item.dataset.pixels = result.pixels[c];
+    return item;
+  }));
+  $("#segment-note").textContent = `Every pixel gets the class with the highest score (the score maps below are ` +
+    `the model's output, one per class). ${found.length ? `Found: ${found.map(([c, n]) => `${result.classes[c]} ` +
+    `(${n} pixels)`).join(", ")}.` : "No digit found: every pixel is background."}`;
 }
 
 // ---- drawing ---------------------------------------------------------------------------------------------
@@ -234,7 +320,7 @@ function setupDrawing() {
     document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
     draw.setPointerCapture(event.pointerId);
     last = point(event);
-    pen.lineWidth = 20; pen.lineCap = "round"; pen.lineJoin = "round"; pen.strokeStyle = "#000";
+    pen.lineWidth = state.mode === "scene" ? 10 : 20; pen.lineCap = "round"; pen.lineJoin = "round"; pen.strokeStyle = "#000";
   });
   draw.addEventListener("pointermove", (event) => {
     if (!last) return;
@@ -266,7 +352,10 @@ function setupDrawing() {
 // ---- network overview ------------------------------------------------------------------------------------
 function showNetwork(result) {
   state.layers = result.layers;
-  const rows = [layerRow({ name: "input", type: "28×28 image", shape: [1, 28, 28] }, [flat(state.digit)], 0, 255)];
+  const [channels, height, width] = shapeOf(state.digit);
+  const input = { name: "input", type: channels === 3 ? `${width}×${height} colour image: red, green, blue` : `${width}×${height} image`,
+    shape: [channels, height, width] };
+  const rows = [layerRow(input, channels === 3 ? state.digit.map(flat) : [flat(state.digit)], 0, 255)];
   for (const layer of result.layers) {
     if (layer.maps) {
       rows.push(layerRow(layer, decodeMaps(layer), layer.min, layer.max));
@@ -274,8 +363,18 @@ function showNetwork(result) {
       rows.push(vectorRow(layer));
     }
   }
-  rows.push(vectorRow({ name: "softmax", type: "probabilities", shape: [result.probabilities.length],
-    values: result.probabilities, shown: result.probabilities.length }, result.classes));
+  if (result.task === "segmentation") {
+    // one score map per class (the model's output); a pixel's formula is the softmax over the classes there
+    const { shape, min, max } = result.scores;
+    const scores = new Float32Array(Uint8Array.from(atob(result.scores.data), (c) => c.charCodeAt(0)).buffer);
+    const size = shape[1] * shape[2];
+    const maps = Array.from({ length: shape[0] }, (_, k) => Array.from(scores.subarray(k * size, (k + 1) * size)));
+    rows.push(layerRow({ name: "scores", type: "class scores, one map per class (click: softmax over the classes of a pixel)",
+      shape, formula: "softmax", labels: result.classes }, maps, min, max));
+  } else {
+    rows.push(vectorRow({ name: "softmax", type: "probabilities", shape: [result.probabilities.length],
+      values: result.probabilities, shown: result.probabilities.length }, result.classes));
+  }
   $("#network").replaceChildren(...rows);
   // An open map or value follows the input (drawing updates it live); it closes if the new model has no such one.
   const selector = state.detail?.vector ? ".strip .cell" : "canvas.map";
@@ -318,15 +417,20 @@ function layerRow(layer, maps, low, high) {
     canvas.className = "map";
     canvas.dataset.index = channel;
     paint(canvas, values, height, width, low, high);
+    if (layer.labels) {  // a map per class: named under it
+      const figure = el("figure", "labelled-map");
+      figure.append(canvas, el("figcaption", "", layer.labels[channel]));
+      box.append(figure);
+    }
     if (layer.name !== "input") {
-      clickable(canvas, `${layer.name} map ${channel}`);
+      clickable(canvas, `${layer.name} map ${channel}${layer.labels ? ` (${layer.labels[channel]})` : ""}`);
       canvas.addEventListener("click", (event) => {
         document.querySelectorAll(".network .chosen").forEach((c) => c.classList.remove("chosen"));
         canvas.classList.add("chosen");
         openDetail(layer, channel, values, low, high, event.detail === "follow");
       });
     }
-    box.append(canvas);
+    if (!layer.labels) box.append(canvas);
   });
   if (layer.shape[0] > maps.length) {
     const more = document.createElement("span");
@@ -381,7 +485,8 @@ function openDetail(layer, channel, values, low, high, following) {
   state.detail = { layer: layer.name, channel, point: start };
   const panel = $("#detail");
   panel.hidden = false;
-  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel} · ${height}×${width}`;
+  const label = layer.labels ? ` (class ${layer.labels[channel]})` : "";
+  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel}${label} · ${height}×${width}`;
   $("#detail-map").hidden = false;
   $("#detail-legend").replaceChildren(legend(low, high));
   $("#detail-note").textContent = "Click a pixel (or use the arrow keys) to see how the model computed it and " +
@@ -390,7 +495,7 @@ function openDetail(layer, channel, values, low, high, following) {
   const pick = (y, x) => {
     state.detail.point = [y, x];
     paintEnlarged(canvas, values, height, width, low, high, [y, x]);
-    showFormula(layer.name, [channel, y, x]);
+    showFormula(layer.formula || layer.name, [channel, y, x], layer.name);
   };
   canvas.onclick = (event) => {
     const box = canvas.getBoundingClientRect();
@@ -453,7 +558,9 @@ function outline(context, top, left, height, width) {
 function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled = false) {
   const small = document.createElement("canvas");
   paintDigit(small, digit);
-  canvas.width = canvas.height = 28 * scale;
+  const [, height, width] = shapeOf(digit);
+  canvas.width = width * scale;
+  canvas.height = height * scale;
   const context = canvas.getContext("2d");
   context.imageSmoothingEnabled = false;
   context.drawImage(small, 0, 0, canvas.width, canvas.height);
@@ -470,7 +577,7 @@ function showField(field) {
   const note = $("#field-note");
   canvas.hidden = !field;
   if (!field) { note.textContent = ""; return; }
-  digitWithBox(canvas, state.digit, 8, field.box);
+  digitWithBox(canvas, state.digit, Math.max(3, Math.round(224 / shapeOf(state.digit)[2])), field.box);
   const [top, bottom, left, right] = field.box;
   canvas.dataset.box = field.box.join(",");
   const [size] = field.size;
@@ -521,15 +628,18 @@ function resultLine(answer, text) {
   return line;
 }
 
-async function showFormula(layerName, index) {
-  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit: state.digit, layer: layerName, index }));
-  if (!answer) return;
+async function showFormula(layerName, index, rowName = layerName) {
+  const digit = state.digit;
+  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit, layer: layerName, index }));
+  if (!answer || state.digit !== digit) return;
   const where = index.length === 3 ? `(map ${index[0]}, row ${index[1]}, column ${index[2]})` : `(value ${index[0]})`;
-  $("#detail-value").textContent = `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
+  $("#detail-value").textContent = rowName !== layerName
+    ? `Here ${where}: score ${fmt(answer.logits[index[0]], 6)}; its softmax over the ${answer.logits.length} classes of this pixel is ${fmt(answer.actual, 6)}.`
+    : `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
   $("#detail-value").dataset.actual = answer.actual;
   showField(answer.field);
   const top = $("#top-button");
-  top.hidden = answer.kind !== "conv";
+  top.hidden = answer.kind !== "conv" || shapeOf(digit)[0] !== 1;  // the search covers single-channel test sets
   top.onclick = () => showTopActivations(layerName, index[0]);
   if (state.topFor !== `${layerName}:${index[0]}`) { $("#top-activations").replaceChildren(); state.topFor = `${layerName}:${index[0]}`; }
   const box = $("#explain");
@@ -575,7 +685,8 @@ const VIEWS = {
 
 function drawConv(a, layerName) {
   const parts = [];
-  if (state.layers[0]?.name === layerName) {
+  const first = state.layers[0]?.name === layerName;
+  if (first) {
     parts.push(el("p", "note", "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training."));
   }
   const shownChannels = 6;
@@ -586,7 +697,8 @@ function drawConv(a, layerName) {
     const [pl, ph] = range(flat(patch));
     const [kl, kh] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
-    line.append(el("span", "", `input ${a.input_channels[i]}:`), numberGrid(patch, pl, ph), op("×"),
+    const colour = first && a.patch.length === 3 ? ` (${["red", "green", "blue"][i]})` : "";
+    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, pl, ph), op("×"),
       numberGrid(kernel, kl, kh), op("="), numberGrid(products, ql, qh), op("Σ ="), el("span", "total", a.channel_sums[i].toFixed(4)));
     parts.push(line);
   });
@@ -624,7 +736,9 @@ function drawSoftmax(a) {
   const classes = state.classes || a.logits.map((_, i) => String(i));
   const shifted = a.shift ? ` (e^(z − ${fmt(a.shift)}): subtracting the largest logit changes no probability and keeps e^z finite)` : "";
   return [
-    el("p", "formula", `p_i = e^z_i / Σ_j e^z_j, from the last layer's outputs z (the logits)${shifted}.`),
+    el("p", "formula", `p_i = e^z_i / Σ_j e^z_j, from the last layer's outputs z (the logits)` +
+      (a.pixel ? ` of the pixel at row ${a.pixel[0]}, column ${a.pixel[1]}: each pixel's scores are normalized on their own` : "") +
+      `${shifted}.`),
     table(["class", "logit z", "e^z", "p = e^z / Σ"], a.logits.map((z, i) => [classes[i], fmt(z), fmt(a.exps[i]), fmt(a.exps[i] / a.sum)]), a.index[0]),
     el("p", "formula", `Σ e^z = ${fmt(a.sum)}`),
     resultLine(a, `p(${classes[a.index[0]]}) = ${fmt(a.exps[a.index[0]])} / ${fmt(a.sum)}`),
@@ -698,7 +812,7 @@ async function showTopActivations(layerName, feature) {
     const values = flat(hit.projection);
     const [low, high] = range(values);
     const extent = Math.max(-low, high) || 1;
-    paint(projection, values, 28, 28, -extent, extent);
+    paint(projection, values, hit.projection.length, hit.projection[0].length, -extent, extent);
     figure.append(image, projection, el("figcaption", "", `test #${hit.index}: ${hit.value.toFixed(3)}`));
     figure.title = `test image ${hit.index}; strongest activation ${hit.value} at row ${hit.y}, column ${hit.x}`;
     return figure;
@@ -751,7 +865,7 @@ async function runOcclusion() {
 function occludedInput(r, c) {
   const result = state.occlusion;
   const [top, left] = [result.starts[r], result.starts[c]];
-  digitWithBox($("#occ-input"), state.digit, 6, [top, top + result.size, left, left + result.size], true);
+  digitWithBox($("#occ-input"), state.digit, Math.max(3, Math.round(168 / shapeOf(state.digit)[2])), [top, top + result.size, left, left + result.size], true);
   state.occlusionAt = [r, c];
   const p = result.probability[r][c];
   $("#occ-at").textContent = `Square at rows ${top}–${top + result.size - 1}, columns ${left}–${left + result.size - 1}: ` +
@@ -967,8 +1081,8 @@ function setupPhoto() {
   $("#pg-digit").addEventListener("click", () => {
     state.photo = null;
     $("#pg-digit").hidden = true;
-    $("#conv-input-name").textContent = "the model's 28×28 input";
-    if (state.digit) paintDigit($("#conv-input"), state.digit);
+    $("#conv-input-name").textContent = "the model's input";
+    if (state.digit) paintDigit($("#conv-input"), greyRows(state.digit).map((row) => row.map((v) => Math.round(v * 255))));
     convolvePlayground();
   });
 }
@@ -979,7 +1093,7 @@ async function convolvePlayground() {
   const values = Array.from($("#kernel").children, (input) => Number(input.value));
   if (values.length !== k * k || values.some((v) => !Number.isFinite(v)) || ![s, p, d].every(Number.isInteger)) return;
   const kernel = Array.from({ length: k }, (_, r) => values.slice(r * k, (r + 1) * k));
-  const image = state.photo ? state.photo.rows : state.digit.map((row) => row.map((v) => v / 255));
+  const image = state.photo ? state.photo.rows : greyRows(state.digit);
   const result = await latest("convolve", () => postJSON("api/convolve", { image, kernel, padding: p, stride: s, dilation: d }));
   if (!result) {
     if (statusKind === "convolve") {  // refused: the reason goes where the output size would be
