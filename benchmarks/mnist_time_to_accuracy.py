@@ -126,7 +126,7 @@ def main():
             r = results[-1]
             print(f"  repeat {repeat + 1}: {name}: {r['seconds']:.1f} s, epochs {r['epochs']}, acc {r['accuracy']:.2%}",
                   flush=True)
-    print(f"\nseconds to {args.target:.1%} MNIST test accuracy (the reference: to {args.reference_target:.1%}), "
+    print(f"\nseconds to {args.target:.1%} MNIST test accuracy (the reference: to {args.reference_target:.1%}),\n"
           f"{args.threads} threads, torch {torch.__version__}, median of {args.repeats}:")
     print("| recipe | epochs to target | seconds to target | accuracy then |\n|---|---:|---:|---:|")
     medians = {}

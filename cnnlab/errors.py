@@ -9,6 +9,12 @@ def listed(names, most: int = 8) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def first_line(err: BaseException, most: int | None = None) -> str:
+    """The first line of an exception's message (at most `most` characters; "" if it has none): what a one-line
+    error quotes of a library's or a user's multi-line exception."""
+    return (str(err).strip().splitlines() or [""])[0][:most]
+
+
 class CnnlabError(Exception):
     """Base class: the message is one line that names the input and what is wrong with it."""
 

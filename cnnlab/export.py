@@ -17,7 +17,7 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.errors import ConfigError, import_optional
-from cnnlab.train.runs import Run, read_weights
+from cnnlab.train.runs import Run
 
 OPSET = 18
 
@@ -62,6 +62,6 @@ def export_run(run: Run, out: str | Path | None = None, checkpoint: str = "last"
     out = Path(out) if out else run.path / "model.onnx"
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    _, saved = read_weights(run.checkpoint(checkpoint))
-    input_shape = tuple(saved.get("input_shape") or (1, 28, 28))
-    return export_model(run.build_model(checkpoint), input_shape, out, onnx_metadata(run, input_shape, checkpoint))
+    model, input_shape = run.load_model(checkpoint)
+    input_shape = input_shape or (1, 28, 28)
+    return export_model(model, input_shape, out, onnx_metadata(run, input_shape, checkpoint))

@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -76,5 +76,5 @@ def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size
         # it is a bug in the model.
         if not options and "keyword argument" not in str(err):
             raise
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        detail = first_line(err, 160) or type(err).__name__
         raise ConfigError(f"model {entry.name!r}: {detail}") from None

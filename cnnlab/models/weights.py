@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab import files
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, first_line
 
 _SHOWN = 4  # names listed per kind of difference before "and N more"
 
@@ -35,7 +35,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: holds Python objects, not just tensors; cnnlab only loads weights "
                               "(torch.load(weights_only=True)) and never unpickles arbitrary objects") from None
     except Exception as err:  # noqa: BLE001 - truncated zip, wrong format, ...: all mean "cannot read"
-        detail = (str(err).strip().splitlines() or [""])[0][:120]
+        detail = first_line(err, 120)
         raise CheckpointError(f"{path}: not a readable weights file ({type(err).__name__}: {detail})") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):

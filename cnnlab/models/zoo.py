@@ -13,7 +13,7 @@ import json
 import torch
 
 from cnnlab.data import dataset_info
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.models import get_model, list_models, model_info
 from cnnlab.models.complexity import profile, weight_layers
 from cnnlab.models.published import variants
@@ -207,7 +207,7 @@ def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, option
         counted = profile(model, shape)
     except RuntimeError as err:  # e.g. an input too small for the layers' kernels
         raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
-                          f"{str(err).splitlines()[0]}") from None
+                          f"{first_line(err)}") from None
     fields = fields_per_call(model, shape)  # the same calls, in the same order, as the profile's rows
     rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), field.describe() if field else "",
              f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else ""]

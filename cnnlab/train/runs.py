@@ -174,9 +174,15 @@ class Run:
 
     def build_model(self, which: str = "last"):
         """The run's PyTorch model with its trained weights, in eval mode."""
+        return self.load_model(which)[0]
+
+    def load_model(self, which: str = "last"):
+        """(the run's model with its trained weights, in eval mode; the [C, H, W] input its weights file records,
+        or None), from one read of the file."""
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
-        model = build_torch_model(self.config, input_shape(metadata.get("input_shape"), path))
+        shape = input_shape(metadata.get("input_shape"), path)
+        model = build_torch_model(self.config, shape)
         check_fits(model, tensors, path)
         broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and
                   not bool(tensor.isfinite().all())]
@@ -185,7 +191,7 @@ class Run:
                                   f"{', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); the run diverged "
                                   "or the file was altered")
         model.load_state_dict(tensors)
-        return model.eval()
+        return model.eval(), shape
 
 
 def input_shape(value, source) -> tuple[int, int, int] | None:

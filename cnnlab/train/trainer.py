@@ -27,7 +27,7 @@ import torch
 
 from cnnlab import __version__, files, hardware
 from cnnlab.data.download import atomic_write
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, import_optional
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, first_line, import_optional
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
@@ -101,10 +101,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0]
+        reason = first_line(err)
         raise CheckpointError(f"{path}: refused: not a plain tensor checkpoint ({reason})") from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({first_line(err)})") from None
 
 
 class Trainer:
@@ -189,7 +189,7 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             trainer.generator.set_state(state["generator"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(f"{run.path / CHECKPOINT}: does not fit this run ({str(err).splitlines()[0]})") from None
+            raise CheckpointError(f"{run.path / CHECKPOINT}: does not fit this run ({first_line(err)})") from None
         return trainer
 
     # -- the loop -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import DatasetInfo, dataset_info
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.weights import load_weights
 from cnnlab.train.config import TrainConfig
 
@@ -55,7 +55,7 @@ def import_factory(spec: str):
         sys.modules.pop(module_name, None)
         if isinstance(err, KeyboardInterrupt):
             raise
-        detail = (str(err).strip().splitlines() or [""])[0][:120]
+        detail = first_line(err, 120)
         raise UserModelError(f"--model {spec}: importing {file.name} raised {type(err).__name__}"
                              f"{_location(err, file)}: {detail}") from None
     factory = getattr(module, name, None)
@@ -75,7 +75,7 @@ def build(factory, spec: str) -> nn.Module:
     try:
         model = factory()
     except Exception as err:  # noqa: BLE001 - as above
-        detail = (str(err).strip().splitlines() or [""])[0][:120]
+        detail = first_line(err, 120)
         raise UserModelError(f"--model {spec}: {name}() raised {type(err).__name__}{_location(err, file)}: "
                              f"{detail} (it must build with no arguments)") from None
     if not isinstance(model, nn.Module):
@@ -127,7 +127,7 @@ class UserModel:
             with torch.no_grad():
                 logits = model(torch.zeros(1, *subject.input_shape))
         except Exception as err:  # noqa: BLE001 - the user's forward may raise anything
-            detail = (str(err).strip().splitlines() or [""])[0][:120]
+            detail = first_line(err, 120)
             raise UserModelError(f"--model {spec}: a {'×'.join(map(str, subject.input_shape))} input fails "
                                  f"({type(err).__name__}: {detail}); give --input or --dataset") from None
         if not (isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 1):

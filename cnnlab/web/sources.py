@@ -21,7 +21,7 @@ from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
-from cnnlab.train.runs import Run, input_shape, list_runs, read_weights
+from cnnlab.train.runs import Run, list_runs
 from cnnlab.train.user_model import UserModel
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
@@ -126,12 +126,11 @@ class Sources:
         try:
             if kind == "run":
                 run = self._run(source)
-                checkpoint = run.checkpoint("last")
-                shape = input_shape(read_weights(checkpoint)[1].get("input_shape"), checkpoint) or (1, 28, 28)
-                return Loaded(source, run.build_model("last"), run.info, shape, data_dir=run.config.data_dir)
+                model, shape = run.load_model("last")
+                return Loaded(source, model, run.info, shape or (1, 28, 28), data_dir=run.config.data_dir)
             if source in self._own:
                 own = self._own[source]
-                return Loaded(source, own.build_model(), own.info, data_dir=own.config.data_dir)
+                return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir)
             if kind == "model" and name in list_models(task="classification"):
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
