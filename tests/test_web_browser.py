@@ -82,12 +82,12 @@ def open_page(browser, server, width: int, touch: bool = False):
     return page
 
 
-def wait_until(page, condition: str, arg=None):
+def wait_until(page, condition: str, arg=None, seconds: float = 15):
     """Wait for a JS condition; on timeout, fail with what the page shows instead of a bare timeout."""
     from playwright.sync_api import TimeoutError
 
     try:
-        page.wait_for_function(condition, arg=arg, timeout=15_000)
+        page.wait_for_function(condition, arg=arg, timeout=seconds * 1000)
     except TimeoutError:
         shown = page.evaluate("[...document.querySelectorAll('#prediction, #seen-note, #status, #conv-range')]"
                               ".map(e => e.id + ': ' + e.textContent).join(' | ')")
@@ -437,7 +437,8 @@ def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_p
     wait_until(page, "!document.querySelector('#top-button').hidden")
     page.click("#top-button")
     page.wait_for_selector("#top-activations progress")
-    wait_until(page, "document.querySelector('#top-activations').dataset.state === 'done'")
+    # the search of 10,000 test images: seconds alone, several times that while the whole suite runs on 2 cores
+    wait_until(page, "document.querySelector('#top-activations').dataset.state === 'done'", seconds=90)
     assert page.locator("#top-activations figure").count() == 9
     captions = page.eval_on_selector_all("#top-activations figcaption", "f => f.map(e => e.textContent)")
     assert all(c.startswith("test #") for c in captions)
