@@ -233,23 +233,24 @@ def test_runs_table(trained):
 
 
 def test_the_best_recipe_builds_and_trains_with_its_own_settings():
-    """Not its 25 epochs: its model, optimizer, augmentation and label smoothing, for 8 steps."""
+    """Not its 22 epochs: its model, optimizer, augmentation and label smoothing, for 32 steps (after 8, batch
+    norm's running statistics are still far from the data's: 13% whatever was learned)."""
     from cnnlab.train.config import RECIPES, recipe_config
     from cnnlab.train.trainer import Trainer
 
-    trainer = Trainer(recipe_config("best", train_limit=1024, test_limit=1000, epochs=1, threads=1, device="cpu"),
+    trainer = Trainer(recipe_config("best", train_limit=4096, test_limit=1000, epochs=1, threads=1, device="cpu"),
                       progress=False, save=False)
     model, optimizer = trainer.engine.model, trainer.engine.optimizer
     best = RECIPES["best"]
-    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == best["model_options"]["channels"]
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 2
-    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [best["model_options"]["dropout"]]
+    a, b, c = best["model_options"]["widths"]
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [a, a, a, b, b, b, c]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == best["weight_decay"]
     assert trainer.augment is not None and trainer.engine.label_smoothing == best["label_smoothing"]
     result = trainer.fit()
-    # 8 steps of 128 augmented images: measured 42.9-61.1% over seeds 0-4 x 1 and 2 threads and with AVX2 kernels
-    # (chance 10%)
-    assert result.final_test_acc > 0.3
+    # 32 steps of 128 augmented images: measured 80.0-88.9% over seeds 0-4 x 1 and 2 threads and with AVX2
+    # kernels (chance 10%; a model that does not learn stays near it)
+    assert result.final_test_acc > 0.6
 
 
 def _every_parser(parser, name="cnnlab"):

@@ -1,5 +1,5 @@
-"""Augmentations for photos: the padded random crop and flip of ResNet's CIFAR recipe, and colour jitter, as
-batched tensor ops on normalized batches."""
+"""Augmentations for photos: the padded random crop and flip of ResNet's CIFAR recipe, colour jitter and random
+erasing, as batched tensor ops on normalized batches."""
 
 import numpy as np
 import pytest
@@ -55,6 +55,26 @@ def test_colour_jitter_works_on_the_pixels_and_keeps_them_in_range():
     assert torch.allclose(Augment(saturation=1.0)(grey, None, MEAN, STD), grey, atol=1e-5)  # no colour to change
 
 
+def test_random_erasing_zeroes_one_rectangle_of_2_to_40_percent_per_drawn_image():
+    x = batch(400)
+    out = Augment(erase=1.0)(x, torch.Generator().manual_seed(0))
+    sizes = set()
+    for image, erased in zip(x, out):
+        changed = (image != erased).any(0)
+        rows, cols = changed.any(1).nonzero()[:, 0], changed.any(0).nonzero()[:, 0]
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        assert torch.equal(erased[:, top:bottom, left:right], torch.zeros_like(erased[:, top:bottom, left:right]))
+        outside = torch.ones_like(changed)
+        outside[top:bottom, left:right] = False
+        assert torch.equal(erased[:, outside], image[:, outside])  # one rectangle, all channels, nothing else
+        area = int((bottom - top) * (right - left))
+        assert 1 <= area <= 0.5 * 12 * 10  # 2-40% of the area, rounded to whole rows and columns
+        sizes.add((int(bottom - top), int(right - left)))
+    assert len(sizes) > 15  # one draw per image
+    half = Augment(erase=0.5)(x, torch.Generator().manual_seed(1))
+    assert 160 < sum(not torch.equal(o, i) for o, i in zip(half, x)) < 240
+
+
 def test_without_affine_settings_photos_are_not_shifted():
     x = batch()
     assert torch.equal(Augment(flip=1.0)(x), x.flip(3))  # the 2-pixel shift default is for the affine jitter alone
@@ -68,7 +88,7 @@ def test_the_options_are_checked_and_train():
         recipe_config(augment={"crop": 4})
     from cnnlab.train.trainer import Trainer
 
-    config = recipe_config(augment={"crop_padding": 4, "flip": 0.5, "brightness": 0.2}, epochs=1, train_limit=128,
+    config = recipe_config(augment={"crop_padding": 4, "flip": 0.5, "brightness": 0.2, "erase": 0.5}, epochs=1, train_limit=128,
                            test_limit=128, threads=1)
     result = Trainer(config, save=False, progress=False).fit()
     assert result.history[0]["train_loss"] > 0

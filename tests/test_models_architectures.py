@@ -1,5 +1,5 @@
 """Architecture details the papers specify: LeNet-5's connection table, AlexNet's groups and LRN, VGG's table,
-GoogLeNet's Table 1 and auxiliary heads."""
+GoogLeNet's Table 1 and auxiliary heads; and cnnlab's own small nets' options and tables."""
 
 import json
 
@@ -136,3 +136,33 @@ def test_googlenet_aux_heads_train_with_the_papers_weighting():
     assert model.aux1.fc2.weight.grad.abs().sum() > 0
     model.eval()
     assert isinstance(model(x), torch.Tensor)  # the heads only train
+
+
+def test_simple_cnn_pool_first_is_the_same_function_without_batch_norm_and_quarters_its_work():
+    """ReLU commutes with max-pooling, so without batch norm the pool-first order computes the same function from
+    the same weights; with batch norm it normalizes the pooled map (the fast recipe's order)."""
+    torch.manual_seed(0)
+    default, pool_first = get_model("simple-cnn"), get_model("simple-cnn", pool_first=True)
+    pool_first.load_state_dict(default.state_dict())  # the same parameters under the same names
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(pool_first(x), default(x), atol=1e-6)
+    normed = get_model("simple-cnn", batch_norm=True, pool_first=True)
+    assert [name for name, _ in normed.named_children()][:8] == ["conv1", "pool1", "bn1", "relu1",
+                                                                 "conv2", "pool2", "bn2", "relu2"]
+    sizes = []
+    normed.bn1.register_forward_hook(lambda module, args, out: sizes.append(out.shape[-1]) and None)
+    normed(x)
+    assert sizes == [12]  # the 24x24 convolution output, pooled before it is normalized
+
+
+def test_deep_cnn_follows_its_table():
+    model = get_model("deep-cnn", widths=(24, 48, 96))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [
+        (24, 3, 1, 1), (24, 3, 1, 1), (24, 5, 2, 2), (48, 3, 1, 1), (48, 3, 1, 1), (48, 5, 2, 2), (96, 4, 1, 0)]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.4] * 3
+    assert model.fc.in_features == 96 * 4 * 4  # 28 -> 14 -> 7 -> 4 (the 4x4 convolution without padding)
+    assert get_model("deep-cnn", in_channels=3, input_size=32).fc.in_features == 128 * 5 * 5
+    with pytest.raises(Exception, match="too small for deep-cnn"):
+        get_model("deep-cnn", input_size=8)

@@ -16,7 +16,7 @@ def output_shape(name: str, n: int, classes: int, side_h: int, side_w: int) -> t
 
 
 def test_the_zoo_is_complete():
-    expected = {"simple-cnn", "lenet5", "alexnet", "alexnet-2012", "googlenet",
+    expected = {"simple-cnn", "deep-cnn", "mlp", "lenet5", "alexnet", "alexnet-2012", "googlenet",
                 *(f"vgg-{c}" for c in ("a", "a-lrn", "b", "c", "d", "e")),
                 *(f"vgg-{c}-bn" for c in ("a", "b", "c", "d", "e")),
                 "plain18", "plain34", *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),

@@ -28,8 +28,8 @@ def test_a_recipes_model_options_belong_to_its_model():
     # ... unless it is given options of its own.
     assert recipe_config("segmentation", model="fcn-8s", model_options={"dropout": 0.0}).model_options == {"dropout": 0.0}
     assert recipe_config("segmentation", model="unet").model_options == segmentation.get("model_options", {})
-    assert recipe_config("best", model="simple-cnn").model_options == RECIPES["best"]["model_options"]
-    assert recipe_config("best", model="lenet5").model_options == {}
+    assert recipe_config("best", model="deep-cnn").model_options == RECIPES["best"]["model_options"]
+    assert recipe_config("best", model="simple-cnn").model_options == {}
 
 
 def test_the_fast_recipe_reaches_99_percent_in_one_epoch():

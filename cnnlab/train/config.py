@@ -35,7 +35,8 @@ AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degree
                    "crop_padding": ("pixels of padding before a random crop", (0, 64)),
                    "flip": ("probability of a horizontal flip", (0, 1)),
                    "brightness": ("factor spread", (0, 0.9)), "contrast": ("factor spread", (0, 0.9)),
-                   "saturation": ("factor spread", (0, 1))}
+                   "saturation": ("factor spread", (0, 1)),
+                   "erase": ("probability of erasing a random rectangle", (0, 1))}
 
 # The sensible range of each bounded number (both ends allowed): beyond them a run diverges, never ends or runs
 # out of memory, long after it started. The rest have their own checks in `validate`.
@@ -52,18 +53,29 @@ RECIPES: dict[str, dict] = {
     # diverging, label smoothing 0.1 keeps the logits small while the rate is high, a 256-unit hidden layer learns
     # more per step at little cost, and batch 192 cuts the per-step overhead of 64. docs/records.md has what each
     # of these bought.
-    "fast": {"model_options": {"channels": [16, 32], "hidden": 256, "batch_norm": True}, "epochs": 1,
+    "fast": {"model_options": {"channels": [16, 32], "hidden": 256, "batch_norm": True, "pool_first": True},
+             "epochs": 1,
              "batch_size": 192, "lr": 5e-3, "label_smoothing": 0.1},
     # Fastest to 99.5%: the fast recipe's batch norm and label smoothing on a wider net (32/64 maps), with small
     # shifts and rotations so that five epochs do not overfit, and AdamW's weight decay.
     "fast-99.5": {"model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True}, "epochs": 5,
                   "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "label_smoothing": 0.1,
                   "augment": {"max_shift": 2.0, "max_rotate_deg": 10.0}},
-    # Stronger: batch norm, dropout, augmentation and a longer one-cycle schedule (>= 99.6% on MNIST).
+    # The most accurate (>= 99.70% on MNIST, mean of 3 seeds, in fp32 within 20 minutes on 2 cores): the deeper
+    # CNN (seven conv/BN/ReLU layers, strided convolutions, dropout 0.4), the affine jitter of digits (shifts,
+    # rotations, scale), AdamW and label smoothing over a 22-epoch one-cycle. docs/records.md has the search.
     "best": {
-        "model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True, "dropout": 0.25},
-        "epochs": 25, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
+        "model": "deep-cnn", "model_options": {"widths": [24, 48, 96]},
+        "epochs": 22, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
         "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
+    },
+    # Fashion-MNIST's most accurate within about 15 minutes on 2 cores: the best recipe's deeper CNN at 32/64/128
+    # maps, with the crop and flip of photos instead of the jitter of digits (a shirt is a shirt mirrored; a 6 is
+    # not a 6 mirrored). 93.1% (94.5% was the goal: docs/records.md has the search).
+    "fashion": {
+        "model": "deep-cnn", "model_options": {"widths": [32, 64, 128]}, "dataset": "fashion-mnist",
+        "epochs": 16, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
+        "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": 0.5},
     },
     # The lecture's visualization slides need five conv layers with ReLU and max pooling, as the AlexNet-like net of
     # Zeiler & Fergus: AlexNet at Fashion-MNIST's 28 px (its small-input stem; clothes give richer features than

@@ -33,9 +33,22 @@ if keras.backend.backend() != "torch":
     raise ConfigError(f"--engine keras needs Keras's torch backend; Keras was already imported with "
                       f"{keras.backend.backend()!r} (unset KERAS_BACKEND)")
 
-# torch's NCHW: images cross between the engines as they are. (Keras's NHWC was no faster on the torch backend: it
-# makes each pooling input contiguous NCHW anyway, with a copy, and NCHW max-pooling is what costs most here.)
+# torch's NCHW shapes: images cross between the engines as they are. Keras's own NHWC (data_format="channels_last")
+# was no faster on the torch backend: its pooling makes each input a contiguous NCHW copy. Instead the kernels are
+# stored so that torch computes in NHWC memory under the NCHW shapes, as the torch engine does (`_kernels_out_major`).
 CHANNELS_FIRST = dict(data_format="channels_first")
+
+
+def _kernels_out_major(model: keras.Sequential) -> None:
+    """Store each Conv2D kernel, (kh, kw, in, out) to Keras, in (out, kh, kw, in) memory order. Keras's torch
+    backend hands the convolution the kernel permuted to torch's (out, in, kh, kw), and with this storage that view
+    is channels-last: torch then convolves in NHWC memory and returns NHWC maps, which ReLU and max-pooling keep
+    (the logical shape stays NCHW). NHWC max-pooling is vectorized across channels where NCHW's is not: 8x
+    faster for simple-cnn's pools on one core."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            kernel = layer.kernel.value
+            kernel.data = kernel.data.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
 
 
 class ScaledTanh(layers.Layer):
@@ -153,6 +166,7 @@ class KerasEngine:
         keras.utils.set_random_seed(config.seed)  # dropout masks
         self.torch_model = model  # the layout of the weights it saves
         self.model, self.variables = keras_model(model, config.model, input_shape)
+        _kernels_out_major(self.model)  # before the optimizer holds the kernels; assigning weights keeps the order
         self.load_weights(model.state_dict())
         self.optimizer = make_optimizer(config, [v.value for v in self.model.trainable_variables])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule_fn(config, steps_per_epoch))
