@@ -60,7 +60,7 @@ def engine_gradients(engine: str, model: torch.nn.Module, name: str, x, y):
         from cnnlab.train.pytensor_engine import Graph, cross_entropy_sum
 
         graph = Graph(model, name, seed=0)
-        xs, ys = pt.tensor4(dtype="float32"), pt.lvector()
+        xs, ys = pt.tensor4(dtype="float32", shape=(None, *x.shape[1:])), pt.lvector()  # as the engine's input
         logits = graph(xs, training=True)
         loss = cross_entropy_sum(logits, ys)
         names = [name for name, shared in graph.shared.items() if shared in graph.trainable]
@@ -100,6 +100,37 @@ def test_logits_loss_and_every_gradient_match_torch(engine, model_name, options)
     assert sorted(grads) == sorted(expected_grads)
     for name, grad in expected_grads.items():
         assert relative_error(grads[name], grad) <= 1e-4, name
+
+
+POOLS = {"max": torch.nn.functional.max_pool2d, "average": torch.nn.functional.avg_pool2d,
+         "sum": lambda x, k, s: torch.nn.functional.avg_pool2d(x, k, s) * k * k}
+
+
+@pytest.mark.parametrize("kernel, stride, side", [(2, 2, 12), (3, 2, 11), (2, 2, None)],
+                         ids=["tiling", "overlapping", "tiling-unknown-size"])
+def test_pytensor_pooling_and_its_gradient_equal_torchs(kernel, stride, side):
+    """Both of the engine's pooling paths, each mode: windows that tile a map of known size are pooled by one
+    reduction over a reshape; others (overlapping, or a size known only at run time) by the maximum or sum of
+    shifted views. The graphs run uncompiled (FAST_COMPILE): this checks their math, in float64."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from cnnlab.train.pytensor_engine import pool2d
+
+    # continuous values: no ties within a window, whose gradient each library places its own way
+    x = torch.randn(3, 5, side or 12, side or 12, dtype=torch.float64, requires_grad=True)
+    h = pt.tensor4(dtype="float64", shape=(None, side, side, 5))
+    for mode, torch_pool in POOLS.items():
+        x.grad = None
+        expected = torch_pool(x, kernel, stride)
+        weights = torch.randn(expected.shape, dtype=torch.float64)
+        (expected * weights).sum().backward()
+        pooled = pool2d(h, (kernel, kernel), (stride, stride), mode)
+        loss = (pooled * weights.permute(0, 2, 3, 1).numpy()).sum()
+        f = pytensor.function([h], [pooled, pytensor.grad(loss, h)], mode="FAST_COMPILE")
+        out, grad = f(x.detach().permute(0, 2, 3, 1).numpy())
+        np.testing.assert_allclose(out.transpose(0, 3, 1, 2), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(grad.transpose(0, 3, 1, 2), x.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("settings", [

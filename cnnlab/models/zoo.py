@@ -22,7 +22,7 @@ from cnnlab.models.vgg import CONFIGS
 from cnnlab.text import human, markdown_table
 
 FAMILIES = {  # family: title, in the order the lecture walks through them
-    "simple": "cnnlab's own small CNNs (the default, the deeper one of the best recipe) and an MLP",
+    "simple": "cnnlab's own small nets: the default CNN, a deeper CNN, an MLP",
     "lenet": "LeNet (LeCun et al. 1998)",
     "alexnet": "AlexNet (Krizhevsky et al. 2012)",
     "vgg": "VGG (Simonyan & Zisserman 2015)",
