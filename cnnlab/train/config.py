@@ -55,8 +55,7 @@ RECIPES: dict[str, dict] = {
     # ReLU hands them a quarter of the values (on a CPU they cost more than the convolutions). docs/records.md has
     # what each of these bought.
     "fast": {"model_options": {"channels": [16, 32], "hidden": 256, "batch_norm": True, "pool_first": True},
-             "epochs": 1,
-             "batch_size": 192, "lr": 5e-3, "label_smoothing": 0.1},
+             "epochs": 1, "batch_size": 192, "lr": 5e-3, "label_smoothing": 0.1},
     # Fastest to 99.5%: the fast recipe's batch norm and label smoothing on a wider net (32/64 maps), with small
     # shifts and rotations so that five epochs do not overfit, and AdamW's weight decay.
     "fast-99.5": {"model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True}, "epochs": 5,
