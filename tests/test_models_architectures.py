@@ -155,6 +155,16 @@ def test_simple_cnn_pool_first_is_the_same_function_without_batch_norm_and_quart
     assert sizes == [12]  # the 24x24 convolution output, pooled before it is normalized
 
 
+def test_simple_cnn_strided_first_replaces_the_first_pooling_by_a_stride():
+    model = get_model("simple-cnn", batch_norm=True, pool_first=True, strided_first=True)
+    assert [name for name, _ in model.named_children()][:7] == ["conv1", "bn1", "relu1", "conv2", "pool2", "bn2",
+                                                                "relu2"]
+    assert model.conv1.stride == (2, 2) and model.conv2.stride == (1, 1)
+    assert model.fc1.in_features == 32 * 4 * 4  # 28 -> 12 (5x5, stride 2) -> 8 -> 4, as with the pooling
+    for side in (16, 28, 32):  # the first layer's output side follows the stride's arithmetic at every size
+        assert get_model("simple-cnn", input_size=side, strided_first=True)(torch.randn(1, 1, side, side)).shape == (1, 10)
+
+
 def test_deep_cnn_follows_its_table():
     model = get_model("deep-cnn", widths=(24, 48, 96))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

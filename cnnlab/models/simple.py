@@ -13,29 +13,32 @@ from torch import nn
 from cnnlab.models.registry import register_model
 
 
-def _pooled(size: int, kernel: int, padding: int) -> int:
-    return (size + 2 * padding - kernel + 1) // 2
+def _pooled(size: int, kernel: int, padding: int, strided: bool = False) -> int:
+    """The side after a convolution and a 2x2 max-pool, or after the same convolution with stride 2 instead."""
+    return (size + 2 * padding - kernel) // 2 + 1 if strided else (size + 2 * padding - kernel + 1) // 2
 
 
 class SimpleCNN(nn.Sequential):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, channels: tuple[int, int] = (16, 32),
                  kernel_size: int = 5, hidden: int = 128, input_size: int = 28, batch_norm: bool = False,
-                 dropout: float = 0.0, pool_first: bool = False):
+                 dropout: float = 0.0, pool_first: bool = False, strided_first: bool = False):
         c1, c2 = channels
         pad = 0 if input_size >= 28 else kernel_size // 2  # tiny inputs keep their size through the convs
-        side = _pooled(_pooled(input_size, kernel_size, pad), kernel_size, pad)
+        side = _pooled(_pooled(input_size, kernel_size, pad, strided_first), kernel_size, pad)
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for two {kernel_size}x{kernel_size} conv+pool stages")
         layers: list[tuple[str, nn.Module]] = []
         for i, (cin, cout) in enumerate([(in_channels, c1), (c1, c2)], start=1):
-            stage = [(f"conv{i}", nn.Conv2d(cin, cout, kernel_size, padding=pad, bias=not batch_norm))]
+            # strided_first: the first convolution strides 2 and has no pooling after it (a quarter of its work)
+            stride = 2 if strided_first and i == 1 else 1
+            stage = [(f"conv{i}", nn.Conv2d(cin, cout, kernel_size, stride, pad, bias=not batch_norm))]
             if batch_norm:
                 stage.append((f"bn{i}", nn.BatchNorm2d(cout)))
             stage.append((f"relu{i}", nn.ReLU(inplace=True)))
             # pool_first: max-pool straight after the convolution, so that batch norm and ReLU work on a quarter of
             # the values (ReLU commutes with max-pooling; batch norm then normalizes the pooled map).
-            pool = (f"pool{i}", nn.MaxPool2d(2))
-            layers += [stage[0], pool, *stage[1:]] if pool_first else [*stage, pool]
+            pool = [(f"pool{i}", nn.MaxPool2d(2))] if stride == 1 else []
+            layers += [stage[0], *pool, *stage[1:]] if pool_first else [*stage, *pool]
         layers += [("flatten", nn.Flatten()), ("fc1", nn.Linear(c2 * side * side, hidden)), ("relu3", nn.ReLU(inplace=True))]
         if dropout:
             layers.append(("dropout", nn.Dropout(dropout)))
