@@ -36,12 +36,12 @@ def time_to_accuracy(recipe: str, device: str, target: float, repeats: int, quic
     if quick:
         settings.update(train_limit=1000, test_limit=500, epochs=1, stop_at=None)
     Trainer(recipe_config(recipe, **settings), progress=False, save=False).fit()  # warm-up
-    runs = []
+    runs, on = [], torch.device(device)
     for seed in range(repeats):
-        synchronize(torch.device(device))
+        synchronize(on)
         start = time.perf_counter()
         result = Trainer(recipe_config(recipe, **settings, seed=seed), progress=False, save=False).fit()
-        synchronize(torch.device(device))
+        synchronize(on)
         runs.append({"seconds": result.seconds, "end_to_end_seconds": time.perf_counter() - start,
                      "epochs": len(result.history), "test_acc": result.final_test_acc})
     return {"median_seconds": statistics.median(r["seconds"] for r in runs),
@@ -106,7 +106,7 @@ def main() -> None:
     timed = results["time_to_accuracy"]
     print(f"MNIST time to {args.target:.1%} ({args.recipe} recipe{', ' if overrides else ''}"
           f"{', '.join(f'{k} {v:g}' for k, v in overrides.items())}): {timed['reached']} of {len(timed['runs'])} "
-          f"seeds reached it, mean accuracy {timed['mean_test_acc']:.2%}; median {timed['median_seconds']:.2f} s "
+          f"seeds reached it,\n  mean accuracy {timed['mean_test_acc']:.2%}; median {timed['median_seconds']:.2f} s "
           f"training and evaluating, {timed['median_end_to_end_seconds']:.2f} s end to end")
     sizes = {} if args.no_throughput else {"simple-cnn": (512, None), "resnet18": (256, None), "resnet50": (128, None)}
     steps, warmup = (2, 1) if args.quick else (50, 10)
