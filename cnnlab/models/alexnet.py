@@ -25,8 +25,8 @@ from cnnlab.models.registry import register_model
 def _classifier(in_features: int, hidden: int, num_classes: int, act: str, dropout: float) -> nn.Sequential:
     # The paper applies dropout before the first two fully connected layers (torchvision's order too).
     return nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(in_features, hidden), layers.activation(act, hidden),
-        nn.Dropout(dropout), nn.Linear(hidden, hidden), layers.activation(act, hidden),
+        layers.Dropout(dropout), nn.Linear(in_features, hidden), layers.activation(act, hidden),
+        layers.Dropout(dropout), nn.Linear(hidden, hidden), layers.activation(act, hidden),
         nn.Linear(hidden, num_classes),
     )
 

@@ -85,7 +85,7 @@ class InceptionAux(nn.Module):
         self.conv = BasicConv2d(in_channels, 128, 1, act=act)
         self.fc1 = nn.Linear(2048, 1024)
         self.act = layers.activation(act, 1024)
-        self.dropout = nn.Dropout(0.7)
+        self.dropout = layers.Dropout(0.7)
         self.fc2 = nn.Linear(1024, num_classes)
 
     def forward(self, x):
@@ -132,7 +132,7 @@ class GoogLeNet(nn.Module):
             for after, aux in AUX_AFTER.items():
                 self.add_module(aux, InceptionAux(aux_channels[after], num_classes, act=act))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = layers.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):

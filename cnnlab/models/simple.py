@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from cnnlab.models.layers import Dropout
 from cnnlab.models.registry import register_model
 
 
@@ -41,7 +42,7 @@ class SimpleCNN(nn.Sequential):
             layers += [stage[0], *pool, *stage[1:]] if pool_first else [*stage, *pool]
         layers += [("flatten", nn.Flatten()), ("fc1", nn.Linear(c2 * side * side, hidden)), ("relu3", nn.ReLU(inplace=True))]
         if dropout:
-            layers.append(("dropout", nn.Dropout(dropout)))
+            layers.append(("dropout", Dropout(dropout)))
         layers.append(("fc2", nn.Linear(hidden, num_classes)))
         super().__init__(OrderedDict(layers))
 
@@ -62,7 +63,7 @@ class MLP(nn.Sequential):
         for i, units in enumerate(hidden, start=1):
             layers += [(f"fc{i}", nn.Linear(width, units)), (f"relu{i}", nn.ReLU(inplace=True))]
             if dropout:
-                layers.append((f"dropout{i}", nn.Dropout(dropout)))
+                layers.append((f"dropout{i}", Dropout(dropout)))
             width = units
         layers.append((f"fc{len(hidden) + 1}", nn.Linear(width, num_classes)))
         super().__init__(OrderedDict(layers))
@@ -86,11 +87,11 @@ class DeepCNN(nn.Sequential):
             layers += [(name, nn.Conv2d(channels, width, kernel, stride, padding, bias=False)),
                        (f"bn{index}", nn.BatchNorm2d(width)), (f"relu{index}", nn.ReLU(inplace=True))]
             if stride == 2:
-                layers.append((f"dropout{index}", nn.Dropout(dropout)))
+                layers.append((f"dropout{index}", Dropout(dropout)))
             channels, side = width, (side + 2 * padding - kernel) // stride + 1
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for deep-cnn (at least 13 pixels)")
-        layers += [("flatten", nn.Flatten()), ("dropout", nn.Dropout(dropout)),
+        layers += [("flatten", nn.Flatten()), ("dropout", Dropout(dropout)),
                    ("fc", nn.Linear(channels * side * side, num_classes))]
         super().__init__(OrderedDict(layers))
 

@@ -66,8 +66,8 @@ class VGG(nn.Module):
         side, hidden = (1, 512) if small else (7, 4096)
         self.avgpool = nn.AdaptiveAvgPool2d(side)
         self.classifier = nn.Sequential(
-            nn.Linear(512 * side * side, hidden), layers.activation(activation, hidden), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), layers.activation(activation, hidden), nn.Dropout(dropout),
+            nn.Linear(512 * side * side, hidden), layers.activation(activation, hidden), layers.Dropout(dropout),
+            nn.Linear(hidden, hidden), layers.activation(activation, hidden), layers.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
         for m in self.modules():

@@ -132,6 +132,8 @@ class TrainConfig:
     step_size: int = option(1, "epochs between decays (step schedule)")
     gamma: float = option(0.7, "decay factor (step schedule)")
     label_smoothing: float = option(0.0, "share of each target spread evenly over all classes")
+    ema: float | None = option(None, "evaluate and save an exponential moving average of the weights, updated "
+                                     "every step with this decay (e.g. 0.999; torch engine)", metavar="DECAY")
     class_weights: str = option("none", "weigh each class's loss by its frequency in the training labels "
                                         "(segmentation: background); cnnlab.train.weighting", choices=tuple(CLASS_WEIGHTINGS))
     logit_adjustment: bool = option(False, "fold -log(class weight) into the trained model's output bias, so it "
@@ -188,6 +190,8 @@ class TrainConfig:
         need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
         need(not self.logit_adjustment or self.class_weights != "none",
              "logit adjustment undoes class weights: give --class-weights too")
+        need(self.ema is None or 0 < self.ema < 1, f"ema must be a decay in (0, 1), got {self.ema}")
+        need(self.ema is None or self.engine == "torch", "--ema trains with the torch engine")
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
         need(self.stop_at is None or 0 < self.stop_at <= 1, f"stop-at must be an accuracy in (0, 1], got {self.stop_at}")
         need(self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}")

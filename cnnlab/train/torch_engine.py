@@ -1,5 +1,5 @@
 """The PyTorch engine: CPU, GPU and multi-process (DDP), bf16 autocast where the hardware computes it natively,
-channels-last memory, optional torch.compile, frozen layers and class-weighted losses."""
+channels-last memory, optional torch.compile, frozen layers, class-weighted losses and an average of the weights."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
 from cnnlab.hardware import choose_precision
+from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import make_optimizer, schedule_fn
 
@@ -67,6 +68,9 @@ class TorchEngine:
         if config.logit_adjustment:
             self.logit_shift, self.output_bias = logit_shift(class_weights).to(device), output_bias(model)
         self.lr = self.optimizer.param_groups[0]["lr"]
+        # With --ema, the average of the weights is what is evaluated and saved (cnnlab.train.averaging).
+        self.average = WeightAverage(self.model, config.ema) if config.ema is not None else None
+        self.evaluated = self.average.model if self.average else self.model
         self.forward = self.model
         if world is not None and world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -104,6 +108,8 @@ class TorchEngine:
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
+        if self.average:
+            self.average.update()
         # Accuracy of what the model predicts, as evaluated: with logit adjustment, of the adjusted logits (the
         # raw ones of a class-weighted model favour the rare classes by design).
         predicted = self._adjusted(logits.detach()).argmax(1)
@@ -111,9 +117,9 @@ class TorchEngine:
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
+        self.evaluated.eval()
         with self._autocast():
-            logits = self.model(self._inputs(x)).float()
+            logits = self.evaluated(self._inputs(x)).float()
         return self._adjusted(logits)
 
     def _adjusted(self, logits: torch.Tensor) -> torch.Tensor:
@@ -124,7 +130,7 @@ class TorchEngine:
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights to deploy: with logit adjustment, the shift is folded into the output bias, so every
         consumer of the saved model (evaluate, predict, the explorer) predicts what `logits` evaluated."""
-        weights = self.model.state_dict()
+        weights = self.evaluated.state_dict()
         if self.logit_shift is not None:
             bias = weights[self.output_bias]  # a model may score each class several times (U-Net's space_to_depth)
             shift = self.logit_shift.repeat_interleave(bias.numel() // self.logit_shift.numel())
@@ -132,11 +138,14 @@ class TorchEngine:
         return weights
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict()}
+        return {**state, "average": self.average.state_dict()} if self.average else state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average:
+            self.average.load_state_dict(state["average"])
         self.lr = self.optimizer.param_groups[0]["lr"]
