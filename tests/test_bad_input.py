@@ -226,6 +226,8 @@ NEEDS_NO_RUN = {
                               "augment option 'max_shift' must be a number from 0 to 100"),
     "args negative channels": (args_case("train", "--model-options", '{"channels": [-4, 8]}'), "model 'simple-cnn'"),
     "args seed huge": (args_case("train", "--seed", str(10 ** 30)), "seed must be between"),
+    "args clean epochs negative": (args_case("train", "--clean-epochs", "-1"), "clean-epochs must be between 0"),
+    "args ema 1": (args_case("train", "--ema", "1"), "ema must be a decay in (0, 1), got 1.0"),
     "args name too long": (args_case("train", "--name", "x" * 300), "not a folder name every system takes"),
     "args name with slash": (args_case("train", "--name", "a/b"), "'/' not allowed"),
     "args name reserved": (args_case("train", "--name", "CON"), "not a reserved name such as CON"),

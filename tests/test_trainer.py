@@ -250,6 +250,23 @@ def test_augment_settings_are_the_augmentations_parameters_and_are_checked():
         recipe_config(augment={"max_scale": -0.1})
 
 
+@pytest.mark.parametrize("clean_epochs, augmented", [(0, [True, True, True]), (1, [True, True, False]),
+                                                     (5, [False, False, False])])
+def test_clean_epochs_train_the_last_epochs_without_augmentation(clean_epochs, augmented):
+    config = recipe_config(epochs=3, train_limit=64, test_limit=32, threads=1, device="cpu",
+                           augment={"max_shift": 2}, clean_epochs=clean_epochs)
+    trainer = Trainer(config, save=False, progress=False)
+    seen, batches = [], trainer.train_data.batches
+
+    def recorded(*args, augment=None, **kwargs):
+        seen.append(augment is not None)
+        return batches(*args, augment=augment, **kwargs)
+
+    trainer.train_data.batches = recorded
+    trainer.fit()
+    assert seen == augmented
+
+
 def test_the_python_api_takes_what_the_command_line_takes(tmp_path):
     result = train(epochs=1, train_limit=64, test_limit=32, threads=1, name="mine", runs_dir=tmp_path,
                    progress=False)

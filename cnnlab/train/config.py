@@ -42,7 +42,7 @@ AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degree
 # out of memory, long after it started. The rest have their own checks in `validate`.
 RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "lr": (1e-12, 100),
           "momentum": (0, 1), "weight_decay": (0, 10), "step_size": (1, 100_000), "gamma": (1e-12, 1e12),
-          "threads": (1, 1024), "train_limit": (1, 10 ** 9), "test_limit": (1, 10 ** 9),
+          "threads": (1, 1024), "clean_epochs": (0, 100_000), "train_limit": (1, 10 ** 9), "test_limit": (1, 10 ** 9),
           "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1)}
 
 # Named starting points; command-line flags override any field.
@@ -144,6 +144,9 @@ class TrainConfig:
                                         'jitter, e.g. \'{"crop_padding": 4, "flip": 0.5, "brightness": 0.2, '
                                         '"contrast": 0.2, "saturation": 0.2}\'', metavar="JSON",
                                   tasks=("classification",))
+    clean_epochs: int = option(0, "train the last N epochs on the images as they are, without --augment: the "
+                                  "model ends fitted to undistorted images, as it is tested", metavar="N",
+                               tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
     device: str = option("auto", "auto, cpu or cuda[:N]")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "

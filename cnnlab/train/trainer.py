@@ -229,7 +229,8 @@ class Trainer:
         # curves of a short run have more than one point an epoch.
         step_loss, last_sum, last_seen = [], 0.0, 0
         start = time.perf_counter()
-        batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=self.augment)
+        augment = self.augment if epoch <= config.epochs - config.clean_epochs else None
+        batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=augment)
         for step, (x, y) in enumerate(batches, 1):
             # Every rank draws the same global batch; each trains on its share, scaled so DDP's average of the
             # shares' gradients is the global batch's mean gradient.
