@@ -259,7 +259,7 @@ def test_serve_shows_the_users_model_with_its_own_numbers(weights, mnist_digit_p
                              data={"source": listed[0]["id"]}).json()
     expected = predict_probabilities(own.build_model(), own.info, [mnist_digit_png[0]])[0]
     assert np.allclose(answer["probabilities"], expected, atol=1e-6)
-    assert answer["prediction"] == str(int(np.argmax(expected)))
+    assert answer["prediction"] == str(int(expected.argmax()))
 
 
 def test_serve_refuses_a_model_the_page_cannot_draw_for(capsys):
