@@ -20,7 +20,8 @@ class WeightAverage:
         self.decay, self.steps = decay, 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         pairs = list(zip([*self.model.parameters(), *self.model.buffers()], [*model.parameters(), *model.buffers()]))
-        self._floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        self._averaged, self._current = [a for a, _ in floats], [c for _, c in floats]
         self._counts = [pair for pair in pairs if not pair[0].is_floating_point()]  # batch norm's step counters
 
     @torch.no_grad()
@@ -28,9 +29,8 @@ class WeightAverage:
         """Move the average towards the model's weights after an optimizer step."""
         self.steps += 1
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        if self._floats:
-            averaged, current = zip(*self._floats)
-            torch._foreach_lerp_(list(averaged), list(current), 1 - decay)
+        if self._averaged:
+            torch._foreach_lerp_(self._averaged, self._current, 1 - decay)
         for averaged, current in self._counts:
             averaged.copy_(current)
 

@@ -70,7 +70,6 @@ class TorchEngine:
         self.lr = self.optimizer.param_groups[0]["lr"]
         # With --ema, the average of the weights is what is evaluated and saved (cnnlab.train.averaging).
         self.average = WeightAverage(self.model, config.ema) if config.ema is not None else None
-        self.evaluated = self.average.model if self.average else self.model
         self.forward = self.model
         if world is not None and world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -78,6 +77,11 @@ class TorchEngine:
             self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if on_gpu else None)
         if config.compile:
             self.forward = torch.compile(self.forward)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The model that is evaluated and saved: the weights' average with --ema, else the trained model."""
+        return self.average.model if self.average else self.model
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
