@@ -87,6 +87,9 @@ class Augment:
     - affine jitter: rotation, scale and translation. Pixels moved in from outside take the image's darkest value
       (the background of a digit), as if the digit moved on its canvas. Given no other setting, it shifts by up to
       2 pixels;
+    - elastic distortion (Simard et al. 2003): each pixel moves by a random field, uniform in [-1, 1] per pixel,
+      smoothed by a Gaussian of width `elastic_sigma` pixels and scaled by `elastic` (alpha, pixels): the
+      wobble of a hand's stroke that no affine map makes. Sampled in the same pass as the affine jitter;
     - random erasing (Zhong et al. 2017) with probability `erase`: a rectangle of 2-40% of the image, aspect ratio
       0.3-3.3, set to the normalized zero (the mean colour), so that no one part of an object is relied on.
     """
@@ -95,14 +98,15 @@ class Augment:
 
     def __init__(self, max_shift: float | None = None, max_rotate_deg: float = 0.0, max_scale: float = 0.0,
                  crop_padding: int = 0, flip: float = 0.0, brightness: float = 0.0, contrast: float = 0.0,
-                 saturation: float = 0.0, erase: float = 0.0):
-        others = crop_padding or flip or brightness or contrast or saturation or erase
+                 saturation: float = 0.0, erase: float = 0.0, elastic: float = 0.0, elastic_sigma: float = 4.0):
+        others = crop_padding or flip or brightness or contrast or saturation or erase or elastic
         if max_shift is None:
             max_shift = 0.0 if others and not (max_rotate_deg or max_scale) else 2.0
         self.max_shift, self.max_rotate, self.max_scale = max_shift, math.radians(max_rotate_deg), max_scale
         self.crop_padding, self.flip = int(crop_padding), flip
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
         self.erase = erase
+        self.elastic, self.elastic_sigma = elastic, elastic_sigma
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, mean=0.0,
                  std=1.0) -> torch.Tensor:
@@ -113,8 +117,8 @@ class Augment:
             x = torch.where(flipped[:, None, None, None], x.flip(3), x)
         if self.brightness or self.contrast or self.saturation:
             x = self.jitter_colour(x, generator, mean, std)
-        if self.max_shift or self.max_rotate or self.max_scale:
-            x = self.affine(x, generator)
+        if self.max_shift or self.max_rotate or self.max_scale or self.elastic:
+            x = self.warp(x, generator)
         if self.erase:
             x = self.random_erase(x, generator)
         return x
@@ -166,7 +170,8 @@ class Augment:
             pixels = ((pixels - level) * factor(self.saturation) + level).clamp(0, 1)
         return (pixels - mean) / std
 
-    def affine(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def warp(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The affine jitter and the elastic distortion, as one resampling of the image."""
         n, _, h, w = x.shape
 
         def uniform(limit: float) -> torch.Tensor:
@@ -178,11 +183,26 @@ class Augment:
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        if self.elastic:
+            grid = grid + self.elastic_field(n, h, w, generator).to(x)
         background = x.amin(dim=(1, 2, 3), keepdim=True)
         return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
+
+    def elastic_field(self, n: int, h: int, w: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Displacements (n, h, w, 2) in affine_grid's [-1, 1] units: uniform noise smoothed by a separable
+        Gaussian (zero beyond the image, as Simard's), times alpha."""
+        radius = min(math.ceil(3 * self.elastic_sigma), max(h, w) - 1)
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-taps ** 2 / (2 * self.elastic_sigma ** 2))
+        kernel = kernel / kernel.sum()
+        field = torch.rand(n * 2, 1, h, w, generator=generator) * 2 - 1
+        field = F.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        pixels_to_units = torch.tensor([2 / w, 2 / h])
+        return field.view(n, 2, h, w).permute(0, 2, 3, 1) * self.elastic * pixels_to_units
 
     def describe(self) -> dict:
         return {"max_shift": self.max_shift, "max_rotate_deg": math.degrees(self.max_rotate),
                 "max_scale": self.max_scale, "crop_padding": self.crop_padding, "flip": self.flip,
                 "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
-                "erase": self.erase}
+                "erase": self.erase, "elastic": self.elastic, "elastic_sigma": self.elastic_sigma}

@@ -36,7 +36,10 @@ AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degree
                    "flip": ("probability of a horizontal flip", (0, 1)),
                    "brightness": ("factor spread", (0, 0.9)), "contrast": ("factor spread", (0, 0.9)),
                    "saturation": ("factor spread", (0, 1)),
-                   "erase": ("probability of erasing a random rectangle", (0, 1))}
+                   "erase": ("probability of erasing a random rectangle", (0, 1)),
+                   # digits: Simard et al. 2003 used alpha 34, sigma 4 (a displacement of about 1.4 px, rms)
+                   "elastic": ("strength alpha of an elastic distortion, pixels", (0, 100)),
+                   "elastic_sigma": ("smoothness sigma of the elastic distortion, pixels", (0.5, 20))}
 
 # The sensible range of each bounded number (both ends allowed): beyond them a run diverges, never ends or runs
 # out of memory, long after it started. The rest have their own checks in `validate`.
