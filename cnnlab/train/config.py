@@ -144,7 +144,8 @@ class TrainConfig:
                                            "predicts with the training frequencies rather than the weighted ones "
                                            "(segmentation models)")
     augment: dict | None = option(None, 'random affine jitter as JSON, e.g. \'{"max_shift": 2, "max_rotate_deg": '
-                                        '10, "max_scale": 0.1}\'; for photos a padded random crop, flip and colour '
+                                        '10, "max_scale": 0.1}\', and an elastic distortion ("elastic": 34, '
+                                        '"elastic_sigma": 4); for photos a padded random crop, flip and colour '
                                         'jitter, e.g. \'{"crop_padding": 4, "flip": 0.5, "brightness": 0.2, '
                                         '"contrast": 0.2, "saturation": 0.2}\'', metavar="JSON",
                                   tasks=("classification",))
