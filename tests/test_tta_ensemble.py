@@ -1,5 +1,6 @@
-"""`cnnlab evaluate --tta` and `cnnlab evaluate RUN1 RUN2 ...`: probabilities averaged over shifted copies of each
-image and over several runs, checked against the same average computed here by hand."""
+"""`cnnlab evaluate --tta` and `cnnlab evaluate RUN1 RUN2 ...`: probabilities averaged over shifted (and, for runs
+trained with flips, mirrored) copies of each image and over several runs, checked against the same average
+computed here by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.preprocess import normalize
-from cnnlab.train.evaluation import SHIFTS, averaged, shifted
+from cnnlab.train.evaluation import SHIFTS, averaged, shifted, tta_views
 from conftest import run_in_process
 
 LIMIT = 2000  # test images evaluated
@@ -18,13 +19,16 @@ LIMIT = 2000  # test images evaluated
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> list:
-    """Two simple-cnn runs of one epoch on 3,000 images, seeds 0 and 1 (a few seconds each)."""
+    """Three simple-cnn runs of one epoch on 3,000 images, seeds 0 and 1, and seed 0 trained with horizontal flips
+    (a few seconds each)."""
     from cnnlab.train.runs import Run
     from cnnlab.train.trainer import train
 
     root = tmp_path_factory.mktemp("tta-runs")
-    return [Run.open(train("default", name=f"seed{seed}", runs_dir=root, seed=seed, train_limit=3000,
-                           test_limit=500, epochs=1, threads=1, progress=False).run_dir) for seed in (0, 1)]
+    settings = [(0, None), (1, None), (0, {"flip": 0.5})]
+    return [Run.open(train("default", name=f"run{i}", runs_dir=root, seed=seed, augment=augment, train_limit=3000,
+                           test_limit=500, epochs=1, threads=1, progress=False).run_dir)
+            for i, (seed, augment) in enumerate(settings)]
 
 
 def test_shifted_moves_every_pixel_and_repeats_the_edge():
@@ -32,33 +36,46 @@ def test_shifted_moves_every_pixel_and_repeats_the_edge():
     assert shifted(x, 1, 0)[0, 0].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert shifted(x, 0, -1)[0, 0].tolist() == [[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11], [13, 14, 15, 15]]
     assert shifted(x, 0, 0) is x and len(set(SHIFTS)) == 5
+    assert shifted(x, 0, 1, True)[0, 0].tolist() == [[3, 3, 2, 1], [7, 7, 6, 5], [11, 11, 10, 9], [15, 15, 14, 13]]
 
 
-def by_hand(models, shifts) -> float:
-    """Accuracy on the first LIMIT test images of the mean softmax, computed with torch.roll on zero-padded
-    copies rather than the code under test's replicate padding (MNIST's border pixels are background: the same)."""
+def test_views_mirror_only_for_runs_trained_with_flips():
+    assert tta_views({}) == tuple((dy, dx, False) for dy, dx in SHIFTS) == tta_views({"flip": 0.0})
+    assert tta_views({"flip": 0.5}) == (*tta_views({}), *((dy, dx, True) for dy, dx in SHIFTS))
+
+
+def by_hand(models, views) -> float:
+    """Accuracy on the first LIMIT test images of the mean softmax over (dy, dx, mirrored) views, computed with
+    torch.roll on zero-padded copies rather than the code under test's replicate padding (MNIST's border pixels
+    are background: the same), mirrored by reversing the columns."""
     info, test = dataset_info("mnist"), load_dataset("mnist", "test", download=False)
     x = torch.from_numpy(normalize(test.images[:LIMIT], info.mean, info.std))[:, None]
     background = float(x.min())
     total = 0
     with torch.no_grad():
         for model in models:
-            for dy, dx in shifts:
-                padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=background)
+            for dy, dx, mirrored in views:
+                padded = torch.nn.functional.pad(x[..., range(27, -1, -1)] if mirrored else x, (1, 1, 1, 1),
+                                                 value=background)
                 moved = torch.roll(padded, (dy, dx), (2, 3))[..., 1:-1, 1:-1]
                 total = total + model(moved).softmax(1)
     return (total.argmax(1).numpy() == test.labels[:LIMIT]).mean()
 
 
-@pytest.mark.parametrize("which, tta", [([0], True), ([0, 1], False), ([0, 1], True)])
-def test_accuracy_is_the_averaged_probabilities(runs, which, tta, capsys):
+# The flip-trained run 2 is evaluated on mirror images too, alone; an ensemble with a run that never saw a mirror
+# image is not.
+@pytest.mark.parametrize("which, tta, mirrored", [([0], True, False), ([0, 1], False, False),
+                                                  ([0, 1], True, False), ([2], True, True), ([0, 2], True, False)])
+def test_accuracy_is_the_averaged_probabilities(runs, which, tta, mirrored, capsys):
     chosen = [runs[i] for i in which]
     code, out, err = run_in_process(capsys, "evaluate", *[r.path for r in chosen], "--limit", LIMIT, "--json",
                                     *(["--tta"] if tta else []))
     assert code == 0, err
     reported = json.loads(out)
-    expected = by_hand([r.build_model() for r in chosen], SHIFTS if tta else ((0, 0),))
-    assert reported["accuracy"] == pytest.approx(expected, abs=1e-6)  # float32; one image is 5e-4 and reported["tta"] is tta
+    views = tta_views({"flip": mirrored}) if tta else ((0, 0, False),)
+    expected = by_hand([r.build_model() for r in chosen], views)
+    assert reported["accuracy"] == pytest.approx(expected, abs=1e-6)  # float32; one image is 5e-4
+    assert reported["tta"] is tta and reported["views"] == len(views) == (10 if mirrored else 5 if tta else 1)
 
 
 def test_one_run_without_tta_is_the_model_itself(runs):

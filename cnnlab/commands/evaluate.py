@@ -26,7 +26,8 @@ def add_evaluate_options(p) -> None:
                    "ensemble of classifiers of one dataset, their class probabilities averaged")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the class probabilities "
-                   "of each image and its four 1-pixel shifts (classifiers)")
+                   "of each image and its four 1-pixel shifts, and of their mirror images for runs trained with "
+                   "flips (classifiers)")
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N images of the split only")
     p.add_argument("--batch-size", type=int, metavar="N", help="images per batch (default: the run's "
@@ -43,6 +44,7 @@ def run(args, segmentation_only: bool = False) -> int:
 
     from cnnlab.errors import ConfigError
     from cnnlab.train.batches import TensorSplit
+    from cnnlab.train.evaluation import averaged, tta_views
     from cnnlab.train.runs import Run
     from cnnlab.train.tasks import task_for
 
@@ -65,20 +67,21 @@ def run(args, segmentation_only: bool = False) -> int:
     models = [run.build_model(args.checkpoint) for run in runs]
     data = TensorSplit(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
                        limit=args.limit)
+    # An ensemble's images are mirrored only if every one of its runs was trained on mirror images.
+    flips = all((run.config.augment or {}).get("flip") for run in runs)
+    views = tta_views({"flip": flips}) if args.tta else ((0, 0, False),)
     with torch.inference_mode():
         if args.tta or len(models) > 1:
-            from cnnlab.train.evaluation import SHIFTS, averaged
-
-            logits_fn = averaged(models, SHIFTS if args.tta else ((0, 0),))
+            logits_fn = averaged(models, views)
         else:
             logits_fn = models[0]
         result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
     where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
              "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
-             "tta": args.tta}
+             "tta": args.tta, "views": len(views)}
     what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
-    title = (f"{what} ({args.checkpoint}{', TTA' if args.tta else ''}) on {trained.config.dataset} "
-             f"{args.split}")
+    tta = f", TTA of {len(views)} views" if args.tta else ""
+    title = f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}"
     if task.name == "segmentation":
         return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
     classes = data.info.classes

@@ -91,8 +91,19 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # test-time augmentation: the image and its 1-pixel shifts
 
 
-def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """The batch moved by (dy, dx) pixels, the edge pixels repeated into the gap (a digit's background)."""
+def tta_views(augment: dict) -> tuple[tuple[int, int, bool], ...]:
+    """The (dy, dx, mirrored) copies of each test image that test-time augmentation averages over: the image and
+    its 1-pixel shifts, and their mirror images too for a model trained with horizontal flips (airbench's CIFAR-10
+    views). Only what the model saw in training: a digit mirrored is no digit."""
+    mirrors = (False, True) if augment.get("flip") else (False,)
+    return tuple((dy, dx, mirrored) for mirrored in mirrors for dy, dx in SHIFTS)
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int, mirrored: bool = False) -> torch.Tensor:
+    """The batch moved by (dy, dx) pixels, the edge pixels repeated into the gap (a digit's background), and
+    mirrored left to right if asked."""
+    if mirrored:
+        x = x.flip(-1)
     if not (dy or dx):
         return x
     h, w = x.shape[-2:]
@@ -100,10 +111,11 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
 
 
-def averaged(models, shifts=((0, 0),)):
-    """A logits function that averages class probabilities over `models` (an ensemble) and over shifted copies of
-    each input (test-time augmentation); it returns log-probabilities, so that argmax and cross-entropy apply."""
+def averaged(models, views=((0, 0, False),)):
+    """A logits function that averages class probabilities over `models` (an ensemble) and over shifted or
+    mirrored copies of each input (`views`, as `tta_views` gives them: test-time augmentation); it returns
+    log-probabilities, so that argmax and cross-entropy apply."""
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
-        probabilities = sum(model(shifted(x, dy, dx)).float().softmax(1) for model in models for dy, dx in shifts)
-        return (probabilities / (len(models) * len(shifts))).clamp(min=1e-12).log()
+        probabilities = sum(model(shifted(x, *view)).float().softmax(1) for model in models for view in views)
+        return (probabilities / (len(models) * len(views))).clamp(min=1e-12).log()
     return logits_fn
