@@ -40,8 +40,8 @@ def test_shifted_moves_every_pixel_and_repeats_the_edge():
 
 
 def test_views_mirror_only_for_runs_trained_with_flips():
-    assert tta_views({}) == tuple((dy, dx, False) for dy, dx in SHIFTS) == tta_views({"flip": 0.0})
-    assert tta_views({"flip": 0.5}) == (*tta_views({}), *((dy, dx, True) for dy, dx in SHIFTS))
+    assert tta_views(False) == tuple((dy, dx, False) for dy, dx in SHIFTS)
+    assert tta_views(True) == (*tta_views(False), *((dy, dx, True) for dy, dx in SHIFTS))
 
 
 def by_hand(models, views) -> float:
@@ -72,7 +72,7 @@ def test_accuracy_is_the_averaged_probabilities(runs, which, tta, mirrored, caps
                                     *(["--tta"] if tta else []))
     assert code == 0, err
     reported = json.loads(out)
-    views = tta_views({"flip": mirrored}) if tta else ((0, 0, False),)
+    views = tta_views(mirrored) if tta else ((0, 0, False),)
     expected = by_hand([r.build_model() for r in chosen], views)
     assert reported["accuracy"] == pytest.approx(expected, abs=1e-6)  # float32; one image is 5e-4
     assert reported["tta"] is tta and reported["views"] == len(views) == (10 if mirrored else 5 if tta else 1)

@@ -69,7 +69,7 @@ def run(args, segmentation_only: bool = False) -> int:
                        limit=args.limit)
     # An ensemble's images are mirrored only if every one of its runs was trained on mirror images.
     flips = all((run.config.augment or {}).get("flip") for run in runs)
-    views = tta_views({"flip": flips}) if args.tta else ((0, 0, False),)
+    views = tta_views(flips) if args.tta else ((0, 0, False),)
     with torch.inference_mode():
         if args.tta or len(models) > 1:
             logits_fn = averaged(models, views)

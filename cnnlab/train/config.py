@@ -68,7 +68,7 @@ RECIPES: dict[str, dict] = {
     # The most accurate: the deeper CNN (seven conv/BN/ReLU layers, strided convolutions, dropout 0.25), the affine
     # jitter of digits (shifts, rotations, scale), AdamW and label smoothing over a 12-epoch one-cycle: 99.66% on
     # MNIST (mean of 5 seeds; the goal was 99.70%), about 19 minutes a seed in fp32 on the 2-core Zen 3 reference
-    # machine (the goal was 20), 8-12 on 2 Zen 5 cores. 22 epochs with dropout 0.4 reach the same 99.66% in 35.
+    # machine (the goal was 20), about 8.5 on 2 Zen 5 cores. 22 epochs with dropout 0.4 reach the same 99.66% in 35.
     # docs/records.md: the search, and what did not help.
     "best": {
         "model": "deep-cnn", "model_options": {"widths": [24, 48, 96], "dropout": 0.25},

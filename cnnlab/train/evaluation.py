@@ -91,11 +91,11 @@ def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # test-time augmentation: the image and its 1-pixel shifts
 
 
-def tta_views(augment: dict) -> tuple[tuple[int, int, bool], ...]:
+def tta_views(flips: bool) -> tuple[tuple[int, int, bool], ...]:
     """The (dy, dx, mirrored) copies of each test image that test-time augmentation averages over: the image and
-    its 1-pixel shifts, and their mirror images too for a model trained with horizontal flips (airbench's CIFAR-10
+    its 1-pixel shifts, and their mirror images too for models trained with horizontal flips (airbench's CIFAR-10
     views). Only what the model saw in training: a digit mirrored is no digit."""
-    mirrors = (False, True) if augment.get("flip") else (False,)
+    mirrors = (False, True) if flips else (False,)
     return tuple((dy, dx, mirrored) for mirrored in mirrors for dy, dx in SHIFTS)
 
 
