@@ -80,7 +80,7 @@ def run(args, segmentation_only: bool = False) -> int:
              "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
              "tta": args.tta, "views": len(views)}
     what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
-    tta = f", TTA of {len(views)} views" if args.tta else ""
+    tta = f", {len(views)}-view TTA" if args.tta else ""
     title = f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}"
     if task.name == "segmentation":
         return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
