@@ -185,8 +185,7 @@ class Augment:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         if self.elastic:
             grid = grid + self.elastic_field(n, h, w, generator).to(x)
-        background = x.amin(dim=(1, 2, 3), keepdim=True)
-        return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
+        return resampled(x, grid)
 
     def elastic_field(self, n: int, h: int, w: int, generator: torch.Generator | None) -> torch.Tensor:
         """Displacements (n, h, w, 2) in affine_grid's [-1, 1] units: uniform noise smoothed by a separable
@@ -206,3 +205,10 @@ class Augment:
                 "max_scale": self.max_scale, "crop_padding": self.crop_padding, "flip": self.flip,
                 "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
                 "erase": self.erase, "elastic": self.elastic, "elastic_sigma": self.elastic_sigma}
+
+
+def resampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """The batch sampled bilinearly at `grid` (affine_grid's [-1, 1] coordinates); pixels moved in from outside
+    take each image's darkest value, its background: zeros would be grey in normalized units."""
+    background = x.amin(dim=(1, 2, 3), keepdim=True)
+    return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
