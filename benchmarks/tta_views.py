@@ -6,7 +6,7 @@ zooms of 1 +- 0.7 x max_scale for runs trained with scale jitter); this prints t
 it was chosen from, for docs/records.md. Views are (dy, dx, mirrored, zoom), as cnnlab.train.evaluation.View.
 
     python benchmarks/tta_views.py runs/best-s0 runs/best-s1 runs/best-s2
-    python benchmarks/tta_views.py RUN --checkpoint best --threads 2
+    python benchmarks/tta_views.py RUN --checkpoint best --threads 2 --limit 2000
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def parse_args():
     p.add_argument("runs", nargs="+", metavar="RUN", help="classifier run folders")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, metavar="N", help="the first N test images only")
     return p.parse_args()
 
 
@@ -61,7 +62,7 @@ def main() -> None:
     for path in args.runs:
         run = Run.open(path)
         model = run.build_model(args.checkpoint).to(memory_format=torch.channels_last)
-        data = TensorSplit(run.config.load_split("test", None, quiet=True))
+        data = TensorSplit(run.config.load_split("test", None, quiet=True, limit=args.limit), limit=args.limit)
         candidates = {name: averaged([model], views) for name, views in sets.items()}
         # The image and its two rotations: three "models" averaged, each seeing one view.
         candidates["rotations +-6 deg"] = averaged([model, rotated(model, 6), rotated(model, -6)])

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 
 from conftest import REPO
 
@@ -93,3 +94,25 @@ def test_segmentation_benchmark_short(tmp_path):
     assert row["model"] == "fcn-8s" and row["train_scenes"] == 32 and row["test_scenes"] == 16
     assert 0 <= row["mean_iou"] <= 1 and (tmp_path / "runs" / "fcn-8s" / "model.safetensors").is_file()
     assert f"| fcn-8s | {row['parameters']:,} | 1 x 32 | 16 |" in out
+
+
+def test_tta_views_benchmark_prints_what_evaluate_reports(tmp_path):
+    """Its plain row is `cnnlab evaluate`'s accuracy and its shifts+zooms 0.93/1.07 row `--tta`'s, for a run
+    trained with scale jitter of 10% (one epoch on 2,000 images)."""
+    train = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--train-limit", "2000",
+                            "--test-limit", "500", "--threads", "1", "--augment", '{"max_scale": 0.1}', "--name",
+                            "scaled", "--runs-dir", tmp_path, "--quiet"], capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    run = tmp_path / "scaled"
+    out = python("benchmarks/tta_views.py", run, "--limit", "1000")
+    rows = dict(re.findall(r"^(\S.*?)\s+(\d+\.\d{3})%\s+\d+\.\d\d%\s+[\d.]+\s+\d+\.\d\d%$", out, re.M))
+    assert len(rows) == 7, out
+
+    def evaluated(*flags) -> float:
+        reported = subprocess.run([sys.executable, "-m", "cnnlab", "evaluate", run, "--limit", "1000", "--json",
+                                   *flags], capture_output=True, text=True, timeout=300)
+        assert reported.returncode == 0, reported.stderr[-2000:]
+        return json.loads(reported.stdout)["accuracy"] * 100
+
+    assert float(rows["plain"]) == pytest.approx(evaluated(), abs=1e-3)
+    assert float(rows["shifts+zooms 0.93/1.07"]) == pytest.approx(evaluated("--tta"), abs=1e-3)
