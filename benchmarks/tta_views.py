@@ -25,37 +25,29 @@ def parse_args():
     return p.parse_args()
 
 
-def view_sets(View, tta_views) -> dict:
+def main() -> None:
+    args = parse_args()
+    import math
+
+    import torch
+
+    from cnnlab.train.batches import TensorSplit
+    from cnnlab.train.evaluation import View, averaged, evaluate, transformed, tta_views
+    from cnnlab.train.runs import Run
+
+    torch.set_num_threads(args.threads)
     shifts = tta_views()
-    return {"plain": (View(),),
+    sets = {"plain": (View(),),
             "1-px shifts": shifts,
             "zooms 0.93/1.07": (View(), View(zoom=1.07), View(zoom=0.93)),
             "shifts+zooms 0.96/1.04": shifts + (View(zoom=1.04), View(zoom=0.96)),
             "shifts+zooms 0.93/1.07": shifts + (View(zoom=1.07), View(zoom=0.93)),
             "shifts+zooms 0.90/1.10": shifts + (View(zoom=1.10), View(zoom=0.90))}
 
-
-def main() -> None:
-    args = parse_args()
-    import torch
-    import torch.nn.functional as F
-
-    from cnnlab.train.batches import TensorSplit, resampled
-    from cnnlab.train.evaluation import View, averaged, evaluate, tta_views
-    from cnnlab.train.runs import Run
-
-    torch.set_num_threads(args.threads)
-    sets = view_sets(View, tta_views)
-
     def rotated(model, degrees: float):
-        """The model seeing its input rotated (no View: `--tta` has no rotations), resampled as the jitter does."""
-        angle = torch.tensor(degrees).deg2rad()
-        theta = torch.tensor([[angle.cos(), -angle.sin(), 0.0], [angle.sin(), angle.cos(), 0.0]])
-
-        def logits(x):
-            grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
-            return model(resampled(x, grid))
-        return logits
+        """The model seeing its input rotated (no View: `--tta` has no rotations)."""
+        cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+        return lambda x: model(transformed(x, [[cos, -sin], [sin, cos]]))
 
     accuracy = {name: [] for name in [*sets, "rotations +-6 deg"]}
     seconds = {name: [] for name in accuracy}

@@ -130,11 +130,18 @@ def shifted(x: torch.Tensor, dy: int, dx: int, mirrored: bool = False) -> torch.
     return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
 
 
-def zoomed(x: torch.Tensor, zoom: float) -> torch.Tensor:
-    """The batch scaled by `zoom` about each image's centre, resampled as the training jitter does."""
-    theta = torch.tensor([[1 / zoom, 0.0, 0.0], [0.0, 1 / zoom, 0.0]], dtype=x.dtype, device=x.device)
+def transformed(x: torch.Tensor, matrix) -> torch.Tensor:
+    """The batch resampled as the training jitter does, each output pixel taken from the input at `matrix` (2x2,
+    in affine_grid's [-1, 1] coordinates about each image's centre) times its own position."""
+    theta = torch.zeros(2, 3, dtype=x.dtype, device=x.device)
+    theta[:, :2] = torch.as_tensor(matrix, dtype=x.dtype)
     grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
     return resampled(x, grid)
+
+
+def zoomed(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """The batch scaled by `zoom` about each image's centre."""
+    return transformed(x, [[1 / zoom, 0.0], [0.0, 1 / zoom]])
 
 
 def viewed(x: torch.Tensor, view: View) -> torch.Tensor:
@@ -147,6 +154,8 @@ def averaged(models, views=(View(),)):
     or zoomed copies of each input (`views`, as `tta_views` gives them: test-time augmentation); it returns
     log-probabilities, so that argmax and cross-entropy apply."""
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
-        probabilities = sum(model(viewed(x, view)).float().softmax(1) for model in models for view in views)
+        # Each view is made once and shown to every model of the ensemble.
+        probabilities = sum(model(copy).float().softmax(1) for copy in (viewed(x, view) for view in views)
+                            for model in models)
         return (probabilities / (len(models) * len(views))).clamp(min=1e-12).log()
     return logits_fn
