@@ -93,14 +93,17 @@ def crossing(history, target) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--target", type=float, default=0.99,
+                        help="the test accuracy cnnlab's recipe must reach (default 0.99)")
     parser.add_argument("--reference-target", type=float, default=0.99,
                         help="the reference's target (default 99.0%%: its established figure, which budgets for other "
                         "targets are normalized by)")
     parser.add_argument("--recipe", default="fast", help="the cnnlab recipe (default fast)")
     parser.add_argument("--engines", default="torch", help="cnnlab engines, comma-separated (torch, scratch)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads for every run (default: torch's, here %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="side-by-side repeats of the reference and the recipe; medians are reported")
     parser.add_argument("--seeds", type=int, help="run only the recipe, on seeds 0..N-1, and count those that reach "
                         "the target")
     parser.add_argument("--max-epochs", type=int, default=8, help="reference gives up after this many epochs")
