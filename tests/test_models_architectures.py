@@ -172,6 +172,10 @@ def test_deep_cnn_follows_its_table():
         (24, 3, 1, 1), (24, 3, 1, 1), (24, 5, 2, 2), (48, 3, 1, 1), (48, 3, 1, 1), (48, 5, 2, 2), (96, 4, 1, 0)]
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.4] * 3
+    # no dropout: no dropout layers (the explorer would show three that do nothing), the same parameters
+    plain = get_model("deep-cnn", widths=(24, 48, 96), dropout=0.0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    assert plain.state_dict().keys() == model.state_dict().keys()
     assert model.fc.in_features == 96 * 4 * 4  # 28 -> 14 -> 7 -> 4 (the 4x4 convolution without padding)
     assert get_model("deep-cnn", in_channels=3, input_size=32).fc.in_features == 128 * 5 * 5
     with pytest.raises(Exception, match="too small for deep-cnn"):

@@ -86,12 +86,12 @@ class DeepCNN(nn.Sequential):
         for index, (name, width, kernel, stride, padding) in enumerate(convs, start=1):
             layers += [(name, nn.Conv2d(channels, width, kernel, stride, padding, bias=False)),
                        (f"bn{index}", nn.BatchNorm2d(width)), (f"relu{index}", nn.ReLU(inplace=True))]
-            if stride == 2:
+            if stride == 2 and dropout:
                 layers.append((f"dropout{index}", Dropout(dropout)))
             channels, side = width, (side + 2 * padding - kernel) // stride + 1
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for deep-cnn (at least 13 pixels)")
-        layers += [("flatten", nn.Flatten()), ("dropout", Dropout(dropout)),
+        layers += [("flatten", nn.Flatten()), *([("dropout", Dropout(dropout))] if dropout else []),
                    ("fc", nn.Linear(channels * side * side, num_classes))]
         super().__init__(OrderedDict(layers))
 
