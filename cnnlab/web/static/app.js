@@ -4,9 +4,10 @@ const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matc
 const state = { sources: [], source: null, digit: null, layers: [], examplesStart: 0, dataset: null, filters: [] };
 
 // ---- API -------------------------------------------------------------------------------------------------
+// body[data-pending] counts requests in flight, and drawings on their way to becoming one: "0" means the page
+// shows its final answer (the tests wait for it).
+const pending = (change) => { document.body.dataset.pending = Number(document.body.dataset.pending || 0) + change; };
 async function api(path, options = {}) {
-  // body[data-pending] counts requests in flight: "0" means the page shows its final answer (the tests wait for it).
-  const pending = (change) => { document.body.dataset.pending = Number(document.body.dataset.pending || 0) + change; };
   pending(+1);
   let response, body;
   try {
@@ -315,7 +316,11 @@ function setupDrawing() {
     const box = draw.getBoundingClientRect();
     return [(event.clientX - box.left) * (draw.width / box.width), (event.clientY - box.top) * (draw.height / box.height)];
   };
-  const send = () => draw.toBlob((blob) => predictUpload(blob, "drawing"), "image/png");
+  // toBlob answers later: until its request starts, the page is not showing its final answer.
+  const send = () => {
+    pending(+1);
+    draw.toBlob((blob) => { predictUpload(blob, "drawing").finally(() => pending(-1)); }, "image/png");
+  };
   draw.addEventListener("pointerdown", (event) => {
     document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
     draw.setPointerCapture(event.pointerId);
