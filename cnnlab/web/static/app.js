@@ -316,7 +316,7 @@ function setupDrawing() {
     const box = draw.getBoundingClientRect();
     return [(event.clientX - box.left) * (draw.width / box.width), (event.clientY - box.top) * (draw.height / box.height)];
   };
-  // toBlob answers later: until its request starts, the page is not showing its final answer.
+  // toBlob answers in a later task: from here until that drawing's answer is shown, the page is not final.
   const send = () => {
     pending(+1);
     draw.toBlob((blob) => { predictUpload(blob, "drawing").finally(() => pending(-1)); }, "image/png");
