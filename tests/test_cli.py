@@ -150,6 +150,9 @@ def test_default_train_output_shows_the_run_progress_and_results(tmp_path, capsy
                  f"{row['test_acc']:.2%}"]
         assert re.search("".join(rf"│\s+{re.escape(str(cell))} " for cell in cells) + "│", out)
     assert f"final test accuracy {rows[-1]['test_acc']:.2%} (best {max(r['test_acc'] for r in rows):.2%})" in out
+    # the sentence ends its line (it fits 80 columns); the run's summary follows on a line of its own
+    assert re.search(r"final test accuracy [\d.]+% \(best [\d.]+%\) in [\d.]+ s\n", out)
+    assert f"\nsee {tmp_path / 'loud'}/summary.md\n" in out
 
 
 def test_ctrl_c_says_how_to_resume_and_the_command_resumes(tmp_path, capsys, monkeypatch):

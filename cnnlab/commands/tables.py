@@ -35,7 +35,9 @@ def print_epochs(result) -> None:
     console.print(f"Results — {result.run_dir}", soft_wrap=True)
     console.print(table)
     console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
-                  f"{result.seconds:.1f} s — see {result.run_dir}/summary.md", soft_wrap=True)
+                  f"{result.seconds:.1f} s")
+    # The path on a line of its own: the sentence above then fits 80 columns whatever the run's name.
+    console.print(f"see {result.run_dir}/summary.md", soft_wrap=True)
 
 
 def print_iou(result, classes, title: str) -> None:
