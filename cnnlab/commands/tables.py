@@ -6,12 +6,10 @@ from __future__ import annotations
 
 def print_training(result) -> None:
     """What a finished training run prints: its epochs (classification) or its IoU per class (segmentation)."""
-    from rich.console import Console
-
     if result.task == "segmentation":
         print_iou(result.final, result.classes,
                   f"{result.run_dir.name}: {len(result.history)} epochs in {result.seconds:.0f} s")
-        Console().print(f"see {result.run_dir}/summary.md")
+        print_summary_path(result)
         return
     print_epochs(result)
 
@@ -36,8 +34,15 @@ def print_epochs(result) -> None:
     console.print(table)
     console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
                   f"{result.seconds:.1f} s")
-    # The path on a line of its own: the sentence above then fits 80 columns whatever the run's name.
-    console.print(f"see {result.run_dir}/summary.md", soft_wrap=True)
+    print_summary_path(result)
+
+
+def print_summary_path(result) -> None:
+    """The run's summary, on a line of its own: the lines above then fit 80 columns whatever the run's name."""
+    from rich.console import Console
+
+    # soft_wrap: the path is never broken across lines (the terminal wraps it, if it must; copying still works)
+    Console().print(f"see {result.run_dir}/summary.md", soft_wrap=True)
 
 
 def print_iou(result, classes, title: str) -> None:
