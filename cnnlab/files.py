@@ -1,4 +1,6 @@
-"""The one way in for files a user names: datasets, images, configs, weights, checkpoints, run folders.
+"""The one way in for files a user names: datasets, images, configs, weights, checkpoints, run folders; and the
+one way out, `atomic_write`, with which every file cnnlab writes (run folders, caches, downloads) appears whole
+or not at all.
 
 Every reader refuses what is not a regular file (a FIFO would hang the read, `/dev/zero` would fill memory, a
 folder would raise IsADirectoryError), refuses a file larger than the cap of its kind before reading it, reads no
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -89,3 +92,18 @@ def gunzip(data: bytes, limit: int, source: str | Path, error: type[CnnlabError]
     except zlib.error as err:
         raise error(f"{source}: corrupt gzip data ({err})") from None
     return out
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename it into place (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -38,15 +38,18 @@ def add_evaluate_options(p) -> None:
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
-def run(args, segmentation_only: bool = False) -> int:
-
+def run(args, only: str | None = None) -> int:
+    """`cnnlab evaluate`; `only`: the task a task's own command (`segment evaluate`) takes."""
     import torch
 
+    from cnnlab.commands.tables import print_table
     from cnnlab.errors import ConfigError
+    from cnnlab.tasks import task_for
+    from cnnlab.tasks.parts import plain
+    from cnnlab.tasks.task import ENSEMBLE
     from cnnlab.train.batches import TensorSplit
     from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
-    from cnnlab.train.tasks import task_for
 
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -54,14 +57,13 @@ def run(args, segmentation_only: bool = False) -> int:
     runs = [Run.open(path) for path in args.run]
     trained = runs[0]
     task = task_for(trained.config)
-    if segmentation_only and task.name != "segmentation":
-        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model "
+    if only and task.name != only:
+        raise ConfigError(f"{trained.path}: {trained.config.model} is not a {only} model "
                           "(use `cnnlab evaluate` / `cnnlab predict`)")
-    if task.name == "segmentation" and (args.tta or len(runs) > 1):
-        raise ConfigError(f"{trained.path}: --tta and ensembles average a classifier's probabilities; this run "
-                          "labels every pixel")
+    if args.tta or len(runs) > 1:
+        task.refuse(ENSEMBLE, trained.path)
     for other in runs[1:]:
-        if other.info.classes != trained.info.classes or task_for(other.config).name != task.name:
+        if other.info.classes != trained.info.classes or task_for(other.config) is not task:
             raise ConfigError(f"{other.path}: an ensemble's runs classify the same classes ({trained.name}: "
                               f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
     # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
@@ -74,59 +76,23 @@ def run(args, segmentation_only: bool = False) -> int:
     views = tta_views(all(a.get("flip") for a in augments),
                       min(a.get("max_scale") or 0.0 for a in augments)) if args.tta else (View(),)
     with torch.inference_mode():
-        if args.tta or len(models) > 1:
-            logits_fn = averaged(models, views)
-        else:
-            logits_fn = models[0]
+        logits_fn = averaged(models, views) if args.tta or len(models) > 1 else models[0]
         result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
-    where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
-             "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
-             "tta": args.tta, "views": len(views)}
+    classes = data.info.classes
+    if args.figure:
+        task.evaluation_figure(data, result, args.figure)
+    if args.json:
+        where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
+                 "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
+                 "tta": args.tta, "views": len(views)}
+        print(to_json({**where, **task.evaluation_json(result, classes)}, indent=2))
+        return 0
     what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
     tta = f", {len(views)}-view TTA" if args.tta else ""
-    title = f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}"
-    if task.name == "segmentation":
-        return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
-    classes = data.info.classes
-    confusion = result.confusion(len(classes))
-    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
-    if args.figure:
-        from cnnlab.viz.training import plot_confusion
-
-        plot_confusion(confusion, classes, args.figure)
-    if args.json:
-        print(to_json({**where, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
-                          "per_class_accuracy": dict(zip(classes, per_class))}, indent=2))
-        return 0
+    for table in task.tables(result, classes):
+        print_table(table)
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table()
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("accuracy", justify="right")
-    for i, name in enumerate(classes):
-        table.add_row(name, f"{int(confusion[i].sum()):,}", f"{per_class[i]:.2%}")
-    console = Console()
-    console.print(f"{title}: [bold]{result.accuracy:.2%}[/] of {len(data):,}, loss {result.loss:.4f}")
-    console.print(table)
-    return 0
-
-
-def _segmentation(args, data, result, where: dict, title: str) -> int:
-
-    from cnnlab.commands.tables import print_iou
-
-    classes = data.info.classes
-    if args.figure:
-        from cnnlab.viz.segmentation_figures import plot_scenes
-
-        plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), classes,
-                    args.figure)
-    if args.json:
-        print(to_json({**where, "scenes": len(data), "pixel_accuracy": result.accuracy,
-                          "mean_iou": result.mean_iou, "mean_iou_includes_background": True, "loss": result.loss,
-                          "iou": dict(zip(classes, result.iou.tolist()))}, indent=2))
-        return 0
-    print_iou(result, classes, title)
+    Console().print(f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}, {len(data):,} "
+                    f"{task.example}s: {plain(task.summary(result))}", soft_wrap=True)
     return 0

@@ -30,7 +30,8 @@ def config_fields(names: list[str] | None = None, task: str | None = None) -> li
     """The TrainConfig fields that have a flag: all of them, or those in `names` (in the dataclass's order), or
     those that apply to `task`."""
     return [f for f in dataclasses.fields(TrainConfig)
-            if f.metadata["flag"] and (names is None or f.name in names) and (task is None or task in f.metadata["tasks"])]
+            if f.metadata["flag"] and (names is None or f.name in names)
+            and (task is None or f.metadata["tasks"] is None or task in f.metadata["tasks"])]
 
 
 def add_config_options(parser: argparse.ArgumentParser, names: list[str] | None = None,

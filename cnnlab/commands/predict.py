@@ -20,98 +20,63 @@ def add_parser(subparsers):
     return p
 
 
-def add_predict_options(p, classification: bool = True) -> None:
-    """The options of `predict` (and of `segment predict`, the same command for segmentation runs)."""
+def add_predict_options(p, ranks_classes: bool = True) -> None:
+    """The options of `predict` (and of `segment predict`, the same command for segmentation runs, which ranks no
+    classes of an image: `ranks_classes` False)."""
     p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
-    if classification:
+    if ranks_classes:
         p.add_argument("--top", type=int, default=3, help="classes listed per image (classification; default 3)")
     p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
-                   + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if classification else
-                      "IMAGE_segmented.png, the class of every pixel"))
+                   + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if ranks_classes
+                      else "IMAGE_segmented.png, the class of every pixel"))
     p.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else)")
 
 
-def run(args, segmentation_only: bool = False) -> int:
+def run(args, only: str | None = None) -> int:
+    """`cnnlab predict`; `only`: the task a task's own command (`segment predict`) takes."""
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
-    from cnnlab.train.tasks import task_for
 
     trained = Run.open(args.run)
-    segments = task_for(trained.config).name == "segmentation"
-    if segmentation_only and not segments:
-        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model (use `cnnlab predict`)")
+    task = trained.task
+    if only and task.name != only:
+        raise ConfigError(f"{trained.path}: {trained.config.model} is not a {only} model (use `cnnlab predict`)")
     out = Path(args.out_dir) if args.out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    results = (segment(trained, args.images, args.checkpoint, out) if segments else
-               classify(trained, args.images, args.checkpoint, out))
+    results = predict(trained, args.images, args.checkpoint, out)
     if args.json:
         print(to_json(results, indent=2))
         return 0
     for row in results:
-        if segments:
-            found = ", ".join(f"{name} ({pixels} px)" for name, pixels in row["pixels_per_class"].items())
-            print(f"{row['image']}: {found or 'no digits'}" + (f"  -> {row['figure']}" if out else ""))
-            continue
-        ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:max(1, getattr(args, "top", 3))]
-        print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
+        picture = f"  -> {row['figure']}" if "figure" in row else ""
+        print(f"{row['image']}: {task.prediction_line(row, getattr(args, 'top', 3))}{picture}")
     return 0
 
 
-def classify(trained, images: list[str], checkpoint: str, out) -> list[dict]:
-    """The class of each image, prepared as the run's dataset was: a digit MNIST-style, a photo resized (and
-    cropped or padded) to the dataset's side in its colours."""
+def predict(trained, images: list[str], checkpoint: str, out=None) -> list[dict]:
+    """The run's prediction for each image file, prepared as its dataset's images were (a digit MNIST-style, a
+    photo resized as the dataset's, a scene at its own size), as its task writes it; with `out`, a picture of
+    each prediction there."""
     from pathlib import Path
 
     import torch
-    from PIL import Image
 
-    from cnnlab.data.preprocess import load_digit
     from cnnlab.viz.activations import normalize_input
 
-    info = trained.config.dataset_info()
-    prepare = info.prepare or load_digit
-    inputs = [prepare(path) for path in images]  # every file is read before any work is done
-    model = trained.build_model(checkpoint)
-    with torch.inference_mode():
-        probabilities = model(torch.cat([normalize_input(x, info.mean, info.std) for x in inputs])).softmax(1)
-    if out:
-        for path, x in zip(images, inputs):
-            picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
-            Image.fromarray(picture).save(out / f"{Path(path).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
-    return [{"image": path, "class": info.classes[int(p.argmax())],
-             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
-            for path, p in zip(images, probabilities)]
-
-
-def segment(trained, images: list[str], checkpoint: str, out) -> list[dict]:
-    """The class of every pixel; each image's digits are counted in pixels, largest first."""
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
-    from cnnlab.data.preprocess import load_scene
-    from cnnlab.viz.activations import normalize_input
-
-    info = trained.config.dataset_info()
-    scenes = [load_scene(path) for path in images]
-    model = trained.build_model(checkpoint)
+    info, task = trained.info, trained.task
+    model, shape = trained.load_model(checkpoint)
+    inputs = [task.prepare(path, info, shape or trained.input_shape) for path in images]  # all read before any work
     results = []
-    for path, scene in zip(images, scenes):
+    for path, image in zip(images, inputs):
         with torch.inference_mode():
-            predicted = model(normalize_input(scene, info.mean, info.std)).argmax(1)[0].numpy()
-        counts = np.bincount(predicted.ravel(), minlength=info.num_classes)
-        row = {"image": path, "pixels_per_class": {info.classes[c]: int(counts[c]) for c in np.argsort(-counts)
-                                                   if c and counts[c]}}
+            output = model(normalize_input(image, info.mean, info.std))
+        row = {"image": path, **task.predict(output, info)[0]}
         if out:
-            from cnnlab.viz.segmentation_figures import plot_scenes
-
-            row["figure"] = str(out / f"{Path(path).stem}_segmented.png")
-            plot_scenes([scene], None, [predicted], info.classes, row["figure"], titles=[Path(path).name])
+            row["figure"] = str(task.prediction_picture(image, output[0], info, out / Path(path).stem))
         results.append(row)
     return results

@@ -109,51 +109,21 @@ def inspected(args):
 
 
 def load_input(args, subject):
-    """(uint8 image the model sees, a caption) from IMAGE or --index (a test image of the dataset): a digit
-    prepared MNIST-style for a classifier, a scene at its own size for a segmentation; for a --model whose input
-    is not a 28×28 digit, the image fitted to its input shape."""
-    from cnnlab.data.preprocess import load_digit, load_photo, load_scene
+    """(uint8 image the model sees, a caption) from IMAGE, prepared as the subject's task prepares a user's image
+    (a digit MNIST-style, a scene at its own size, a picture fitted to a user's model's input), or from --index,
+    a test image of its dataset."""
     from cnnlab.errors import ConfigError
 
-    info = subject.info
-    scenes = info.task == "segmentation"
+    info, task = subject.info, subject.task
     if args.image is not None:
-        shape = getattr(subject, "input_shape", (1, 28, 28))
-        if scenes:
-            return load_scene(args.image), args.image
-        if info.prepare:  # a photo dataset's own preparation (CIFAR, a folder)
-            return info.prepare(args.image), args.image
-        return (load_digit(args.image) if shape == (1, 28, 28) else
-                load_photo(args.image, shape[1:], channels=shape[0])), args.image
+        return task.prepare(args.image, info, subject.input_shape), args.image
     if args.index is None:
         raise ConfigError("give an IMAGE file or --index N (a test image)")
-    dataset = info.name
-    test = subject.test_split(limit=args.index + 1 if scenes else None)
+    # a generated dataset (mnist-scenes) makes only the images asked for
+    test = subject.test_split(limit=args.index + 1 if info.load else None)
     if not 0 <= args.index < len(test.labels):
-        raise ConfigError(f"--index {args.index}: the {dataset} test set has images 0..{len(test.labels) - 1}")
-    if scenes:
-        return test.images[args.index], f"{dataset} test scene {args.index}"
-    label = info.classes[int(test.labels[args.index])]
-    return test.images[args.index], f"{dataset} test image {args.index} (label {label})"
-
-
-def _verdict(logits, info) -> tuple[int, str]:
-    """(the class to explain by default, what the model says) from one image's logits: [K] for a classifier, the
-    class with most pixels other than background from [K, H, W] for a segmentation."""
-    import torch
-
-    if logits.dim() == 1:
-        probs = logits.softmax(0)
-        top = int(probs.argmax())
-        return top, f"predicted {info.classes[top]} ({float(probs[top]):.0%})"
-    counts = torch.bincount(logits.argmax(0).flatten(), minlength=len(info.classes))
-    found = [c for c in counts.argsort(descending=True).tolist() if c and counts[c]]
-    if found:
-        said = ", ".join(f"{info.classes[c]} ({int(counts[c])} px)" for c in found[:4])
-        return found[0], f"found {said}"
-    # No pixel won by a digit: explain the digit the model finds likeliest somewhere, rather than background.
-    likeliest = int(logits.softmax(0)[1:].amax((1, 2)).argmax()) + 1
-    return likeliest, f"found no digits (the likeliest: {info.classes[likeliest]})"
+        raise ConfigError(f"--index {args.index}: the {info.name} test set has images 0..{len(test.labels) - 1}")
+    return test.images[args.index], f"{info.name} {task.caption(info, test.labels, args.index)}"
 
 
 def show_filters(args) -> int:
@@ -180,7 +150,7 @@ def show_features(args) -> int:
     info = run.info
     image, caption = load_input(args, run)
     maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
-    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {_verdict(logits, info)[1]}"
+    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {run.task.verdict(logits, info)[1]}"
     _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
     return 0
 
@@ -190,8 +160,8 @@ def show_random_filters(args) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import open_image, to_gray
     from cnnlab.errors import ConfigError
-    from cnnlab.viz.handcrafted import load_image
     from cnnlab.viz.features import plot_random_filters
+    from cnnlab.viz.handcrafted import load_image
 
     if args.count < 1 or args.size < 1:
         raise ConfigError(f"--count and --size must be at least 1, got {args.count} and {args.size}")
@@ -223,15 +193,17 @@ def show_saliency(args) -> int:
     from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
 
     run = inspected(args)
-    info = run.info
+    info, task = run.info, run.task
     image, caption = load_input(args, run)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     with torch.no_grad():
-        predicted, verdict = _verdict(model(x)[0], info)
+        predicted, verdict = task.verdict(model(x)[0], info)
     target = predicted if args.target is None else args.target
-    if not 0 <= target < info.num_classes:
-        raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
+    targets = task.targets(info)  # the classes, then whatever else the task's output holds
+    if not 0 <= target < len(targets):
+        more = "".join(f", {i} {name}" for i, name in enumerate(targets) if i >= info.num_classes)
+        raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}{more}")
     cam, layer = grad_cam(model, x, target, args.layer)
     # normalized, the dataset's mean pixel is 0 (each channel's) and black is -mean / std
     black = torch.from_numpy(normalize(np.zeros(x.shape[1:], np.uint8), info.mean, info.std))[None]
@@ -240,8 +212,7 @@ def show_saliency(args) -> int:
     with torch.no_grad():  # completeness: the attributions should sum to this difference
         score, start = target_scores(model(torch.cat([x, baseline])), target).tolist()
     path = f"the {args.baseline} image, {args.steps} steps (Δscore {score - start:.3g})"
-    question = "where is" if info.task == "segmentation" else "why"
-    caption = f"{run.name}: {question} {info.classes[target]}? — {caption}, {verdict}"
+    caption = f"{run.name}: {task.question(info, target)} — {caption}, {verdict}"
     _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption,
                         (integrated, path)), args.out)
     return 0
@@ -257,24 +228,22 @@ def show_occlusion(args) -> int:
     from cnnlab.viz.occlusion import occlusion, plot_occlusion
 
     run = inspected(args)
-    info = run.info
-    if info.task == "segmentation":
-        raise ConfigError(f"{args.run}: occlusion maps a classifier's probability, and this run labels every pixel "
-                          "(`cnnlab show saliency` explains a class's region)")
+    info, task = run.info, run.task
+    task.refuse("occlusion", run.name)
     image, caption = load_input(args, run)
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     with torch.no_grad():
-        predicted, verdict = _verdict(model(x)[0], info)
+        predicted, verdict = task.verdict(model(x)[0], info)
     target = args.target
     if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
-        target = int(run.test_split().labels[args.index]) if args.index is not None \
+        target = task.label_target(run.test_split().labels[args.index]) if args.index is not None \
             else predicted
     # the square's pixel value per channel, 0-255: the dataset's mean (normalized: 0), or mid-grey
     channels = x.shape[1]
     pixel = np.broadcast_to(np.asarray(info.mean if args.fill == "mean" else 0.5, np.float32) * 255, (channels,))
     fill = torch.from_numpy(normalize(pixel.reshape(channels, 1, 1), info.mean, info.std))
-    result = occlusion(model, x, target, args.size, args.stride, fill, args.layer)
+    result = occlusion(model, x, target, args.size, args.stride, fill, args.layer, probabilities=task.probabilities)
     caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
     _save(plot_occlusion(image, result, list(info.classes), caption,
                          pixel.reshape(channels, 1, 1) if np.ndim(image) == 3 else float(pixel[0])), args.out)
@@ -298,8 +267,7 @@ def show_dream(args) -> int:
         raise ConfigError(f"--features must be 1..{conv.out_channels} for layer {name!r}, got {args.features}")
     channels = list(range(args.features))
     settings = DreamSettings(steps=args.steps, seed=args.seed)
-    shape = run.input_shape if hasattr(run, "input_shape") else \
-        (layers[0][1].in_channels, *run.test_split(limit=1).images[0].shape[-2:])  # the inputs it was trained on
+    shape = run.input_shape  # the inputs it was trained on
     progress = None
     if not args.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -332,8 +300,7 @@ def show_deconv(args) -> int:
 
     run = inspected(args)
     info = run.info
-    if info.task != "classification":
-        raise ConfigError(f"{run.name}: deconvnet projections are drawn for classifiers; this run segments")
+    run.task.refuse("deconv", run.name)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     model = run.build_model(args.checkpoint)

@@ -6,6 +6,7 @@ leaves anything behind that a later run would trust.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -17,27 +18,13 @@ from pathlib import Path
 
 from cnnlab.data.registry import DatasetInfo
 from cnnlab.errors import DatasetError
+from cnnlab.files import atomic_write
 
 CHUNK = 1 << 16
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename it into place (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _stream(url: str, progress, timeout: float):
@@ -54,7 +41,7 @@ def _stream(url: str, progress, timeout: float):
 def _progress(quiet: bool):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    return _NullContext() if quiet else Progress(TextColumn("downloading {task.description}"), BarColumn(),
+    return contextlib.nullcontext() if quiet else Progress(TextColumn("downloading {task.description}"), BarColumn(),
                                                  DownloadColumn(), TransferSpeedColumn(), transient=True)
 
 
@@ -157,11 +144,3 @@ def _write_member(dest_dir: Path, file: str, member: str, data: bytes) -> Path:
     target = dest_dir / (f"{file}.gz" if member.endswith(".gz") and not file.endswith(".gz") else file)
     atomic_write(target, data)
     return target
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -17,6 +17,7 @@ load time (a pass over the array), so neither needs a cache of its own.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -28,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.download import atomic_write
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.errors import ConfigError, DatasetError, ImageError
+from cnnlab.files import atomic_write
 
 PREFIX = "folder:"
 CACHE_VERSION = 1  # bump when decoding changes, so that stale caches are never read
@@ -212,7 +213,7 @@ def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: 
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
                                            MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
     try:
-        with progress or _Quiet():
+        with progress or contextlib.nullcontext():
             task = progress.add_task("decode", total=count) if progress else None
             cores = workers()
             if count < POOL_FROM or cores < 2:
@@ -242,14 +243,6 @@ def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: 
         partial.unlink(missing_ok=True)
         raise
     return sorted(bad)
-
-
-class _Quiet:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def cache_folders(root: Path) -> list[Path]:

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab import files
 from cnnlab.errors import ImageError
@@ -117,8 +117,6 @@ def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str
     """A photo (a file or its bytes) as a colour dataset's image: uint8 [3, H, W] (`side` a number: H = W), resized
     so that it fills H×W and centre-cropped (`fit` "crop"), or fits in it and padded with black ("pad");
     `channels` 1: grey, uint8 [H, W]."""
-    from PIL import ImageOps
-
     height, width = (side, side) if isinstance(side, int) else side
     if channels not in (1, 3):
         raise ImageError(f"{name or 'image'}: an input of {channels} channels is not a photo (1 or 3 channels)")
@@ -136,6 +134,19 @@ def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str
         image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
     pixels = np.asarray(image, dtype=np.uint8)
     return pixels if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A scene (uint8 [H, W]) of any size in the height x width canvas a model was trained on: scaled down if
+    larger, then centred on black (digits keep their size and shape)."""
+    if scene.shape == (height, width):
+        return scene
+    picture = Image.fromarray(scene)
+    if picture.width > width or picture.height > height:
+        picture = ImageOps.contain(picture, (width, height), Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (width, height))
+    canvas.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+    return np.asarray(canvas)
 
 
 def normalize(pixels, mean, std):

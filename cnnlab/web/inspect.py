@@ -1,8 +1,8 @@
-"""Look inside any model the explorer shows: every layer's output for one input (a classifier's class
-probabilities, or a segmentation's class map and score maps), a layer's kernels, and the multiply-and-sum behind
-one output pixel of a convolution.
+"""Look inside any model the explorer shows: every layer's output for one input, then what its task draws of the
+output (a classifier's class probabilities, a segmentation's class map and score maps: cnnlab.tasks), a layer's
+kernels, and the multiply-and-sum behind one output pixel of a convolution.
 
-Layers are found generically, by forward hooks on the model's leaf modules that `formulas.layer_kind` names
+Layers are found generically, by forward hooks on the model's leaf modules that `layer_kind` names
 (convolutions, poolings, activations, batch norms, flatten, fully connected layers, ...), so ResNets and Inception
 nets work as well as `nn.Sequential` stacks.
 """
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.models.layer_kinds import layer_kind
 from cnnlab.viz.activations import conv_layer, normalize_input, trace
 from cnnlab.web import formulas
 from cnnlab.web.sources import Loaded
@@ -23,7 +24,7 @@ MAX_VECTOR = 1024  # values of a fully connected layer's output sent to the page
 
 
 def shown_layers(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: m for name, m in model.named_modules() if name and formulas.layer_kind(m)}
+    return {name: m for name, m in model.named_modules() if name and layer_kind(m)}
 
 
 def encode_maps(maps: torch.Tensor) -> tuple[str, float, float]:
@@ -48,25 +49,12 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int) -> dict:
         if name in additions:
             layers.append(_layer(additions[name], "residual addition", "residual", inp, max_maps))
         module = modules[name]
-        layers.append(_layer(name, type(module).__name__, formulas.layer_kind(module), out, max_maps))
+        layers.append(_layer(name, type(module).__name__, layer_kind(module), out, max_maps))
         if isinstance(module, nn.Conv2d):
             layers[-1]["kernel"] = list(module.weight.shape)
-    answer = {"classes": list(loaded.info.classes), "task": loaded.info.task, "layers": layers}
-    if loaded.info.task == "segmentation":
-        return {**answer, **segmentation(logits[0])}
-    return {**answer, "probabilities": [float(p) for p in logits[0].softmax(0)]}
-
-
-def segmentation(scores: torch.Tensor) -> dict:
-    """A segmentation model's output for one scene, scores [K, H, W]: the class of every pixel (the highest score),
-    how many pixels each class has, and the scores themselves, exactly (base64 float32, little-endian, class by
-    class), for each class's score map."""
-    class_map = scores.argmax(0)
-    data = scores.float().contiguous().numpy().astype("<f4").tobytes()
-    pixels = torch.bincount(class_map.flatten(), minlength=len(scores))
-    return {"class_map": class_map.tolist(), "pixels": pixels.tolist(),
-            "scores": {"shape": list(scores.shape), "data": base64.b64encode(data).decode(),
-                       "min": float(scores.min()), "max": float(scores.max())}}
+    task = loaded.task
+    return {"classes": list(loaded.info.classes), "task": task.name, "layers": layers,
+            **task.explorer(logits[0], loaded.info)}
 
 
 def _layer(name: str, type_name: str, kind: str, out: torch.Tensor, max_maps: int) -> dict:

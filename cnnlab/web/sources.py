@@ -19,12 +19,22 @@ import torch
 from cnnlab.data import DatasetInfo, dataset_info
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
+from cnnlab.tasks import Task, task_of
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
 from cnnlab.train.user_model import UserModel
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
+
+
+DIGITS = dataset_info(TrainConfig.dataset)  # what a registered model with random weights is shown on: MNIST
+
+
+def untrained() -> list[str]:
+    """The registered models shown with random weights: those of the default dataset's task, which take its
+    28x28 digits."""
+    return list_models(task=DIGITS.task)
 
 
 class SourceError(CnnlabError):
@@ -43,6 +53,10 @@ class Loaded:
     fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
     tops: dict = field(default_factory=dict)  # {layer: top activations of its features} (cnnlab.web.attribution)
     progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
+
+    @property
+    def task(self) -> Task:
+        return task_of(self.info)
 
 
 class Sources:
@@ -86,10 +100,10 @@ class Sources:
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
                           "dataset": own.info.name, "task": own.info.task, "engine": "torch", "epochs": 0,
                           "test_acc": None, "random_weights": own.weights is None, "damaged": None})
-        for name in list_models(task="classification"):
-            items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
-                          "task": "classification", "engine": "torch", "epochs": 0, "test_acc": None,
-                          "random_weights": True, "damaged": None})
+        for name in untrained():
+            items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name,
+                          "dataset": TrainConfig.dataset, "task": DIGITS.task, "engine": "torch", "epochs": 0,
+                          "test_acc": None, "random_weights": True, "damaged": None})
         return items
 
     def get(self, source: str) -> Loaded:
@@ -131,7 +145,7 @@ class Sources:
             if source in self._own:
                 own = self._own[source]
                 return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir)
-            if kind == "model" and name in list_models(task="classification"):
+            if kind == "model" and name in untrained():
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
                     torch.manual_seed(RANDOM_SEED)
