@@ -75,7 +75,7 @@ def predict(trained, images: list[str], checkpoint: str, out=None) -> list[dict]
     for path, image in zip(images, inputs):
         with torch.inference_mode():
             output = model(normalize_input(image, info.mean, info.std))
-        row = {"image": path, **task.predict(output, info)[0]}
+        row = {"image": path, **task.predict(output, info, image.shape[-2:])[0]}
         if out:
             row["figure"] = str(task.prediction_picture(image, output[0], info, out / Path(path).stem))
         results.append(row)

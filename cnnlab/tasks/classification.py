@@ -138,13 +138,10 @@ class Classification(Task):
     def prepare(self, source, info, shape, name=None):
         return prepare_image(source, info, shape, name)
 
-    def probabilities(self, output):
-        return output.softmax(1)
-
     def output_shape(self, batch, classes, height, width):
         return (batch, classes)
 
-    def predict(self, outputs, info):
+    def predict(self, outputs, info, size):
         return [{"class": info.classes[int(p.argmax())],
                  "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
                 for p in self.probabilities(outputs)]

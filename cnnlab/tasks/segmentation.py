@@ -151,13 +151,10 @@ class Segmentation(Task):
     def prepare(self, source, info, shape, name=None):
         return load_scene(source, name)  # at its own size: the nets are fully convolutional
 
-    def probabilities(self, output):
-        return output.softmax(1)
-
     def output_shape(self, batch, classes, height, width):
         return (batch, classes, height, width)
 
-    def predict(self, outputs, info):
+    def predict(self, outputs, info, size):
         return [{"pixels_per_class": {info.classes[c]: pixels for c, pixels in found(scores.argmax(0), info.classes)}}
                 for scores in outputs]
 

@@ -126,9 +126,14 @@ class Task(ABC):
     def prepare(self, source, info: DatasetInfo, shape: tuple[int, int, int], name: str | None = None) -> np.ndarray:
         """A user's image (a path or bytes) as the model's uint8 input of `shape` [C, H, W]."""
 
-    @abstractmethod
+    def class_scores(self, output: torch.Tensor) -> torch.Tensor:
+        """The class scores in the model's output batch, which a softmax turns into probabilities ([N, K], or
+        [N, K, H, W] for a class per pixel): all of it, unless the output holds more than class scores."""
+        return output
+
     def probabilities(self, output: torch.Tensor) -> torch.Tensor:
-        """Class probabilities from the model's output batch ([N, K], or [N, K, H, W] for a class per pixel)."""
+        """Class probabilities from the model's output batch."""
+        return self.class_scores(output).softmax(1)
 
     @abstractmethod
     def output_shape(self, batch: int, classes: int, height: int, width: int) -> tuple[int, ...]:
@@ -139,8 +144,8 @@ class Task(ABC):
         return (output,)
 
     @abstractmethod
-    def predict(self, outputs: torch.Tensor, info: DatasetInfo) -> list[dict]:
-        """The prediction of each image of a batch, as JSON."""
+    def predict(self, outputs: torch.Tensor, info: DatasetInfo, size: tuple[int, int]) -> list[dict]:
+        """The prediction of each image of a batch of height x width (`size`) images, as JSON."""
 
     @abstractmethod
     def prediction_line(self, row: dict, top: int) -> str:

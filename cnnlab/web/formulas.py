@@ -77,7 +77,8 @@ def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> d
     """The terms that make output[index] of layer `name` (see the module docstring)."""
     model = loaded.model
     if name == SOFTMAX:  # a classifier's output, or the classes of one pixel of a segmentation's
-        logits, _ = _forward(loaded, image, {})
+        output, _ = _forward(loaded, image, {})
+        logits = loaded.task.class_scores(output[None])[0]  # the class scores, where the output holds more
         return _softmax(logits, _check_index(name, logits.shape, index))
     if name.endswith(ADD) and name[:-len(ADD)] in residual_blocks(model):
         return _residual(loaded, image, name[:-len(ADD)], index)

@@ -95,15 +95,16 @@ class Sources:
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
                           "dataset": run.config.dataset, "task": run.info.task, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
-                          "damaged": damaged})
+                          "damaged": damaged, "input_shape": run.meta().get("input_shape")})
         for source, own in self._own.items():
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
                           "dataset": own.info.name, "task": own.info.task, "engine": "torch", "epochs": 0,
-                          "test_acc": None, "random_weights": own.weights is None, "damaged": None})
+                          "test_acc": None, "random_weights": own.weights is None, "damaged": None,
+                          "input_shape": list(own.input_shape)})
         for name in untrained():
             items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name,
                           "dataset": TrainConfig.dataset, "task": DIGITS.task, "engine": "torch", "epochs": 0,
-                          "test_acc": None, "random_weights": True, "damaged": None})
+                          "test_acc": None, "random_weights": True, "damaged": None, "input_shape": [1, 28, 28]})
         return items
 
     def get(self, source: str) -> Loaded:
