@@ -30,13 +30,23 @@ def print_training(result) -> None:
 
     task, metric = result.task, result.task.metric
     epochs = epoch_table(task, result.history)
+    console = Console()
+    # A word a line keeps the columns narrow; where a task's numbers still make the table wider than the terminal,
+    # the learning rate's column, then the speed's, give way to them (both are in summary.md).
+    header = [column.replace(" ", "\n") for column in epochs.header]
+    shown = list(range(len(header)))
+    for optional in ("lr", "img/s"):
+        widths = [max(len(line) for text in [header[i], *(row[i] for row in epochs.rows)] for line in text.split("\n"))
+                  for i in shown]
+        if sum(widths) + 3 * len(shown) + 1 <= console.width:
+            break
+        shown.remove(epochs.header.index(optional))
     table = Table()
-    for column in epochs.header:  # a word a line keeps the columns inside an 80-column terminal
-        table.add_column(column.replace(" ", "\n"), justify="right")
+    for i in shown:
+        table.add_column(header[i], justify="right")
     best = max(result.history, key=lambda r: r[metric.key])
     for r, row in zip(result.history, epochs.rows):
-        table.add_row(*row, style="bold green" if r is best else None)
-    console = Console()
+        table.add_row(*(row[i] for i in shown), style="bold green" if r is best else None)
     # soft_wrap: a path is never broken across lines (the terminal wraps it, if it must, and copying still works)
     console.print(f"Results — {result.run_dir}", soft_wrap=True)
     console.print(table)
