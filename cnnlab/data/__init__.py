@@ -3,7 +3,7 @@
 from cnnlab.data.datasets import Split, load_dataset
 from cnnlab.data.idx import read_idx
 from cnnlab.data.registry import DATASETS, DatasetInfo, dataset_info
-from cnnlab.data import folders, scenes  # noqa: E402,F401  (register folder:PATH and mnist-scenes)
+from cnnlab.data import boxes, folders, scenes  # noqa: E402,F401  (register folder:PATH, mnist-boxes, mnist-scenes)
 
 __all__ = ["DATASETS", "DatasetInfo", "Split", "dataset_info", "load_dataset", "load_mnist", "read_idx"]
 

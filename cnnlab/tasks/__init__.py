@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from cnnlab.models import model_info
 from cnnlab.tasks.classification import Classification
+from cnnlab.tasks.localization import Localization
 from cnnlab.tasks.segmentation import Segmentation
 from cnnlab.tasks.task import Task
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Segmentation())}
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Segmentation(), Localization())}
 
 
 def task_of(info) -> Task:
