@@ -155,10 +155,11 @@ def test_settings_a_localization_run_does_not_take_are_one_line():
 def test_a_short_run_learns_the_class_and_the_box(short_run):
     trainer, untrained, result = short_run
     final = result.final
-    # 2 epochs of 3,000 images: localization accuracy 0.70-0.76, mean IoU 0.68-0.72, class accuracy 0.78-0.84 over
-    # seeds 0-4 x 1 and 2 threads, with this CPU's kernels and with AVX2's; untrained: 0.00-0.01, 0.22, 0.07-0.12.
-    assert final.localization_accuracy > 0.6 and final.mean_iou > 0.6 and final.accuracy > 0.7
-    assert untrained.localization_accuracy < 0.05 and untrained.mean_iou < 0.3  # the floors fail an untrained net
+    # 2 epochs of 3,000 images, over seeds 0-4 x 1 and 2 threads and with AVX2's kernels (1 thread): localization
+    # accuracy 0.636-0.762, mean IoU 0.699-0.727, class accuracy 0.720-0.824; untrained: 0.006-0.012, 0.22, 0.07-0.12
+    # (AMD EPYC Zen 4, shared).
+    assert final.localization_accuracy > 0.55 and final.mean_iou > 0.65 and final.accuracy > 0.65
+    assert untrained.localization_accuracy < 0.55 and untrained.mean_iou < 0.65  # the floors fail an untrained net
     row = result.history[-1]
     assert row["test_loc_acc"] == final.localization_accuracy and row["test_box_iou"] == final.mean_iou
     names = {p.name for p in result.run_dir.iterdir()}
