@@ -27,7 +27,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.tasks.classification import first_of_each_class, ranked
 from cnnlab.tasks.parts import Figure, Section, Table, curves_section
 from cnnlab.tasks.task import ENSEMBLE, MODEL_FILE, Metric, Task
-from cnnlab.viz.boxes import plot_boxes, plot_mistakes
+from cnnlab.viz.boxes import plot_boxes, plot_mistakes, plot_prediction
 
 BOX = ("box centre x", "box centre y", "box width", "box height")  # the model's last four outputs
 L1_WEIGHT, GIOU_WEIGHT = 5.0, 2.0  # the box's losses beside the class's cross-entropy (weight 1), as DETR's
@@ -46,11 +46,15 @@ def centred(box: torch.Tensor) -> torch.Tensor:
     return torch.stack([(left + right) / 2, (top + bottom) / 2, right - left, bottom - top], -1)
 
 
+def area(box: torch.Tensor) -> torch.Tensor:
+    """[N] areas of boxes [N, 4] (left, top, right, bottom); 0 for an empty one."""
+    return (box[:, 2] - box[:, 0]).clamp(min=0) * (box[:, 3] - box[:, 1]).clamp(min=0)
+
+
 def iou_and_giou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The IoU and the generalized IoU of boxes [N, 4] (left, top, right, bottom) pair by pair: GIoU is IoU minus
     the share of the smallest box enclosing both that neither covers, so that it still says how far apart two
     boxes are when they do not overlap."""
-    area = lambda box: (box[:, 2] - box[:, 0]).clamp(min=0) * (box[:, 3] - box[:, 1]).clamp(min=0)  # noqa: E731
     inner = torch.cat([torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])], 1)
     outer = torch.cat([torch.minimum(a[:, :2], b[:, :2]), torch.maximum(a[:, 2:], b[:, 2:])], 1)
     intersection = area(inner)
@@ -100,12 +104,12 @@ class LocalizationEvaluation:
 
     def per_class(self, num_classes: int) -> list[tuple[int, float, float, float]]:
         """(images, class accuracy, mean IoU, localization accuracy) of each true class's images."""
-        rows = []
+        rows, right, iou, localized = [], self.predictions == self.classes, self.iou, self.localized
         for c in range(num_classes):
             mine = self.classes == c
-            count = int(mine.sum())
-            mean = (lambda values: values[mine].float().mean().item() if count else float("nan"))  # noqa: E731
-            rows.append((count, mean(self.predictions == self.classes), mean(self.iou), mean(self.localized)))
+            means = [values[mine].float().mean().item() if mine.any() else float("nan")
+                     for values in (right, iou, localized)]
+            rows.append((int(mine.sum()), *means))
         return rows
 
 
@@ -243,9 +247,8 @@ class Localization(Task):
 
     def prediction_picture(self, image, output, info, stem):
         path = stem.with_name(f"{stem.name}_box.png")
-        evaluation = LocalizationEvaluation(0.0, output[None, :-4].float(), corners(output[None, -4:].float()),
-                                            torch.full((1, 5), float("nan")))
-        plot_boxes(image[None], evaluation, info.classes, path, truth=False, titles=[stem.name])
+        said = info.classes[int(output[:-4].argmax())]
+        plot_prediction(image, corners(output[-4:].float()).tolist(), said, stem.name, path)
         return path
 
     def explorer(self, output, info):
