@@ -3,6 +3,7 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -190,3 +191,25 @@ def train_into(folder: Path, name: str = "run", model=None, **settings) -> Path:
     recipe = settings.pop("recipe", "default")
     return Trainer(recipe_config(recipe, **settings), name=name, runs_dir=folder, progress=False,
                    model=model).fit().run_dir
+
+
+# -- What each test costs in CPU seconds ------------------------------------------------------------------------
+# `--durations` measures wall time, which on a shared machine says more about the neighbours than about the test.
+# With CNNLAB_TEST_CPU=FILE each test appends "cpu-seconds<TAB>node id" to FILE: this process's CPU time and that
+# of the processes it started and waited for (subprocesses, torchrun's workers), set-up and tear-down included.
+# `sort -rn FILE | head -15` is then the suite's cost on any machine, busy or not.
+CPU_LOG = os.environ.get("CNNLAB_TEST_CPU")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = _cpu_seconds() if CPU_LOG else 0.0
+    yield
+    if CPU_LOG:
+        with open(CPU_LOG, "a") as log:
+            log.write(f"{_cpu_seconds() - before:.2f}\t{item.nodeid}\n")
