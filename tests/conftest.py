@@ -104,6 +104,35 @@ def killed_run(config, name: str, runs_dir, epoch: int = 2, where: str = "mid-ep
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
 
+def run_script(path, *args, cwd=None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python PATH ARGS` run in this process: a benchmark's or example's short
+    mode, whose checks are about what it computes, not about starting Python (2 s of CPU a time, with torch). The
+    script's settings that outlive it here (torch's thread count, the working folder, sys.argv) are put back."""
+    import contextlib
+    import io
+    import runpy
+
+    import torch
+
+    argv, path_list, folder, threads = sys.argv, list(sys.path), os.getcwd(), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [str(path), *map(str, args)]
+    sys.path.insert(0, str(Path(path).resolve().parent))  # as `python PATH` does: the script's folder imports
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(path), run_name="__main__")
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv, sys.path[:] = argv, path_list
+        os.chdir(folder)
+        torch.set_num_threads(threads)
+    return code, out.getvalue(), err.getvalue()
+
+
 def run_in_process(capsys, *args) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `cnnlab ARGS` run in this process (faster than a subprocess)."""
     from cnnlab.cli import main
