@@ -156,7 +156,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     # the explorer: a classifier's every layer and probabilities; a segmentation's every layer and class map
     from cnnlab.web import create_app
 
-    client = TestClient(create_app(runs=[run]))
+    client = TestClient(create_app(runs=[run]), base_url="http://localhost")
     listed = [s["id"] for s in client.get("/api/sources").json()]
     digit = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1).images[0].tolist()
     answer = client.post("/api/activations", json={"source": f"run:{run.name}", "digit": digit})
