@@ -75,7 +75,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(settings: dict, progress: bool = False) -> dict:
-    run_dir = source_run("mnist", settings["source"], progress)
+    run_dir = source_run("mnist", {**settings["source"], "seed": settings["seed"]}, progress)
     info = dataset_info("mnist")
     test = load_dataset("mnist", "test", quiet=True)
     images, labels = test.images[:settings["images"]], test.labels[:settings["images"]].tolist()
@@ -101,6 +101,13 @@ def run(settings: dict, progress: bool = False) -> dict:
                                  for m in METHODS},
             "example": {"image": _rows(images[0] / 255), "label": labels[0],
                         "maps": {m: [_rows(e / (e.max() or 1.0)) for e in examples[m]] for m in METHODS}}}
+
+
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std: each method's mean rank
+    correlation after each step of the randomization."""
+    return {f"{method}, random down to {layer}": row["mean"][step + 1]
+            for method, row in result["rank_correlation"].items() for step, layer in enumerate(result["layers"])}
 
 
 def _rows(values: np.ndarray) -> list[str]:

@@ -58,6 +58,12 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"datasets": results, "filters": list(by_short_name())}
 
 
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std."""
+    return {f"{dataset}, {arm}: test accuracy": row["test_acc"] for dataset, arms in result["datasets"].items()
+            for arm, row in arms.items()}
+
+
 def plot(record: dict, path) -> None:
     """Test accuracy per arm and dataset (top); the hand-crafted filters and the learned ones (bottom)."""
     s, data = record["settings"], record["result"]["datasets"]

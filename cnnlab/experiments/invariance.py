@@ -98,6 +98,21 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"nets": nets}
 
 
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std: the accuracy unmoved, and
+    at each shift and rotation the mean of its two directions."""
+    numbers = {}
+    for pooling, net in result["nets"].items():
+        for motion, unit, key in (("shift", " px", "shifts"), ("rotation", "°", "rotations")):
+            steps = settings[key]
+            if motion == "shift" and 0 in steps:
+                numbers[f"{pooling}: unmoved"] = net["shift"][steps.index(0)]
+            for step in sorted(s for s in steps if s > 0 and -s in steps):
+                numbers[f"{pooling}: {motion} ±{step}{unit}"] = round(
+                    (net[motion][steps.index(step)] + net[motion][steps.index(-step)]) / 2, 5)
+    return numbers
+
+
 def plot(record: dict, path) -> None:
     s, nets = record["settings"], record["result"]["nets"]
     fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)

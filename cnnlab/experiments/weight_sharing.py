@@ -59,11 +59,11 @@ def conv_as_dense(model: nn.Module, input_shape=(1, 28, 28)) -> list[dict]:
 
 def run(settings: dict, progress: bool = False) -> dict:
     config = recipe_config("default", **{k: v for k, v in settings.items() if k != "mlp_hidden"})
+    torch.manual_seed(config.seed)  # every net's initial weights follow the seed
     cnn = get_model("simple-cnn")
     layers = conv_as_dense(cnn)
     rest = count_parameters(cnn) - sum(row["conv"] for row in layers)
     nets = {}
-    torch.manual_seed(config.seed)
     candidates = [("CNN (simple-cnn)", cnn)] + [
         (f"MLP {'-'.join(map(str, [784, *hidden, 10]))}", mlp(hidden)) for hidden in settings["mlp_hidden"]]
     for name, model in candidates:
@@ -75,6 +75,11 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"nets": nets, "conv_layers": layers,
             "cnn_if_locally_connected": rest + sum(r["locally_connected"] for r in layers),
             "cnn_if_fully_connected": rest + sum(r["fully_connected"] for r in layers)}
+
+
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std."""
+    return {f"{name}: test accuracy": net["test_acc"] for name, net in result["nets"].items()}
 
 
 def plot(record: dict, path) -> None:
