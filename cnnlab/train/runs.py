@@ -194,6 +194,13 @@ class Run:
         or None), from one read of the file."""
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
+        # config.json says what the weights mean (class names, normalization): it must be the weights' own run's
+        for key in ("model", "dataset"):
+            recorded, configured = metadata.get(key), getattr(self.config, key)
+            if recorded is not None and recorded != configured:
+                raise CheckpointError(f"{self.path / 'config.json'}: {key} {configured!r}, but its weights "
+                                      f"({path.name}) were trained as {key} {str(recorded)[:60]!r}: config.json was "
+                                      "edited or belongs to another run")
         shape = input_shape(metadata.get("input_shape"), path)
         model = build_torch_model(self.config, shape)
         check_fits(model, tensors, path)
