@@ -83,7 +83,8 @@ def plot(record: dict, path) -> None:
         ax.legend()
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.suptitle(f"Depth on {s['dataset']}: training (dashed) and test (solid) error — "
-                 f"{s['train_limit']} training images, width {tuple(s['widths'])}")
+                 f"{s['train_limit']} training images, width {tuple(s['widths'])}"
+                 + ("" if record.get("seeds", 1) == 1 else f" (seed 0 of {record['seeds']})"))
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import dataset_info, load_dataset
+from cnnlab.experiments.common import mean_std, seed_results
 from cnnlab.experiments.transfer import source_run
 from cnnlab.train.runs import Run
 from cnnlab.viz.activations import normalize_input
@@ -128,9 +129,12 @@ def plot(record: dict, path) -> None:
     grid = fig.add_gridspec(len(METHODS), 3 + columns, width_ratios=[6, 0.5] + [1] * columns + [0.12])
     curves = fig.add_subplot(grid[:, 0])
     lowest = -0.3
+    seeds = record.get("seeds", 1)
     for m in METHODS:
-        row = result["rank_correlation"][m]
-        mean, std = np.array(row["mean"]), np.array(row["std"])
+        if seeds > 1:  # each seed's mean over the images; the band is the spread over seeds
+            mean, std = mean_std([r["rank_correlation"][m]["mean"] for r in seed_results(record)])
+        else:  # one seed: the band is the spread over the images
+            mean, std = np.array(result["rank_correlation"][m]["mean"]), np.array(result["rank_correlation"][m]["std"])
         curves.plot(range(len(steps)), mean, "o-", label=m)
         curves.fill_between(range(len(steps)), mean - std, mean + std, alpha=0.12)
         lowest = min(lowest, float((mean - std).min()))
@@ -138,7 +142,9 @@ def plot(record: dict, path) -> None:
     curves.set_xticks(range(len(steps)), steps, rotation=30, ha="right")
     curves.set(ylim=(max(lowest - 0.05, -1.05), 1.05), xlabel="layers re-initialized at random, from the top "
                "(cascading)", ylabel="Spearman rank correlation with the trained net's map",
-               title=f"mean ± std over {len(result['labels'])} MNIST test images")
+               title=f"mean ± std over {seeds} seeds, each the mean of {len(result['labels'])} test images"
+                     if seeds > 1 else
+                     f"mean ± std over {len(result['labels'])} MNIST test images")
     curves.grid(alpha=0.3)
     curves.legend(fontsize=8, loc="lower left")
     example = result["example"]
