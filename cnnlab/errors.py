@@ -39,6 +39,11 @@ class LayerError(ConfigError):
     """A layer name, channel or pixel that the model does not have."""
 
 
+class ModelOutputError(CnnlabError):
+    """A model's output is not what its use needs: class scores [N, K] (a segmentation's [N, K, H, W]) of finite
+    numbers (a user's model may return anything, and NaN once its weights diverged)."""
+
+
 class MissingDependency(CnnlabError):
     """An optional package (the `labs` extra) is not installed."""
 

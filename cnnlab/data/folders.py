@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.download import atomic_write
+from cnnlab.data.download import atomic_write, part_path, remove_stale_parts
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.errors import ConfigError, DatasetError, ImageError
 
@@ -205,7 +205,7 @@ def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: 
 
     count = len(listing.files)
     array_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
+    partial = part_path(array_path)
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, 3, side, side))
     jobs = [(i, str(p), side, fit) for i, p in enumerate(listing.files)]
     bad = []
@@ -284,25 +284,38 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _cached(folder: Path, key: str, shape: tuple) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
+    """(pixels, skipped files) of a finished decode in `folder`, or None: not there, or damaged (a truncated or
+    altered file, an index that does not parse), in which case its files are removed so that it is decoded again."""
+    index_path, array_path = folder / f"{key}.json", folder / f"{key}.npy"
+    if not (index_path.is_file() and array_path.is_file()):
+        return None
+    try:
+        index = json.loads(index_path.read_text())
+        pixels = np.load(array_path, mmap_mode="r", allow_pickle=False)
+        bad = [(int(i), str(why)) for i, why in index["skipped"]]
+        if pixels.shape == shape and pixels.dtype == np.uint8 and index.get("version") == CACHE_VERSION:
+            return pixels, bad
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    for path in (index_path, array_path):
+        try:
+            path.unlink()
+        except OSError:
+            pass  # a read-only cache: the next cache folder is used
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def decoded(root: Path, side: int, fit: str, quiet: bool = False) -> Decoded:
     """The folder's decoded set, from its cache or decoded now (and cached)."""
     listing = list_folder(root)
     key = listing.key(side, fit)
     for folder in cache_folders(root):
-        index_path = folder / f"{key}.json"
-        if index_path.is_file() and (folder / f"{key}.npy").is_file():
-            try:
-                index = json.loads(index_path.read_text())
-                pixels = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
-                bad = [(int(i), str(why)) for i, why in index["skipped"]]
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise DatasetError(f"{index_path}: unreadable folder cache ({err}); delete "
-                                   f"{folder} to decode again") from None
-            if pixels.shape != (len(listing.files), 3, side, side):
-                raise DatasetError(f"{folder / f'{key}.npy'}: holds {pixels.shape}, expected "
-                                   f"{(len(listing.files), 3, side, side)}; delete {folder} to decode again")
-            return _result(listing, pixels, bad, folder / f"{key}.npy", quiet)
+        remove_stale_parts(folder)  # decodes that were killed: their writers are gone, and no one will finish them
+        found = _cached(folder, key, (len(listing.files), 3, side, side))
+        if found is not None:
+            return _result(listing, *found, folder / f"{key}.npy", quiet)
     folder = next((f for f in cache_folders(root) if _writable(f)), None)
     if folder is None:
         raise DatasetError(f"folder:{root}: nowhere to cache the decoded images ({' or '.join(map(str, cache_folders(root)))} "

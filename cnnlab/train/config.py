@@ -156,7 +156,7 @@ class TrainConfig:
                                   "model ends fitted to undistorted images, as it is tested", metavar="N",
                                tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
-    device: str = option("auto", "auto, cpu or cuda[:N]")
+    device: str = option("auto", "auto, cpu, mps or cuda[:N] (`cnnlab info` lists those here)")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
                                     "(AVX512-BF16, AMX), fp32 elsewhere; `cnnlab info` says which this machine has",
                             choices=PRECISIONS)

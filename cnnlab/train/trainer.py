@@ -198,15 +198,20 @@ class Trainer:
         created = self.save and self.run_dir is None
         if created:
             self.run_dir = runs.new_run_dir(config, self.name, self.runs_dir)
-            runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
         evaluation = None
         try:
+            if created:
+                runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
             with self._progress() as progress:
                 for epoch in range(len(self.history) + 1, config.epochs + 1):
                     row, evaluation = self._epoch(epoch, progress)
                     self.history.append(row)
                     if self.save:
-                        self._checkpoint(row)
+                        try:
+                            self._checkpoint(row)
+                        except BaseException:  # a full disk: the epoch is not the run's until its checkpoint is
+                            self.history.pop()
+                            raise
                     if config.stop_at is not None and row["test_acc"] >= config.stop_at:
                         break
         except BaseException:
