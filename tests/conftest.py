@@ -272,3 +272,11 @@ def pytest_runtest_protocol(item, nextitem):
     if CPU_LOG:
         with open(CPU_LOG, "a") as log:
             log.write(f"{_cpu_seconds() - before:.2f}\t{item.nodeid}\n")
+
+
+# -- The costly tests start first ---------------------------------------------------------------------------------
+# xdist hands the tests out in collection order; a costly test collected last keeps one worker busy while the other
+# has finished. Tests marked `slow` (the heaviest few: compiling, several processes, a browser) are collected
+# first, in their files' order, so the workers end together. The 15 slowest of every run are printed at its end.
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: files keep their order

@@ -67,10 +67,12 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-KINDS = ["torch", "scratch", "keras", "pytensor", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned",
-         "segmentation", "ddp"]
+KINDS = ["torch", "scratch", "keras",
+         pytest.param("pytensor", marks=pytest.mark.xdist_group("pytensor-c")),  # tests/test_engines.py: COMPILED_C
+         "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "ddp"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
     run = build(kind, shared)

@@ -109,6 +109,7 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_report_measures_the_users_model_and_the_weights_matter(weights, tmp_path, capsys):
     """The report of a user's model evaluates it on the dataset's test set: trained weights score high, the
     model as its class builds it (random) scores at chance; a check that --weights is really loaded."""
