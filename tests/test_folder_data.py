@@ -50,7 +50,7 @@ def test_loads_a_folder_in_colour_with_a_stratified_split(tmp_path):
     assert red[0] > red[2] + 100 and blue[2] > blue[0] + 100
     # per-channel statistics of the training images, in [0, 1]
     mean, std = np.array(train.info.mean), np.array(train.info.std)
-    pixels = train.images / 255
+    pixels = np.asarray(train.images) / 255
     np.testing.assert_allclose(mean, pixels.mean((0, 2, 3)), atol=1e-4)
     np.testing.assert_allclose(std, pixels.std((0, 2, 3)), atol=1e-4)
 
@@ -97,7 +97,7 @@ def test_crop_or_pad_keeps_the_aspect(tmp_path):
             Image.new("RGB", (64, 16), (255, 255, 255)).save(root / name / f"{i}.png")
     cropped = load_dataset(f"folder:{root}", "train", quiet=True, options={"side": 16, "color": "gray"})
     padded = load_dataset(f"folder:{root}", "train", quiet=True, options={"side": 16, "fit": "pad", "color": "gray"})
-    assert (cropped.images == 255).all()  # the centre 16x16 of a white strip
+    assert (np.asarray(cropped.images) == 255).all()  # the centre 16x16 of a white strip
     rows = padded.images[0, 0].mean(1)
     assert rows[:6].max() == 0 and rows[-6:].max() == 0 and rows[7:9].min() == 255  # a 16x4 strip, centred
 
@@ -135,7 +135,7 @@ def test_an_unwritable_folder_caches_in_the_user_cache(tmp_path, monkeypatch):
 
 def test_workers_decode_the_same_pixels(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "photos", per_class=8)
-    alone = load_dataset(f"folder:{root}", "train", quiet=True).images
+    alone = np.asarray(load_dataset(f"folder:{root}", "train", quiet=True).images)
     folders.decoded.cache_clear()
     folders._folder_dataset.cache_clear()
     for path in (root / ".cnnlab-cache").iterdir():
