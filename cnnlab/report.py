@@ -16,6 +16,7 @@ import torch
 
 from cnnlab.models.complexity import profile
 from cnnlab.train.batches import TensorSplit
+from cnnlab.train.streaming import split_for
 from cnnlab.train.evaluation import evaluate, evaluate_segmentation
 from cnnlab.train.runs import Run
 from cnnlab.train.tasks import task_for
@@ -102,7 +103,7 @@ def _classification_results(run: Run | UserModel, model, test, metrics: list[dic
 
     def evaluated():
         if not cache:
-            split = TensorSplit(test, limit=config.test_limit)
+            split = split_for(test, limit=config.test_limit)
             with torch.inference_mode():
                 cache["split"], cache["evaluation"] = split, evaluate(model, split, config.eval_batch_size)
         return cache["split"], cache["evaluation"]

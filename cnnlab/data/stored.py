@@ -14,6 +14,7 @@ them on their side.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -53,6 +54,14 @@ class CachedRows:
     def __getstate__(self):
         return {**self.__dict__, "_file": None}  # a worker opens the file again
 
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def select(self, positions: np.ndarray) -> "CachedRows":
+        chosen = copy.copy(self)
+        chosen.rows, chosen._file = self.rows[positions], None
+        return chosen
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, *self.stored_shape[2:])
@@ -88,6 +97,14 @@ class DecodedFiles:
     def __init__(self, paths: list[Path], side: int, fit: str, channels: int):
         self.paths, self.side, self.fit, self.channels = [str(p) for p in paths], side, fit, channels
 
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, positions: np.ndarray) -> "DecodedFiles":
+        chosen = copy.copy(self)
+        chosen.paths = [self.paths[p] for p in positions]
+        return chosen
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.side, self.side)
@@ -107,9 +124,9 @@ class StoredImages:
     ndim = 4
     dtype = np.dtype(np.uint8)
 
-    def __init__(self, rows, count: int | None = None):
+    def __init__(self, rows):
         self.rows = rows
-        self.count = len(rows.rows if hasattr(rows, "rows") else rows.paths) if count is None else count
+        self.count = len(rows)
 
     def __len__(self) -> int:
         return self.count
@@ -140,9 +157,13 @@ class StoredImages:
         key = np.asarray(key)
         return self.take(np.flatnonzero(key) if key.dtype == bool else key)
 
+    def subset(self, positions) -> "StoredImages":
+        """The images at `positions`, still on disk."""
+        return StoredImages(self.rows.select(np.asarray(positions, np.int64)))
+
     def head(self, count: int) -> "StoredImages":
         """The first `count` images, still on disk."""
-        return StoredImages(self.rows, min(count, self.count))
+        return self.subset(np.arange(min(count, self.count)))
 
     def chunks(self, size: int = 4096):
         """The images in order, `size` at a time."""

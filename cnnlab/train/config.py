@@ -46,7 +46,8 @@ AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degree
 RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "lr": (1e-12, 100),
           "momentum": (0, 1), "weight_decay": (0, 10), "step_size": (1, 100_000), "gamma": (1e-12, 1e12),
           "threads": (1, 1024), "clean_epochs": (0, 100_000), "train_limit": (1, 10 ** 9), "test_limit": (1, 10 ** 9),
-          "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1)}
+          "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1), "workers": (0, 256),
+          "checkpoint_every": (1, 10 ** 9)}
 
 # Named starting points; command-line flags override any field.
 RECIPES: dict[str, dict] = {
@@ -168,6 +169,12 @@ class TrainConfig:
                                                 "--seed", metavar="N", tasks=("classification",))
     test_limit: int | None = option(None, "evaluate on the first N test images", metavar="N")
     eval_batch_size: int = option(1000, "images per batch when evaluating", metavar="N")
+    workers: int | None = option(None, "processes that read (decode) batches ahead, for images read from disk "
+                                       "(default: every core when decoding on the fly, else none on a CPU, 1 on a "
+                                       "GPU)", metavar="N")
+    checkpoint_every: int | None = option(None, "also write checkpoint.pt every N steps within an epoch, for "
+                                                "long epochs: --resume continues from that step (default: at "
+                                                "the end of each epoch)", metavar="N")
     stop_at: float | None = option(None, "stop once the test accuracy reaches ACC (e.g. 0.99)", metavar="ACC",
                                    tasks=("classification",))
     recipe: str = option("default", "starting settings (flags override them)", choices=tuple(RECIPES))
