@@ -116,7 +116,7 @@ def test_the_second_load_reads_the_cache_and_a_change_decodes_again(tmp_path, mo
     monkeypatch.setattr(folders, "_decode_one", no_decoding)
     second = load_dataset(f"folder:{root}", "train", quiet=True)
     assert np.array_equal(first.images, second.images)
-    assert isinstance(folders.decoded(root, 32, "crop").pixels, np.memmap)
+    assert isinstance(folders.decoded(root, 32, "crop").pixels, folders.StoredImages)  # read by index, not loaded
     monkeypatch.undo()
     os.utime(root / "red" / "000.jpg", ns=(1, 1))  # the same file with another time is another folder
     folders.decoded.cache_clear()

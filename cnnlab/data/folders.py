@@ -251,21 +251,24 @@ def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
 
 
 def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: bool) -> list[tuple[int, str]]:
-    """Decode every file into a new .npy at `array_path` (written in place, never whole in memory); the
-    (index, reason) of each file that failed."""
+    """Decode every file into a new .npy at `array_path`, each image written at its place as it comes (neither
+    the array nor a map of it is ever in memory); the (index, reason) of each file that failed."""
     count = len(listing.files)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, 3, side, side))
+    shape = (count, 3, side, side)
     bad = []
     try:
-        for index, pixels, error in _each_decoded(listing, side, fit, quiet, _decode_one):
-            if pixels is None:
-                bad.append((index, error))
-            else:
-                out[index] = pixels
-        out.flush()
-        del out
+        with open(partial, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                        "fortran_order": False, "shape": shape})
+            offset, size = file.tell(), 3 * side * side
+            file.truncate(offset + count * size)
+            for index, pixels, error in _each_decoded(listing, side, fit, quiet, _decode_one):
+                if pixels is None:
+                    bad.append((index, error))
+                else:
+                    os.pwrite(file.fileno(), pixels.tobytes(), offset + index * size)
         os.replace(partial, array_path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -301,10 +304,10 @@ def cache_folders(root: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A folder decoded: the usable files' pixels (memory-mapped uint8 [N, 3, side, side]; None when decoded on
-    the fly), labels, given splits, and the files skipped with why."""
+    """A folder decoded: every file's pixels (uint8 [N, 3, side, side] read by index from the cache; None when
+    decoded on the fly), labels, given splits, and the files skipped with why."""
     listing: Listing
-    pixels: np.ndarray | None
+    pixels: StoredImages | None
     keep: np.ndarray  # indices into listing.files of the decoded ones, in order
     skipped: tuple[tuple[str, str], ...]  # (path relative to the root, reason)
     path: Path  # the array file (decoded on the fly: the index of the files' sums)
@@ -366,13 +369,13 @@ def decoded(root: Path, side: int, fit: str, quiet: bool = False, cache: bool = 
         if index_path.is_file() and (folder / data_name).is_file():
             try:
                 index = json.loads(index_path.read_text())
-                pixels = np.load(folder / data_name, mmap_mode="r", allow_pickle=False)
+                pixels = _open(folder / data_name, cache)
                 bad = [(int(i), str(why)) for i, why in index["skipped"]]
             except (OSError, ValueError, KeyError, TypeError) as err:
                 raise DatasetError(f"{index_path}: unreadable folder cache ({err}); delete "
                                    f"{folder} to decode again") from None
             expected = (len(listing.files), 3, side, side) if cache else (len(listing.files), 2, 5)
-            if pixels.shape != expected:
+            if tuple(pixels.shape) != expected:
                 raise DatasetError(f"{folder / data_name}: holds {pixels.shape}, expected "
                                    f"{expected}; delete {folder} to decode again")
             return _result(listing, pixels, bad, folder / data_name, quiet, side, fit, cache)
@@ -388,8 +391,14 @@ def decoded(root: Path, side: int, fit: str, quiet: bool = False, cache: bool = 
         atomic_write(folder / data_name, _npy_bytes(sums))
     atomic_write(folder / f"{key}.json", json.dumps({"version": CACHE_VERSION, "side": side, "fit": fit,
                                                      "files": len(listing.files), "skipped": bad}).encode())
-    pixels = np.load(folder / data_name, mmap_mode="r", allow_pickle=False)
-    return _result(listing, pixels, bad, folder / data_name, quiet, side, fit, cache)
+    return _result(listing, _open(folder / data_name, cache), bad, folder / data_name, quiet, side, fit, cache)
+
+
+def _open(path: Path, cache: bool):
+    """A decoded cache as images read by index, or the (small) index of pixel sums, whole."""
+    if not cache:
+        return np.load(path, allow_pickle=False)
+    return StoredImages(CachedRows(path))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -32,14 +32,14 @@ def as_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 
 class CachedRows:
-    """Rows `rows` of the uint8 [M, 3, H, W] array file (`.npy`) at `path`, as `channels` channels.
+    """Rows `rows` (default: all) of the uint8 [M, 3, H, W] array file (`.npy`) at `path`, as `channels` channels.
 
     Each batch is read with positioned reads (`preadv`, straight into the batch's array, consecutive rows in one
     read) rather than through a memory map: the page cache still keeps what fits, but the pages are not mapped
     into the process, whose resident memory stays the size of a batch however much of the file it has read."""
 
-    def __init__(self, path: Path, rows: np.ndarray, channels: int):
-        self.path, self.rows, self.channels = Path(path), np.asarray(rows, np.int64), channels
+    def __init__(self, path: Path, rows: np.ndarray | None = None, channels: int = 3):
+        self.path, self.channels = Path(path), channels
         with open(self.path, "rb") as file:
             version = np.lib.format.read_magic(file)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
@@ -49,6 +49,7 @@ class CachedRows:
         if fortran or dtype != np.uint8 or len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"{self.path}: not a uint8 [N, 3, H, W] array")
         self.stored_shape = shape
+        self.rows = np.arange(shape[0]) if rows is None else np.asarray(rows, np.int64)
         self._file = None
 
     def __getstate__(self):
