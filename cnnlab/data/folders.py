@@ -593,6 +593,10 @@ class FolderDataset:
             raise DatasetError(f"{self.name}: its {split} split has no readable image")
         return chosen
 
+    def split_files(self, split: str) -> list[Path]:
+        """The readable image files of `split`, in its order."""
+        return [self.decoded().listing.files[i] for i in self._split_files(split)]
+
     def split_images(self, split: str, quiet: bool = False) -> tuple[StoredImages, np.ndarray]:
         """(uint8 [N, C, side, side] read by index from disk, int64 labels) of one split."""
         found = self.decoded(quiet)
