@@ -167,10 +167,9 @@ class Augment:
         padded = F.pad(x, (pad, pad, pad, pad))
         top, left = draws.mine(torch.randint(0, 2 * pad + 1, (2, draws.total), generator=draws.generator), 1)
         top, left = top.to(x.device), left.to(x.device)
-        rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        return padded[torch.arange(n, device=x.device)[:, None, None, None],
-                      torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        # every crop of each padded image as a view [N, C, 2 pad + 1, 2 pad + 1, H, W]; each image's one copied out
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+        return windows[torch.arange(n, device=x.device), :, top, left]
 
     def random_erase(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
         n, _, h, w = x.shape
