@@ -119,7 +119,10 @@ class _ShardStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        skipped = len(range(worker, self.skip, workers)) * self.share  # DataLoader takes batches round robin
+        # A DataLoader takes batch j from worker j % workers; resumed at batch `skip`, its first worker plays the
+        # part of the one whose turn batch `skip` was.
+        worker = (worker + self.skip) % workers
+        skipped = len(range(worker, self.skip, workers)) * self.share
         images, labels = [], []
         for n, (image, label) in enumerate(self._samples(worker, workers)):
             if n < skipped:
