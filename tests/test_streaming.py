@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cnnlab.data import folders, load_dataset
-from cnnlab.data.stored import CachedRows, StoredImages
+from cnnlab.data.stored import StoredImages
 from cnnlab.errors import DatasetError
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import recipe_config
@@ -21,18 +21,9 @@ from cnnlab.train.streaming import StreamSplit, split_for
 from cnnlab.train.trainer import CHECKPOINT, Trainer, load_checkpoint
 
 from conftest import _KILLED_CHILD, killed_run, metrics_without_timings
-from test_folder_data import make_folder
+from test_folder_data import _fresh, make_folder  # noqa: F401  (_fresh: each test decodes anew)
 
 AUGMENT = {"crop_padding": 2, "flip": 0.5, "brightness": 0.2, "max_rotate_deg": 5, "erase": 0.3}
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    folders.decoded.cache_clear()
-    folders._folder_dataset.cache_clear()
-    yield
-    folders.decoded.cache_clear()
-    folders._folder_dataset.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
 from cnnlab.data.download import atomic_write
+from cnnlab.data.places import PlaceDataset
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError
@@ -504,14 +505,9 @@ def is_colour(pixels: np.ndarray) -> bool:
 
 
 # -- the dataset --------------------------------------------------------------------------------------------------
-class FolderDataset:
-    """The `DatasetInfo` of `folder:PATH` with its options: the same fields, each found only when read, so that
-    listing runs does not read their folders. The run's recorded classes, mean and std win over the folder."""
+class FolderDataset(PlaceDataset):
+    """The `DatasetInfo` of `folder:PATH` with its options (cnnlab.data.places)."""
 
-    task = "classification"
-    files: dict = {}
-    sha256: dict = {}
-    mirrors: tuple = ()
     licence = "the folder's own"
     options = tuple(OPTIONS)
 
@@ -530,27 +526,13 @@ class FolderDataset:
     def decoded(self, quiet: bool = True) -> Decoded:
         return decoded(self.root, self.settings["side"], self.settings["fit"], quiet, self.settings["cache"])
 
-    @functools.cached_property
-    def channels(self) -> int:
-        recorded = self.settings["mean"]
-        if recorded is not None:
-            return len(recorded)
-        if self.settings["color"] != "auto":
-            return 3 if self.settings["color"] == "rgb" else 1
-        return 3 if self.decoded().has_colour() else 1
+    def _classes(self) -> tuple[str, ...]:
+        return list_folder(self.root).classes
 
-    @functools.cached_property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(self.settings["classes"] or list_folder(self.root).classes)
+    def _has_colour(self) -> bool:
+        return self.decoded().has_colour()
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @functools.cached_property
-    def _stats(self) -> tuple[list[float], list[float]]:
-        if self.settings["mean"] is not None and self.settings["std"] is not None:
-            return self.settings["mean"], self.settings["std"]
+    def _measure_stats(self) -> tuple[list[float], list[float]]:
         found = self.decoded()
         if found.sums is None:
             return channel_stats(self.split_images("train", quiet=True)[0])
@@ -558,26 +540,6 @@ class FolderDataset:
         chosen = found.sums[self._split_files("train")]
         pixels = len(chosen) * self.settings["side"] ** 2
         return stats_of(chosen[:, 0, columns].sum(0), chosen[:, 1, columns].sum(0), pixels)
-
-    @property
-    def mean(self) -> float | tuple[float, ...]:
-        mean = self._stats[0]
-        return mean[0] if len(mean) == 1 else tuple(mean)
-
-    @property
-    def std(self) -> float | tuple[float, ...]:
-        std = self._stats[1]
-        return std[0] if len(std) == 1 else tuple(std)
-
-    def prepare(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-        """A user's image made one of this dataset's: resized and cropped or padded alike, grey or colour alike."""
-        from cnnlab.data.preprocess import load_photo
-
-        return as_channels(load_photo(source, self.settings["side"], self.settings["fit"], name)[None], self.channels)[0]
-
-    def recorded(self) -> dict:
-        """The classes, mean and std a run records in its dataset options."""
-        return {"classes": list(self.classes), "mean": list(self._stats[0]), "std": list(self._stats[1])}
 
     def _split_files(self, split: str) -> np.ndarray:
         """Indices into the listing's files of `split`'s images, in the split's order."""

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
+from cnnlab.data.places import PlaceDataset
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, import_optional
@@ -147,13 +148,9 @@ class HubRows:
         return as_channels(out, self.channels)
 
 
-class HubDataset:
-    """The `DatasetInfo` of `hf:PATH` with its options (each field found when read)."""
+class HubDataset(PlaceDataset):
+    """The `DatasetInfo` of `hf:PATH` with its options (cnnlab.data.places)."""
 
-    task = "classification"
-    files: dict = {}
-    sha256: dict = {}
-    mirrors: tuple = ()
     licence = "the dataset's own"
     options = tuple(OPTIONS)
 
@@ -171,10 +168,7 @@ class HubDataset:
         return (_column(train, self.settings["image_column"], "Image", IMAGE_NAMES, self.where),
                 _column(train, self.settings["label_column"], "ClassLabel", LABEL_NAMES, self.where))
 
-    @functools.cached_property
-    def classes(self) -> tuple[str, ...]:
-        if self.settings["classes"]:
-            return tuple(self.settings["classes"])
+    def _classes(self) -> tuple[str, ...]:
         feature = self._split("train").features[self.columns[1]]
         if hasattr(feature, "names"):
             return tuple(feature.names)
@@ -182,10 +176,6 @@ class HubDataset:
         if all(isinstance(v, int) for v in values):
             return tuple(str(n) for n in range(max(values) + 1))
         return tuple(sorted(map(str, values)))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def _labels(self, split: str) -> np.ndarray:
         values = self._split(split)[self.columns[1]]
@@ -207,42 +197,15 @@ class HubDataset:
         return StoredImages(HubRows(self.where, split, self.columns[0], np.arange(count), self.settings["side"],
                                     self.settings["fit"], channels))
 
-    @functools.cached_property
-    def channels(self) -> int:
-        if self.settings["mean"] is not None:
-            return len(self.settings["mean"])
-        if self.settings["color"] != "auto":
-            return 3 if self.settings["color"] == "rgb" else 1
+    def _has_colour(self) -> bool:
         from cnnlab.data.folders import is_colour
 
-        return 3 if is_colour(self.images("train", 3).head(COLOUR_PROBE)) else 1
+        return is_colour(self.images("train", 3).head(COLOUR_PROBE))
 
-    @functools.cached_property
-    def _stats(self) -> tuple[list[float], list[float]]:
-        if self.settings["mean"] is not None and self.settings["std"] is not None:
-            return self.settings["mean"], self.settings["std"]
+    def _measure_stats(self) -> tuple[list[float], list[float]]:
         from cnnlab.data.folders import channel_stats
 
         return channel_stats(self.images("train", self.channels))
-
-    @property
-    def mean(self):
-        mean = self._stats[0]
-        return mean[0] if len(mean) == 1 else tuple(mean)
-
-    @property
-    def std(self):
-        std = self._stats[1]
-        return std[0] if len(std) == 1 else tuple(std)
-
-    def prepare(self, source, name: str | None = None) -> np.ndarray:
-        from cnnlab.data.preprocess import load_photo
-
-        return as_channels(load_photo(source, self.settings["side"], self.settings["fit"], name)[None],
-                           self.channels)[0]
-
-    def recorded(self) -> dict:
-        return {"classes": list(self.classes), "mean": list(self._stats[0]), "std": list(self._stats[1])}
 
     def load(self, split: str, data_dir=None, quiet: bool = False, limit: int | None = None, **options) -> Split:
         if split not in SPLITS:

@@ -35,6 +35,7 @@ import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
 from cnnlab.data.download import atomic_write
+from cnnlab.data.places import PlaceDataset
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError, import_optional
@@ -294,13 +295,9 @@ class ShardImages:
         return array if dtype is None else array.astype(dtype)
 
 
-class ShardDataset:
-    """The `DatasetInfo` of `shards:PATTERN` with its options (as a folder's: each field found when read)."""
+class ShardDataset(PlaceDataset):
+    """The `DatasetInfo` of `shards:PATTERN` with its options (cnnlab.data.places)."""
 
-    task = "classification"
-    files: dict = {}
-    sha256: dict = {}
-    mirrors: tuple = ()
     licence = "the shards' own"
     options = tuple(OPTIONS)
 
@@ -324,10 +321,7 @@ class ShardDataset:
     def shards(self, split: str) -> ShardSet:
         return shard_set(self.patterns()[split])
 
-    @functools.cached_property
-    def classes(self) -> tuple[str, ...]:
-        if self.settings["classes"]:
-            return tuple(self.settings["classes"])
+    def _classes(self) -> tuple[str, ...]:
         listed = self.shards("train").paths[0].parent / "classes.txt"
         if listed.is_file():
             names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
@@ -337,10 +331,6 @@ class ShardDataset:
         if all(label.isdigit() for label in found):
             return tuple(str(n) for n in range(max(int(label) for label in found) + 1))
         return tuple(sorted(found))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @functools.cached_property
     def decoder(self) -> Decoder:
@@ -361,42 +351,15 @@ class ShardDataset:
                 out[n] = 0
         return out
 
-    @functools.cached_property
-    def channels(self) -> int:
-        if self.settings["mean"] is not None:
-            return len(self.settings["mean"])
-        if self.settings["color"] != "auto":
-            return 3 if self.settings["color"] == "rgb" else 1
+    def _has_colour(self) -> bool:
         from cnnlab.data.folders import is_colour
 
-        return 3 if is_colour(self._sample) else 1
+        return is_colour(self._sample)
 
-    @functools.cached_property
-    def _stats(self) -> tuple[list[float], list[float]]:
-        if self.settings["mean"] is not None and self.settings["std"] is not None:
-            return self.settings["mean"], self.settings["std"]
+    def _measure_stats(self) -> tuple[list[float], list[float]]:
         from cnnlab.data.folders import channel_stats
 
         return channel_stats(as_channels(self._sample, self.channels))
-
-    @property
-    def mean(self):
-        mean = self._stats[0]
-        return mean[0] if len(mean) == 1 else tuple(mean)
-
-    @property
-    def std(self):
-        std = self._stats[1]
-        return std[0] if len(std) == 1 else tuple(std)
-
-    def prepare(self, source, name: str | None = None) -> np.ndarray:
-        from cnnlab.data.preprocess import load_photo
-
-        return as_channels(load_photo(source, self.settings["side"], self.settings["fit"], name)[None],
-                           self.channels)[0]
-
-    def recorded(self) -> dict:
-        return {"classes": list(self.classes), "mean": list(self._stats[0]), "std": list(self._stats[1])}
 
     def load(self, split: str, data_dir=None, quiet: bool = False, limit: int | None = None, **options) -> Split:
         if split not in SPLITS:
