@@ -36,7 +36,7 @@ import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
 from cnnlab.data.download import atomic_write
-from cnnlab.data.places import PlaceDataset
+from cnnlab.data.places import PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError
@@ -84,12 +84,7 @@ def canonical(name: str) -> str:
 
 def check_options(options: dict | None) -> dict:
     """The options with their defaults filled in, each checked (a ConfigError names the one that is wrong)."""
-    options = dict(options or {})
-    for key in options:
-        if key not in OPTIONS:
-            raise ConfigError(f"dataset option {key!r}: a folder dataset has no such option (it takes "
-                              f"{', '.join(OPTIONS)})")
-    settings = {key: options.get(key, default) for key, (default, _) in OPTIONS.items()}
+    settings = with_defaults(options, OPTIONS, "a folder dataset")
 
     def need(ok: bool, key: str, what: str):
         if not ok:

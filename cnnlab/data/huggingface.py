@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.places import PlaceDataset
+from cnnlab.data.places import SHARED, PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, import_optional
@@ -48,13 +48,8 @@ OPTIONS = {
 def check_options(options: dict | None) -> dict:
     from cnnlab.data import folders
 
-    options = dict(options or {})
-    for key in options:
-        if key not in OPTIONS:
-            raise ConfigError(f"dataset option {key!r}: an hf: dataset has no such option (it takes "
-                              f"{', '.join(OPTIONS)})")
-    settings = {key: options.get(key, default) for key, (default, _) in OPTIONS.items()}
-    folders.check_options({key: settings[key] for key in ("side", "fit", "color", "classes", "mean", "std")})
+    settings = with_defaults(options, OPTIONS, "an hf: dataset")
+    folders.check_options({key: settings[key] for key in SHARED})  # the settings a folder has too, checked alike
     for key in ("image_column", "label_column"):
         if settings[key] is not None and not isinstance(settings[key], str):
             raise ConfigError(f"dataset option {key!r} must be a column name, got {settings[key]!r}")

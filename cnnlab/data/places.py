@@ -11,6 +11,20 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.stored import as_channels
+from cnnlab.errors import ConfigError
+
+# the settings every such dataset takes, checked by cnnlab.data.folders.check_options
+SHARED = ("side", "fit", "color", "classes", "mean", "std")
+
+
+def with_defaults(options: dict | None, known: dict, kind: str) -> dict:
+    """`options` with `known`'s defaults (name -> (default, what it is)) filled in; a ConfigError names an option
+    that `kind` does not take."""
+    options = dict(options or {})
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"dataset option {key!r}: {kind} has no such option (it takes {', '.join(known)})")
+    return {key: options.get(key, default) for key, (default, _) in known.items()}
 
 
 class PlaceDataset:

@@ -35,7 +35,7 @@ import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
 from cnnlab.data.download import atomic_write
-from cnnlab.data.places import PlaceDataset
+from cnnlab.data.places import SHARED, PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError, import_optional
@@ -82,14 +82,8 @@ def expand(pattern: str) -> list[Path]:
 def check_options(options: dict | None) -> dict:
     from cnnlab.data import folders
 
-    options = dict(options or {})
-    for key in options:
-        if key not in OPTIONS:
-            raise ConfigError(f"dataset option {key!r}: a shards dataset has no such option (it takes "
-                              f"{', '.join(OPTIONS)})")
-    settings = {key: options.get(key, default) for key, (default, _) in OPTIONS.items()}
-    shared = {key: settings[key] for key in ("side", "fit", "color", "classes", "mean", "std")}
-    folders.check_options(shared)  # the settings a folder has too, checked alike
+    settings = with_defaults(options, OPTIONS, "a shards dataset")
+    folders.check_options({key: settings[key] for key in SHARED})  # the settings a folder has too, checked alike
     for key in ("shuffle_buffer", "stats_images"):
         value = settings[key]
         if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10 ** 7):
