@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +21,9 @@ from cnnlab.train.config import recipe_config
 from cnnlab.train.streaming import StreamSplit, split_for
 from cnnlab.train.trainer import CHECKPOINT, Trainer, load_checkpoint
 
-from conftest import _KILLED_CHILD, killed_run, metrics_without_timings
-from test_folder_data import _fresh, make_folder  # noqa: F401  (_fresh: each test decodes anew)
+from conftest import _KILLED_CHILD, MANIFEST, killed_run, metrics_without_timings, run_in_process
+from test_folder_data import COLOURS, _fresh, make_folder  # noqa: F401  (_fresh: each test decodes anew)
+from test_transfer import resnet_pth  # noqa: F401  (a fixture: ResNet-18 saved as torchvision saves it)
 
 AUGMENT = {"crop_padding": 2, "flip": 0.5, "brightness": 0.2, "max_rotate_deg": 5, "erase": 0.3}
 
@@ -181,3 +183,23 @@ def write_config(config, folder):
     path = folder / "config.json"
     path.write_text(json.dumps(config.to_dict()))
     return path
+
+
+def test_a_torchvision_resnet18_fine_tuned_on_a_streamed_folder_of_photos(resnet_pth, tmp_path, capsys):
+    """The practitioner's case of docs/data.md, small: ResNet-18 from a .pth in torchvision's layout (its keys are
+    tests/reference's), fine-tuned on a folder of photos read from disk, then evaluated and asked about a photo
+    (the report of such a run: tests/test_matrix.py's streamed-folder row)."""
+    layout = json.loads(MANIFEST.read_text())["models"]["resnet18"]["state_dict"]
+    assert set(torch.load(resnet_pth, weights_only=True)) == {name for name, _, _ in layout}
+    photos = make_folder(tmp_path / "photos", per_class=6, size=(120, 100))
+    code, out, err = run_in_process(capsys, "transfer", "--from", resnet_pth, "--dataset", f"folder:{photos}",
+                                    "--dataset-options", '{"side": 64}', "--mode", "fine-tune", "--lr-backbone",
+                                    "1e-4", "--epochs", 1, "--batch-size", 5, "--threads", 1, "--device", "cpu",
+                                    "--runs-dir", tmp_path / "runs", "--quiet")
+    assert code == 0, err
+    run = Path(out.strip())
+    assert json.loads((run / "config.json").read_text())["dataset_options"]["side"] == 64
+    code, out, err = run_in_process(capsys, "evaluate", run, "--json")
+    assert code == 0 and json.loads(out)["images"] == 3, err  # one of each class held out
+    code, out, err = run_in_process(capsys, "predict", run, photos / "red" / "001.png", "--json")
+    assert code == 0 and set(json.loads(out)[0]["probabilities"]) == set(COLOURS), err
