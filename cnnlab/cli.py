@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnnlab {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except MemoryError:
-        print(f"cnnlab {args.command}: error: out of memory (try a smaller --batch-size or model)", file=sys.stderr)
+        # images read from disk cost a batch each: what fills memory is the batches and the model
+        print(f"cnnlab {args.command}: error: out of memory: the batches or the model are too large for this "
+              "machine (try a smaller --batch-size, --eval-batch-size or model)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)

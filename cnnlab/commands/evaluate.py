@@ -43,6 +43,7 @@ def run(args, segmentation_only: bool = False) -> int:
     import torch
 
     from cnnlab.errors import ConfigError
+    from cnnlab.train.batches import eval_batch_size
     from cnnlab.train.streaming import split_for
     from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
@@ -78,7 +79,8 @@ def run(args, segmentation_only: bool = False) -> int:
             logits_fn = averaged(models, views)
         else:
             logits_fn = models[0]
-        result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
+        result = task.evaluate(logits_fn, data, args.batch_size or eval_batch_size(trained.config.eval_batch_size,
+                                                                                   data.shape))
     where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
              "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
              "tta": args.tta, "views": len(views)}

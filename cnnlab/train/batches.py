@@ -70,6 +70,15 @@ class TensorSplit:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
 
 
+EVAL_BATCH_BYTES = 2 ** 27  # float32 inputs of one evaluation batch, at most
+
+
+def eval_batch_size(asked: int, shape: tuple[int, ...]) -> int:
+    """`asked` images per evaluation batch, or fewer where images are large: 1,000 photos of 224 px are 600 MB of
+    inputs before the first layer's outputs (MNIST's 1,000 digits are 3 MB)."""
+    return max(1, min(asked, EVAL_BATCH_BYTES // (4 * math.prod(shape))))
+
+
 def share_of(batch: torch.Tensor, rank: int, size: int) -> torch.Tensor:
     """Process `rank`'s contiguous share of a global batch of `size` processes (shares differ by at most one)."""
     return torch.tensor_split(batch, size)[rank] if size > 1 else batch

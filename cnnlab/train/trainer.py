@@ -29,7 +29,7 @@ from cnnlab import __version__, files, hardware
 from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, first_line, import_optional
 from cnnlab.train import runs
-from cnnlab.train.batches import Augment
+from cnnlab.train.batches import Augment, eval_batch_size
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import Engine, build_torch_model
@@ -139,6 +139,7 @@ class Trainer:
                                     config.workers)
         test = config.load_split("test", quiet=not progress, limit=config.test_limit)
         self.test_data = split_for(test, self.device, config.test_limit, workers=config.workers)
+        self.eval_batch_size = eval_batch_size(config.eval_batch_size, self.test_data.shape)
         self.augment = Augment(**config.augment) if config.augment else None
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -226,7 +227,7 @@ class Trainer:
                 self.run_dir = None
             raise
         if evaluation is None:  # resumed a run that had already finished
-            evaluation = self.task.evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
+            evaluation = self.task.evaluate(self.engine.logits, self.test_data, self.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation, self.task.name, tuple(self.test_data.info.classes))
         if self.save:
             self._write_report(result)
@@ -271,7 +272,7 @@ class Trainer:
                 self._checkpoint_within(epoch, step, epoch_state, sums, step_loss)
         loss_sum, correct, seen, restored = world.sum(float(sums[0]), float(sums[1]), float(sums[2]), float(restored))
         train_seconds = time.perf_counter() - start
-        evaluation = self.task.evaluate(engine.logits, self.test_data, config.eval_batch_size)
+        evaluation = self.task.evaluate(engine.logits, self.test_data, self.eval_batch_size)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": evaluation.loss, "test_acc": evaluation.accuracy, "lr": engine.lr,
