@@ -71,6 +71,26 @@ class TrainResult:
         return sum(row["seconds"] for row in self.history)
 
 
+@dataclass
+class RunningSums:
+    """One process's sums over the epoch so far: loss, correct and images seen, and the loss and images seen at
+    the last progress update (where the window of the next step loss starts). The loss and correct may be tensors
+    on the device, read only every few steps; a mid-epoch checkpoint keeps their exact values."""
+    loss: float | torch.Tensor = 0.0
+    correct: float | torch.Tensor = 0.0
+    seen: int = 0
+    loss_reported: float = 0.0
+    seen_reported: int = 0
+
+    def values(self) -> list[float]:
+        return [float(self.loss), float(self.correct), self.seen, self.loss_reported, self.seen_reported]
+
+    @classmethod
+    def restored(cls, values: list[float]) -> "RunningSums":
+        loss, correct, seen, loss_reported, seen_reported = values
+        return cls(loss, correct, int(seen), loss_reported, int(seen_reported))
+
+
 def train(recipe: str = "default", *, name: str | None = None, runs_dir: str | Path | None = None,
           progress: bool = True, **settings) -> TrainResult:
     """`cnnlab train` from Python: the recipe with `settings` (TrainConfig fields, as the flags), trained into
@@ -236,17 +256,16 @@ class Trainer:
     def _epoch(self, epoch: int, progress) -> tuple[dict, Evaluation]:
         config, engine, world = self.config, self.engine, self.world
         task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=self.steps_per_epoch, stats="") if progress else None
-        # This process's running sums: loss, correct, images seen; and at the last progress update, loss and seen.
         # The training loss every PROGRESS_EVERY steps, [step, mean loss of those steps' images], so that the
         # curves of a short run have more than one point an epoch.
-        sums, step_loss = [0.0, 0.0, 0, 0.0, 0], []
+        sums, step_loss = RunningSums(), []
         position, self.position = self.position, None
         epoch_state = self.generator.get_state()  # what draws this epoch's order: a mid-epoch checkpoint keeps it
         if position is not None:  # resumed mid-epoch: the same order, then where the interrupted run was
             epoch_state, step_loss = position["epoch_generator"], position["step_loss"]
             self.generator.set_state(epoch_state)
-            sums = [type(kept)(value) for kept, value in zip(sums, position["accumulated"][world.rank])]
-        skip, restored = (position["step"], sums[2]) if position is not None else (0, 0)
+            sums = RunningSums.restored(position["accumulated"][world.rank])
+        skip, restored = (position["step"], sums.seen) if position is not None else (0, 0)
         start = time.perf_counter()
         augment = self.augment if epoch <= config.epochs - config.clean_epochs else None
         # Every process draws the same global batch and reads, augments and trains on its own share of it; each
@@ -257,20 +276,23 @@ class Trainer:
         for step, (x, y) in enumerate(batches, skip + 1):
             total = min(config.batch_size, len(self.train_data) - (step - 1) * config.batch_size)
             batch_loss, batch_correct = engine.train_batch(x, y, world.size / total)
-            sums[:3] = sums[0] + batch_loss, sums[1] + batch_correct, sums[2] + len(y)
+            sums.loss, sums.correct, sums.seen = sums.loss + batch_loss, sums.correct + batch_correct, sums.seen + len(y)
             if step % PROGRESS_EVERY == 0 or step == self.steps_per_epoch:
                 self._check_finite(float(batch_loss), epoch, step)
-                loss_sum, seen = float(sums[0]), sums[2]
-                window_loss, window_seen = world.sum(loss_sum - sums[3], seen - sums[4])  # all processes' shares
+                loss_sum = float(sums.loss)
+                window_loss, window_seen = world.sum(loss_sum - sums.loss_reported,
+                                                     sums.seen - sums.seen_reported)  # all processes' shares
                 step_loss.append([step, window_loss / max(1, window_seen)])
-                sums[3:] = loss_sum, seen
+                sums.loss_reported, sums.seen_reported = loss_sum, sums.seen
                 if progress:
-                    rate = (seen - restored) * world.size / (time.perf_counter() - start)
-                    progress.update(task, completed=step, stats=self._stats(loss_sum / seen, float(sums[1]) / seen, rate))
+                    rate = (sums.seen - restored) * world.size / (time.perf_counter() - start)
+                    progress.update(task, completed=step, stats=self._stats(loss_sum / sums.seen,
+                                                                            float(sums.correct) / sums.seen, rate))
             if self.writes_run and config.checkpoint_every and step % config.checkpoint_every == 0 \
                     and step < self.steps_per_epoch:
                 self._checkpoint_within(epoch, step, epoch_state, sums, step_loss)
-        loss_sum, correct, seen, restored = world.sum(float(sums[0]), float(sums[1]), float(sums[2]), float(restored))
+        loss_sum, correct, seen, restored = world.sum(float(sums.loss), float(sums.correct), float(sums.seen),
+                                                      float(restored))
         train_seconds = time.perf_counter() - start
         evaluation = self.task.evaluate(engine.logits, self.test_data, self.eval_batch_size)
         seconds = time.perf_counter() - start
@@ -314,11 +336,12 @@ class Trainer:
         torch.save(state, buffer)
         atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
 
-    def _checkpoint_within(self, epoch: int, step: int, epoch_state: torch.Tensor, sums: list, step_loss: list) -> None:
+    def _checkpoint_within(self, epoch: int, step: int, epoch_state: torch.Tensor, sums: RunningSums,
+                           step_loss: list) -> None:
         """checkpoint.pt at `step` of `epoch`: with the finished epochs' state, where the epoch is (the generator
         that drew its order, the step, every process's running sums), so that --resume continues from there as
         if never stopped. Every process takes part (the sums are gathered); the first writes."""
-        accumulated = self.world.gather([float(value) for value in sums])
+        accumulated = self.world.gather(sums.values())
         if self.save:
             self._write_state({"epoch": epoch, "step": step, "epoch_generator": epoch_state,
                                "generator": self.generator.get_state(), "accumulated": accumulated,
