@@ -203,3 +203,18 @@ def test_a_torchvision_resnet18_fine_tuned_on_a_streamed_folder_of_photos(resnet
     assert code == 0 and json.loads(out)["images"] == 3, err  # one of each class held out
     code, out, err = run_in_process(capsys, "predict", run, photos / "red" / "001.png", "--json")
     assert code == 0 and set(json.loads(out)[0]["probabilities"]) == set(COLOURS), err
+
+
+def test_the_pixel_sums_kept_beside_a_cache_give_the_statistics_and_are_remade_when_missing(photos):
+    """The mean, std and colour of a split come from each image's exact sums, kept beside the cache at decoding;
+    a cache made before that has them made by one pass over it, and the numbers are the same."""
+    expected = load_dataset(f"folder:{photos}", "train", quiet=True)
+    direct = folders.channel_stats(np.asarray(expected.images))
+    assert [list(expected.info.mean), list(expected.info.std)] == list(direct)
+    (sums,) = (photos / ".cnnlab-cache").glob("*.sums.npy")
+    sums.unlink()
+    folders.decoded.cache_clear()
+    folders._folder_dataset.cache_clear()
+    again = load_dataset(f"folder:{photos}", "train", quiet=True)
+    assert (again.info.mean, again.info.std, again.info.channels) == (expected.info.mean, expected.info.std, 3)
+    assert sums.is_file()

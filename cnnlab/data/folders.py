@@ -200,15 +200,27 @@ def _decode_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None,
         return index, None, f"{err.__class__.__name__}: {err}"[:80]
 
 
-def _scan_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None, str | None]:
-    """What a folder decoded on the fly keeps of one file: whether it has colour, and the sums of its pixels and
-    of their squares, in RGB then grey ([2, 4] int64, colour flag in a fifth column)."""
+def image_sums(pixels: np.ndarray) -> np.ndarray:
+    """What a folder keeps of each of uint8 RGB images [N, 3, H, W]: [N, 2, 5] int64, the sums of each image's
+    R, G, B and grey pixels and whether it has colour, then the sums of their squares. Exact integers: the
+    statistics of any split are sums of these, the same whatever order they are added in."""
+    wide = np.concatenate([pixels, as_channels(pixels, 1)], 1).astype(np.int64)
+    out = np.zeros((len(pixels), 2, 5), np.int64)
+    out[:, 0, :4], out[:, 1, :4] = wide.sum((2, 3)), (wide * wide).sum((2, 3))
+    out[:, 0, 4] = ((pixels[:, 0] != pixels[:, 1]) | (pixels[:, 1] != pixels[:, 2])).any((1, 2))
+    return out
+
+
+def _decode_summed(job: tuple[int, str, int, str]) -> tuple[int, tuple | None, str | None]:
+    """(index, (pixels, image_sums), None) of one file, or (index, None, why it failed)."""
     index, pixels, error = _decode_one(job)
-    if pixels is None:
-        return index, None, error
-    sums, squares, _ = pixel_sums(np.concatenate([pixels[None], as_channels(pixels[None], 1)], 1))
-    colour = int((pixels[0] != pixels[1]).any() or (pixels[1] != pixels[2]).any())
-    return index, np.array([[*sums, colour], [*squares, 0]], np.int64), None
+    return index, (pixels, image_sums(pixels[None])[0]) if pixels is not None else None, error
+
+
+def _scan_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None, str | None]:
+    """What a folder decoded on the fly keeps of one file: its `image_sums`."""
+    index, pixels, error = _decode_one(job)
+    return index, image_sums(pixels[None])[0] if pixels is not None else None, error
 
 
 def workers() -> int:
@@ -246,30 +258,33 @@ def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
                 pool.terminate()
 
 
-def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: bool) -> list[tuple[int, str]]:
+def _decode_all(listing: Listing, side: int, fit: str, array_path: Path,
+                quiet: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Decode every file into a new .npy at `array_path`, each image written at its place as it comes (neither
-    the array nor a map of it is ever in memory); the (index, reason) of each file that failed."""
+    the array nor a map of it is ever in memory); the `image_sums` of every file (zeros for one that failed) and
+    the (index, reason) of each that failed."""
     count = len(listing.files)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
     shape = (count, 3, side, side)
-    bad = []
+    sums, bad = np.zeros((count, 2, 5), np.int64), []
     try:
         with open(partial, "wb") as file:
             np.lib.format.write_array_header_1_0(file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
                                                         "fortran_order": False, "shape": shape})
             offset, size = file.tell(), 3 * side * side
             file.truncate(offset + count * size)
-            for index, pixels, error in _each_decoded(listing, side, fit, quiet, _decode_one):
-                if pixels is None:
+            for index, decoded_file, error in _each_decoded(listing, side, fit, quiet, _decode_summed):
+                if decoded_file is None:
                     bad.append((index, error))
                 else:
-                    os.pwrite(file.fileno(), pixels.tobytes(), offset + index * size)
+                    os.pwrite(file.fileno(), decoded_file[0].tobytes(), offset + index * size)
+                    sums[index] = decoded_file[1]
         os.replace(partial, array_path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return sorted(bad)
+    return sums, sorted(bad)
 
 
 def _scan_all(listing: Listing, side: int, fit: str, quiet: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -301,16 +316,15 @@ def cache_folders(root: Path) -> list[Path]:
 @dataclass(frozen=True)
 class Decoded:
     """A folder decoded: every file's pixels (uint8 [N, 3, side, side] read by index from the cache; None when
-    decoded on the fly), labels, given splits, and the files skipped with why."""
+    decoded on the fly) and `image_sums`, labels, given splits, and the files skipped with why."""
     listing: Listing
     pixels: StoredImages | None
+    sums: np.ndarray  # [N, 2, 5] int64: image_sums of every file
     keep: np.ndarray  # indices into listing.files of the decoded ones, in order
     skipped: tuple[tuple[str, str], ...]  # (path relative to the root, reason)
-    path: Path  # the array file (decoded on the fly: the index of the files' sums)
+    path: Path  # the array file (decoded on the fly: the file of the sums)
     side: int = 32
     fit: str = "crop"
-    # decoded on the fly: per file, [sums of R, G, B, grey, whether it has colour], [sums of their squares]
-    sums: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -323,9 +337,7 @@ class Decoded:
         return StoredImages(DecodedFiles([self.listing.files[i] for i in files], self.side, self.fit, channels))
 
     def has_colour(self) -> bool:
-        if self.sums is not None:
-            return bool(self.sums[self.keep, 0, 4].any())
-        return is_colour(self.pixels)
+        return bool(self.sums[self.keep, 0, 4].any())
 
 
 def _writable(folder: Path) -> bool:
@@ -353,48 +365,68 @@ def check_disk(root: Path, folder: Path, need: int) -> None:
                            "'{\"cache\": false}'")
 
 
-@functools.lru_cache(maxsize=4)
 def decoded(root: Path, side: int, fit: str, quiet: bool = False, cache: bool = True) -> Decoded:
     """The folder's decoded set, from its cache or decoded now (and cached); with `cache` False, from its index
-    of readable files and pixel sums (made now if need be), the images left in their files."""
+    of readable files and pixel sums (made now if need be), the images left in their files. Unless `quiet`,
+    files that are not readable images are counted in one line on the standard error."""
+    known = (root, side, fit, cache)
+    if known not in _DECODED:
+        while len(_DECODED) >= 4:  # the oldest goes
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[known] = _open_or_decode(root, side, fit, cache, quiet)
+    result = _DECODED[known]
+    if result.skipped and not quiet:
+        print(skipped_line(result), file=sys.stderr)
+    return result
+
+
+_DECODED: dict[tuple, Decoded] = {}  # what `decoded` found, per folder and settings, in this process
+decoded.cache_clear = _DECODED.clear
+
+
+def _open_or_decode(root: Path, side: int, fit: str, cache: bool, quiet: bool) -> Decoded:
     listing = list_folder(root)
     key = listing.key(side, fit)
-    data_name = f"{key}.npy" if cache else f"{key}.sums.npy"
+    count = len(listing.files)
     for folder in cache_folders(root):
-        index_path = folder / f"{key}.json"
-        if index_path.is_file() and (folder / data_name).is_file():
+        index_path, pixels_path, sums_path = (folder / f"{key}{end}" for end in (".json", ".npy", ".sums.npy"))
+        if index_path.is_file() and (pixels_path.is_file() if cache else sums_path.is_file()):
             try:
-                index = json.loads(index_path.read_text())
-                pixels = _open(folder / data_name, cache)
-                bad = [(int(i), str(why)) for i, why in index["skipped"]]
+                bad = [(int(i), str(why)) for i, why in json.loads(index_path.read_text())["skipped"]]
+                pixels = StoredImages(CachedRows(pixels_path)) if cache else None
+                sums = np.load(sums_path, allow_pickle=False) if sums_path.is_file() else None
             except (OSError, ValueError, KeyError, TypeError) as err:
                 raise DatasetError(f"{index_path}: unreadable folder cache ({err}); delete "
                                    f"{folder} to decode again") from None
-            expected = (len(listing.files), 3, side, side) if cache else (len(listing.files), 2, 5)
-            if tuple(pixels.shape) != expected:
-                raise DatasetError(f"{folder / data_name}: holds {pixels.shape}, expected "
-                                   f"{expected}; delete {folder} to decode again")
-            return _result(listing, pixels, bad, folder / data_name, quiet, side, fit, cache)
+            for found, path, expected in ((pixels, pixels_path, (count, 3, side, side)),
+                                          (sums, sums_path, (count, 2, 5))):
+                if found is not None and tuple(found.shape) != expected:
+                    raise DatasetError(f"{path}: holds {tuple(found.shape)}, expected {expected}; delete {folder} "
+                                       "to decode again")
+            if sums is None:  # a cache made before the sums were kept beside it: one pass over it
+                per_chunk = max(1, CHUNK_BYTES // (32 * side * side))  # image_sums widens 4 channels to int64
+                sums = np.concatenate([image_sums(chunk) for chunk in pixels.chunks(per_chunk)] or
+                                      [np.zeros((0, 2, 5), np.int64)])
+                try:
+                    atomic_write(sums_path, _npy_bytes(sums))
+                except OSError:
+                    pass  # a cache that cannot be written: the sums are made again next time
+            return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
     folder = next((f for f in cache_folders(root) if _writable(f)), None)
     if folder is None:
         raise DatasetError(f"folder:{root}: nowhere to cache the decoded images ({' or '.join(map(str, cache_folders(root)))} "
                            "cannot be written)")
+    pixels_path, sums_path = folder / f"{key}.npy", folder / f"{key}.sums.npy"
     if cache:
-        check_disk(root, folder, len(listing.files) * 3 * side * side)
-        bad = _decode_all(listing, side, fit, folder / data_name, quiet)
+        check_disk(root, folder, count * 3 * side * side)
+        sums, bad = _decode_all(listing, side, fit, pixels_path, quiet)
     else:
         sums, bad = _scan_all(listing, side, fit, quiet)
-        atomic_write(folder / data_name, _npy_bytes(sums))
+    atomic_write(sums_path, _npy_bytes(sums))
     atomic_write(folder / f"{key}.json", json.dumps({"version": CACHE_VERSION, "side": side, "fit": fit,
-                                                     "files": len(listing.files), "skipped": bad}).encode())
-    return _result(listing, _open(folder / data_name, cache), bad, folder / data_name, quiet, side, fit, cache)
-
-
-def _open(path: Path, cache: bool):
-    """A decoded cache as images read by index, or the (small) index of pixel sums, whole."""
-    if not cache:
-        return np.load(path, allow_pickle=False)
-    return StoredImages(CachedRows(path))
+                                                     "files": count, "skipped": bad}).encode())
+    pixels = StoredImages(CachedRows(pixels_path)) if cache else None
+    return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -405,19 +437,17 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _result(listing: Listing, data: np.ndarray, bad: list[tuple[int, str]], path: Path, quiet: bool, side: int,
-            fit: str, cache: bool) -> Decoded:
+def _result(listing: Listing, pixels: StoredImages | None, sums: np.ndarray, bad: list[tuple[int, str]], path: Path,
+            side: int, fit: str) -> Decoded:
     failed = {i for i, _ in bad}
     keep = np.array([i for i in range(len(listing.files)) if i not in failed], np.int64)
     skipped = tuple((str(listing.files[i].relative_to(listing.root)), why) for i, why in bad)
-    result = Decoded(listing, data if cache else None, keep, skipped, path, side, fit, None if cache else data)
+    result = Decoded(listing, pixels, sums, keep, skipped, path, side, fit)
     left = np.bincount(result.labels, minlength=len(listing.classes))
     if (left == 0).any():
         empty = [listing.classes[c] for c in np.flatnonzero(left == 0)]
         raise DatasetError(f"folder:{listing.root}: no readable image in class folder{'s' if len(empty) > 1 else ''} "
                            f"{', '.join(empty[:5])}")
-    if skipped and not quiet:
-        print(skipped_line(result), file=sys.stderr)
     return result
 
 
@@ -528,11 +558,8 @@ class FolderDataset(PlaceDataset):
         return self.decoded().has_colour()
 
     def _measure_stats(self) -> tuple[list[float], list[float]]:
-        found = self.decoded()
-        if found.sums is None:
-            return channel_stats(self.split_images("train", quiet=True)[0])
         columns = slice(0, 3) if self.channels == 3 else slice(3, 4)
-        chosen = found.sums[self._split_files("train")]
+        chosen = self.decoded().sums[self._split_files("train")]
         pixels = len(chosen) * self.settings["side"] ** 2
         return stats_of(chosen[:, 0, columns].sum(0), chosen[:, 1, columns].sum(0), pixels)
 
