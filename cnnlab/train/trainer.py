@@ -276,7 +276,8 @@ class Trainer:
         for step, (x, y) in enumerate(batches, skip + 1):
             total = min(config.batch_size, len(self.train_data) - (step - 1) * config.batch_size)
             batch_loss, batch_correct = engine.train_batch(x, y, world.size / total)
-            sums.loss, sums.correct, sums.seen = sums.loss + batch_loss, sums.correct + batch_correct, sums.seen + len(y)
+            sums.loss, sums.correct = sums.loss + batch_loss, sums.correct + batch_correct
+            sums.seen += len(y)
             if step % PROGRESS_EVERY == 0 or step == self.steps_per_epoch:
                 self._check_finite(float(batch_loss), epoch, step)
                 loss_sum = float(sums.loss)
