@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, by exact version, so pip takes the local CPU wheel and never the CUDA build.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,labs]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,labs,data]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,7 +43,8 @@ def run(args, segmentation_only: bool = False) -> int:
     import torch
 
     from cnnlab.errors import ConfigError
-    from cnnlab.train.batches import TensorSplit
+    from cnnlab.train.batches import eval_batch_size
+    from cnnlab.train.streaming import split_for
     from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
     from cnnlab.train.tasks import task_for
@@ -66,8 +67,8 @@ def run(args, segmentation_only: bool = False) -> int:
                               f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
     # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
     models = [run.build_model(args.checkpoint).to(memory_format=torch.channels_last) for run in runs]
-    data = TensorSplit(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
-                       limit=args.limit)
+    data = split_for(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
+                     limit=args.limit, workers=trained.config.workers)
     # An ensemble's images are mirrored (zoomed) only if every one of its runs was trained on mirror images
     # (scale jitter); zoomed within the narrowest of their ranges.
     augments = [run.config.augment or {} for run in runs]
@@ -78,7 +79,8 @@ def run(args, segmentation_only: bool = False) -> int:
             logits_fn = averaged(models, views)
         else:
             logits_fn = models[0]
-        result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
+        result = task.evaluate(logits_fn, data, args.batch_size or eval_batch_size(trained.config.eval_batch_size,
+                                                                                   data.shape))
     where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
              "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
              "tta": args.tta, "views": len(views)}

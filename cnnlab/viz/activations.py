@@ -77,6 +77,26 @@ def normalize_input(image: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return (x[None] if x.ndim == 2 else x)[None]
 
 
+class NormalizedImages:
+    """uint8 images [N, H, W] or [N, C, H, W] (an array, or images read by index from disk) as the normalized float
+    batch [N, C, H, W] models take, made a slice at a time: a whole test set is never normalized at once."""
+
+    def __init__(self, pixels, mean, std):
+        self.pixels, self.mean, self.std = pixels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        shape = tuple(self.pixels.shape)
+        return shape if len(shape) == 4 else (shape[0], 1, *shape[1:])
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        x = torch.from_numpy(normalize(np.asarray(self.pixels[rows], dtype=np.uint8), self.mean, self.std))
+        return x[:, None] if x.ndim == 3 else x
+
+
 def trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]):
     """(outputs, {name: (input, output)}): run `model` on the batch `x` without gradients, recording the input and
     output of each of `layers` for the batch's first image, in execution order.
