@@ -167,7 +167,8 @@ def _sliding(values: np.ndarray, window: int, combine) -> np.ndarray:
     """`combine` (np.maximum, np.minimum, np.add) over each window x window square, the edges repeated."""
     half = window // 2
     for axis in (0, 1):
-        padded = np.pad(values, [(half, half) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        first, last = values.take([0], axis=axis), values.take([-1], axis=axis)
+        padded = np.concatenate([first] * half + [values] + [last] * half, axis=axis)  # the edges repeated
         length = values.shape[axis]
         values = padded.take(range(0, length), axis=axis)
         for shift in range(1, window):
@@ -188,7 +189,7 @@ def _paper(channel: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(paper, "F").resize((width, height), Image.Resampling.BILINEAR))
 
 
-MASK_SIDE = 128  # connected pieces of ink are found on a copy of the mask this many pixels on its longer side
+MASK_SIDE = 64  # connected pieces of ink are found on a copy of the mask this many pixels on its longer side
 
 
 def _digit_mask(marked: np.ndarray, ink: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ ADD = ".add"  # suffix of a residual block's addition row
 SOFTMAX = "softmax"
 # A fully connected layer's sum: its largest products are listed one by one until they make this share of the
 # sum of all products' magnitudes (or TOP_TERMS_MAX of them); what is left is stated per sign.
-TOP_SHARE, TOP_TERMS_MIN, TOP_TERMS_MAX = 0.8, 5, 24
+TOP_SHARE, TOP_TERMS_MIN, TOP_TERMS_MAX = 0.8, 5, 12
 DRAWN_INPUT = 65_536  # a convolution's input maps are sent for its sliding-kernel animation up to this many values
 # Element-wise functions: (formula as the page writes it, f(x, slope)).
 ACTIVATIONS = {
@@ -284,7 +284,24 @@ def _activation(module, inp, out, at) -> dict:
         weights = module.weight.detach()
         slope = float(weights[at[0] if len(weights) > 1 else 0])
     x = float(inp[at])
-    return {"function": name, "formula": formula, "x": x, "slope": slope, "result": function(x, slope)}
+    return {"function": name, "formula": formula, "x": x, "slope": slope, "result": function(x, slope),
+            "curve": _curve(module, inp, at)}
+
+
+def _curve(module: nn.Module, inp: torch.Tensor, at: tuple[int, ...], points: int = 121) -> dict:
+    """f over the range of the input (with 0), computed by the layer itself on the channel of `at` (dim 1, as
+    PyTorch counts channels): the plot the view draws, with the layer's learned slope if it has one."""
+    channel = at[0]
+    values = inp[channel] if inp.ndim == 3 else inp
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    if high - low < 1e-6:
+        low, high = low - 1, high + 1
+    xs = torch.linspace(low, high, points)
+    grid = torch.zeros(1, inp.shape[0], points, *([1] if inp.ndim == 3 else []))
+    grid[0, channel] = xs.view(points, *([1] if inp.ndim == 3 else []))
+    with torch.no_grad():
+        ys = module(grid)[0, channel].reshape(-1)
+    return {"x": xs.tolist(), "y": ys.tolist()}
 
 
 def _window(start: int, size: int, step: int, limit: int) -> list[int | None]:
@@ -402,15 +419,16 @@ def _linear(module: nn.Linear, inp, out, at) -> dict:
 
 def _by_map(seen: dict, name: str, inp: torch.Tensor, module: nn.Module, at: tuple[int, ...]) -> dict:
     """When a fully connected layer reads maps laid out as a vector (after a flatten), its sum grouped by input
-    map: what each map adds, positive and negative parts apart."""
-    fed = feeders(traced_rows(seen, None))[name]
-    source = seen.get(fed[0]) if fed else None
-    if source is None or source[1].ndim != 3 or source[1].numel() != module.in_features:
+    map: what each map adds, its positive and negative parts apart."""
+    x = inp.reshape(-1)
+    before = list(seen)[:list(seen).index(name)]
+    source = next((n for n in reversed(before) if seen[n][1].ndim == 3 and seen[n][1].numel() == x.numel()
+                   and torch.equal(seen[n][1].reshape(-1), x)), None)
+    if source is None:
         return {}
-    maps = source[1].shape[0]
-    x = inp.reshape(-1).double()
-    products = (x * module.weight.detach()[at[-1]].double()).reshape(maps, -1)
-    return {"from": fed[0], "from_shape": list(source[1].shape),
+    maps = seen[source][1].shape[0]
+    products = (x.double() * module.weight.detach()[at[-1]].double()).reshape(maps, -1)
+    return {"from": source, "from_shape": list(seen[source][1].shape),
             "by_map": [{"map": k, "positive": float(row.clamp(min=0).sum()), "negative": float(row.clamp(max=0).sum())}
                        for k, row in enumerate(products)]}
 
