@@ -28,7 +28,12 @@ from cnnlab.web.sources import Loaded
 
 MAX_VECTOR = 1024  # values of a fully connected layer's output sent to the page
 THUMB_SIDE = 48  # longest side of a map in the overview: the page draws thumbnails about 44 pixels tall
+# The overview's maps of one answer stay within this many bytes: a deep model (ResNet-18: 67 rows) shows fewer
+# maps per row, at least MIN_MAPS, and the page asks for a row's others when it is opened (`only`).
+OVERVIEW_BYTES = 384 * 1024
+MIN_MAPS = 4
 STRONGEST = 8  # inputs a fully connected unit highlights: those whose products w·x are largest in magnitude
+STRONGEST_UNITS = 256  # ... for layers of at most this many values shown (AlexNet's 4096 are not drawn one by one)
 
 
 def encode_maps(maps: torch.Tensor, low: float | None = None, high: float | None = None) -> tuple[str, float, float]:
@@ -64,6 +69,8 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int, only: str | No
     reads = formulas.feeders(traced, x[0])
     outputs = {name: out for name, _, out in traced}
     classes = list(loaded.info.classes)
+    if only is None:
+        max_maps = _maps_within_budget(traced, max_maps)
     layers = []
     for name, inp, out in traced:
         if only is not None and name != only:
@@ -87,6 +94,15 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int, only: str | No
     if loaded.info.task == "segmentation":
         return {**answer, **segmentation(logits[0])}
     return {**answer, "probabilities": [float(p) for p in logits[0].softmax(0)]}
+
+
+def _maps_within_budget(traced: list, max_maps: int) -> int:
+    """The most maps per row (up to `max_maps`, at least MIN_MAPS) whose thumbnails fit OVERVIEW_BYTES."""
+    sizes = [thumbnails(out[:1]).numel() for _, _, out in traced if out.ndim == 3]
+    counts = [out.shape[0] for _, _, out in traced if out.ndim == 3]
+    while max_maps > MIN_MAPS and sum(size * min(max_maps, count) for size, count in zip(sizes, counts)) > OVERVIEW_BYTES:
+        max_maps -= 1
+    return max_maps
 
 
 def segmentation(scores: torch.Tensor) -> dict:
@@ -125,7 +141,8 @@ def _links(loaded: Loaded, name: str, module: nn.Module | None, kind: str, inp: 
     - "table": map k reads the maps listed in table[k] (groups, LeNet-5's partial C3, ...);
     - "window": map k reads the maps k - size // 2 ... k + (size - 1) // 2 (local response normalization);
     - "flatten": value i is pixel i of the maps laid end to end;
-    - "strongest": unit j reads every input, and strongest[j] lists the STRONGEST whose w·x are largest."""
+    - "strongest": unit j reads every input, and strongest[j] lists the STRONGEST whose w·x are largest (None for
+      a layer of more than STRONGEST_UNITS values shown)."""
     if source is None:
         return None
     if kind in ("activation", "pool", "batchnorm", "residual"):
@@ -140,7 +157,7 @@ def _links(loaded: Loaded, name: str, module: nn.Module | None, kind: str, inp: 
         return loaded.links[name]
     if kind == "linear":
         x = inp.reshape(-1).double()
-        if x.numel() != module.in_features:
+        if x.numel() != module.in_features or layer["shown"] > STRONGEST_UNITS:
             return None
         products = module.weight.detach()[:layer["shown"]].double() * x
         strongest = products.abs().topk(min(STRONGEST, len(x)), dim=1).indices

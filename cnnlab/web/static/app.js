@@ -1,6 +1,6 @@
 // The explorer page: every number comes from the JSON API (see /openapi.json); the modules only draw it.
 import { api, Channel, floatsOf, pending, postJSON } from "./api.js";
-import { el, enlarged, flat, fmt, legend, outline, paint, range, scaleFor, viridis } from "./paint.js";
+import { context2d, el, enlarged, flat, fmt, legend, outline, paint, range, scaleFor, viridis } from "./paint.js";
 import { Network, paintVector } from "./network.js";
 import { setupPlayground } from "./playground.js";
 import { VIEWS } from "./views.js";
@@ -79,6 +79,7 @@ async function loadSources() {
 }
 
 async function chooseSource(id) {
+  const started = performance.now();
   const source = state.sources.find((s) => s.id === id);
   state.source = source;
   $("#source").value = id;
@@ -105,6 +106,8 @@ async function chooseSource(id) {
     work.push(analyse());
   }
   await Promise.all(work);
+  // the new model's answer is on the screen (the tests read how long the switch took)
+  requestAnimationFrame(() => { document.body.dataset.switchMs = (performance.now() - started).toFixed(1); });
 }
 
 // ---- input -----------------------------------------------------------------------------------------------
@@ -159,7 +162,13 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
   let failed = null;
   let answer;
   try {
-    answer = await channels.predict.run((signal) => api("api/predict", { method: "POST", body: form, signal }), mode);
+    answer = await channels.predict.run((signal) => {
+      const asked = performance.now();
+      return api("api/predict", { method: "POST", body: form, signal }).then((body) => {
+        state.answerTime = performance.now() - asked;
+        return body;
+      });
+    }, mode);
   } catch (err) {
     failed = err;
   }
@@ -280,14 +289,15 @@ function showSegmentation(result, final) {
 
 // ---- drawing ---------------------------------------------------------------------------------------------
 const draw = $("#draw");
-const pen = draw.getContext("2d");
+const pen = context2d(draw);
 function clearCanvas() {
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, draw.width, draw.height);
   draw.dataset.ink = "0";
 }
 
-// While drawing, the page sends the canvas at most every LIVE_MS and only when the answer before it has
+// While drawing, the page sends the canvas at most every LIVE_MS (or twice the last answer's time, for a deep
+// model: the server stays free half the time, ready for the stroke's end) and only when the answer before it has
 // arrived (the predict channel queues it); the stroke's end is always sent.
 const LIVE_MS = 400;
 function setupDrawing() {
@@ -307,7 +317,7 @@ function setupDrawing() {
     sentAt = performance.now();
     pending(+1);
     [half.width, half.height] = [draw.width / 2, draw.height / 2];
-    half.getContext("2d").drawImage(draw, 0, 0, half.width, half.height);
+    context2d(half).drawImage(draw, 0, 0, half.width, half.height);
     half.toBlob((blob) => {
       predict(blob, "drawing", { mode: "queue", final }).then((shown) => {
         // pointer-up to painted: the frame that shows the answer is painted right after its animation-frame
@@ -336,7 +346,8 @@ function setupDrawing() {
     pen.beginPath(); pen.moveTo(...last); pen.lineTo(...next); pen.stroke();
     last = next;
     draw.dataset.ink = "1";
-    if (!timer) timer = setTimeout(() => { timer = null; if (last) send(false); }, Math.max(0, LIVE_MS - (performance.now() - sentAt)));
+    const every = Math.max(LIVE_MS, 2 * (state.answerTime || 0));
+    if (!timer) timer = setTimeout(() => { timer = null; if (last) send(false); }, Math.max(0, every - (performance.now() - sentAt)));
   });
   const end = () => {
     if (!last) return;
@@ -402,7 +413,7 @@ function showNetwork(result, final) {
       shown: result.probabilities.length, labels: result.classes, reads: [result.layers.at(-1).name], links: { type: "same" } });
   }
   const focused = document.activeElement?.closest?.(".layer")?.dataset.layer;
-  network.show(rows);
+  network.show(rows, final);
   if (focused) network.unit(focused, 0);  // a stroke's update must not lose the keyboard's place
   // An open view follows the input (at the stroke's end); it closes if the new model has no such unit.
   if (state.detail && final) {
@@ -560,7 +571,7 @@ function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled =
   const [, height, width] = shapeOf(digit);
   canvas.width = width * scale;
   canvas.height = height * scale;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   context.imageSmoothingEnabled = false;
   context.drawImage(small, 0, 0, canvas.width, canvas.height);
   if (filled) {
@@ -752,7 +763,7 @@ async function usePhoto(file) {
   const canvas = document.createElement("canvas");
   canvas.width = width;
   canvas.height = height;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   context.drawImage(bitmap, 0, 0, width, height);
   const rgba = context.getImageData(0, 0, width, height).data;
   const rows = Array.from({ length: height }, (_, r) => Array.from({ length: width }, (_, c) => {

@@ -5,8 +5,8 @@
 // that feed it and draws the links, as Harley's visualization does: for a convolution every map it reads, for a
 // pooling or an activation the same map, for a fully connected unit its strongest inputs (the largest w·x).
 
-import { bytesOf } from "./api.js";
-import { colourFor, el, fmt, inkOn, paint, paintBytes, range } from "./paint.js";
+import { bytesOf, pending } from "./api.js";
+import { colourFor, context2d, el, fmt, inkOn, paint, paintBytes, range } from "./paint.js";
 
 const narrow = () => window.matchMedia("(max-width: 600px)").matches;
 
@@ -17,7 +17,7 @@ export function paintVector(canvas, values, cell, columns, low, high, marks = {}
   canvas.height = lines * cell;
   canvas.style.width = `${canvas.width}px`;
   canvas.style.height = `${canvas.height}px`;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   values.forEach((v, i) => {
     const [r, g, b] = colourFor(v, Math.min(low, 0), high);
     context.fillStyle = `rgb(${r},${g},${b})`;
@@ -39,20 +39,46 @@ export class Network {
     this.links = el("canvas", "links");
     this.links.setAttribute("aria-hidden", "true");
     this.chosen = null;  // {layer, index}: the unit whose view is open; its links stay drawn
+    let resized = null;  // the rows are laid out for the page's width: again when it changes
+    window.addEventListener("resize", () => {
+      clearTimeout(resized);
+      resized = setTimeout(() => { if (this.shown) { this.signature = null; this.show(this.shown); } }, 150);
+    });
   }
 
   // The rows of a new answer: repainted in place when the model is the same (a stroke's updates: no element is
   // made or laid out again, and the keyboard keeps its place), built afresh otherwise.
-  show(layers) {
+  // Rows on the screen are painted at once, the others right after, a few at a time, so that a deep model's
+  // answer shows what is in view without waiting for the rest; while a stroke is drawn (`final` false) the rows
+  // out of view wait for its end.
+  show(layers, final = true) {
+    this.shown = layers;
     const signature = layers.map((l) => `${l.name}:${l.shape}:${l.shown}:${l.thumbnail || ""}`).join("|");
-    if (signature === this.signature) {
-      layers.forEach((layer) => this.repaint(layer));
-    } else {
+    if (signature !== this.signature) {
       this.signature = signature;
       this.rows.clear();
       const rows = layers.map((layer) => (layer.maps ? this.mapRow(layer) : layer.labels ? this.labelledRow(layer)
         : this.vectorRow(layer)));
       this.container.replaceChildren(this.links, ...rows);
+    }
+    clearTimeout(this.later?.timer);
+    if (this.later) pending(-1);
+    layers.forEach((layer) => { this.rows.get(layer.name).layer = layer; });
+    const inView = (layer) => {
+      const box = this.rows.get(layer.name).element.getBoundingClientRect();
+      return box.bottom >= 0 && box.top <= window.innerHeight;
+    };
+    const later = layers.filter((layer) => !inView(layer));
+    layers.filter(inView).forEach((layer) => this.repaint(layer));
+    this.later = later.length && final ? { rows: later } : null;
+    if (this.later) {
+      pending(+1);
+      const next = () => {
+        this.later.rows.splice(0, 2).forEach((layer) => this.repaint(layer));
+        if (this.later.rows.length) this.later.timer = setTimeout(next, 0);
+        else { this.later = null; pending(-1); }
+      };
+      this.later.timer = setTimeout(next, 0);
     }
     if (this.hovered || this.chosen) this.redrawLinks();
   }
@@ -61,12 +87,7 @@ export class Network {
     const row = this.rows.get(layer.name);
     row.layer = layer;
     if (layer.maps) {
-      const bytes = typeof layer.maps === "string" ? bytesOf(layer.maps) : layer.maps;
-      const [height, width] = layer.thumbnail || layer.shape.slice(1);
-      row.units.forEach((canvas, k) => {
-        if (layer.floats) paint(canvas, layer.floats[k], height, width, layer.min, layer.max);
-        else paintBytes(canvas, bytes, k * height * width, height, width, layer.min, layer.max);
-      });
+      row.draw(layer);
     } else if (layer.labels) {
       this.fillLabelled(layer, row.units);
     } else {
@@ -87,39 +108,73 @@ export class Network {
     return row;
   }
 
-  // Maps: one canvas each, painted from the bytes the server sent (thumbnails of a large layer).
+  // Maps: drawn side by side on one canvas per row (a page of a thousand small canvases would be a thousand
+  // compositing layers, slow to show), each under a transparent element that takes the pointer and the keyboard.
   mapRow(layer) {
     const row = this.head(layer);
     const box = el("div", "maps");
     box.setAttribute("role", "group");
     box.setAttribute("aria-label", `${layer.name}: ${layer.shown} of ${layer.shape[0]} maps; arrow keys move, Enter explains`);
-    const bytes = typeof layer.maps === "string" ? bytesOf(layer.maps) : layer.maps;
+    const sheet = el("canvas", "sheet");
+    sheet.setAttribute("aria-hidden", "true");
     const [height, width] = layer.thumbnail || layer.shape.slice(1);
+    const tall = narrow() ? 36 : 44;
+    const wide = Math.max(24, Math.round((tall * width) / height));
+    const caption = layer.labels ? 14 : 0;
+    const gap = 4;
+    const room = Math.max(wide, (this.container.clientWidth || 800) - (narrow() ? 0 : 172));
+    const columns = Math.max(1, Math.min(layer.shown, Math.floor((room + gap) / (wide + gap))));
+    const lines = Math.ceil(layer.shown / columns);
+    const place = (k) => ({ left: (k % columns) * (wide + gap), top: Math.floor(k / columns) * (tall + caption + gap) });
+    const ratio = window.devicePixelRatio || 1;
+    sheet.width = Math.round((columns * (wide + gap) - gap) * ratio);
+    sheet.height = Math.round((lines * (tall + caption + gap) - gap) * ratio);
+    sheet.style.width = `${columns * (wide + gap) - gap}px`;
+    sheet.style.height = `${lines * (tall + caption + gap) - gap}px`;
     const units = [];
     for (let k = 0; k < layer.shown; k++) {
-      const canvas = el("canvas", "map");
-      canvas.dataset.index = k;
-      if (layer.floats) paint(canvas, layer.floats[k], height, width, layer.min, layer.max);
-      else paintBytes(canvas, bytes, k * height * width, height, width, layer.min, layer.max);
+      const unit = el("span", "unit");
+      unit.dataset.index = k;
+      const { left, top } = place(k);
+      Object.assign(unit.style, { left: `${left}px`, top: `${top}px`, width: `${wide}px`, height: `${tall}px` });
       const label = `${layer.name} map ${k}${layer.labels ? ` (${layer.labels[k]})` : ""}`;
-      canvas.setAttribute("aria-label", label);
-      canvas.title = label;
-      if (layer.labels) {
-        const figure = el("figure", "labelled-map");
-        figure.append(canvas, el("figcaption", "", layer.labels[k]));
-        box.append(figure);
-      } else {
-        box.append(canvas);
-      }
-      units.push(canvas);
+      unit.setAttribute("aria-label", label);
+      unit.title = label;
+      units.push(unit);
     }
+    const area = el("div", "sheet-box");
+    area.append(sheet, ...units);
+    box.append(area);
     if (layer.shape[0] > layer.shown) box.append(el("span", "more", `+ ${layer.shape[0] - layer.shown} more maps`));
     if (layer.thumbnail) {
       box.append(el("span", "more", `thumbnails (${layer.shape[1]}×${layer.shape[2]} maps shown at ` +
         `${layer.thumbnail[0]}×${layer.thumbnail[1]}); open one for every pixel`));
     }
     row.append(box);
-    this.rows.set(layer.name, { layer, units });
+    const small = document.createElement("canvas");
+    const draw = (current) => {
+      const context = context2d(sheet);
+      context.setTransform(ratio, 0, 0, ratio, 0, 0);
+      context.imageSmoothingEnabled = false;
+      context.clearRect(0, 0, sheet.width, sheet.height);
+      const bytes = current.floats ? null : typeof current.maps === "string" ? bytesOf(current.maps) : current.maps;
+      for (let k = 0; k < current.shown; k++) {
+        if (current.floats) paint(small, current.floats[k], height, width, current.min, current.max);
+        else paintBytes(small, bytes, k * height * width, height, width, current.min, current.max);
+        const { left, top } = place(k);
+        context.drawImage(small, left, top, wide, tall);
+        context.strokeStyle = "#d9dde5";
+        context.lineWidth = 1;
+        context.strokeRect(left + 0.5, top + 0.5, wide - 1, tall - 1);
+        if (current.labels) {
+          context.fillStyle = "#5b6475";
+          context.font = "11px system-ui, sans-serif";
+          context.textAlign = "center";
+          context.fillText(current.labels[k], left + wide / 2, top + tall + 11, wide);
+        }
+      }
+    };
+    this.rows.set(layer.name, { layer, units, element: row, sheet, draw });
     if (layer.name !== "input") this.rove(layer, units);
     return row;
   }
@@ -136,9 +191,8 @@ export class Network {
       strip.append(cell);
       return cell;
     });
-    this.fillLabelled(layer, units);
     row.append(strip);
-    this.rows.set(layer.name, { layer, units });
+    this.rows.set(layer.name, { layer, units, element: row });
     this.rove(layer, units);
     return row;
   }
@@ -180,7 +234,7 @@ export class Network {
     box.append(canvas);
     if (layer.shape[0] > layer.shown) box.append(el("span", "more", `+ ${layer.shape[0] - layer.shown} more values`));
     row.append(box);
-    this.rows.set(layer.name, { layer, units: [canvas], vector: unit });
+    this.rows.set(layer.name, { layer, units: [canvas], vector: unit, element: row });
     canvas.tabIndex = 0;
     canvas.setAttribute("role", "slider");
     canvas.setAttribute("aria-valuemin", "0");
@@ -310,7 +364,7 @@ export class Network {
     const box = this.container.getBoundingClientRect();
     this.links.width = Math.round(box.width);
     this.links.height = Math.round(box.height);
-    const context = this.links.getContext("2d");
+    const context = context2d(this.links);
     context.clearRect(0, 0, this.links.width, this.links.height);
     if (!target) return;
     const to = this.rect(target.name, target.index);

@@ -24,6 +24,10 @@ export function viridis(t) {
   return VIRIDIS[i].map((c, k) => c + (VIRIDIS[i + 1][k] - c) * (x - i));
 }
 
+// Every canvas of the page is drawn on the CPU: a page of many small canvases kept on the GPU makes each one a
+// compositing layer (over a thousand for ResNet-18), and composing them would cost more than drawing them.
+export const context2d = (canvas) => canvas.getContext("2d", { willReadFrequently: true });
+
 // A colour as one 32-bit pixel of ImageData (little-endian RGBA, as every browser lays it out).
 const pixel = ([r, g, b]) => ((255 << 24) | (Math.round(b) << 16) | (Math.round(g) << 8) | Math.round(r)) >>> 0;
 
@@ -36,9 +40,10 @@ function lookup(low, high, colours, levels) {
 }
 
 function put(canvas, height, width, fill) {
-  canvas.width = width;
-  canvas.height = height;
-  const context = canvas.getContext("2d");
+  // a canvas's size is set only when it changes: setting it, even to the same value, lays the page out again
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const context = context2d(canvas);
   const image = context.createImageData(width, height);
   fill(new Uint32Array(image.data.buffer));
   context.putImageData(image, 0, 0);
@@ -79,7 +84,7 @@ export function enlarged(canvas, values, height, width, low, high, scale, colour
   paint(small, values, height, width, low, high, colours);
   canvas.width = width * scale;
   canvas.height = height * scale;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   context.imageSmoothingEnabled = false;
   context.drawImage(small, 0, 0, canvas.width, canvas.height);
   return context;

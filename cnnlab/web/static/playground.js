@@ -4,7 +4,7 @@
 // one convolution, so the animation can never disagree with the result shown above it.
 
 import { api, Channel, postJSON } from "./api.js";
-import { colourFor, el, enlarged, flat, fmt, inkOn, outline, paint, range, scaleFor } from "./paint.js";
+import { colourFor, context2d, el, enlarged, flat, fmt, inkOn, outline, paint, range, scaleFor } from "./paint.js";
 
 const $ = (selector) => document.querySelector(selector);
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
@@ -114,7 +114,7 @@ export function setupPlayground(source, report) {
     const canvas = $("#pg-anim");
     canvas.width = side.w * scale + gap + outW * outScale;
     canvas.height = Math.max(side.h * scale, outH * outScale);
-    const context = canvas.getContext("2d");
+    const context = context2d(canvas);
     context.clearRect(0, 0, canvas.width, canvas.height);
     context.fillStyle = "#d1d5db";  // zero padding
     context.fillRect(0, 0, side.w * scale, side.h * scale);

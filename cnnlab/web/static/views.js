@@ -4,7 +4,7 @@
 // result beside the value the model computed (the tests read both).
 
 import { floatsOf } from "./api.js";
-import { colourFor, el, enlarged, flat, fmt, inkOn, outline, range, scaleFor } from "./paint.js";
+import { colourFor, context2d, el, enlarged, flat, fmt, inkOn, outline, range, scaleFor } from "./paint.js";
 
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 const op = (text) => el("span", "op", text);
@@ -113,7 +113,7 @@ function plot(a) {
   const [yl, yh] = range([...ys, 0, a.result]);
   const X = (v) => pad + ((v - xl) / (xh - xl || 1)) * (width - 2 * pad);
   const Y = (v) => height - pad - ((v - yl) / (yh - yl || 1)) * (height - 2 * pad);
-  const c = canvas.getContext("2d");
+  const c = context2d(canvas);
   c.fillStyle = "#fff";
   c.fillRect(0, 0, width, height);
   c.strokeStyle = "#9aa3b2";
@@ -355,7 +355,7 @@ function slidingKernel(a, view) {
 
   const draw = () => {
     const y = Math.floor(position / outW), x = position % outW;
-    const context = inputCanvas.getContext("2d");
+    const context = context2d(inputCanvas);
     inputCanvas.width = padded.w * scale;
     inputCanvas.height = padded.h * scale;
     context.fillStyle = "#d1d5db";
