@@ -444,13 +444,13 @@ function openUnit(layer, index, opener) {
 }
 
 function closeDetail(refocus = true) {
-  const opener = state.detail?.opener;
+  const detail = state.detail;
   state.detail = null;
   state.closeView?.();
   $("#detail").hidden = true;
   network.chosen = null;
-  if (refocus && opener) {
-    const again = opener.isConnected ? opener : document.querySelector(`.layer[data-layer="${CSS.escape(opener.closest?.(".layer")?.dataset.layer || "")}"] [tabindex="0"]`);
+  if (refocus && detail) {  // the unit that opened the view (drawn again since, if the page was resized)
+    const again = detail.opener?.isConnected ? detail.opener : network.unit(detail.row, detail.index);
     again?.focus();
   }
 }

@@ -40,7 +40,10 @@ export class Network {
     this.links.setAttribute("aria-hidden", "true");
     this.chosen = null;  // {layer, index}: the unit whose view is open; its links stay drawn
     let resized = null;  // the rows are laid out for the page's width: again when it changes
+    let width = window.innerWidth;
     window.addEventListener("resize", () => {
+      if (window.innerWidth === width) return;
+      width = window.innerWidth;
       clearTimeout(resized);
       resized = setTimeout(() => { if (this.shown) { this.signature = null; this.show(this.shown); } }, 150);
     });
@@ -55,11 +58,16 @@ export class Network {
     this.shown = layers;
     const signature = layers.map((l) => `${l.name}:${l.shape}:${l.shown}:${l.thumbnail || ""}`).join("|");
     if (signature !== this.signature) {
+      // the keyboard stays on the unit it was on, in the row drawn again
+      const focused = this.container.contains(document.activeElement) ? document.activeElement : null;
+      const where = focused && { name: focused.closest(".layer")?.dataset.layer, index: Number(focused.dataset.index) };
       this.signature = signature;
       this.rows.clear();
       const rows = layers.map((layer) => (layer.maps ? this.mapRow(layer) : layer.labels ? this.labelledRow(layer)
         : this.vectorRow(layer)));
       this.container.replaceChildren(this.links, ...rows);
+      if (this.chosen) this.unit(this.chosen.name, this.chosen.index)?.classList.add("chosen");
+      if (where?.name && this.rows.has(where.name)) this.unit(where.name, where.index)?.focus();
     }
     clearTimeout(this.later?.timer);
     if (this.later) pending(-1);
