@@ -72,7 +72,7 @@ def open_page(browser, server, width: int, touch: bool = False, height: int = 90
     page = browser.new_page(viewport={"width": width, "height": height}, has_touch=touch)
     page.foreign = []
     page.errors = []
-    page.on("pageerror", lambda err: page.errors.append(str(err)))
+    page.on("pageerror", lambda err: page.errors.append(f"{err} {err.stack}"))
 
     def only_local(route):
         if route.request.url.startswith(server):
@@ -483,7 +483,7 @@ def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(bro
         page.select_option("#pg-kernel", str(k))
         for name, value in (("stride", s), ("padding", p), ("dilation", d)):
             page.fill(f"#pg-{name}", str(value))
-        wait_until(page, "document.querySelector('#conv-input-name').textContent.startsWith(n)", f"square-{n}.png")
+        wait_until(page, "n => document.querySelector('#conv-input-name').textContent.startsWith(n)", f"square-{n}.png")
         settled(page)
         try:
             expected = torch.nn.functional.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=s,

@@ -12,7 +12,10 @@ export async function api(path, options = {}) {
   let response, body;
   try {
     response = await fetch(path, options);
-    body = await response.json().catch(() => ({}));
+    body = await response.json().catch((err) => {
+      if (err.name === "AbortError") throw err;  // aborted while the body arrived: stale, not empty
+      return {};
+    });
   } finally {
     pending(-1);
   }

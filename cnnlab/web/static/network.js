@@ -184,6 +184,7 @@ export class Network {
     };
     this.rows.set(layer.name, { layer, units, element: row, sheet, draw });
     if (layer.name !== "input") this.rove(layer, units);
+    else units.forEach((unit) => unit.setAttribute("role", "img"));  // the input explains nothing: no button
     return row;
   }
 
@@ -219,7 +220,9 @@ export class Network {
         cell.style.color = inkOn(colour);
         cell.textContent = `${layer.labels[i]}: ${value.toFixed(2)}`;
       }
-      cell.setAttribute("aria-label", `${layer.name} ${layer.labels[i]}: ${probability ? `${(100 * value).toFixed(1)}%` : fmt(value)}`);
+      // the name begins with the text shown (what a speech user says), then the exact value
+      cell.setAttribute("aria-label", `${cell.textContent}, ${layer.name} of class ${layer.labels[i]}: ` +
+        `${probability ? `${(100 * value).toFixed(2)}%` : fmt(value)}`);
     });
   }
 
