@@ -704,6 +704,9 @@ def within(page, source: str, strokes: int, median: float | None, worst: float, 
     machine is shared, and a round the neighbours slowed down is measured again (each round is printed). On an
     oversubscribed machine the figures are printed and not held to the targets."""
     choose_source(page, source)
+    switch = float(page.evaluate("document.body.dataset.switchMs"))
+    print(f"{source}: switched to in {switch:.0f} ms (the model built and its answer shown; {cpu()})")
+    assert switch <= 1000 or oversubscribed()
     for round_ in range(rounds):
         times = latencies(page, strokes)
         print(f"{source}: pointer-up to painted, {strokes} strokes: median {statistics.median(times):.0f} ms, "
@@ -734,9 +737,9 @@ def test_one_request_at_a_time_and_latency(browser, server):
     print(f"\na stroke of 40 moves ({took:.1f} s): {len(asked)} requests: {asked}")
     assert asked.count("predict") <= 4 and len(asked) <= 5 and asked[-1] == "convolve"
 
-    within(page, "run:tiny", 15, median=100, worst=250)
-    within(page, "model:lenet5", 15, median=100, worst=250)
-    within(page, "model:resnet18", 8, median=None, worst=500)
+    within(page, "model:lenet5", 10, median=100, worst=250)  # each built on first use: a run switch's cost
+    within(page, "model:resnet18", 6, median=None, worst=500)
+    within(page, "run:tiny", 10, median=100, worst=250)
     switches = {}
     for source in ("run:tiny", "model:lenet5", "model:resnet18", "run:tiny"):
         choose_source(page, source)

@@ -372,3 +372,19 @@ def test_convolve_refuses_impossible_settings(client, body, words):  # noqa: F81
     response = client.post("/api/convolve", json=request)
     assert response.status_code == 422
     assert words in str(response.json()["detail"])
+
+
+def test_a_view_opens_where_the_lectures_point_shows(client, trained_run, digit):  # noqa: F811
+    """A map's view asked by map alone opens an activation on its most negative input (ReLU: f(x) = 0), any other
+    map at its strongest value."""
+    model = trained_run.build_model()
+    record, _ = recorded(model, digit, dataset_info("mnist"))
+    for layer, channel in (("relu1", 3), ("relu2", 7), ("conv2", 5), ("pool1", 2)):
+        answer = client.post("/api/formula", json={"source": "run:tiny", "digit": digit.tolist(), "layer": layer,
+                                                   "index": [channel]}).json()
+        inp, out = record[layer]
+        negative = layer.startswith("relu") and float(inp[channel].min()) < 0
+        flat = int(inp[channel].argmin() if negative else out[channel].argmax())
+        assert answer["index"] == [channel, *divmod(flat, out.shape[2])], layer
+        if negative:
+            assert answer["x"] < 0 and answer["result"] == answer["actual"] == 0

@@ -94,6 +94,7 @@ async function chooseSource(id) {
       (source.measure?.text ? `, ${source.measure.name} ${source.measure.text}.` : ".");
   setInputMode(source);
   closeDetail(false);
+  state.expanded.clear();
   const work = [loadLearnedFilters()];
   if (state.dataset !== source.dataset) {
     state.dataset = source.dataset;
@@ -392,6 +393,17 @@ async function showUpload(file) {
 
 // ---- network overview ------------------------------------------------------------------------------------
 const network = new Network($("#network"), (layer, index, element) => openUnit(layer, index, element));
+// A summarized row opened: up to MAX_ROW_MAPS of its maps, asked again for each new input while it stays open.
+const MAX_ROW_MAPS = 256;
+state.expanded = new Set();
+network.expand = (name) => { state.expanded.add(name); expandRow(name); };
+async function expandRow(name) {
+  const digit = state.digit;
+  channels[`row ${name}`] ??= new Channel();  // one request in flight per opened row
+  const answer = await call(`row ${name}`, (signal) => postJSON("api/activations",
+    { source: state.source.id, digit, layer: name, max_maps: MAX_ROW_MAPS }, signal));
+  if (answer && state.digit === digit) network.replace(answer.layers[0]);
+}
 
 function showNetwork(result, final) {
   state.layers = result.layers;
@@ -414,6 +426,7 @@ function showNetwork(result, final) {
   }
   const focused = document.activeElement?.closest?.(".layer")?.dataset.layer;
   network.show(rows, final);
+  if (final) state.expanded.forEach((name) => { if (rows.some((r) => r.name === name)) expandRow(name); });
   if (focused) network.unit(focused, 0);  // a stroke's update must not lose the keyboard's place
   // An open view follows the input (at the stroke's end); it closes if the new model has no such unit.
   if (state.detail && final) {

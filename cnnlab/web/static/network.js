@@ -91,6 +91,18 @@ export class Network {
     if (this.hovered || this.chosen) this.redrawLinks();
   }
 
+  // A row sent again with more of its maps (a summarized row opened), in place of the one shown.
+  replace(layer) {
+    const old = this.rows.get(layer.name);
+    if (!old) return;
+    const row = this.mapRow(layer);
+    old.element.replaceWith(row);
+    this.shown = this.shown.map((l) => (l.name === layer.name ? layer : l));
+    this.signature = this.shown.map((l) => `${l.name}:${l.shape}:${l.shown}:${l.thumbnail || ""}`).join("|");
+    this.repaint(layer);
+    this.redrawLinks();
+  }
+
   repaint(layer) {
     const row = this.rows.get(layer.name);
     row.layer = layer;
@@ -153,7 +165,14 @@ export class Network {
     const area = el("div", "sheet-box");
     area.append(sheet, ...units);
     box.append(area);
-    if (layer.shape[0] > layer.shown) box.append(el("span", "more", `+ ${layer.shape[0] - layer.shown} more maps`));
+    if (layer.shape[0] > layer.shown && this.expand) {  // summarized until opened
+      const more = el("button", "small more", `+ ${layer.shape[0] - layer.shown} more maps: show them`);
+      more.type = "button";
+      more.addEventListener("click", () => this.expand(layer.name));
+      box.append(more);
+    } else if (layer.shape[0] > layer.shown) {
+      box.append(el("span", "more", `+ ${layer.shape[0] - layer.shown} more maps`));
+    }
     if (layer.thumbnail) {
       box.append(el("span", "more", `thumbnails (${layer.shape[1]}×${layer.shape[2]} maps shown at ` +
         `${layer.thumbnail[0]}×${layer.thumbnail[1]}); open one for every pixel`));
