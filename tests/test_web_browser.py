@@ -220,12 +220,16 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     # strongest inputs.
     page.hover(".layer[data-layer='conv2'] .unit >> nth=3")
     assert page.get_attribute("#network", "data-feeding") == " ".join(f"pool1:{k}" for k in range(16))
+    top = page.locator(".layer[data-layer='relu1']").bounding_box()
+    bottom = page.locator(".layer[data-layer='relu2']").bounding_box()
+    scroll = page.evaluate("window.scrollY")
+    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-links.png")), full_page=True,
+                    clip={"x": 0, "y": top["y"] + scroll - 4, "width": 1280,
+                          "height": bottom["y"] + bottom["height"] - top["y"] + 8})
     page.hover(".layer[data-layer='relu2'] .unit >> nth=3")
     assert page.get_attribute("#network", "data-feeding") == "conv2:3"
     page.locator(".layer[data-layer='fc2'] .cell >> nth=1").focus()
     assert len(page.get_attribute("#network", "data-feeding").split()) == 8
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-links.png")),
-                    clip={**page.locator("#network-panel").bounding_box(), "height": 700})
 
     # By keyboard: a conv2 map opens its view and the keyboard moves into it.
     open_unit(page, "conv2", 5, keyboard=True)
@@ -268,6 +272,7 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     # enlarged map the model's own.
     open_unit(page, "pool1", 6)
     shows_view(page, "pool")
+    page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-pool.png")))
     size = page.locator("#detail-map").bounding_box()["width"] / 12
     page.click("#detail-map", position={"x": 3.5 * size, "y": 4.5 * size})
     wait_until(page, "document.querySelector('#explain h3').textContent.includes('row 4, column 3')")
@@ -287,7 +292,6 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     assert float(page.get_attribute("#detail-value", "data-actual")) == actual
     font = page.eval_on_selector("#explain .grid span", "e => parseFloat(getComputedStyle(e).fontSize)")
     assert font >= 13  # legible numbers
-    page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-pool.png")))
 
     # Flatten: the value's map, row and column, marked on that map.
     open_unit(page, "flatten", 21)
@@ -327,6 +331,10 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     shot = screenshot_path(tmp_path, "explorer.png")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
+    anim = page.locator("#pg-anim")  # the playground's window placed on the digit by a click
+    anim.click(position={"x": anim.bounding_box()["height"] * 0.4, "y": anim.bounding_box()["height"] * 0.45})
+    y, x = map(int, page.get_attribute("#pg-anim", "data-position").split(","))
+    assert 8 <= y <= 16 and 8 <= x <= 16
     page.locator("#playground").screenshot(path=str(screenshot_path(tmp_path, "explorer-playground.png")))
     assert page.foreign == [] and page.errors == []
     page.close()

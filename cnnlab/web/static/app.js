@@ -544,8 +544,8 @@ function showMap(layer, answer) {
   };
 }
 
-// An opened vector: its values as 24-pixel cells (a finger's size), the chosen one marked; class vectors are
-// already legible in the overview.
+// An opened vector: its values as cells (24 pixels on a phone: a finger's size), the chosen one marked; class
+// vectors are already legible in the overview.
 function showVector(layer, index) {
   const canvas = $("#detail-map");
   canvas.hidden = Boolean(layer.labels);
@@ -553,7 +553,7 @@ function showVector(layer, index) {
   $("#detail-note").textContent = "Pick another value (click it, or the arrow keys) to explain it; Escape goes back to the overview.";
   if (layer.labels) return;
   const [low, high] = range(layer.values);
-  const cell = 24;
+  const cell = window.matchMedia("(max-width: 600px)").matches ? 24 : 14;  // a finger's size on a phone
   const columns = Math.max(1, Math.floor(Math.min(280, $("#detail .pane").clientWidth || 280) / cell));
   paintVector(canvas, layer.values, cell, columns, low, high, { [index]: "#1f6feb" });
   canvas.setAttribute("aria-label", `${layer.name}, ${layer.values.length} values: value ${index} is ${fmt(layer.values[index])}; ` +

@@ -108,9 +108,10 @@ export function setupPlayground(source, report) {
     const k = kernel.length;
     const y = Math.floor(state.position / outW), x = state.position % outW;
     const side = { h: height + 2 * p, w: width + 2 * p };
-    const scale = Math.max(1, scaleFor(side.h, side.w, 300) - 0);
+    const scale = scaleFor(side.h, side.w, 300);
     const outScale = scaleFor(outH, outW, 200);
     const gap = 24;
+    state.layout = { scale, outScale, left: side.w * scale + gap, s, outH, outW };
     const canvas = $("#pg-anim");
     canvas.width = side.w * scale + gap + outW * outScale;
     canvas.height = Math.max(side.h * scale, outH * outScale);
@@ -208,6 +209,18 @@ export function setupPlayground(source, report) {
     });
     for (const id of ["#pg-stride", "#pg-padding", "#pg-dilation"]) $(id).addEventListener("input", () => { state.position = 0; convolve(); });
     $("#pg-play").addEventListener("click", () => setPlaying(!state.playing));
+    $("#pg-anim").addEventListener("click", (event) => {  // a click places the window (on the input or the output)
+      const layout = state.layout;
+      if (!state.result || !layout) return;
+      const box = $("#pg-anim").getBoundingClientRect();
+      const x = ((event.clientX - box.left) * $("#pg-anim").width) / box.width;
+      const y = ((event.clientY - box.top) * $("#pg-anim").height) / box.height;
+      const [row, column] = x >= layout.left ? [y / layout.outScale, (x - layout.left) / layout.outScale]
+        : [y / layout.scale / layout.s, x / layout.scale / layout.s];
+      setPlaying(false);
+      state.position = Math.min(layout.outH - 1, Math.floor(row)) * layout.outW + Math.min(layout.outW - 1, Math.floor(column));
+      frame();
+    });
     $("#pg-step").addEventListener("click", () => { setPlaying(false); step(); });
     pick.value = "edge-detection-2";
     useFilter();
