@@ -114,6 +114,15 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
     return Path(os.environ.get("CNNLAB_EXPLORER_SCREENSHOTS") or tmp_path) / name
 
 
+def screenshot_between(page, first: str, last: str, path: Path, margin: int = 8):
+    """A screenshot of the page's full width from element `first`'s top to element `last`'s bottom."""
+    top, bottom = page.locator(first).bounding_box(), page.locator(last).bounding_box()
+    scroll = page.evaluate("window.scrollY")
+    page.screenshot(path=str(path), full_page=True,
+                    clip={"x": 0, "y": top["y"] + scroll - margin, "width": page.viewport_size["width"],
+                          "height": bottom["y"] + bottom["height"] - top["y"] + 2 * margin})
+
+
 def shows_view(page, kind: str, seconds: float = 15):
     """Wait until the formula view of `kind` is open and its numbers have arrived."""
     wait_until(page, f"document.querySelector('#explain').dataset.kind === '{kind}' && "
@@ -220,12 +229,8 @@ def test_explorer_end_to_end(browser, server, tmp_path):
     # strongest inputs.
     page.hover(".layer[data-layer='conv2'] .unit >> nth=3")
     assert page.get_attribute("#network", "data-feeding") == " ".join(f"pool1:{k}" for k in range(16))
-    top = page.locator(".layer[data-layer='relu1']").bounding_box()
-    bottom = page.locator(".layer[data-layer='relu2']").bounding_box()
-    scroll = page.evaluate("window.scrollY")
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-links.png")), full_page=True,
-                    clip={"x": 0, "y": top["y"] + scroll - 4, "width": 1280,
-                          "height": bottom["y"] + bottom["height"] - top["y"] + 8})
+    screenshot_between(page, ".layer[data-layer='relu1']", ".layer[data-layer='relu2']",
+                       screenshot_path(tmp_path, "explorer-links.png"))
     page.hover(".layer[data-layer='relu2'] .unit >> nth=3")
     assert page.get_attribute("#network", "data-feeding") == "conv2:3"
     page.locator(".layer[data-layer='fc2'] .cell >> nth=1").focus()
@@ -639,7 +644,8 @@ def test_keyboard_screen_readers_and_axe(browser, server, tmp_path):
     for _ in range(160):
         page.keyboard.press("Tab")
         stops.append(page.evaluate("""() => { const e = document.activeElement;
-            return e.id || (e.closest('.layer') ? 'row:' + e.closest('.layer').dataset.layer : e.className || e.tagName); }"""))
+            const row = e.closest('.layer');
+            return e.id || (row ? 'row:' + row.dataset.layer : e.className || e.tagName); }"""))
         if stops[-1] == "pg-step":
             break
     assert {"clear", "upload-button", "more-examples", "occ-run", "pg-photo-button", "pg-play"} <= set(stops)
@@ -660,7 +666,8 @@ def test_keyboard_screen_readers_and_axe(browser, server, tmp_path):
     page.keyboard.press("Escape")
     wait_until(page, "document.activeElement.matches(\".layer[data-layer='pool1'] .unit[data-index='2']\")")
     assert page.locator("#detail").is_hidden()
-    assert page.get_attribute("#announce", "aria-live") == "polite" and page.inner_text("#announce").startswith("Prediction")
+    assert page.get_attribute("#announce", "aria-live") == "polite"
+    assert page.inner_text("#announce").startswith("Prediction")
 
     # axe-core: no serious or critical violation, with a view open, at a desktop's and a phone's width.
     open_unit(page, "relu1", 3)

@@ -25,8 +25,8 @@ from cnnlab.train.runs import Run, save_weights, write_json_atomic
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
-from test_web_browser import (CHROMIUM, browser, cpu, open_page, screenshot_path, serve, shown_result,  # noqa: F401
-                              shows_view, wait_until, within)
+from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, screenshot_path,  # noqa: F401
+                              serve, shown_result, shows_view, wait_until, within)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
 # FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
@@ -151,12 +151,7 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
     shows_view(page, "softmax")
     page.locator("#input-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-segmentation.png")))
     # the score maps' row and the softmax of the clicked pixel below it (the page is long: FCN-8s has many rows)
-    top = page.locator(".layer[data-layer='scores']").bounding_box()
-    detail = page.locator("#detail").bounding_box()
-    scroll = page.evaluate("window.scrollY")
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-scores.png")), full_page=True,
-                    clip={"x": 0, "y": top["y"] + scroll - 8, "width": 1280,
-                          "height": detail["y"] + detail["height"] - top["y"] + 16})
+    screenshot_between(page, ".layer[data-layer='scores']", "#detail", screenshot_path(tmp_path, "explorer-scores.png"))
     assert page.foreign == [] and page.errors == []
     page.close()
 

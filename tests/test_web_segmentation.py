@@ -159,24 +159,24 @@ def test_a_scene_of_another_size_is_fitted_into_the_canvas(client, run, scene):
     # 128x252 -> 43x84 at rows 10-53: the scene (its top half) fills rows 10-32, columns 0-27
     for picture, check in [(big, lambda d: d[10:33, :28].max() > 0 and d[34:].max() == 0 and d[:10].max() == 0),
                            (small, lambda d: np.array_equal(d[12:52, 17:67], small) and d[:12].max() == 0)]:
-        buffer = io.BytesIO()
-        Image.fromarray(picture).save(buffer, "PNG")
-        answer = client.post("/api/predict", data={"source": source(run)},
-                             files={"image": ("s.png", buffer.getvalue(), "image/png")})
-        assert answer.status_code == 200, answer.text
-        digit = np.asarray(answer.json()["digit"])
+        digit = uploaded(client, run, picture)
         assert digit.shape == (64, 84) and check(digit)
+
+
+def uploaded(client, run: Run, picture: np.ndarray) -> np.ndarray:
+    """The scene the explorer makes of `picture` uploaded as a PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG")
+    answer = client.post("/api/predict", data={"source": source(run)},
+                         files={"image": ("s.png", buffer.getvalue(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    return np.asarray(answer.json()["digit"])
 
 
 def test_a_photo_larger_than_the_limit_is_scaled_like_any_other(client, run, scene):
     """A 1,500x1,125 photo of a scene (over MAX_SCENE_SIDE) is reduced as it is decoded and fitted, not refused."""
-    big = np.asarray(Image.fromarray(255 - scene).resize((1500, 1125), Image.Resampling.NEAREST))
-    buffer = io.BytesIO()
-    Image.fromarray(big).save(buffer, "PNG")
-    answer = client.post("/api/predict", data={"source": source(run)},
-                         files={"image": ("photo.png", buffer.getvalue(), "image/png")})
-    assert answer.status_code == 200, answer.text
-    digit = np.asarray(answer.json()["digit"])
+    photo = Image.fromarray(255 - scene).resize((1500, 1125), Image.Resampling.NEAREST)
+    digit = uploaded(client, run, np.asarray(photo))
     assert digit.shape == (64, 84) and digit.max() > 200
     assert np.corrcoef(digit.ravel(), scene.ravel())[0, 1] > 0.8  # the same scene, scaled back to its canvas
 

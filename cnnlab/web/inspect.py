@@ -100,7 +100,10 @@ def _maps_within_budget(traced: list, max_maps: int) -> int:
     """The most maps per row (up to `max_maps`, at least MIN_MAPS) whose thumbnails fit OVERVIEW_BYTES."""
     sizes = [thumbnails(out[:1]).numel() for _, _, out in traced if out.ndim == 3]
     counts = [out.shape[0] for _, _, out in traced if out.ndim == 3]
-    while max_maps > MIN_MAPS and sum(size * min(max_maps, count) for size, count in zip(sizes, counts)) > OVERVIEW_BYTES:
+    def total(maps: int) -> int:
+        return sum(size * min(maps, count) for size, count in zip(sizes, counts))
+
+    while max_maps > MIN_MAPS and total(max_maps) > OVERVIEW_BYTES:
         max_maps -= 1
     return max_maps
 
@@ -176,7 +179,8 @@ def _kernel_table(module: nn.Module, kind: str, inp: torch.Tensor) -> dict:
     else:  # ConvTranspose2d: weight [in, out / groups, kh, kw]
         weight, groups = module.weight.detach(), module.groups
         per_out = weight.shape[1]
-        used = (weight.abs().sum((2, 3)) > 0).reshape(groups, -1, per_out).transpose(1, 2).reshape(-1, weight.shape[0] // groups)
+        used = (weight.abs().sum((2, 3)) > 0).reshape(groups, -1, per_out).transpose(1, 2)
+        used = used.reshape(-1, weight.shape[0] // groups)
     per_in = used.shape[1]
     if groups == 1 and bool(used.all()):
         return {"type": "dense"}

@@ -30,8 +30,8 @@ RANDOM_SEED = 0  # random-weight models are the same on every load, so their pic
 
 def _modified(run: Run) -> float:
     """When a run last changed: its newest file of those training writes (a run still training is the newest)."""
-    times = [path.stat().st_mtime for path in (run.path / "metrics.jsonl", run.checkpoint("last"), run.path / "config.json")
-             if path.is_file()]
+    files = (run.path / "metrics.jsonl", run.checkpoint("last"), run.path / "config.json")
+    times = [path.stat().st_mtime for path in files if path.is_file()]
     return max(times, default=0.0)
 
 
