@@ -481,7 +481,9 @@ def test_openapi_schema_documents_the_api(client):
 def test_the_page_loads_nothing_from_other_hosts(client):
     page = client.get("/").text
     assert "cnnlab explorer" in page
-    for asset in ("/", "/app.js", "/style.css"):
+    static = REPO / "cnnlab" / "web" / "static"
+    assert {"app.js", "api.js", "network.js", "paint.js", "playground.js", "views.js"} <= {p.name for p in static.iterdir()}
+    for asset in ["/", *(f"/{path.name}" for path in sorted(static.iterdir()))]:
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text and 'src="//' not in text
 
