@@ -370,6 +370,7 @@ def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
     wait_until(page, "document.querySelector('#prediction').textContent === '1'")
+    settled(page)  # the stroke's last answer is in before the uploads
 
     # Uploads: a photo of a 0 on shaded paper is classified and replaces the drawing on the canvas; a blank page is
     # refused with the server's one-line reason beside the upload, which the next action clears.

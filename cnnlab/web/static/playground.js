@@ -150,12 +150,12 @@ export function setupPlayground(source, report) {
     }));
     const products = patch.map((line, i) => line.map((v, j) => v * kernel[i][j]));
     const sum = products.flat().reduce((total, v) => total + v, 0);
-    const grid = (values) => {
+    // the window's pixels in the input's own greys, the kernel and the products on a signed scale
+    const grid = (values, [lo, hi] = [Math.min(range(flat(values))[0], -1e-9), Math.max(range(flat(values))[1], 1e-9)]) => {
       const box = el("div", "grid");
       box.style.gridTemplateColumns = `repeat(${k}, auto)`;
-      const [lo, hi] = range(flat(values));
       values.flat().forEach((v) => {
-        const colour = colourFor(v, Math.min(lo, -1e-9), Math.max(hi, 1e-9));
+        const colour = colourFor(v, lo, hi);
         const cell = el("span", "", v.toFixed(2));
         cell.style.background = `rgb(${colour.join(",")})`;
         cell.style.color = inkOn(colour);
@@ -164,7 +164,7 @@ export function setupPlayground(source, report) {
       return box;
     };
     const line = el("div", "sum");
-    line.append(grid(patch), el("span", "op", "×"), grid(kernel), el("span", "op", "="), grid(products),
+    line.append(grid(patch, [0, 1]), el("span", "op", "×"), grid(kernel), el("span", "op", "="), grid(products),
       el("span", "total", `Σ = ${fmt(sum)}`));
     const note = el("p", "note", `Output row ${y}, column ${x} = ${fmt(out[state.position])} (the server's convolution; ` +
       `the sum here is ${fmt(sum)}).`);

@@ -279,7 +279,8 @@ function drawConv(a, view) {
     const [kl, kh] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
     const colour = view.first && a.patch.length === 3 ? ` (${["red", "green", "blue"][i]})` : "";
-    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, Math.min(pl, -1e-9), Math.max(ph, 1e-9)), op("×"),
+    // the patch in its map's own colours (greys when the map has no negative), kernel and products signed
+    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, Math.min(pl, 0), Math.max(ph, 1e-9)), op("×"),
       numberGrid(kernel, Math.min(kl, -1e-9), Math.max(kh, 1e-9)), op("="), numberGrid(products, Math.min(ql, -1e-9), Math.max(qh, 1e-9)),
       el("span", "total", `Σ = ${a.channel_sums[i].toFixed(4)}`));
     parts.push(line);
@@ -383,7 +384,7 @@ function slidingKernel(a, view) {
     const [pl, ph] = range([...flat(patch), low, high]);
     const [kl, kh2] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
-    line.append(numberGrid(patch, Math.min(pl, -1e-9), Math.max(ph, 1e-9), [], 2), op("×"),
+    line.append(numberGrid(patch, Math.min(pl, 0), Math.max(ph, 1e-9), [], 2), op("×"),
       numberGrid(kernel, Math.min(kl, -1e-9), Math.max(kh2, 1e-9)), op("="), numberGrid(products, Math.min(ql, -1e-9), Math.max(qh, 1e-9)),
       el("span", "total", `Σ = ${products.flat().reduce((s, v) => s + v, 0).toFixed(4)}`));
     const more = run.channels > 1 ? `, plus the same over the other ${run.channels - 1} input maps` : "";
