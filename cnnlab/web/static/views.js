@@ -271,16 +271,16 @@ function drawConv(a, view) {
   const parts = [];
   if (view.first) parts.push(el("p", "note", "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training."));
   const shownChannels = 6;
+  // the patches in the colours of the maps they come from (greys when those have no negative)
+  const [inputLow, inputHigh] = a.maps?.before ? range(floatsOf(a.maps.before)) : range(flat(a.patch));
   a.patch.slice(0, shownChannels).forEach((patch, i) => {
     const kernel = a.kernel[i];
     const products = patch.map((row, r) => row.map((v, c) => v * kernel[r][c]));
     const line = el("div", "sum");
-    const [pl, ph] = range(flat(patch));
     const [kl, kh] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
     const colour = view.first && a.patch.length === 3 ? ` (${["red", "green", "blue"][i]})` : "";
-    // the patch in its map's own colours (greys when the map has no negative), kernel and products signed
-    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, Math.min(pl, 0), Math.max(ph, 1e-9)), op("×"),
+    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, Math.min(inputLow, 0), Math.max(inputHigh, 1e-9)), op("×"),
       numberGrid(kernel, Math.min(kl, -1e-9), Math.max(kh, 1e-9)), op("="), numberGrid(products, Math.min(ql, -1e-9), Math.max(qh, 1e-9)),
       el("span", "total", `Σ = ${a.channel_sums[i].toFixed(4)}`));
     parts.push(line);
@@ -381,7 +381,7 @@ function slidingKernel(a, view) {
     const kernel = a.kernel[0];
     const products = patch.map((row, r) => row.map((v, c) => v * kernel[r][c]));
     const line = el("div", "sum");
-    const [pl, ph] = range([...flat(patch), low, high]);
+    const [pl, ph] = range([low, high]);  // the map's own scale
     const [kl, kh2] = range(flat(kernel));
     const [ql, qh] = range(flat(products));
     line.append(numberGrid(patch, Math.min(pl, 0), Math.max(ph, 1e-9), [], 2), op("×"),
