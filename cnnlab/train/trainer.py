@@ -172,6 +172,7 @@ class Trainer:
                                   weights)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
+        self.checkpointed = 0  # how many of those epochs checkpoint.pt holds
         self.position: dict | None = None  # where in its epoch a run resumed mid-epoch starts (`_epoch`)
         self._wide = True
 
@@ -211,6 +212,7 @@ class Trainer:
         try:
             trainer.engine.load_state_dict(state["engine"])
             trainer.history = list(history)
+            trainer.checkpointed = len(history)
             torch.set_rng_state(state["torch_rng"])
             trainer.generator.set_state(state["generator"])
             trainer.position = state.get("position")
@@ -241,8 +243,11 @@ class Trainer:
                     if self.save:
                         try:
                             self._checkpoint(row)
-                        except BaseException:  # a full disk: the epoch is not the run's until its checkpoint is
-                            self.history.pop()
+                        except BaseException:
+                            # A full disk, or Ctrl-C, before checkpoint.pt held this epoch: it is not the run's
+                            # (after, it is: --resume goes on from it, and the files derived from it are redone).
+                            if self.checkpointed < len(self.history):
+                                self.history.pop()
                             raise
                     if config.stop_at is not None and row["test_acc"] >= config.stop_at:
                         break
@@ -341,6 +346,7 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
+        self.checkpointed = len(self.history)  # the finished epochs checkpoint.pt now holds
 
     def _checkpoint_within(self, epoch: int, step: int, epoch_state: torch.Tensor, sums: RunningSums,
                            step_loss: list) -> None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from cnnlab import __version__
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
-from cnnlab.data.preprocess import load_digit, load_scene
+from cnnlab.data.preprocess import MAX_SCENE_SIDE, load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.viz.activations import check_scores, normalize_input, predict_probabilities
 from cnnlab.viz.handcrafted import playground_entries
@@ -63,6 +63,7 @@ class DigitInput(BaseModel):
 
 class ActivationsRequest(DigitInput):
     max_maps: int = Field(32, ge=1, le=256, description="feature maps sent per layer (the first ones)")
+    layer: str | None = Field(None, description="only this row (a layer opened on the page: up to max_maps maps)")
 
 
 class ExplainRequest(DigitInput):
@@ -155,8 +156,8 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     if header.width * header.height > MAX_UPLOAD_PIXELS:
         raise HTTPException(413, f"{name}: {header.width}x{header.height} is more than {MAX_UPLOAD_PIXELS:,} pixels")
     info = loaded.info
-    if info.task == "segmentation":
-        return fit_scene(load_scene(data, name), *loaded.shape[1:])
+    if info.task == "segmentation":  # a photo of any size is reduced as it is decoded, then fitted to the canvas
+        return fit_scene(load_scene(data, name, max_side=MAX_SCENE_SIDE), *loaded.shape[1:])
     return info.prepare(data, name) if info.prepare else load_digit(data, name)
 
 
@@ -294,10 +295,18 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
 
     @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")
     def predict(image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP or WebP")],
-                source: Annotated[str, Form()]) -> dict:
+                source: Annotated[str, Form()],
+                layers: Annotated[bool, Form(description="also every layer's output, as /api/activations gives "
+                                                         "it: a drawing's whole answer in one request")] = False,
+                max_maps: Annotated[int, Form(ge=1, le=256)] = 32) -> dict:
         with heavy_work():
             loaded = sources.get(source)
             digit = read_upload(image, loaded)
+            if layers:
+                answer = inspect.activations(loaded, digit, max_maps)
+                if "probabilities" in answer:
+                    answer["prediction"] = answer["classes"][int(np.argmax(answer["probabilities"]))]
+                return {"source": source, "digit": digit.tolist(), **answer}
             with loaded.lock:
                 if loaded.info.task == "segmentation":
                     with torch.inference_mode():
@@ -313,7 +322,7 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:
         with heavy_work():
-            return inspect.activations(*_source_and_image(sources, body), body.max_maps)
+            return inspect.activations(*_source_and_image(sources, body), body.max_maps, body.layer)
 
     @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
     def kernels(source: str, layer: str | None = None,

@@ -53,6 +53,8 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     if loaded.info.task != "classification":
         raise ConfigError(f"{loaded.source}: top activations search a classifier's test images, and this model "
                           "labels every pixel")
+    if (layer, feature) in loaded.answers:  # asked again: the same answer, at once
+        return loaded.answers[layer, feature]
     with _searching:  # one search at a time: a second request for the same layer then finds it cached
         tops = loaded.tops.get(layer) or _search(loaded, layer)
     with loaded.lock:  # the projections run the shared model's layers; no other request's hooks may see them
@@ -65,11 +67,13 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
         if images and loaded.fields is None:
             loaded.fields = receptive_fields(loaded.model, (1, *images[0].shape))
         field = loaded.fields[layer] if images else None
-    return {"layer": layer, "feature": feature, "features": len(tops), "searched": loaded.progress[layer][1],
-            "hits": [{"index": h.image, "value": h.value, "y": h.y, "x": h.x, "image": image.tolist(),
-                      "box": list(field_box(field, h.y, h.x, *image.shape)),
-                      "projection": [[round(float(v), 6) for v in row] for row in p]}
-                     for h, image, p in zip(hits, images, projected)]}
+    loaded.answers[layer, feature] = {
+        "layer": layer, "feature": feature, "features": len(tops), "searched": loaded.progress[layer][1],
+        "hits": [{"index": h.image, "value": h.value, "y": h.y, "x": h.x, "image": image.tolist(),
+                  "box": list(field_box(field, h.y, h.x, *image.shape)),
+                  "projection": [[round(float(v), 6) for v in row] for row in p]}
+                 for h, image, p in zip(hits, images, projected)]}
+    return loaded.answers[layer, feature]
 
 
 def _search(loaded: Loaded, layer: str) -> list[list[tuple[deconv.Hit, np.ndarray]]]:

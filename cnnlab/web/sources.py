@@ -23,9 +23,17 @@ from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
+from cnnlab.train.tasks import TASKS
 from cnnlab.train.user_model import UserModel
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
+
+
+def _modified(run: Run) -> float:
+    """When a run last changed: its newest file of those training writes (a run still training is the newest)."""
+    files = (run.path / "metrics.jsonl", run.checkpoint("last"), run.path / "config.json")
+    times = [path.stat().st_mtime for path in files if path.is_file()]
+    return max(times, default=0.0)
 
 
 class SourceError(CnnlabError):
@@ -45,6 +53,8 @@ class Loaded:
     fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
     tops: dict = field(default_factory=dict)  # {layer: top activations of its features} (cnnlab.web.attribution)
     progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
+    links: dict = field(default_factory=dict)  # {conv layer: which input maps each map reads} (cnnlab.web.inspect)
+    answers: dict = field(default_factory=dict)  # {(layer, feature): a top-activations answer, once computed}
 
 
 class Sources:
@@ -87,16 +97,23 @@ class Sources:
         return f"{dataset}: not read by this explorer (start it with --allow-folder {path} to show its images)"
 
     def describe(self) -> list[dict]:
+        """Runs first, the newest first (the page opens the first), each with its task's own measure (a
+        segmentation's mean IoU: its pixel accuracy is high for a model that finds no digit); then the user's
+        models and the registered ones."""
         items = []
-        for run in self.runs():
+        for run in sorted(self.runs(), key=_modified, reverse=True):
             try:
                 metrics, damaged = run.metrics(), None
             except CheckpointError as err:  # listed as damaged, with the reason: the other runs stay listable
                 metrics, damaged = [], str(err)
             last = metrics[-1] if metrics else {}
+            task = TASKS[run.info.task]
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
                           "dataset": run.config.dataset, "task": run.info.task, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
+                          "measure": {"name": task.metric_name, "value": last.get(task.best_metric),
+                                      "text": task.format_metric(last[task.best_metric])
+                                      if isinstance(last.get(task.best_metric), (int, float)) else None},
                           "damaged": damaged, "dataset_note": self.refusal(run.config.dataset)})
         for source, own in self._own.items():
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
