@@ -39,12 +39,19 @@ class LayerError(ConfigError):
     """A layer name, channel or pixel that the model does not have."""
 
 
+class ModelOutputError(CnnlabError):
+    """A model's output is not what its use needs: class scores [N, K] (a segmentation's [N, K, H, W]) of finite
+    numbers (a user's model may return anything, and NaN once its weights diverged)."""
+
+
 class MissingDependency(CnnlabError):
     """An optional package (the `labs` extra) is not installed."""
 
 
 # The `labs` extra of pyproject.toml: the lab's engines (Keras, PyTensor) and the ONNX export.
-OPTIONAL_PACKAGES = ("keras", "pytensor", "onnx", "onnxruntime", "onnxscript")
+# optional package -> the extra of pyproject.toml that installs it
+OPTIONAL_PACKAGES = {**dict.fromkeys(("keras", "pytensor", "onnx", "onnxruntime", "onnxscript"), "labs"),
+                     **dict.fromkeys(("webdataset", "braceexpand", "datasets", "pyarrow"), "data")}
 
 
 def import_optional(module: str, purpose: str):
@@ -57,5 +64,5 @@ def import_optional(module: str, purpose: str):
         package = (err.name or "").split(".")[0]
         if package not in OPTIONAL_PACKAGES:
             raise
-        raise MissingDependency(f"{purpose} needs the package {package}: pip install 'cnnlab[labs]' "
-                                f"(`make install` does)") from None
+        raise MissingDependency(f"{purpose} needs the package {package}: pip install "
+                                f"'cnnlab[{OPTIONAL_PACKAGES[package]}]' (`make install` does)") from None

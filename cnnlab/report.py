@@ -16,8 +16,9 @@ import torch
 
 from cnnlab.models.complexity import profile
 from cnnlab.tasks.parts import EMPHASIS, Figure, Section, Table
-from cnnlab.train.batches import TensorSplit
+from cnnlab.train.batches import eval_batch_size
 from cnnlab.train.inspected import Inspected
+from cnnlab.train.streaming import split_for
 from cnnlab.viz.activations import conv_layers, feature_maps, normalize_input
 from cnnlab.viz.features import plot_feature_maps
 from cnnlab.viz.handcrafted import by_short_name
@@ -140,9 +141,10 @@ def write_report(run: Inspected, out: Path | None = None, samples: int = 3, chec
 
     def evaluated():
         if not cache:
-            split = TensorSplit(test, limit=config.test_limit)
+            split = split_for(test, limit=config.test_limit)
             with torch.inference_mode():
-                cache["measured"] = split, task.evaluate(model, split, config.eval_batch_size)
+                cache["measured"] = split, task.evaluate(model, split,
+                                                         eval_batch_size(config.eval_batch_size, split.shape))
         return cache["measured"]
 
     results = task.sections(run.metrics(), evaluated, run.name)

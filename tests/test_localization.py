@@ -215,7 +215,7 @@ def test_the_exported_model_has_the_class_scores_and_the_box(short_run, tmp_path
 # -- the explorer -------------------------------------------------------------------------------------------
 def test_the_explorer_draws_the_box_of_a_digit_drawn_anywhere(short_run):
     run = Run.open(short_run[2].run_dir)
-    client = TestClient(create_app(runs=[run.path]))
+    client = TestClient(create_app(runs=[run.path]), base_url="http://localhost")
     source = f"run:{run.name}"
     assert next(s for s in client.get("/api/sources").json() if s["id"] == source)["input_shape"] == [1, 64, 64]
     examples = client.get("/api/examples/mnist-boxes?count=2").json()
@@ -250,7 +250,8 @@ def test_the_page_draws_the_box_on_what_the_model_sees(short_run, tmp_path):
         for url in serve(run.path):
             page = open_page(browser, url, 1280)
             answers = []
-            page.on("response", lambda r: answers.append(r) if "api/activations" in r.url else None)
+            # a drawing's whole answer (its input as the model sees it, every layer, the box) is one predict request
+            page.on("response", lambda r: answers.append(r) if "api/predict" in r.url else None)
             page.select_option("#source", f"run:{run.name}")
             wait_until(page, "document.body.dataset.mode === 'box' && document.body.dataset.pending === '0'")
             page.locator("#draw").scroll_into_view_if_needed()  # mouse coordinates are the viewport's
@@ -263,9 +264,10 @@ def test_the_page_draws_the_box_on_what_the_model_sees(short_run, tmp_path):
             wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing') && "
                              "document.querySelector('#seen').dataset.box && document.body.dataset.pending === '0'")
             shown = [float(v) for v in page.get_attribute("#seen", "data-box").split(",")]
-            sent = answers[-1].request.post_data_json["digit"]
-            assert np.asarray(sent)[:32, :32].sum() > 10 * np.asarray(sent)[32:, 32:].sum()  # drawn top left
-            assert shown == pytest.approx(answers[-1].json()["box"], abs=1e-4)  # the box the model gave
+            answer = answers[-1].json()
+            seen = np.asarray(answer["digit"])
+            assert seen[:32, :32].sum() > 10 * seen[32:, 32:].sum()  # drawn top left
+            assert shown == pytest.approx(answer["box"], abs=1e-4)  # the box the model gave
             assert (shown[0] + shown[2]) / 2 < 0.5 and (shown[1] + shown[3]) / 2 < 0.5  # around the drawn digit
             assert page.errors == [] and page.foreign == []
             page.locator("#seen").screenshot(path=screenshot_path(tmp_path, "explorer-localization.png"))

@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.data import load_dataset
+from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data.shards import write_shards
 from cnnlab.train.config import recipe_config
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer import prepare
@@ -30,8 +31,12 @@ LOCALIZATION = dict(model_options={"backbone_options": {"channels": [4, 8]}, "gr
                     train_limit=128, test_limit=12, batch_size=32, threads=1, device="cpu")
 
 
-def build(kind: str, root: Path) -> Path:
-    """A finished run folder of `kind` under `root`."""
+def build(kind: str, shared) -> Path:
+    """A finished run folder of `kind`, trained once per test session (conftest.SharedBuilds): read, never written."""
+    return shared.get(f"matrix-{kind}", lambda root: train(kind, root, shared))
+
+
+def train(kind: str, root: Path, shared) -> Path:
     if kind == "ddp":
         command = [sys.executable, "-m", "cnnlab", "train", "--nproc-per-node", "2", "--epochs", "1", "--train-limit",
                    "384", "--test-limit", "100", "--threads", "1", "--runs-dir", str(root), "--name", kind, "--quiet"]
@@ -40,17 +45,34 @@ def build(kind: str, root: Path) -> Path:
     if kind in ("segmentation", "localization"):
         config = recipe_config(kind, **{"segmentation": SEGMENTATION, "localization": LOCALIZATION}[kind])
         return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
+    if kind in ("streamed-folder", "shards"):  # MNIST digits as files, read a batch at a time from disk
+        dataset = digits_folder(root / "digits")
+        if kind == "shards":
+            patterns = write_shards(dataset_info(dataset, {"side": 28}), root / "shards", per_shard=100)
+            dataset = f"shards:{patterns['train']}"
+        config = recipe_config(**{**SMALL, "train_limit": None}, dataset=dataset, dataset_options={"side": 28})
+        return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
     settings = {"torch": {}, "scratch": {"engine": "scratch"}, "keras": {"engine": "keras"},
                 "pytensor": {"engine": "pytensor"},
                 "batch-norm-dropout": {"model_options": {"batch_norm": True, "dropout": 0.25},
                                        "augment": {"max_shift": 2}}}
     if kind in settings:
         return Trainer(recipe_config(**SMALL, **settings[kind]), name=kind, runs_dir=root, progress=False).fit().run_dir
-    source = build("torch", root / "sources")
+    source = build("torch", shared)
     modes = {"transfer-frozen": dict(mode="feature-extract"),
              "transfer-fine-tuned": dict(mode="fine-tune", freeze_until="conv1", lr_backbone=1e-4)}
     config, model = prepare(source, "mnist", **modes[kind], **SMALL)
     return Trainer(config, name=kind, runs_dir=root, progress=False, model=model).fit().run_dir
+
+
+def digits_folder(root: Path, count: int = 500) -> str:
+    """The first `count` MNIST test digits as PNG files, one folder per class: `folder:` dataset of 10 classes."""
+    split = load_dataset("mnist", "test")
+    for n in range(count):
+        folder = root / str(split.labels[n])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(split.images[n]).save(folder / f"{n:05d}.png")
+    return f"folder:{root}"
 
 
 DATASETS = {"segmentation": "mnist-scenes", "localization": "mnist-boxes"}  # the others' is mnist
@@ -68,13 +90,16 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-KINDS = ["torch", "scratch", "keras", "pytensor", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned",
-         "segmentation", "localization", "ddp"]
+KINDS = ["torch", "scratch", "keras",
+         pytest.param("pytensor", marks=pytest.mark.xdist_group("pytensor-c")),  # tests/test_engines.py: COMPILED_C
+         "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "localization", "ddp",
+         "streamed-folder", "shards"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
-    run = build(kind, tmp_path / "runs")
+def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
+    run = build(kind, shared)
     segmentation, localization = kind == "segmentation", kind == "localization"
     image = input_image(tmp_path, kind)
     problems = []
@@ -174,7 +199,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     # localization's probabilities and box
     from cnnlab.web import create_app
 
-    client = TestClient(create_app(runs=[run]))
+    client = TestClient(create_app(runs=[run]), base_url="http://localhost")
     listed = [s["id"] for s in client.get("/api/sources").json()]
     digit = load_dataset(DATASETS.get(kind, "mnist"), "test", limit=1).images[0].tolist()
     answer = client.post("/api/activations", json={"source": f"run:{run.name}", "digit": digit})
@@ -187,7 +212,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     assert problems == [], f"{kind} run:\n" + "\n".join(problems)
 
 
-def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
+def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch, shared):
     """The matrix reports a cell that crashes: here `show features` is broken on purpose."""
     import cnnlab.viz.features
 
@@ -196,20 +221,24 @@ def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(cnnlab.viz.features, "plot_feature_maps", broken)
     with pytest.raises(AssertionError, match="show features --index 0: traceback: RuntimeError: broken on purpose"):
-        test_every_command_on_a_run_of_kind("torch", tmp_path, capsys)
+        test_every_command_on_a_run_of_kind("torch", tmp_path, capsys, shared)
 
 
 # -- a run on a folder of colour photos (folder:PATH): the commands that take such runs, and the pictures that
 # still take grey images only
-@pytest.fixture(scope="module")
-def colour_run(tmp_path_factory):
+@pytest.fixture(scope="session")
+def colour_run(shared):
+    """(run folder, photos folder): ResNet-20 trained once per session on 24 generated photos of three tints."""
     from test_folder_data import make_folder
 
-    root = tmp_path_factory.mktemp("colour")
-    photos = make_folder(root / "photos", per_class=8)
-    config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
-                           device="cpu", augment={"crop_padding": 2, "flip": 0.5, "brightness": 0.2})
-    return Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir, photos
+    def train_colour(root: Path) -> Path:
+        photos = make_folder(root / "photos", per_class=8)
+        config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
+                               device="cpu", augment={"crop_padding": 2, "flip": 0.5, "brightness": 0.2})
+        return Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir
+
+    run = shared.get("colour-run", train_colour)
+    return run, run.parents[1] / "photos"
 
 
 def test_every_command_on_a_colour_folder_run(colour_run, tmp_path, capsys):

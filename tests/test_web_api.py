@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import struct
+import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from cnnlab.cli import main as cli
@@ -30,9 +31,10 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.web import create_app
 from cnnlab.web.app import MAX_UPLOAD_BYTES
 from cnnlab.web.inspect import explain_pixel
+from cnnlab.viz.activations import predict_probabilities
 from cnnlab.web.sources import Loaded
 
-from conftest import fashion_data_dir
+from conftest import REPO, fashion_data_dir, run_in_process
 
 SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16, 12, 12]), ("conv2", [32, 8, 8]),
                  ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("flatten", [512]), ("fc1", [128]), ("relu3", [128]),
@@ -61,7 +63,7 @@ def trained_run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    with TestClient(create_app([trained_run.path])) as c:
+    with TestClient(create_app([trained_run.path]), base_url="http://localhost") as c:
         yield c
 
 
@@ -93,8 +95,8 @@ def paper_digit(digit: np.ndarray) -> bytes:
     return png(page)
 
 
-def post_image(client, data: bytes, name="digit.png", source="run:tiny", mime="image/png"):
-    return client.post("/api/predict", files={"image": (name, data, mime)}, data={"source": source})
+def post_image(client, data: bytes, name="digit.png", source="run:tiny", mime="image/png", extra=None):
+    return client.post("/api/predict", files={"image": (name, data, mime)}, data={"source": source, **(extra or {})})
 
 
 def test_sources_list_the_run_and_every_registered_model_with_random_weights(client, trained_run):
@@ -107,6 +109,53 @@ def test_sources_list_the_run_and_every_registered_model_with_random_weights(cli
     assert run["test_acc"] > 0.75
     for name in list_models(task="classification"):
         assert sources[f"model:{name}"]["random_weights"] is True
+    assert run["measure"] == {"name": "test accuracy", "value": run["test_acc"], "text": f"{run['test_acc']:.2%}"}
+
+
+def test_runs_are_listed_newest_first(trained_run, tmp_path):
+    """The page opens the first source: the run trained last, not the first by name."""
+    for name, when in (("b-older", 1_000_000), ("a-newer", 2_000_000)):
+        shutil.copytree(trained_run.path, tmp_path / name)
+        for file in (tmp_path / name).iterdir():
+            os.utime(file, (when, when))
+    with TestClient(create_app(runs_dir=tmp_path), base_url="http://localhost") as fresh:
+        runs = [s["id"] for s in fresh.get("/api/sources").json() if s["kind"] == "run"]
+    assert runs == ["run:a-newer", "run:b-older"]
+
+
+def test_a_foreign_host_is_refused_before_anything_is_read(client, trained_run, mnist_test):
+    """DNS rebinding: a page on evil.example, its name pointed at 127.0.0.1, would be same-origin with the explorer;
+    every request naming a Host the server was not started for gets 400, whatever the path, and nothing of the
+    runs. The loopback names, with or without a port, are answered."""
+    digit = mnist_test.images[0].tolist()
+    for host in ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io", "a:b:c", ""]:
+        answers = [client.get(path, headers={"host": host}) for path in
+                   ["/", "/app.js", "/openapi.json", "/api/sources", "/api/examples/mnist",
+                    f"/api/kernels?source=run:{trained_run.name}"]]
+        answers.append(client.post("/api/activations", headers={"host": host},
+                                   json={"source": f"run:{trained_run.name}", "digit": digit}))
+        for answer in answers:
+            assert answer.status_code == 400 and answer.headers["content-type"] == "application/json", answer.text
+            assert "not a name this explorer answers to" in answer.json()["detail"]
+            assert trained_run.name not in answer.text and "conv1" not in answer.text
+    for host in ["127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:8000", "[::1]"]:
+        assert client.get("/api/sources", headers={"host": host}).status_code == 200, host
+
+
+def test_allowed_hosts_add_names_and_star_turns_the_check_off(tmp_path, capsys):
+    from cnnlab.commands.serve import allowed_hosts
+
+    assert allowed_hosts("0.0.0.0", "lab.local, 10.0.0.5") == ["127.0.0.1", "localhost", "[::1]", "0.0.0.0",
+                                                               "lab.local", "10.0.0.5"]
+    assert allowed_hosts("::", "")[-1] == "[::]"
+    lab = TestClient(create_app(runs_dir=tmp_path, hosts=allowed_hosts("0.0.0.0", "lab.local")))
+    assert [lab.get("/api/filters", headers={"host": h}).status_code for h in ["lab.local:80", "0.0.0.0", "other"]] \
+        == [200, 200, 400]
+    anyone = TestClient(create_app(runs_dir=tmp_path, hosts=allowed_hosts("127.0.0.1", "*")))
+    assert anyone.get("/api/filters", headers={"host": "other"}).status_code == 200
+    for bad in ["http://lab.local", "*.lab", "a b"]:
+        code, _, err = run_in_process(capsys, "serve", "--runs-dir", tmp_path, "--allowed-hosts", bad, "--port", 1)
+        assert code == 2 and err.count("\n") == 1 and f"--allowed-hosts {bad}" in err, err
 
 
 def test_predict_upload_matches_the_cli_exactly(client, trained_run, mnist_test, tmp_path, capsys):
@@ -121,6 +170,38 @@ def test_predict_upload_matches_the_cli_exactly(client, trained_run, mnist_test,
     assert answer["probabilities"] == pytest.approx([expected[c] for c in "0123456789"], abs=2e-6)
     digit = np.asarray(answer["digit"])
     assert digit.shape == (28, 28) and digit.max() == 255 and digit[0].sum() == 0  # white on black, centred
+
+
+def test_photographed_digits_are_classified_as_well_as_clean_ones(client, trained_run, mnist_test):
+    """100 test digits written on shaded, tinted, textured paper and photographed (benchmarks/photo_digits.py),
+    uploaded: the run's accuracy on them is close to its accuracy on the same digits as stored. The preparation
+    that estimated the paper from one median of the border (before the paper was seen locally) is not."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from photo_digits import photographs
+
+    images, labels = mnist_test.images[:100], mnist_test.labels[:100]
+    photos = photographs(images, seed=0, sizes=[(320, 240), (240, 320)])
+    answers = [post_image(client, photo.jpeg, name=f"{i}.jpg", mime="image/jpeg").json() for i, photo in
+               enumerate(photos)]
+    photographed = np.mean([int(a["prediction"]) == label for a, label in zip(answers, labels)])
+    model, info = trained_run.build_model(), trained_run.info
+    clean = float((predict_probabilities(model, info, list(images)).argmax(1).numpy() == labels).mean())
+    # Measured over the small runs of seeds 0-2 and photo seeds 0-1 at 200 photos: photographed - clean from -4.0
+    # to +1.0 points (the default run, 1,000 photos, docs/explorer.md: -0.3); at 100 photos one digit is a point.
+    assert photographed >= clean - 0.07, (photographed, clean)
+
+    def one_median(data: bytes) -> np.ndarray:  # the preparation before: the paper one brightness, its border's
+        gray = np.asarray(Image.open(io.BytesIO(data)).convert("L"), float) / 255
+        ink = np.clip(1 - gray - np.median(1 - np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])), 0, 1)
+        rows, cols = np.nonzero(ink / ink.max() > 0.15)
+        box = Image.fromarray((ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1] / ink.max() * 255)
+                              .astype(np.uint8))
+        canvas = Image.new("L", (28, 28))
+        canvas.paste(ImageOps.contain(box, (20, 20)), (4, 4))
+        return np.asarray(canvas)
+
+    before = predict_probabilities(model, info, [one_median(p.jpeg) for p in photos]).argmax(1).numpy()
+    assert (before == labels).mean() < clean - 0.3  # measured: 9% with the default run
 
 
 @pytest.mark.parametrize("make, status, words", [
@@ -204,6 +285,59 @@ def test_activations_work_for_every_kind_of_registered_model(client, name, mnist
     kinds = {l["type"] for l in body["layers"]}
     assert "Conv2d" in kinds and "Linear" in kinds
     assert body["layers"][-1]["shape"] == [10]  # the last layer seen is the classifier
+
+
+def test_a_drawing_is_answered_in_one_request(client, mnist_test):
+    """/api/predict with `layers`: the prepared input and every layer, as /api/activations gives them for it."""
+    answer = post_image(client, paper_digit(mnist_test.images[0]), extra={"layers": "true"}).json()
+    again = client.post("/api/activations", json={"source": "run:tiny", "digit": answer["digit"]}).json()
+    assert answer["layers"] == again["layers"] and answer["probabilities"] == again["probabilities"]
+    assert answer["prediction"] == "7"
+
+
+def test_rows_say_what_they_read_and_how_units_connect(client, trained_run, mnist_test):
+    """Which row each row reads, how its maps connect (a dense convolution, map to map, LeNet-5's table), a fully
+    connected unit's strongest inputs (the largest w·x, against the model), and the logits named by class."""
+    from cnnlab.models.lenet import C3_TABLE
+
+    digit = mnist_test.images[0]
+    layers = {l["name"]: l for l in client.post("/api/activations", json={"source": "run:tiny",
+                                                                           "digit": digit.tolist()}).json()["layers"]}
+    assert {name: (l["reads"], (l["links"] or {}).get("type")) for name, l in layers.items()} == {
+        "conv1": (["input"], "dense"), "relu1": (["conv1"], "same"), "pool1": (["relu1"], "same"),
+        "conv2": (["pool1"], "dense"), "relu2": (["conv2"], "same"), "pool2": (["relu2"], "same"),
+        "flatten": (["pool2"], "flatten"), "fc1": (["flatten"], "strongest"), "relu3": (["fc1"], None),
+        "fc2": (["relu3"], "strongest")}
+    model = trained_run.build_model()
+    info = dataset_info("mnist")
+    with torch.no_grad():
+        x = model.flatten(model.pool2(model.relu2(model.conv2(model.pool1(model.relu1(model.conv1(
+            (torch.tensor(digit).float()[None, None] / 255 - info.mean) / info.std)))))))[0]
+    products = (model.fc1.weight * x).abs()
+    assert layers["fc1"]["links"]["strongest"] == products.topk(8, dim=1).indices.tolist()
+    assert layers["fc2"]["labels"] == list("0123456789") and "labels" not in layers["fc1"]
+    lenet = {l["name"]: l for l in client.post("/api/activations", json={"source": "model:lenet5",
+                                                                          "digit": digit.tolist()}).json()["layers"]}
+    assert lenet["c3"]["links"]["table"] == [[i for i in range(6) if C3_TABLE[i][j] == "X"] for j in range(16)]
+    resnet = {l["name"]: l for l in client.post("/api/activations", json={"source": "model:resnet18",
+                                                                           "digit": digit.tolist()}).json()["layers"]}
+    assert resnet["layer1.0.add"]["reads"] == ["layer1.0.bn2", "act1"]  # the main branch and the shortcut
+    assert resnet["layer2.0.add"]["reads"] == ["layer2.0.bn2", "layer2.0.downsample.1"]
+
+
+def test_a_deep_model_sends_fewer_maps_per_row_within_the_budget(client, mnist_test):
+    from cnnlab.web.inspect import MIN_MAPS, OVERVIEW_BYTES
+
+    answer = client.post("/api/activations", json={"source": "model:resnet18",
+                                                   "digit": mnist_test.images[0].tolist()}).json()
+    maps = [l for l in answer["layers"] if "maps" in l]
+    sent = sum(len(base64.b64decode(l["maps"])) for l in maps)
+    assert sent <= OVERVIEW_BYTES
+    wide = next(l for l in maps if l["shape"][0] == 512)
+    assert MIN_MAPS <= wide["shown"] < 32
+    one = client.post("/api/activations", json={"source": "model:resnet18", "digit": mnist_test.images[0].tolist(),
+                                                "layer": wide["name"], "max_maps": 256}).json()["layers"]
+    assert [l["name"] for l in one] == [wide["name"]] and one[0]["shown"] == 256  # a row opened: its maps
 
 
 def test_kernels_are_the_layer_weights(client, trained_run):
@@ -298,7 +432,7 @@ def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
     run = tmp_path / "fashion"
     run.mkdir()
     write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=fashion_data_dir()).to_dict())
-    with TestClient(create_app([run])) as fashion:
+    with TestClient(create_app([run]), base_url="http://localhost") as fashion:
         answer = fashion.get("/api/examples/fashion-mnist", params={"count": 1}).json()
     assert answer["total"] == 10000 and answer["classes"][9] == "Ankle boot"
     assert answer["examples"][0]["label"] == 9  # the first Fashion-MNIST test image is an ankle boot
@@ -307,7 +441,7 @@ def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
 def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_test):
     app = create_app([trained_run.path])
     requests = [(i % 2, mnist_test.images[i % 4]) for i in range(24)]
-    with TestClient(app) as fresh:
+    with TestClient(app, base_url="http://localhost") as fresh:
         def call(request):
             kind, digit = request
             if kind:  # every layer's maps: a forward pass of another request seen by this one's hooks would show
@@ -326,7 +460,7 @@ def test_a_scratch_engine_run_is_shown_like_a_torch_one(tmp_path, mnist_test):
     config = TrainConfig(engine="scratch", train_limit=64, test_limit=64, batch_size=64, epochs=1, seed=0)
     run = train_run(tmp_path / "scratchy", config)
     digit = mnist_test.images[0]
-    with TestClient(create_app([run.path])) as scratch:
+    with TestClient(create_app([run.path]), base_url="http://localhost") as scratch:
         assert scratch.get("/api/sources").json()[0]["engine"] == "scratch"
         answer = scratch.post("/api/activations", json={"source": "run:scratchy", "digit": digit.tolist()}).json()
         explained = scratch.post("/api/explain", json={"source": "run:scratchy", "digit": digit.tolist(),
@@ -344,7 +478,7 @@ def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_tes
     shutil.copytree(trained_run.path, run)
     body = {"source": "run:growing", "digit": mnist_test.images[0].tolist()}
     app = create_app([run])
-    with TestClient(app) as fresh:
+    with TestClient(app, base_url="http://localhost") as fresh:
         trained = fresh.post("/api/activations", json=body).json()["probabilities"]
         assert fresh.post("/api/activations", json=body).json()["probabilities"] == trained
         assert app.state.sources.builds == 1
@@ -358,7 +492,7 @@ def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_tes
 def test_serve_picks_up_a_run_that_appears_while_it_is_up(trained_run, tmp_path, mnist_test):
     """`cnnlab serve` over a runs folder lists the runs in it at each request: one finished after the server
     started appears without a restart, and answers like any other."""
-    with TestClient(create_app(runs_dir=tmp_path)) as fresh:
+    with TestClient(create_app(runs_dir=tmp_path), base_url="http://localhost") as fresh:
         assert not [s for s in fresh.get("/api/sources").json() if s["kind"] == "run"]
         shutil.copytree(trained_run.path, tmp_path / "later")
         runs = [s["id"] for s in fresh.get("/api/sources").json() if s["kind"] == "run"]
@@ -368,8 +502,8 @@ def test_serve_picks_up_a_run_that_appears_while_it_is_up(trained_run, tmp_path,
 
 
 def test_untrained_models_have_the_same_random_weights_every_time():
-    weights = [TestClient(create_app(runs_dir="/nonexistent")).get("/api/kernels", params={"source": "model:simple-cnn"}).json()
-               for _ in range(2)]
+    weights = [TestClient(create_app(runs_dir="/nonexistent"), base_url="http://localhost")
+               .get("/api/kernels", params={"source": "model:simple-cnn"}).json() for _ in range(2)]
     assert weights[0]["weights"] == weights[1]["weights"]
 
 
@@ -382,7 +516,9 @@ def test_openapi_schema_documents_the_api(client):
 def test_the_page_loads_nothing_from_other_hosts(client):
     page = client.get("/").text
     assert "cnnlab explorer" in page
-    for asset in ("/", "/app.js", "/style.css"):
+    static = REPO / "cnnlab" / "web" / "static"
+    assert {"app.js", "api.js", "network.js", "paint.js", "playground.js", "views.js"} <= {p.name for p in static.iterdir()}
+    for asset in ["/", *(f"/{path.name}" for path in sorted(static.iterdir()))]:
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text and 'src="//' not in text
 

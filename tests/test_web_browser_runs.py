@@ -11,6 +11,7 @@ CNNLAB_EXPLORER_SCENES=RUN uses a run of yours instead (the documentation's: `cn
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,18 +20,31 @@ from torch import nn
 
 from cnnlab.data import load_dataset
 from cnnlab.train.config import recipe_config
-from cnnlab.train.runs import Run
+from cnnlab.train.engine import build_torch_model
+from cnnlab.train.runs import Run, save_weights, write_json_atomic
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
-from test_web_browser import (CHROMIUM, browser, open_page, screenshot_path, serve, shown_result,  # noqa: F401
-                              shows_view, wait_until)
+from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, screenshot_path,  # noqa: F401
+                              serve, shown_result, shows_view, wait_until, within)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
+pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
+              pytest.mark.slow]  # a browser: started first (conftest.py)
 # FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
 # so that the screenshot shows a class map rather than background everywhere.
 SCENES = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2000, test_limit=20, epochs=2,
               batch_size=32, threads=1, device="cpu")
+
+
+def untrained_unet(folder: Path) -> Run:
+    """A U-Net run folder with the weights it starts from: the explorer's speed does not depend on training."""
+    config = recipe_config("segmentation", model="unet", model_options={}, device="cpu")
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "config.json", config.to_dict())
+    torch.manual_seed(0)
+    model = build_torch_model(config, (1, 64, 84))
+    save_weights(folder / "model.safetensors", model.state_dict(), {"model": "unet", "input_shape": [1, 64, 84]})
+    return Run.open(folder)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +57,14 @@ def runs(tmp_path_factory, colour_run) -> tuple[Run, Run, object]:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def server(runs):
-    scenes, colour, _ = runs
-    yield from serve(scenes.path, colour.path)
+def unet(tmp_path_factory) -> Run:
+    return untrained_unet(tmp_path_factory.mktemp("explorer-unet") / "unet")
+
+
+@pytest.fixture(scope="module")
+def server(runs, unet):
+    scenes, colour, photos = runs
+    yield from serve(scenes.path, colour.path, unet.path, "--allow-folder", photos)
 
 
 def choose(page, run: Run, first_row: str):
@@ -88,9 +107,9 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
                                               or "no digit")
 
     # Each class's score map is a map of the row "scores"; a pixel's formula is the softmax over the classes there.
-    assert page.locator(".layer[data-layer='scores'] canvas.map").count() == 11
+    assert page.locator(".layer[data-layer='scores'] .unit").count() == 11
     digit = max(range(1, 11), key=lambda c: float(scores[c].max()))  # no floor on how well the tiny run learned
-    page.click(f".layer[data-layer='scores'] canvas.map >> nth={digit}")
+    page.click(f".layer[data-layer='scores'] .unit >> nth={digit}")
     shows_view(page, "softmax")
     k, y, x = [int(i) for i in page.get_attribute("#explain", "data-index").split(",")]
     result, actual = shown_result(page)
@@ -101,7 +120,7 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
     # The up-sampling layers are rows of their own; a pixel of one is explained by its transposed convolution.
     ups = [name for name, m in model.named_modules() if isinstance(m, nn.ConvTranspose2d)]
     assert ups and all(page.locator(f".layer[data-layer='{name}']").count() == 1 for name in ups)
-    page.click(f".layer[data-layer='{ups[-1]}'] canvas.map >> nth=3")
+    page.click(f".layer[data-layer='{ups[-1]}'] .unit >> nth=3")
     shows_view(page, "deconv")
     result, actual = shown_result(page)
     assert result == pytest.approx(actual, abs=1e-4)
@@ -129,16 +148,11 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
     page.click(".examples button[data-index='2']")
     wait_until(page, "document.querySelector('#seen-note').textContent.includes('#2')")
     wait_until(page, "document.body.dataset.pending === '0'")
-    page.click(f".layer[data-layer='scores'] canvas.map >> nth={digit}")
+    page.click(f".layer[data-layer='scores'] .unit >> nth={digit}")
     shows_view(page, "softmax")
     page.locator("#input-panel").screenshot(path=str(screenshot_path(tmp_path, "explorer-segmentation.png")))
     # the score maps' row and the softmax of the clicked pixel below it (the page is long: FCN-8s has many rows)
-    top = page.locator(".layer[data-layer='scores']").bounding_box()
-    detail = page.locator("#detail").bounding_box()
-    scroll = page.evaluate("window.scrollY")
-    page.screenshot(path=str(screenshot_path(tmp_path, "explorer-scores.png")), full_page=True,
-                    clip={"x": 0, "y": top["y"] + scroll - 8, "width": 1280,
-                          "height": detail["y"] + detail["height"] - top["y"] + 16})
+    screenshot_between(page, ".layer[data-layer='scores']", "#detail", screenshot_path(tmp_path, "explorer-scores.png"))
     assert page.foreign == [] and page.errors == []
     page.close()
 
@@ -162,11 +176,11 @@ def test_a_colour_run_in_the_browser(browser, server, runs, tmp_path):  # noqa: 
     assert np.allclose(shown, expected.numpy(), atol=1e-6)
 
     # The input row has the three colour channels; the first convolution sums over them.
-    assert page.locator(".layer[data-layer='input'] canvas.map").count() == 3
-    page.click(".layer[data-layer='conv1'] canvas.map >> nth=2")
+    assert page.locator(".layer[data-layer='input'] .unit").count() == 3
+    page.click(".layer[data-layer='conv1'] .unit >> nth=2")
     shows_view(page, "conv")
     result, actual = shown_result(page)
-    assert result == pytest.approx(actual, abs=1e-4) and page.locator("#explain .sum").count() == 3
+    assert result == pytest.approx(actual, abs=1e-4) and page.locator("#explain > .sum").count() == 3
 
     # A photo upload: prepared as the folder's images were, classified as predict_probabilities does.
     path = photos / "green" / "003.png"
@@ -182,4 +196,15 @@ def test_a_colour_run_in_the_browser(browser, server, runs, tmp_path):  # noqa: 
     assert page.locator("#top-button").is_hidden()  # top activations search single-channel test images only
     page.locator("#detail").screenshot(path=str(screenshot_path(tmp_path, "explorer-colour-conv.png")))
     assert page.foreign == [] and page.errors == []
+    page.close()
+
+
+def test_a_unet_answers_a_drawn_scene_quickly(browser, server, unet):  # noqa: F811
+    """Pointer-up to painted on a U-Net (60 rows of 84x64 maps, sent as thumbnails): p95 within 500 ms, printed
+    with the CPU."""
+    page = open_page(browser, server, 1280, height=800)
+    within(page, f"run:{unet.name}", 6, median=None, worst=500)
+    thumbnails = page.eval_on_selector_all(".layer .more", "m => m.map(e => e.textContent)")
+    assert any(t.startswith("thumbnails (64×96 maps shown at 32×48)") for t in thumbnails)  # U-Net pads to 96
+    assert page.errors == [] and page.foreign == []
     page.close()

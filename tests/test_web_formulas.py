@@ -3,6 +3,7 @@ shown is checked against the model's own (recorded here by hooks of the test's o
 
 from __future__ import annotations
 
+import base64
 import itertools
 
 import numpy as np
@@ -76,6 +77,15 @@ def check(answer: dict, module: nn.Module | None, record: dict, logits: torch.Te
         return
     inp, out = record[name]
     assert answer["actual"] == pytest.approx(float(out[at]), abs=1e-5)
+    if out.ndim == 3:  # the maps a view draws are the layer's own output channel, and the one it reads
+        maps = {key: np.frombuffer(base64.b64decode(v["data"]), "<f4").reshape(v["shape"])
+                for key, v in answer["maps"].items()}
+        assert maps["after"] == pytest.approx(out[at[0]].numpy(), abs=1e-6)
+        if kind in ("activation", "pool", "batchnorm", "lrn"):
+            assert maps["before"] == pytest.approx(inp[at[0]].numpy(), abs=1e-6)
+        if kind == "conv" and "before" in maps:
+            first = answer["input_channels"][0]
+            assert maps["before"] == pytest.approx(inp[first:first + len(answer["input_channels"])].numpy(), abs=1e-6)
     if kind == "conv":
         products = np.asarray(answer["patch"]) * np.asarray(answer["kernel"])
         assert products.sum() + answer["bias"] == pytest.approx(answer["actual"], abs=TOLERANCE)
@@ -85,6 +95,8 @@ def check(answer: dict, module: nn.Module | None, record: dict, logits: torch.Te
                 assert patch[r][c] == pytest.approx(float(inp[channel, row, col]) if inside else 0.0, abs=1e-5)
     elif kind == "activation":
         assert answer["x"] == pytest.approx(float(inp[at]), abs=1e-5)
+        curve = answer["curve"]  # the plotted function is the layer's: f at the chosen x lies on it
+        assert np.interp(answer["x"], curve["x"], curve["y"]) == pytest.approx(answer["result"], abs=0.05)
         if isinstance(module, nn.PReLU):
             weights = module.weight.detach()
             assert answer["slope"] == pytest.approx(float(weights[at[0] if len(weights) > 1 else 0]))
@@ -111,8 +123,18 @@ def check(answer: dict, module: nn.Module | None, record: dict, logits: torch.Te
         assert [t["index"] for t in answer["top"]] == products.argsort(descending=True)[:len(answer["top"])].tolist()
         for term in answer["top"]:
             assert (term["x"], term["w"]) == pytest.approx((float(x[term["index"]]), float(w[term["index"]])))
-        total = sum(t["product"] for t in answer["top"]) + answer["rest"] + answer["bias"]
+        # nothing hidden: the listed products and what the others add, per sign, make y; so do the two signs' sums
+        rest = answer["rest"]
+        total = sum(t["product"] for t in answer["top"]) + rest["positive"] + rest["negative"] + answer["bias"]
         assert total == pytest.approx(answer["actual"], abs=TOLERANCE)
+        signed = x * w
+        assert (answer["positive"], answer["negative"]) == pytest.approx(
+            (float(signed[signed > 0].sum()), float(signed[signed < 0].sum())), abs=1e-6)
+        assert answer["positive_count"] + answer["negative_count"] == int((signed != 0).sum())
+        assert rest["positive_count"] + rest["negative_count"] + len(answer["top"]) <= len(x)
+        if "by_map" in answer:  # grouped by the input map each product reads
+            maps = signed.reshape(len(answer["by_map"]), -1).sum(1)
+            assert [m["positive"] + m["negative"] for m in answer["by_map"]] == pytest.approx(maps.tolist(), abs=1e-6)
     elif kind == "deconv":
         for term in answer["terms"]:
             assert term["value"] == pytest.approx(float(inp[term["channel"], term["y"], term["x"]]), abs=1e-5)
@@ -351,3 +373,19 @@ def test_convolve_refuses_impossible_settings(client, body, words):  # noqa: F81
     response = client.post("/api/convolve", json=request)
     assert response.status_code == 422
     assert words in str(response.json()["detail"])
+
+
+def test_a_view_opens_where_the_lectures_point_shows(client, trained_run, digit):  # noqa: F811
+    """A map's view asked by map alone opens an activation on its most negative input (ReLU: f(x) = 0), any other
+    map at its strongest value."""
+    model = trained_run.build_model()
+    record, _ = recorded(model, digit, dataset_info("mnist"))
+    for layer, channel in (("relu1", 3), ("relu2", 7), ("conv2", 5), ("pool1", 2)):
+        answer = client.post("/api/formula", json={"source": "run:tiny", "digit": digit.tolist(), "layer": layer,
+                                                   "index": [channel]}).json()
+        inp, out = record[layer]
+        negative = layer.startswith("relu") and float(inp[channel].min()) < 0
+        flat = int(inp[channel].argmin() if negative else out[channel].argmax())
+        assert answer["index"] == [channel, *divmod(flat, out.shape[2])], layer
+        if negative:
+            assert answer["x"] < 0 and answer["result"] == answer["actual"] == 0

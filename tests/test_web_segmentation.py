@@ -36,7 +36,7 @@ def run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def client(run) -> TestClient:
-    return TestClient(create_app(runs=[run.path]))
+    return TestClient(create_app(runs=[run.path]), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,9 @@ def check_segmentation(answer: dict, scores: torch.Tensor):
 def test_a_segmentation_run_is_listed_with_its_scenes(client, run):
     listed = {s["id"]: s for s in client.get("/api/sources").json()}
     assert listed[source(run)]["task"] == "segmentation" and listed[source(run)]["dataset"] == "mnist-scenes"
+    # listed with its task's measure: mean IoU (its pixel accuracy is high even for a model that finds no digit)
+    miou = run.metrics()[-1]["test_miou"]
+    assert listed[source(run)]["measure"] == {"name": "test mean IoU", "value": miou, "text": f"{miou:.4f} mIoU"}
     answer = client.get("/api/examples/mnist-scenes?start=1&count=3").json()
     split = load_dataset("mnist-scenes", "test", limit=4, quiet=True)
     assert answer["task"] == "segmentation" and [e["index"] for e in answer["examples"]] == [1, 2, 3]
@@ -156,13 +159,47 @@ def test_a_scene_of_another_size_is_fitted_into_the_canvas(client, run, scene):
     # 128x252 -> 43x84 at rows 10-53: the scene (its top half) fills rows 10-32, columns 0-27
     for picture, check in [(big, lambda d: d[10:33, :28].max() > 0 and d[34:].max() == 0 and d[:10].max() == 0),
                            (small, lambda d: np.array_equal(d[12:52, 17:67], small) and d[:12].max() == 0)]:
-        buffer = io.BytesIO()
-        Image.fromarray(picture).save(buffer, "PNG")
-        answer = client.post("/api/predict", data={"source": source(run)},
-                             files={"image": ("s.png", buffer.getvalue(), "image/png")})
-        assert answer.status_code == 200, answer.text
-        digit = np.asarray(answer.json()["digit"])
+        digit = uploaded(client, run, picture)
         assert digit.shape == (64, 84) and check(digit)
+
+
+def uploaded(client, run: Run, picture: np.ndarray) -> np.ndarray:
+    """The scene the explorer makes of `picture` uploaded as a PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG")
+    answer = client.post("/api/predict", data={"source": source(run)},
+                         files={"image": ("s.png", buffer.getvalue(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    return np.asarray(answer.json()["digit"])
+
+
+def test_a_photo_larger_than_the_limit_is_scaled_like_any_other(client, run, scene):
+    """A 1,500x1,125 photo of a scene (over MAX_SCENE_SIDE) is reduced as it is decoded and fitted, not refused."""
+    photo = Image.fromarray(255 - scene).resize((1500, 1125), Image.Resampling.NEAREST)
+    digit = uploaded(client, run, np.asarray(photo))
+    assert digit.shape == (64, 84) and digit.max() > 200
+    assert np.corrcoef(digit.ravel(), scene.ravel())[0, 1] > 0.8  # the same scene, scaled back to its canvas
+
+
+def test_large_maps_travel_as_thumbnails_and_open_in_full(client, run, scene):
+    """Maps larger than THUMB_SIDE are area-averaged thumbnails in the overview; a map's view sends it whole,
+    exactly (float32)."""
+    from cnnlab.web.inspect import THUMB_SIDE
+
+    answer = client.post("/api/activations", json={"source": source(run), "digit": scene.tolist()}).json()
+    first = answer["layers"][0]
+    height, width = first["shape"][1:]
+    assert max(first["thumbnail"]) == THUMB_SIDE < max(height, width)
+    raw = np.frombuffer(base64.b64decode(first["maps"]), np.uint8).reshape(first["shown"], *first["thumbnail"])
+    with torch.inference_mode():
+        full = run.build_model().get_submodule(first["name"])(normalize_input(scene, run.info.mean, run.info.std))[0]
+    expected = torch.nn.functional.adaptive_avg_pool2d(full[:first["shown"]][None], first["thumbnail"])[0].numpy()
+    step = (first["max"] - first["min"]) / 255
+    assert np.abs(first["min"] + raw * step - expected).max() <= step / 2 + 1e-5
+    view = client.post("/api/formula", json={"source": source(run), "digit": scene.tolist(), "layer": first["name"],
+                                            "index": [1]}).json()
+    shown = np.frombuffer(base64.b64decode(view["maps"]["after"]["data"]), "<f4").reshape(height, width)
+    assert shown == pytest.approx(full[1].numpy(), abs=1e-6)
 
 
 @pytest.mark.parametrize("path, body, status, words", [

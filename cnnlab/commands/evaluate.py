@@ -47,7 +47,8 @@ def run(args, only: str | None = None) -> int:
     from cnnlab.tasks import task_for
     from cnnlab.tasks.parts import plain
     from cnnlab.tasks.task import ENSEMBLE
-    from cnnlab.train.batches import TensorSplit
+    from cnnlab.train.batches import eval_batch_size
+    from cnnlab.train.streaming import split_for
     from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
 
@@ -68,8 +69,8 @@ def run(args, only: str | None = None) -> int:
                               f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
     # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
     models = [run.build_model(args.checkpoint).to(memory_format=torch.channels_last) for run in runs]
-    data = TensorSplit(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
-                       limit=args.limit)
+    data = split_for(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
+                     limit=args.limit, workers=trained.config.workers)
     # An ensemble's images are mirrored (zoomed) only if every one of its runs was trained on mirror images
     # (scale jitter); zoomed within the narrowest of their ranges.
     augments = [run.config.augment or {} for run in runs]
@@ -77,7 +78,8 @@ def run(args, only: str | None = None) -> int:
                       min(a.get("max_scale") or 0.0 for a in augments)) if args.tta else (View(),)
     with torch.inference_mode():
         logits_fn = averaged(models, views) if args.tta or len(models) > 1 else models[0]
-        result = task.evaluate(logits_fn, data, args.batch_size or trained.config.eval_batch_size)
+        result = task.evaluate(logits_fn, data, args.batch_size or eval_batch_size(trained.config.eval_batch_size,
+                                                                                   data.shape))
     classes = data.info.classes
     if args.figure:
         task.evaluation_figure(data, result, args.figure)

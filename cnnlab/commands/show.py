@@ -290,13 +290,10 @@ def show_deconv(args) -> int:
     import random
     import time
 
-    import torch
-
-    from cnnlab.data.preprocess import normalize
     from cnnlab.errors import ConfigError
     from cnnlab.models.receptive import receptive_fields
     from cnnlab.viz import deconv
-    from cnnlab.viz.activations import conv_layers
+    from cnnlab.viz.activations import NormalizedImages, conv_layers
 
     run = inspected(args)
     info = run.info
@@ -306,8 +303,7 @@ def show_deconv(args) -> int:
     model = run.build_model(args.checkpoint)
     test = run.test_split()
     pixels = test.images[:args.limit] if args.limit else test.images
-    x = torch.from_numpy(normalize(pixels, info.mean, info.std))
-    x = x[:, None] if x.ndim == 3 else x
+    x = NormalizedImages(pixels, info.mean, info.std)  # read and normalized a batch at a time
     names = args.layers.split(",") if args.layers else [name for name, _ in conv_layers(model)]
     fields = receptive_fields(model, tuple(x.shape[1:]))
     sections, start = [], time.perf_counter()

@@ -64,3 +64,18 @@ def print_summary_path(result) -> None:
 
     # soft_wrap: the path is never broken across lines (the terminal wraps it, if it must; copying still works)
     Console().print(f"see {result.run_dir}/summary.md", soft_wrap=True)
+
+
+def print_experiment_summary(record: dict) -> None:
+    """An experiment's headline numbers: mean ± std over its seeds (accuracies, errors and correlations alike)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    seeds = record["seeds"]
+    table = Table(title=f"{record['experiment']}: mean ± std over {seeds} seed{'s' * (seeds > 1)}")
+    table.add_column("number")
+    table.add_column("mean ± std", justify="right")
+    for name, row in record["summary"].items():
+        spread = f" ± {row['std']:.4f}" if row["std"] is not None else ""
+        table.add_row(name, f"{row['mean']:.4f}{spread}")
+    Console().print(table)

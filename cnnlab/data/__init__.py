@@ -3,7 +3,8 @@
 from cnnlab.data.datasets import Split, load_dataset
 from cnnlab.data.idx import read_idx
 from cnnlab.data.registry import DATASETS, DatasetInfo, dataset_info
-from cnnlab.data import boxes, folders, scenes  # noqa: E402,F401  (register folder:PATH, mnist-boxes, mnist-scenes)
+# register folder:PATH, shards:PATTERN, hf:PATH, mnist-boxes and mnist-scenes
+from cnnlab.data import boxes, folders, huggingface, scenes, shards  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DatasetInfo", "Split", "dataset_info", "load_dataset", "load_mnist", "read_idx"]
 

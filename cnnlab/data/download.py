@@ -10,7 +10,6 @@ import contextlib
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from cnnlab.data.registry import DatasetInfo
 from cnnlab.errors import DatasetError
-from cnnlab.files import atomic_write
+from cnnlab.files import atomic_write, create_part, remove_stale_parts
 
 CHUNK = 1 << 16
 
@@ -79,10 +78,11 @@ def download_archive(info: DatasetInfo, dest_dir: Path, mirrors: tuple[str, ...]
     archive = info.archive
     errors = []
     dest_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(dest_dir)
     with _progress(quiet) as progress:
         for base in mirrors or info.mirrors:
             url = base.rstrip("/") + f"/{archive.name}"
-            fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{archive.name}.", suffix=".part")
+            fd, tmp = create_part(dest_dir / archive.name)
             try:
                 digest = hashlib.md5(usedforsecurity=False)
                 with os.fdopen(fd, "wb") as out:

@@ -127,7 +127,7 @@ class Classification(Task):
 
         def mistakes(path):
             data, evaluation = evaluated()
-            plot_mistakes(data.images.cpu(), evaluation, data.info.classes, path)
+            plot_mistakes(data.images, evaluation, data.info.classes, path)
 
         measured = [] if history else [Section("On the test set", (
             f"On {len(evaluated()[0]):,} test {self.example}s: {self.summary(evaluated()[1])}.",))]
@@ -135,7 +135,7 @@ class Classification(Task):
                 Section("Confusion matrix", (Figure("confusion.png", "confusion matrix", confusion),)),
                 Section("Most confident mistakes", (Figure("mistakes.png", "mistakes", mistakes),))]
 
-    def prepare(self, source, info, shape, name=None):
+    def prepare(self, source, info, shape, name=None, max_side=None):
         return prepare_image(source, info, shape, name)
 
     def output_shape(self, batch, classes, height, width):

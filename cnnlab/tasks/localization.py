@@ -218,9 +218,9 @@ class Localization(Task):
                                                lambda path: self.evaluation_figure(data, evaluation, path)),)),
                 Section("Mistakes", (Figure("mistakes.png", "mistakes", mistakes),))]
 
-    def prepare(self, source, info, shape, name=None):
+    def prepare(self, source, info, shape, name=None, max_side=None):
         """A user's image of a digit at its own size (a light background inverted), fitted into the canvas."""
-        return fit_scene(load_scene(source, name), *shape[1:])
+        return fit_scene(load_scene(source, name, max_side), *shape[1:])
 
     def class_scores(self, output):
         return output[:, :-4]

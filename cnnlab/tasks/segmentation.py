@@ -148,8 +148,8 @@ class Segmentation(Task):
                 Section("Test scenes", (Figure("scenes.png", "scenes",
                                                lambda path: self.evaluation_figure(data, evaluation, path)),))]
 
-    def prepare(self, source, info, shape, name=None):
-        return load_scene(source, name)  # at its own size: the nets are fully convolutional
+    def prepare(self, source, info, shape, name=None, max_side=None):
+        return load_scene(source, name, max_side)  # at its own size: the nets are fully convolutional
 
     def output_shape(self, batch, classes, height, width):
         return (batch, classes, height, width)

@@ -21,6 +21,7 @@ import torch
 
 from cnnlab.data import DatasetInfo
 from cnnlab.errors import ConfigError
+from cnnlab.viz.activations import check_scores
 
 # What a task may refuse, each with its one-line reason (`Task.refusals`): the pictures of `cnnlab show` by
 # their kind, and these.
@@ -123,8 +124,11 @@ class Task(ABC):
 
     # -- one input --------------------------------------------------------------------------------------------
     @abstractmethod
-    def prepare(self, source, info: DatasetInfo, shape: tuple[int, int, int], name: str | None = None) -> np.ndarray:
-        """A user's image (a path or bytes) as the model's uint8 input of `shape` [C, H, W]."""
+    def prepare(self, source, info: DatasetInfo, shape: tuple[int, int, int], name: str | None = None,
+                max_side: int | None = None) -> np.ndarray:
+        """A user's image (a path or bytes) as the model's uint8 input of `shape` [C, H, W]. `max_side`: a scene
+        larger than it is reduced to it as it is decoded (the explorer, which fits any photo to its canvas); without,
+        a scene too large for its digits to be at the scale the model learned is refused."""
 
     def class_scores(self, output: torch.Tensor) -> torch.Tensor:
         """The class scores in the model's output batch, which a softmax turns into probabilities ([N, K], or
@@ -138,6 +142,11 @@ class Task(ABC):
     @abstractmethod
     def output_shape(self, batch: int, classes: int, height: int, width: int) -> tuple[int, ...]:
         """The shape of a model's output for a batch of height x width images."""
+
+    def checked(self, output, source: str, batch: int | None = None) -> torch.Tensor:
+        """`output` if it has the form of this task's outputs (a tensor of their rank, `batch` rows, finite
+        numbers); otherwise a ModelOutputError naming `source` and what the model returned."""
+        return check_scores(output, source, batch, dims=(len(self.output_shape(1, 1, 1, 1)),))
 
     def split_outputs(self, output: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The model's output as the outputs named by `output_names`."""

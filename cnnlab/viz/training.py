@@ -82,8 +82,9 @@ def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path
     _save(fig, path)
 
 
-def plot_mistakes(images: torch.Tensor, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
-    """The test images the model got wrong with the highest confidence, with true and predicted labels."""
+def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
+    """The test images the model got wrong with the highest confidence, with true and predicted labels (`images`:
+    uint8 [N, C, H, W], a tensor on any device or images read by index from disk)."""
     probs = evaluation.logits.softmax(1)
     confidence, predicted = probs.max(1)
     wrong = (predicted != evaluation.labels).nonzero().flatten()
@@ -94,7 +95,7 @@ def plot_mistakes(images: torch.Tensor, evaluation, classes: tuple[str, ...], pa
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, order.tolist()):
-        image = images[index]
+        image = torch.as_tensor(images[index]).cpu()
         ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if image.shape[0] == 1 else None)
         ax.set_title(f"true {classes[evaluation.labels[index]]}\npred {classes[predicted[index]]} "
                      f"{confidence[index]:.0%}", fontsize=8, color="firebrick")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import threading
 from contextlib import contextmanager
 from importlib import resources
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from cnnlab import __version__
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
-from cnnlab.data.preprocess import fit_scene
+from cnnlab.data.preprocess import MAX_SCENE_SIDE, fit_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.tasks import task_of
 from cnnlab.viz.activations import normalize_input
@@ -63,6 +64,7 @@ class DigitInput(BaseModel):
 
 class ActivationsRequest(DigitInput):
     max_maps: int = Field(32, ge=1, le=256, description="feature maps sent per layer (the first ones)")
+    layer: str | None = Field(None, description="only this row (a layer opened on the page: up to max_maps maps)")
 
 
 class ExplainRequest(DigitInput):
@@ -141,8 +143,9 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
                                  f"(expected {', '.join(sorted(UPLOAD_FORMATS))})")
     if header.width * header.height > MAX_UPLOAD_PIXELS:
         raise HTTPException(413, f"{name}: {header.width}x{header.height} is more than {MAX_UPLOAD_PIXELS:,} pixels")
-    image = loaded.task.prepare(data, loaded.info, loaded.shape, name)
-    # the page shows the canvas the model was trained on: a scene of another size is fitted into it
+    # a photo of a scene of any size is reduced as it is decoded; the page shows the canvas the model was trained
+    # on, so a scene of another size is fitted into it
+    image = loaded.task.prepare(data, loaded.info, loaded.shape, name, max_side=MAX_SCENE_SIDE)
     return fit_scene(image, *loaded.shape[1:]) if image.ndim == 2 else image
 
 
@@ -159,6 +162,37 @@ def heavy_work():
         yield
     finally:
         _heavy.release()
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+?)\.?(?::[0-9]*)?", re.IGNORECASE)  # name or [IPv6], port
+
+
+def host_name(header: str) -> str | None:
+    """The name or address of a Host header, lower case, without its port or a trailing dot (None: malformed)."""
+    match = _HOST.fullmatch(header)
+    return match[1].lower() if match else None
+
+
+class HostCheck:
+    """Answer only requests whose Host header names this server: a page elsewhere whose domain the attacker points
+    at 127.0.0.1 (DNS rebinding) is then same-origin with the explorer in the browser's eyes, but its requests carry
+    the attacker's name in Host and get 400 before any endpoint runs. `*` among the hosts turns the check off."""
+
+    def __init__(self, app, hosts):
+        self.app = app
+        self.hosts = {host_name(h) or h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or "*" in self.hosts:
+            return await self.app(scope, receive, send)
+        given = [value.decode("latin-1") for key, value in scope.get("headers") or [] if key == b"host"]
+        if len(given) != 1 or host_name(given[0]) not in self.hosts:
+            shown = repr(given[0][:60]) if len(given) == 1 else f"{len(given)} Host headers"
+            detail = (f"Host {shown}: not a name this explorer answers to ({', '.join(sorted(self.hosts))}); "
+                      "start it with --allowed-hosts NAME to add one")
+            return await JSONResponse({"detail": detail}, 400)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -196,16 +230,20 @@ class BodyLimit:
         return f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
 
 
-def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=()) -> FastAPI:
+def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=(),
+               hosts=LOOPBACK_HOSTS, folders=()) -> FastAPI:
     """The explorer for `runs` (default: every run in `runs_dir`), the registered models, and `own`
-    (cnnlab.train.user_model.UserModel: models from the user's files)."""
-    sources = Sources(runs, runs_dir, own=own)
+    (cnnlab.train.user_model.UserModel: models from the user's files). It answers requests whose Host header is
+    one of `hosts` only, and reads the images of a folder dataset only under one of `folders` (or an `own`
+    model's): a run folder's config.json is not trusted to name what the server may read."""
+    sources = Sources(runs, runs_dir, own=own, folders=folders)
     # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
     app = FastAPI(title="cnnlab explorer", version=__version__, docs_url=None, redoc_url=None,
                   description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")
     app.state.sources = sources
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=BODY_TIMEOUT_S)
+    app.add_middleware(HostCheck, hosts=hosts)  # the last added runs first: a foreign Host reaches nothing
 
     @app.exception_handler(CnnlabError)
     def user_error(_request, err: CnnlabError):
@@ -224,6 +262,8 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         run = next((r for r in sources.runs() if r.config.dataset == dataset), None)
         if is_folder(dataset) and dataset not in sources.datasets():  # no other folder is read
             raise HTTPException(404, f"{dataset}: not the dataset of a run or model shown here (GET /api/sources)")
+        if sources.refusal(dataset):
+            raise HTTPException(403, sources.refusal(dataset))
         try:
             # a generated dataset (mnist-scenes) makes only the scenes asked for
             generated = dataset_info(dataset).load is not None
@@ -242,19 +282,25 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
 
     @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")
     def predict(image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP or WebP")],
-                source: Annotated[str, Form()]) -> dict:
+                source: Annotated[str, Form()],
+                layers: Annotated[bool, Form(description="also every layer's output, as /api/activations gives "
+                                                         "it: a drawing's whole answer in one request")] = False,
+                max_maps: Annotated[int, Form(ge=1, le=256)] = 32) -> dict:
         with heavy_work():
             loaded = sources.get(source)
             digit = read_upload(image, loaded)
+            if layers:  # the task's answer (probabilities and prediction, a class map, a box) is in it
+                return {"source": source, "digit": digit.tolist(), **inspect.activations(loaded, digit, max_maps)}
             with loaded.lock, torch.inference_mode():
-                output = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))[0]
+                output = loaded.task.checked(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
+                                             source, 1)[0]
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 **loaded.task.explorer(output, loaded.info)}
 
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:
         with heavy_work():
-            return inspect.activations(*_source_and_image(sources, body), body.max_maps)
+            return inspect.activations(*_source_and_image(sources, body), body.max_maps, body.layer)
 
     @app.get("/api/kernels", summary="The kernels of a convolution layer (default: the first)")
     def kernels(source: str, layer: str | None = None,

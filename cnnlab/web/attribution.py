@@ -51,6 +51,8 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     layer's features, cached), each with where the activation is, its value, its receptive field and its deconvnet
     projection."""
     loaded.task.refuse(TOP_ACTIVATIONS, loaded.source)
+    if (layer, feature) in loaded.answers:  # asked again: the same answer, at once
+        return loaded.answers[layer, feature]
     with _searching:  # one search at a time: a second request for the same layer then finds it cached
         tops = loaded.tops.get(layer) or _search(loaded, layer)
     with loaded.lock:  # the projections run the shared model's layers; no other request's hooks may see them
@@ -63,16 +65,20 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
         if images and loaded.fields is None:
             loaded.fields = receptive_fields(loaded.model, (1, *images[0].shape))
         field = loaded.fields[layer] if images else None
-    return {"layer": layer, "feature": feature, "features": len(tops), "searched": loaded.progress[layer][1],
-            "hits": [{"index": h.image, "value": h.value, "y": h.y, "x": h.x, "image": image.tolist(),
-                      "box": list(field_box(field, h.y, h.x, *image.shape)),
-                      "projection": [[round(float(v), 6) for v in row] for row in p]}
-                     for h, image, p in zip(hits, images, projected)]}
+    loaded.answers[layer, feature] = {
+        "layer": layer, "feature": feature, "features": len(tops), "searched": loaded.progress[layer][1],
+        "hits": [{"index": h.image, "value": h.value, "y": h.y, "x": h.x, "image": image.tolist(),
+                  "box": list(field_box(field, h.y, h.x, *image.shape)),
+                  "projection": [[round(float(v), 6) for v in row] for row in p]}
+                 for h, image, p in zip(hits, images, projected)]}
+    return loaded.answers[layer, feature]
 
 
 def _search(loaded: Loaded, layer: str) -> list[list[tuple[deconv.Hit, np.ndarray]]]:
     """The search runs on a copy of the model, so that the page's other requests on it (a drawing's activations)
     do not wait for it: only the copying holds the model's lock."""
+    if loaded.refusal:
+        raise ConfigError(f"{loaded.source}: {loaded.refusal}")
     split = load_dataset(loaded.info.name, "test", loaded.data_dir, download=False, quiet=True)
     if split.images.ndim != 3:
         raise ConfigError(f"{loaded.info.name}: top activations need single-channel test images")

@@ -9,10 +9,16 @@ model.
 
 Two rows of the explorer are not modules: `softmax` (the model's output, normalized) and `<block>.add`, a residual
 block's addition of its two branches, just before the block's last activation.
+
+A map's index may be `[channel]` alone: the view then opens where the lecture's point shows best (`opening`), an
+activation on a negative input (f(x) = 0 for a ReLU), any other map at its strongest value. Each map's answer also
+carries the maps the view draws, exactly (`maps`: the layer's output channel, and the map(s) it reads), packed as
+base64 float32 (`pack`).
 """
 
 from __future__ import annotations
 
+import base64
 import inspect
 import math
 
@@ -31,7 +37,10 @@ from cnnlab.web.sources import Loaded
 
 ADD = ".add"  # suffix of a residual block's addition row
 SOFTMAX = "softmax"
-TOP_TERMS = 10  # the largest products of a fully connected layer's sum, listed one by one
+# A fully connected layer's sum: its largest products are listed one by one until they make this share of the
+# sum of all products' magnitudes (or TOP_TERMS_MAX of them); what is left is stated per sign.
+TOP_SHARE, TOP_TERMS_MIN, TOP_TERMS_MAX = 0.8, 5, 12
+DRAWN_INPUT = 65_536  # a convolution's input maps are sent for its sliding-kernel animation up to this many values
 # Element-wise functions: (formula as the page writes it, f(x, slope)).
 ACTIVATIONS = {
     "ReLU": ("max(0, x)", lambda x, a: max(0.0, x)),
@@ -79,7 +88,12 @@ def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> d
     if name == SOFTMAX:  # a classifier's output, or the classes of one pixel of a segmentation's
         output, _ = _forward(loaded, image, {})
         logits = loaded.task.class_scores(output[None])[0]  # the class scores, where the output holds more
-        return _softmax(logits, _check_index(name, logits.shape, index))
+        if logits.ndim == 3 and len(index) == 1:  # a class's score map opens at its highest score
+            index = opening("scores", logits, logits, index[0])
+        answer = _softmax(logits, _check_index(name, logits.shape, index))
+        if logits.ndim == 3:
+            answer["maps"] = {"after": pack(logits[answer["index"][0]])}
+        return answer
     if name.endswith(ADD) and name[:-len(ADD)] in residual_blocks(model):
         return _residual(loaded, image, name[:-len(ADD)], index)
     module = dict(model.named_modules()).get(name) if name else None
@@ -88,16 +102,51 @@ def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> d
         shown = ", ".join(n for n, m in model.named_modules() if n and layer_kind(m))
         what = "no such layer" if module is None else f"a {type(module).__name__} has no formula view"
         raise LayerError(f"layer {name!r}: {what}; the layers: {shown}, {SOFTMAX}")
-    _, seen = _forward(loaded, image, {name: module})
+    wanted = shown_layers(model) if kind == "linear" else {name: module}  # a sum over maps is grouped by map
+    _, seen = _forward(loaded, image, wanted)
     inp, out = seen[name]
+    if out.ndim == 3 and len(index) == 1:
+        index = opening(kind, inp, out, index[0])
     at = _check_index(name, out.shape, index)
     with loaded.lock:  # a conv layer is run again to see its kernel; no other request's hooks may see that
         terms = EXPLAIN[kind](module, inp, out, at)
     answer = {"layer": name, "type": type(module).__name__, "kind": kind, "index": list(at),
               "actual": float(out[at]), **terms}
+    if kind == "linear":
+        answer.update(_by_map(seen, name, inp, module, at))
     if out.ndim == 3:
         answer["field"] = _field(loaded, name, at, image)
+        answer["maps"] = {"after": pack(out[at[0]]), **_before(kind, inp, at), **terms.pop("maps", {})}
     return answer
+
+
+def shown_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The leaf layers the explorer shows, by name (every module `layer_kind` names)."""
+    return {name: m for name, m in model.named_modules() if name and layer_kind(m)}
+
+
+def pack(values: torch.Tensor) -> dict:
+    """A map (or any tensor) exactly and compactly: its shape and its values as base64 little-endian float32."""
+    data = values.detach().float().contiguous().numpy().astype("<f4").tobytes()
+    return {"shape": list(values.shape), "data": base64.b64encode(data).decode()}
+
+
+def opening(kind: str, inp: torch.Tensor, out: torch.Tensor, channel: int) -> list[int]:
+    """Where map `channel`'s view opens: an activation on its most negative input (a ReLU's zero, the flat tail of
+    a tanh), when the map has one; any other map, and an activation without negatives, at its largest value."""
+    if not 0 <= channel < out.shape[0]:
+        return [channel, 0, 0]  # _check_index names the problem
+    if kind == "activation" and inp.shape == out.shape and float(inp[channel].min()) < 0:
+        flat = int(inp[channel].argmin())
+    else:
+        flat = int(out[channel].argmax())
+    return [channel, *divmod(flat, out.shape[2])]
+
+
+def _before(kind: str, inp: torch.Tensor, at: tuple[int, ...]) -> dict:
+    """The map before the layer that its view draws: the input channel an activation, a pooling or a
+    normalization is applied to (a convolution sends its own, `_conv`)."""
+    return {"before": pack(inp[at[0]])} if kind in ("activation", "pool", "batchnorm", "lrn") else {}
 
 
 def _field(loaded: Loaded, name: str, at: tuple[int, ...], image: np.ndarray) -> dict | None:
@@ -133,12 +182,18 @@ def _conv2d_signature(input, weight, bias=None, stride=1, padding=0, dilation=1,
     """F.conv2d's parameters (a builtin, whose signature inspect cannot read)."""
 
 
-def _conv(module, inp, out, at) -> dict:
+def conv_call(module: nn.Module, inp: torch.Tensor) -> dict:
+    """The arguments of the F.conv2d that `module` runs on `inp` [C, H, W]: input, weight, bias, stride, padding,
+    dilation, groups."""
     with torch.no_grad(), _ConvCall() as capture:
         module(inp[None])
     if capture.call is None:
         raise LayerError(f"a {type(module).__name__} runs no 2-D convolution; it has no formula view")
-    call = capture.call.arguments
+    return capture.call.arguments
+
+
+def _conv(module, inp, out, at) -> dict:
+    call = conv_call(module, inp)
     if isinstance(call["padding"], str):
         raise LayerError("only convolutions with numeric padding are explained")
     # the input as the convolution received it: a non-zero padding mode has already been applied
@@ -155,9 +210,14 @@ def _conv(module, inp, out, at) -> dict:
     kernel = weight[channel]
     bias = 0.0 if call["bias"] is None else float(call["bias"].detach()[channel])
     sums = (patch.double() * kernel.double()).sum((1, 2))
-    return {"input_channels": list(range(first_in, first_in + per_group)), "patch": patch.tolist(),
-            "kernel": kernel.tolist(), "channel_sums": sums.tolist(), "bias": bias,
-            "rows": (rows - py).tolist(), "cols": (cols - px).tolist(), "result": float(sums.sum()) + bias}
+    answer = {"input_channels": list(range(first_in, first_in + per_group)), "patch": patch.tolist(),
+              "kernel": kernel.tolist(), "channel_sums": sums.tolist(), "bias": bias,
+              "rows": (rows - py).tolist(), "cols": (cols - px).tolist(), "result": float(sums.sum()) + bias,
+              "stride": [sy, sx], "padding": [py, px], "dilation": [dy, dx]}
+    maps = received[first_in:first_in + per_group]
+    if maps.numel() <= DRAWN_INPUT:  # the maps the kernel slides over, for the view's animation
+        answer["maps"] = {"before": pack(maps)}
+    return answer
 
 
 def _deconv(module: nn.ConvTranspose2d, inp, out, at) -> dict:
@@ -207,7 +267,24 @@ def _activation(module, inp, out, at) -> dict:
         weights = module.weight.detach()
         slope = float(weights[at[0] if len(weights) > 1 else 0])
     x = float(inp[at])
-    return {"function": name, "formula": formula, "x": x, "slope": slope, "result": function(x, slope)}
+    return {"function": name, "formula": formula, "x": x, "slope": slope, "result": function(x, slope),
+            "curve": _curve(module, inp, at)}
+
+
+def _curve(module: nn.Module, inp: torch.Tensor, at: tuple[int, ...], points: int = 121) -> dict:
+    """f over the range of the input (with 0), computed by the layer itself on the channel of `at` (dim 1, as
+    PyTorch counts channels): the plot the view draws, with the layer's learned slope if it has one."""
+    channel = at[0]
+    values = inp[channel] if inp.ndim == 3 else inp
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    if high - low < 1e-6:
+        low, high = low - 1, high + 1
+    xs = torch.linspace(low, high, points)
+    grid = torch.zeros(1, inp.shape[0], points, *([1] if inp.ndim == 3 else []))
+    grid[0, channel] = xs.view(points, *([1] if inp.ndim == 3 else []))
+    with torch.no_grad():
+        ys = module(grid)[0, channel].reshape(-1)
+    return {"x": xs.tolist(), "y": ys.tolist()}
 
 
 def _window(start: int, size: int, step: int, limit: int) -> list[int | None]:
@@ -285,21 +362,96 @@ def _lrn(module: nn.LocalResponseNorm, inp, out, at) -> dict:
 
 
 def _flatten(module, inp, out, at) -> dict:
+    """Value i of the vector is map i // (H W), row (i // W) % H, column i % W of the maps before: the view
+    draws that map with the pixel marked."""
     source = [int(i) for i in np.unravel_index(at[0], tuple(inp.shape))]
-    return {"from_shape": list(inp.shape), "from": source, "result": float(inp[tuple(source)])}
+    answer = {"from_shape": list(inp.shape), "from": source, "result": float(inp[tuple(source)])}
+    if inp.ndim == 3:
+        answer["maps"] = {"before": pack(inp[source[0]])}
+    return answer
 
 
 def _linear(module: nn.Linear, inp, out, at) -> dict:
+    """y = Σ w_i x_i + b, decomposed so that nothing hides: the sums of the positive and of the negative products,
+    the largest products one by one (until they make TOP_SHARE of all the magnitudes), and what the others add,
+    per sign."""
     j = at[-1]
     x = inp.reshape(-1, module.in_features)[0 if inp.ndim == 1 else at[0]].double()
     weights = module.weight.detach()[j].double()
     products = x * weights
-    order = products.abs().argsort(descending=True)[:TOP_TERMS]
-    top = [{"index": int(i), "x": float(x[i]), "w": float(weights[i]), "product": float(products[i])} for i in order]
+    magnitudes = products.abs()
+    order = magnitudes.argsort(descending=True)
+    covered = magnitudes[order].cumsum(0) / max(float(magnitudes.sum()), 1e-300)
+    count = int((covered < TOP_SHARE).sum()) + 1
+    count = max(TOP_TERMS_MIN, min(TOP_TERMS_MAX, count, len(order)))
+    listed = order[:count]
+    top = [{"index": int(i), "x": float(x[i]), "w": float(weights[i]), "product": float(products[i])}
+           for i in listed]
+    rest = torch.ones_like(products, dtype=torch.bool)
+    rest[listed] = False
     bias = 0.0 if module.bias is None else float(module.bias.detach()[j])
-    total = float(products.sum())
-    return {"inputs": module.in_features, "top": top, "rest": total - math.fsum(t["product"] for t in top),
-            "bias": bias, "result": total + bias}
+    positive, negative = products > 0, products < 0
+    return {"inputs": module.in_features, "top": top, "bias": bias,
+            "positive": math.fsum(products[positive].tolist()), "negative": math.fsum(products[negative].tolist()),
+            "positive_count": int(positive.sum()), "negative_count": int(negative.sum()),
+            "rest": {"positive": math.fsum(products[rest & positive].tolist()),
+                     "negative": math.fsum(products[rest & negative].tolist()),
+                     "positive_count": int((rest & positive).sum()), "negative_count": int((rest & negative).sum())},
+            "result": math.fsum(products.tolist()) + bias}
+
+
+def _by_map(seen: dict, name: str, inp: torch.Tensor, module: nn.Module, at: tuple[int, ...]) -> dict:
+    """When a fully connected layer reads maps laid out as a vector (after a flatten), its sum grouped by input
+    map: what each map adds, its positive and negative parts apart."""
+    x = inp.reshape(-1)
+    before = list(seen)[:list(seen).index(name)]
+    source = next((n for n in reversed(before) if seen[n][1].ndim == 3 and seen[n][1].numel() == x.numel()
+                   and torch.equal(seen[n][1].reshape(-1), x)), None)
+    if source is None:
+        return {}
+    maps = seen[source][1].shape[0]
+    products = (x.double() * module.weight.detach()[at[-1]].double()).reshape(maps, -1)
+    return {"from": source, "from_shape": list(seen[source][1].shape),
+            "by_map": [{"map": k, "positive": float(row.clamp(min=0).sum()), "negative": float(row.clamp(max=0).sum())}
+                       for k, row in enumerate(products)]}
+
+
+def traced_rows(seen: dict, model: nn.Module | None) -> list[tuple[str, torch.Tensor | None, torch.Tensor]]:
+    """The explorer's rows in execution order as (name, input, output): each traced layer, and a residual block's
+    addition (`<block>.add`: no input of its own, the sum as output) just before the block's last activation."""
+    additions = {act: row for row, act in addition_rows(seen, model).items()} if model is not None else {}
+    answer = []
+    for name, (inp, out) in seen.items():
+        if name in additions:
+            answer.append((additions[name], None, inp))
+        answer.append((name, inp, out))
+    return answer
+
+
+def feeders(traced: list[tuple[str, torch.Tensor | None, torch.Tensor]],
+            image: torch.Tensor | None = None) -> dict[str, list[str]]:
+    """{row: the rows it reads}: a layer reads the latest row before it whose output is its input (the same
+    numbers, in any shape: a fully connected layer reads flattened maps), or the model's `image`; a residual
+    addition reads the block's main branch and the row its shortcut carries (the sum minus the main branch). A
+    layer fed by something that is no row (a concatenation) reads none."""
+    answer = {}
+    for position, (name, inp, out) in enumerate(traced):
+        earlier = traced[:position][::-1]
+        if inp is None:  # an addition: the main branch is the block's last batch norm, the shortcut the rest
+            block = name[:-len(ADD)]
+            main = next((r for r in earlier if r[0].startswith(block + ".") and "downsample" not in r[0]), None)
+            if main is None:
+                answer[name] = []
+                continue
+            shortcut = out - main[2]
+            other = next((r[0] for r in earlier if r[2].shape == shortcut.shape and r is not main
+                          and torch.allclose(r[2], shortcut, atol=1e-5)), None)
+            answer[name] = [main[0]] + ([other] if other else [])
+            continue
+        same = lambda tensor: tensor.numel() == inp.numel() and torch.equal(tensor.reshape(-1), inp.reshape(-1))
+        source = next((r[0] for r in earlier if same(r[2])), None)
+        answer[name] = [source] if source else (["input"] if image is not None and same(image) else [])
+    return answer
 
 
 def _softmax(logits: torch.Tensor, at: tuple[int, ...]) -> dict:
@@ -330,6 +482,8 @@ def _residual(loaded: Loaded, image: np.ndarray, block_name: str, index: list[in
     last_bn = [n for n in order if n in inside and layer_kind(inside[n]) == "batchnorm"][-1]
     last_act = addition_rows(seen, loaded.model)[block_name + ADD]
     total = seen[last_act][0]
+    if len(index) == 1:
+        index = opening("residual", total, total, index[0])
     at = _check_index(block_name + ADD, total.shape, index)
     main = float(seen[last_bn][1][at])
     if block.downsample is None:
@@ -341,6 +495,7 @@ def _residual(loaded: Loaded, image: np.ndarray, block_name: str, index: list[in
               "main": main, "main_from": last_bn, "shortcut": shortcut, "shortcut_from": via,
               "then": last_act, "result": main + shortcut, "actual": float(total[at])}
     answer["field"] = _field(loaded, last_act, at, image)
+    answer["maps"] = {"after": pack(total[at[0]])}
     return answer
 
 

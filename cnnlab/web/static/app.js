@@ -1,93 +1,45 @@
-// The explorer page: every number comes from the JSON API (see /openapi.json); this file only draws.
+// The explorer page: every number comes from the JSON API (see /openapi.json); the modules only draw it.
+import { api, Channel, floatsOf, pending, postJSON } from "./api.js";
+import { context2d, el, enlarged, flat, fmt, legend, outline, paint, range, scaleFor, viridis } from "./paint.js";
+import { Network, paintVector } from "./network.js";
+import { setupPlayground } from "./playground.js";
+import { VIEWS } from "./views.js";
+
 const $ = (selector) => document.querySelector(selector);
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-const state = { sources: [], source: null, digit: null, layers: [], examplesStart: 0, dataset: null, filters: [] };
+const state = { sources: [], source: null, digit: null, layers: [], examplesStart: 0, dataset: null };
+// one request in flight per endpoint (api.js): a newer one aborts or waits
+const channels = Object.fromEntries(["predict", "activations", "formula", "occlusion", "top", "kernels"].map((k) => [k, new Channel()]));
 
-// ---- API -------------------------------------------------------------------------------------------------
-// body[data-pending] counts requests in flight, and drawings on their way to becoming one: "0" means the page
-// shows its final answer (the tests wait for it).
-const pending = (change) => { document.body.dataset.pending = Number(document.body.dataset.pending || 0) + change; };
-async function api(path, options = {}) {
-  pending(+1);
-  let response, body;
-  try {
-    response = await fetch(path, options);
-    body = await response.json().catch(() => ({}));
-  } finally {
-    pending(-1);
-  }
-  if (!response.ok) {
-    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
-    throw new Error(detail || `${path}: HTTP ${response.status}`);
-  }
-  return body;
-}
-const postJSON = (path, body) => api(path, {
-  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-});
-
+// ---- errors --------------------------------------------------------------------------------------------------
 // The status line shows the last error and which kind of request made it: only a later success of the same
-// kind clears it (an answer to an earlier drawing's activations must not wipe a refused upload's reason).
+// kind clears it (an answer to an earlier drawing's activations must not wipe a refused request's reason). An
+// upload's error shows beside the upload instead, until the next thing the user does.
 let statusKind = null;
 function setStatus(message, kind = null) {
   $("#status").textContent = message || "";
   statusKind = message ? kind : null;
 }
+const report = (kind, err) => (err ? setStatus(err.message, kind) : statusKind === kind && setStatus(""));
+function uploadError(message) {
+  $("#upload-error").textContent = message || "";
+  $("#upload-error").hidden = !message;
+}
 
-// A newer request of a kind makes older answers of that kind stale: drawing fires many, and only the last
-// one may paint.
-const generations = {};
-async function latest(kind, work) {
-  const mine = (generations[kind] = (generations[kind] || 0) + 1);
+// A request through its endpoint's channel: its answer, or null when it was refused (the reason shown) or a
+// newer request made it stale.
+async function call(kind, make, mode = "replace") {
   try {
-    const result = await work();
-    if (mine !== generations[kind]) return null;
-    if (statusKind === kind) setStatus("");
-    return result;
+    const answer = await channels[kind].run(make, mode);
+    if (answer && statusKind === kind) setStatus("");
+    return answer;
   } catch (err) {
-    if (mine === generations[kind]) setStatus(err.message, kind);
+    setStatus(err.message, kind);
     return null;
   }
 }
 
-// ---- colours ---------------------------------------------------------------------------------------------
-// Signed values use a diverging scale centred on zero (blue negative, red positive); non-negative ones
-// (images, ReLU and pooling outputs) a grayscale, so the input looks like MNIST: white ink on black.
-function colourFor(value, low, high) {
-  if (low < 0) {
-    const scale = Math.max(-low, high) || 1;
-    const t = Math.max(-1, Math.min(1, value / scale));
-    const [r, g, b] = t >= 0 ? [192, 57, 43] : [33, 102, 172];
-    const a = Math.abs(t);
-    return [255 + (r - 255) * a, 255 + (g - 255) * a, 255 + (b - 255) * a];
-  }
-  const v = high > low ? (255 * (value - low)) / (high - low) : 0;
-  return [v, v, v];
-}
-
-// Probabilities and other values in [0, 1]: viridis, whose lightness rises steadily (it reads in greyscale) and
-// which colour-blind readers see as the same ramp.
-const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-function viridis(t) {
-  const x = Math.max(0, Math.min(1, t)) * (VIRIDIS.length - 1);
-  const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-  return VIRIDIS[i].map((c, k) => c + (VIRIDIS[i + 1][k] - c) * (x - i));
-}
-
-function paint(canvas, values, height, width, low, high, colours = colourFor) {
-  canvas.width = width;
-  canvas.height = height;
-  const context = canvas.getContext("2d");
-  const image = context.createImageData(width, height);
-  for (let i = 0; i < height * width; i++) {
-    const [r, g, b] = colours(values[i], low, high);
-    image.data.set([r, g, b, 255], 4 * i);
-  }
-  context.putImageData(image, 0, 0);
-}
-
-const flat = (rows) => rows.flat(Infinity);
-const range = (values) => values.reduce(([lo, hi], v) => [Math.min(lo, v), Math.max(hi, v)], [Infinity, -Infinity]);
+// ---- inputs ----------------------------------------------------------------------------------------------
 // An input is rows of pixels (a digit, a scene) or [channel][row][pixel] (a colour photo): its [C, H, W].
 const shapeOf = (image) => (Array.isArray(image[0][0]) ? [image.length, image[0].length, image[0][0].length]
   : [1, image.length, image[0].length]);
@@ -109,21 +61,9 @@ const CLASS_COLOURS = ["#000000", "#cc6677", "#332288", "#ddcc77", "#117733", "#
 const classColour = (c) => CLASS_COLOURS[c % CLASS_COLOURS.length].match(/\w\w/g).map((h) => parseInt(h, 16));
 const paintClasses = (canvas, classMap) => paint(canvas, flat(classMap), classMap.length, classMap[0].length, 0, 0, classColour);
 
-function decodeMaps(layer) {
-  // The API sends maps as uint8 scaled to the layer's [min, max]; scale back to the layer's own numbers.
-  const bytes = Uint8Array.from(atob(layer.maps), (c) => c.charCodeAt(0));
-  const [, height, width] = layer.shape;
-  const size = height * width;
-  const maps = [];
-  for (let k = 0; k < layer.shown; k++) {
-    maps.push(Array.from(bytes.subarray(k * size, (k + 1) * size), (b) => layer.min + (b / 255) * (layer.max - layer.min)));
-  }
-  return maps;
-}
-
 // ---- sources ---------------------------------------------------------------------------------------------
 async function loadSources() {
-  state.sources = await api("api/sources");
+  state.sources = await api("api/sources");  // runs first, the newest first
   const select = $("#source");
   select.replaceChildren(...state.sources.map((s) => {
     const option = document.createElement("option");
@@ -131,14 +71,15 @@ async function loadSources() {
     option.textContent = s.kind === "file" ? `${s.name} (your model${s.random_weights ? ", initial weights" : ""})`
       : s.kind !== "run" ? `${s.name} (untrained, random weights)`
       : s.damaged ? `${s.name} (damaged: ${s.damaged})`
-      : `${s.name} (${s.model}, ${s.dataset}${s.test_acc != null ? `, ${(100 * s.test_acc).toFixed(1)}%` : ""})`;
+      : `${s.name} (${s.model}, ${s.dataset}${s.measure?.text ? `, ${s.measure.text}` : ""})`;
     return option;
   }));
-  select.addEventListener("change", () => chooseSource(select.value));
+  select.addEventListener("change", () => { uploadError(null); chooseSource(select.value); });
   await chooseSource(state.sources[0].id);
 }
 
 async function chooseSource(id) {
+  const started = performance.now();
   const source = state.sources.find((s) => s.id === id);
   state.source = source;
   $("#source").value = id;
@@ -150,17 +91,27 @@ async function chooseSource(id) {
     : source.random_weights
     ? "Untrained: the weights are random, so predictions mean nothing. Train one with `cnnlab train`."
     : `Run of ${source.model} on ${source.dataset}, ${source.engine} engine, ${source.epochs} epoch(s)` +
-      (source.test_acc != null ? `, test accuracy ${(100 * source.test_acc).toFixed(2)}%.` : ".");
+      (source.measure?.text ? `, ${source.measure.name} ${source.measure.text}.` : ".");
+  // a folder dataset the server does not read: said here, and no test images to pick
+  if (source.dataset_note) { note.classList.add("warn"); note.textContent += ` Test images: ${source.dataset_note}.`; }
   setInputMode(source);
+  closeDetail(false);
+  state.expanded.clear();
+  const work = [loadLearnedFilters()];
   if (state.dataset !== source.dataset) {
     state.dataset = source.dataset;
     state.examplesStart = 0;
     state.digit = null;  // another dataset's input would not fit this model
-    await loadExamples();
-    if (document.body.dataset.ready === "1") document.querySelector(".examples button")?.click();
+    if (source.dataset_note) $("#examples").replaceChildren();
+    else work.push(loadExamples().then(() => {
+      if (document.body.dataset.ready === "1") document.querySelector(".examples button")?.click();
+    }));
+  } else if (state.digit) {
+    work.push(analyse());
   }
-  await loadLearnedFilters();
-  if (state.digit) await analyse();
+  await Promise.all(work);
+  // the new model's answer is on the screen (the tests read how long the switch took)
+  requestAnimationFrame(() => { document.body.dataset.switchMs = (performance.now() - started).toFixed(1); });
 }
 
 // ---- input -----------------------------------------------------------------------------------------------
@@ -175,40 +126,29 @@ async function loadExamples() {
       ? [...new Set(flat(example.label))].filter((c) => c).sort((a, b) => a - b).map((c) => data.classes[c]).join(" ")
       : data.classes[example.label.class ?? example.label];  // a localization's label: {class, box}
     button.dataset.label = name;
-    button.title = `test ${data.task === "segmentation" ? "scene" : "image"} ${example.index}: ${name}`;
+    const kind = data.task === "segmentation" ? "scene" : "image";
+    button.setAttribute("aria-label", `test ${kind} ${example.index}: ${name}`);
+    button.title = `test ${kind} ${example.index}: ${name}`;
     const canvas = document.createElement("canvas");
     paintDigit(canvas, example.digit);
-    const caption = document.createElement("span");
-    caption.textContent = name;
-    button.append(canvas, caption);
+    button.append(canvas, el("span", "", name));
     button.addEventListener("click", () => {
+      uploadError(null);
       document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
       button.classList.add("chosen");
       clearCanvas();
       const [channels, height, width] = shapeOf(example.digit);
-      setDigit(example.digit, `test ${data.task === "segmentation" ? "scene" : "image"} #${example.index}, labelled ` +
-        `${name}, as stored (${channels === 3 ? "colour, " : ""}${width}×${height}).`);
+      setDigit(example.digit, `test ${kind} #${example.index}, labelled ${name}, as stored (${channels === 3 ? "colour, " : ""}${width}×${height}).`);
     });
     return button;
   }));
   state.examplesStart = (state.examplesStart + 12) % data.total;
 }
 
-async function predictUpload(blob, name) {
-  const form = new FormData();
-  form.append("image", blob, name);
-  form.append("source", state.source.id);
-  const result = await latest("predict", () => api("api/predict", { method: "POST", body: form }));
-  if (result) {
-    if (result.probabilities) showProbabilities(result.classes, result.probabilities);
-    await setDigit(result.digit, `${name}, ${PREPARED[state.mode]}`);
-  }
-}
-
 // How an upload becomes the model's input, in each input mode (the server does it, as `cnnlab predict` does).
 const PREPARED = {
-  digit: "preprocessed: grayscale, white on black, cropped, scaled to 20×20 and centred by mass — exactly what " +
-    "`cnnlab predict` does.",
+  digit: "preprocessed: the paper's lighting estimated around the ink and taken off, grayscale, white on black, " +
+    "cropped, scaled to 20×20 and centred by mass — exactly what `cnnlab predict` does.",
   photo: "prepared as the run's dataset prepared its photos (resized to fill the side and centre-cropped, or " +
     "padded, as the run recorded) — exactly what `cnnlab predict` does.",
   scene: "read as `cnnlab predict` reads a scene (grayscale, a light background inverted, digits at their own " +
@@ -216,6 +156,39 @@ const PREPARED = {
   box: "read as `cnnlab predict` reads it (grayscale, a light background inverted, the digit at its own size), " +
     "scaled down only if larger than the 64×64 canvas, and centred on it.",
 };
+
+// An image to classify (a drawing or an upload): the server prepares it and answers with every layer at once.
+// A drawing's live updates wait their turn ("queue"); anything else replaces what is in flight.
+async function predict(blob, name, { mode = "replace", final = true } = {}) {
+  const form = new FormData();
+  form.append("image", blob, name);
+  form.append("source", state.source.id);
+  form.append("layers", "true");
+  const source = state.source;
+  let failed = null;
+  let answer;
+  try {
+    answer = await channels.predict.run((signal) => {
+      const asked = performance.now();
+      return api("api/predict", { method: "POST", body: form, signal }).then((body) => {
+        state.answerTime = performance.now() - asked;
+        return body;
+      });
+    }, mode);
+  } catch (err) {
+    failed = err;
+  }
+  if (state.source !== source) return false;  // another model was chosen meanwhile
+  if (failed) {
+    if (name === "drawing") setStatus(failed.message, "predict");
+    else uploadError(failed.message);
+    return false;
+  }
+  if (!answer) return false;
+  if (statusKind === "predict") setStatus("");
+  await setDigit(answer.digit, `${name}, ${PREPARED[state.mode]}`, answer, final);
+  return true;
+}
 
 // The input pane follows the source: digits are drawn, scenes drawn on a wider canvas, photos uploaded or picked.
 function setInputMode(source) {
@@ -237,7 +210,7 @@ function setInputMode(source) {
     : mode === "scene" ? "Draw one to three digits, about a third of the canvas tall; every pixel gets a class."
     : mode === "box" ? "Draw one digit, small or large, anywhere: the box the model finds is drawn on what it sees."
     : "";
-  $("#upload-label").firstChild.textContent = mode === "photo" ? "Upload photo" : "Upload image";
+  $("#upload-button").textContent = mode === "photo" ? "Upload photo" : "Upload image";
   $("#prediction-title").textContent = mode === "scene" ? "Class of every pixel" : "Prediction";
   $("#class-map").hidden = $("#segment-note").hidden = mode !== "scene";
   $("#occlusion-panel").hidden = mode === "scene";  // occlusion maps one class probability of a classifier
@@ -245,44 +218,61 @@ function setInputMode(source) {
   state.occlusion = null;
 }
 
-async function setDigit(digit, where) {
+// A new input: shown as the model sees it, and every view follows it. `answer`: the layers already computed
+// with it (a drawing's or an upload's); `final`: not a stroke still being drawn (the views that cost a request
+// of their own wait for the stroke's end).
+async function setDigit(digit, where, answer = null, final = true) {
   state.digit = digit;
   paintDigit($("#seen"), digit);
   const [channels, height, width] = shapeOf(digit);
   $("#seen-size").textContent = `${width}×${height}${channels === 3 ? ", colour" : ""}`;
   $("#seen-note").textContent = where;
   if (!state.photo) paintDigit($("#conv-input"), greyRows(digit).map((row) => row.map((v) => Math.round(v * 255))));
-  // an occlusion map already shown follows the input, as the layers do
-  await Promise.all([analyse(), convolvePlayground(), state.occlusion ? runOcclusion() : null]);
+  const shown = answer ? Promise.resolve(showAnswer(answer, final)) : analyse();
+  if (final) {  // the views that ask the server themselves; the answer is shown without waiting for them
+    playground.convolve();
+    if (state.occlusion) runOcclusion();  // an occlusion map already shown follows the input, as the layers do
+  }
+  return shown;
 }
 
 async function analyse() {
   const digit = state.digit;
-  const result = await latest("activations", () => postJSON("api/activations", { source: state.source.id, digit, max_maps: 32 }));
+  const result = await call("activations", (signal) => postJSON("api/activations", { source: state.source.id, digit, max_maps: 32 }, signal));
   if (!result || state.digit !== digit) return;  // the input changed meanwhile (another source's, say)
+  showAnswer(result, true);
+}
+
+function showAnswer(result, final) {
   if (String(state.classes) !== String(result.classes)) {
     $("#occ-class").replaceChildren(new Option("the predicted class", ""), ...result.classes.map((c, i) => new Option(c, i)));
   }
   state.classes = result.classes;
-  if (result.task === "segmentation") showSegmentation(result);
-  else showProbabilities(result.classes, result.probabilities);
+  if (result.task === "segmentation") showSegmentation(result, final);
+  else showProbabilities(result.classes, result.probabilities, final);
   if (result.box) drawBox($("#seen"), result.box, result.prediction);
-  showNetwork(result);
+  showNetwork(result, final);
 }
 
-function showProbabilities(classes, probabilities) {
+function showProbabilities(classes, probabilities, final) {
   const best = probabilities.indexOf(Math.max(...probabilities));
   $("#prediction").textContent = classes[best];
   $("#probs").replaceChildren(...classes.map((name, i) => {
-    const item = document.createElement("li");
+    const item = el("li", i === best ? "top" : "");
     item.dataset.p = probabilities[i];
-    item.classList.toggle("top", i === best);
-    item.innerHTML = `<span class="label"></span><span class="bar"><span></span></span><span class="value"></span>`;
-    item.querySelector(".label").textContent = name;
-    item.querySelector(".bar span").style.width = `${100 * probabilities[i]}%`;
-    item.querySelector(".value").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
+    const bar = el("span", "bar");
+    const fill = el("span");
+    fill.style.width = `${100 * probabilities[i]}%`;
+    bar.append(fill);
+    item.append(el("span", "label", name), bar, el("span", "value", `${(100 * probabilities[i]).toFixed(1)}%`));
     return item;
   }));
+  if (final) announce(`Prediction: ${classes[best]}, ${(100 * probabilities[best]).toFixed(1)} percent.`);
+}
+
+// The answer, told to screen readers once it is final (not at every update of a stroke).
+function announce(text) {
+  $("#announce").textContent = text;
 }
 
 // A localization's box, [left, top, right, bottom] as fractions of the input, over the input the model saw.
@@ -297,7 +287,7 @@ function drawBox(canvas, [left, top, right, bottom], label) {
 }
 
 // A segmentation's answer: the class map beside the input, with a legend of the classes found (and their pixels).
-function showSegmentation(result) {
+function showSegmentation(result, final) {
   const found = result.pixels.map((n, c) => [c, n]).filter(([c, n]) => c && n).sort((a, b) => b[1] - a[1]);
   $("#prediction").textContent = found.length ? found.map(([c]) => result.classes[c]).join(" ") : "no digit";
   const canvas = $("#class-map");
@@ -311,34 +301,60 @@ function showSegmentation(result) {
     item.dataset.pixels = result.pixels[c];
     return item;
   }));
-  $("#segment-note").textContent = `Every pixel gets the class with the highest score (the score maps below are ` +
-    `the model's output, one per class). ${found.length ? `Found: ${found.map(([c, n]) => `${result.classes[c]} ` +
-    `(${n} pixels)`).join(", ")}.` : "No digit found: every pixel is background."}`;
+  const text = found.length ? `Found: ${found.map(([c, n]) => `${result.classes[c]} (${n} pixels)`).join(", ")}.`
+    : "No digit found: every pixel is background.";
+  $("#segment-note").textContent = "Every pixel gets the class with the highest score (the score maps below are " +
+    `the model's output, one per class). ${text}`;
+  if (final) announce(text);
 }
 
 // ---- drawing ---------------------------------------------------------------------------------------------
 const draw = $("#draw");
-const pen = draw.getContext("2d");
+const pen = context2d(draw);
 function clearCanvas() {
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, draw.width, draw.height);
   draw.dataset.ink = "0";
 }
 
+// While drawing, the page sends the canvas at most every LIVE_MS (or twice the last answer's time, for a deep
+// model: the server stays free half the time, ready for the stroke's end) and only when the answer before it has
+// arrived (the predict channel queues it); the stroke's end is always sent.
+const LIVE_MS = 400;
 function setupDrawing() {
   clearCanvas();
   let last = null;
+  let sentAt = 0;
   let timer = null;
   const point = (event) => {
     const box = draw.getBoundingClientRect();
     return [(event.clientX - box.left) * (draw.width / box.width), (event.clientY - box.top) * (draw.height / box.height)];
   };
-  // toBlob answers in a later task: from here until that drawing's answer is shown, the page is not final.
-  const send = () => {
+  // The drawing travels at half size: a 140-pixel digit is seven times what the 20-pixel box needs, and the
+  // server prepares a quarter of the pixels. toBlob answers in a later task: from here until that drawing's
+  // answer is shown, the page is not final.
+  const half = document.createElement("canvas");
+  const send = (final) => {
+    sentAt = performance.now();
     pending(+1);
-    draw.toBlob((blob) => { predictUpload(blob, "drawing").finally(() => pending(-1)); }, "image/png");
+    [half.width, half.height] = [draw.width / 2, draw.height / 2];
+    context2d(half).drawImage(draw, 0, 0, half.width, half.height);
+    half.toBlob((blob) => {
+      predict(blob, "drawing", { mode: "queue", final }).then((shown) => {
+        // pointer-up to painted: the frame that shows the answer is painted right after its animation-frame
+        // callbacks; a message posted from there arrives once it is (the tests read the time)
+        if (final && shown) requestAnimationFrame(() => {
+          const after = new MessageChannel();
+          after.port1.onmessage = () => {
+            document.body.dataset.answerMs = (performance.now() - Number(draw.dataset.upAt)).toFixed(1);
+          };
+          after.port2.postMessage(null);
+        });
+      }).finally(() => pending(-1));
+    }, "image/png");
   };
   draw.addEventListener("pointerdown", (event) => {
+    uploadError(null);
     document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
     draw.setPointerCapture(event.pointerId);
     last = point(event);
@@ -347,235 +363,240 @@ function setupDrawing() {
   draw.addEventListener("pointermove", (event) => {
     if (!last) return;
     const next = point(event);
+    if (next[0] === last[0] && next[1] === last[1]) return;  // no line yet: nothing to send
     pen.beginPath(); pen.moveTo(...last); pen.lineTo(...next); pen.stroke();
     last = next;
     draw.dataset.ink = "1";
-    // Live update while drawing, but at most a few requests per second.
-    timer = timer || setTimeout(() => { timer = null; send(); }, 250);
+    const every = Math.max(LIVE_MS, 2 * (state.answerTime || 0));
+    if (!timer) timer = setTimeout(() => { timer = null; if (last) send(false); }, Math.max(0, every - (performance.now() - sentAt)));
   });
   const end = () => {
     if (!last) return;
     last = null;
-    clearTimeout(timer);  // the final send below supersedes a throttled one
+    clearTimeout(timer);  // the final send below supersedes a live one
     timer = null;
-    if (draw.dataset.ink === "1") send();
+    draw.dataset.upAt = performance.now();
+    if (draw.dataset.ink === "1") send(true);
   };
   draw.addEventListener("pointerup", end);
   draw.addEventListener("pointercancel", end);
-  $("#clear").addEventListener("click", clearCanvas);
-  $("#upload").addEventListener("change", (event) => {
+  $("#clear").addEventListener("click", () => { uploadError(null); clearCanvas(); });
+  $("#upload-button").addEventListener("click", () => $("#upload").click());
+  $("#upload").addEventListener("change", async (event) => {
     const file = event.target.files[0];
-    if (file) predictUpload(file, file.name);
     event.target.value = "";
+    if (!file) return;
+    uploadError(null);
+    if (await predict(file, file.name)) showUpload(file);
   });
   $("#more-examples").addEventListener("click", loadExamples);
 }
 
+// An upload replaces the drawing: the canvas shows the uploaded picture (fitted, on white), and a stroke drawn
+// next is drawn on it.
+async function showUpload(file) {
+  if (state.mode === "photo") return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return;  // the server read it; the browser cannot draw it (a format it lacks): the canvas is just cleared
+  } finally {
+    clearCanvas();
+  }
+  const scale = Math.min(draw.width / bitmap.width, draw.height / bitmap.height);
+  const [width, height] = [bitmap.width * scale, bitmap.height * scale];
+  pen.drawImage(bitmap, (draw.width - width) / 2, (draw.height - height) / 2, width, height);
+  draw.dataset.ink = "1";
+  draw.dataset.upload = file.name;
+}
+
 // ---- network overview ------------------------------------------------------------------------------------
-function showNetwork(result) {
+const network = new Network($("#network"), (layer, index, element) => openUnit(layer, index, element));
+// A summarized row opened: up to MAX_ROW_MAPS of its maps, asked again for each new input while it stays open.
+const MAX_ROW_MAPS = 256;
+state.expanded = new Set();
+network.expand = (name) => { state.expanded.add(name); expandRow(name); };
+async function expandRow(name) {
+  const digit = state.digit;
+  channels[`row ${name}`] ??= new Channel();  // one request in flight per opened row
+  const answer = await call(`row ${name}`, (signal) => postJSON("api/activations",
+    { source: state.source.id, digit, layer: name, max_maps: MAX_ROW_MAPS }, signal));
+  if (answer && state.digit === digit) network.replace(answer.layers[0]);
+}
+
+function showNetwork(result, final) {
   state.layers = result.layers;
   const [channels, height, width] = shapeOf(state.digit);
   const input = { name: "input", type: channels === 3 ? `${width}×${height} colour image: red, green, blue` : `${width}×${height} image`,
-    shape: [channels, height, width] };
-  const rows = [layerRow(input, channels === 3 ? state.digit.map(flat) : [flat(state.digit)], 0, 255)];
-  for (const layer of result.layers) {
-    if (layer.maps) {
-      rows.push(layerRow(layer, decodeMaps(layer), layer.min, layer.max));
-    } else {
-      rows.push(vectorRow(layer));
-    }
-  }
+    shape: [channels, height, width], maps: Uint8Array.from(flat(state.digit)), min: 0, max: 255, shown: channels };
+  const rows = [input, ...result.layers];
   if (result.task === "segmentation") {
     // one score map per class (the model's output); a pixel's formula is the softmax over the classes there
     const { shape, min, max } = result.scores;
-    const scores = new Float32Array(Uint8Array.from(atob(result.scores.data), (c) => c.charCodeAt(0)).buffer);
+    const scores = floatsOf(result.scores);
     const size = shape[1] * shape[2];
-    const maps = Array.from({ length: shape[0] }, (_, k) => Array.from(scores.subarray(k * size, (k + 1) * size)));
-    rows.push(layerRow({ name: "scores", type: "class scores, one map per class (click: softmax over the classes of a pixel)",
-      shape, formula: "softmax", labels: result.classes }, maps, min, max));
+    rows.push({ name: "scores", type: "class scores, one map per class (open one: the softmax of a pixel over the classes)",
+      shape, formula: "softmax", labels: result.classes, min, max, shown: shape[0], maps: true,
+      floats: Array.from({ length: shape[0] }, (_, k) => scores.subarray(k * size, (k + 1) * size)),
+      reads: [result.layers.at(-1).name], links: { type: "same" } });
   } else {
-    rows.push(vectorRow({ name: "softmax", type: "probabilities", shape: [result.probabilities.length],
-      values: result.probabilities, shown: result.probabilities.length }, result.classes));
+    rows.push({ name: "softmax", type: "probabilities", shape: [result.probabilities.length], values: result.probabilities,
+      shown: result.probabilities.length, labels: result.classes, reads: [result.layers.at(-1).name], links: { type: "same" } });
   }
-  $("#network").replaceChildren(...rows);
-  // An open map or value follows the input (drawing updates it live); it closes if the new model has no such one.
-  const selector = state.detail?.vector ? ".strip .cell" : "canvas.map";
-  const open = state.detail && $(`.layer[data-layer="${CSS.escape(state.detail.layer)}"] ${selector}[data-index="${state.detail.channel}"]`);
-  if (open) open.dispatchEvent(new CustomEvent("click", { detail: "follow" }));
-  else $("#detail").hidden = true;
-}
-
-// Maps and values are buttons to keyboard users too: focus one and press Enter or Space.
-function clickable(element, label) {
-  element.tabIndex = 0;
-  element.setAttribute("role", "button");
-  element.setAttribute("aria-label", label);
-  element.title = label;
-  element.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); element.click(); }
-  });
-}
-
-function rowHead(layer) {
-  const row = document.createElement("div");
-  row.className = "layer";
-  row.dataset.layer = layer.name;
-  const head = document.createElement("div");
-  head.innerHTML = `<div class="name"></div><div class="meta"></div>`;
-  head.querySelector(".name").textContent = layer.name;
-  const kernel = layer.kernel ? ` · kernels ${layer.kernel.join("×")}` : "";
-  head.querySelector(".meta").textContent = `${layer.type} · ${layer.shape.join("×")}${kernel}`;
-  row.append(head);
-  return row;
-}
-
-function layerRow(layer, maps, low, high) {
-  const row = rowHead(layer);
-  const box = document.createElement("div");
-  box.className = "maps";
-  const [, height, width] = layer.shape;
-  maps.forEach((values, channel) => {
-    const canvas = document.createElement("canvas");
-    canvas.className = "map";
-    canvas.dataset.index = channel;
-    paint(canvas, values, height, width, low, high);
-    if (layer.labels) {  // a map per class: named under it
-      const figure = el("figure", "labelled-map");
-      figure.append(canvas, el("figcaption", "", layer.labels[channel]));
-      box.append(figure);
-    }
-    if (layer.name !== "input") {
-      clickable(canvas, `${layer.name} map ${channel}${layer.labels ? ` (${layer.labels[channel]})` : ""}`);
-      canvas.addEventListener("click", (event) => {
-        document.querySelectorAll(".network .chosen").forEach((c) => c.classList.remove("chosen"));
-        canvas.classList.add("chosen");
-        openDetail(layer, channel, values, low, high, event.detail === "follow");
-      });
-    }
-    if (!layer.labels) box.append(canvas);
-  });
-  if (layer.shape[0] > maps.length) {
-    const more = document.createElement("span");
-    more.className = "more";
-    more.textContent = `+ ${layer.shape[0] - maps.length} more maps`;
-    box.append(more);
-  }
-  row.append(box);
-  return row;
-}
-
-function vectorRow(layer, labels) {
-  const row = rowHead(layer);
-  const strip = document.createElement("div");
-  strip.className = labels ? "strip labelled" : "strip";
-  const [low, high] = range(layer.values);
-  layer.values.forEach((value, i) => {
-    const cell = document.createElement("span");
-    cell.className = "cell";
-    cell.dataset.index = i;
-    cell.addEventListener("click", (event) => {
-      document.querySelectorAll(".network .chosen").forEach((c) => c.classList.remove("chosen"));
-      cell.classList.add("chosen");
-      openVector(layer, i, event.detail === "follow");
-    });
-    if (labels) {
-      cell.style.background = `rgba(22, 163, 74, ${value})`;  // probabilities: the greener, the likelier
+  const focused = document.activeElement?.closest?.(".layer")?.dataset.layer;
+  network.show(rows, final);
+  if (final) state.expanded.forEach((name) => { if (rows.some((r) => r.name === name)) expandRow(name); });
+  if (focused) network.unit(focused, 0);  // a stroke's update must not lose the keyboard's place
+  // An open view follows the input (at the stroke's end); it closes if the new model has no such unit.
+  if (state.detail && final) {
+    const row = rows.find((r) => r.name === state.detail.row);
+    if (row && state.detail.index < (row.shown ?? row.values?.length ?? 0)) {
+      network.choose(row.name, state.detail.index);
+      showFormula(row, state.detail.index, state.detail.point);
     } else {
-      const [r, g, b] = colourFor(value, Math.min(low, 0), high);
-      cell.style.background = `rgb(${r},${g},${b})`;
+      closeDetail(false);
     }
-    clickable(cell, `${layer.name} value ${labels ? `${i} (${labels[i]})` : i}: ${value.toFixed(4)}`);
-    if (labels) cell.textContent = `${labels[i]}: ${(100 * value).toFixed(0)}%`;
-    strip.append(cell);
-  });
-  if (layer.shape[0] > layer.shown) {
-    const more = document.createElement("span");
-    more.className = "more";
-    more.textContent = `+ ${layer.shape[0] - layer.shown} more`;
-    strip.append(more);
+  } else if (state.detail) {
+    network.choose(state.detail.row, state.detail.index);
   }
-  row.append(strip);
-  return row;
 }
 
-// ---- detail: one map enlarged, and the formula behind a clicked value ---------------------------------------
-// Every number in a formula view comes from POST /api/formula: the layer's own input, weights and output.
-function openDetail(layer, channel, values, low, high, following) {
-  const [, height, width] = layer.shape;
-  const same = following && state.detail?.layer === layer.name && state.detail?.channel === channel;
-  const start = same ? state.detail.point : brightest(values, height, width);
-  state.detail = { layer: layer.name, channel, point: start };
-  const panel = $("#detail");
-  panel.hidden = false;
-  const label = layer.labels ? ` (class ${layer.labels[channel]})` : "";
-  $("#detail-title").textContent = `${layer.name} · ${layer.type} · map ${channel}${label} · ${height}×${width}`;
-  $("#detail-map").hidden = false;
-  $("#detail-legend").replaceChildren(legend(low, high));
-  $("#detail-note").textContent = "Click a pixel (or use the arrow keys) to see how the model computed it and " +
-    "where on the input it looks. The small maps are drawn from 8-bit colours; the numbers here are the model's own.";
-  const canvas = $("#detail-map");
-  const pick = (y, x) => {
-    state.detail.point = [y, x];
-    paintEnlarged(canvas, values, height, width, low, high, [y, x]);
-    showFormula(layer.formula || layer.name, [channel, y, x], layer.name);
+// ---- detail: one unit opened, and the formula behind it ---------------------------------------------------
+// Opening moves the keyboard into the view (its enlarged map, or its first control); Escape brings it back to
+// the unit that opened it.
+function openUnit(layer, index, opener) {
+  state.detail = { row: layer.name, index, point: null, opener };
+  network.choose(layer.name, index);
+  $("#detail").hidden = false;
+  showFormula(layer, index, null).then(() => {
+    const target = $("#detail-map").hidden ? $("#detail-title") : $("#detail-map");
+    target.focus({ preventScroll: true });
+    $("#detail").scrollIntoView({ behavior: reducedMotion ? "auto" : "smooth", block: "nearest" });
+  });
+}
+
+function closeDetail(refocus = true) {
+  const detail = state.detail;
+  state.detail = null;
+  state.closeView?.();
+  $("#detail").hidden = true;
+  network.chosen = null;
+  if (refocus && detail) {  // the unit that opened the view (drawn again since, if the page was resized)
+    const again = detail.opener?.isConnected ? detail.opener : network.unit(detail.row, detail.index);
+    again?.focus();
+  }
+}
+
+async function showFormula(layer, index, point) {
+  const digit = state.digit;
+  const vector = !layer.maps;
+  const formulaLayer = layer.formula || layer.name;
+  const wanted = vector ? [index] : point ? [index, ...point] : [index];  // [map] alone: the server picks where it opens
+  const answer = await call("formula", (signal) => postJSON("api/formula",
+    { source: state.source.id, digit, layer: formulaLayer, index: wanted }, signal));
+  if (!answer || state.digit !== digit || state.detail?.row !== layer.name || state.detail?.index !== index) return;
+  state.closeView?.();
+  const closers = [];
+  state.closeView = () => closers.forEach((close) => close());
+  if (!vector) state.detail.point = answer.index.slice(-2);
+  const where = vector ? `(value ${index})` : `(map ${index}, row ${answer.index.at(-2)}, column ${answer.index.at(-1)})`;
+  const label = layer.labels ? ` (class ${layer.labels[index]})` : "";
+  $("#detail-title").textContent = `${layer.name} · ${layer.type} · ${vector ? `value ${index} of ${layer.shape[0]}${label}` :
+    `map ${index}${label} · ${layer.shape[1]}×${layer.shape[2]}`}`;
+  $("#detail-value").textContent = formulaLayer !== layer.name
+    ? `Here ${where}: score ${fmt(answer.logits[index], 6)}; its softmax over the ${answer.logits.length} classes of this pixel is ${fmt(answer.actual, 6)}.`
+    : `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
+  $("#detail-value").dataset.actual = answer.actual;
+  if (vector) showVector(layer, index); else showMap(layer, answer);
+  showField(answer.field);
+  const top = $("#top-button");
+  top.hidden = answer.kind !== "conv" || shapeOf(digit)[0] !== 1;  // the search covers single-channel test sets
+  top.onclick = () => showTopActivations(formulaLayer, index);
+  if (state.topFor !== `${formulaLayer}:${index}`) { $("#top-activations").replaceChildren(); state.topFor = `${formulaLayer}:${index}`; }
+  const box = $("#explain");
+  const view = {
+    classes: state.classes, first: state.layers[0]?.name === formulaLayer,
+    pick: (y, x) => pickPixel(layer, y, x), onClose: (close) => closers.push(close),
   };
+  box.replaceChildren(el("h3", "", `${formulaLayer} ${where}: ${VIEWS[answer.kind].title}`), ...VIEWS[answer.kind].draw(answer, view));
+  box.dataset.kind = answer.kind;
+  box.dataset.layer = formulaLayer;
+  box.dataset.index = answer.index.join(",");
+}
+
+function pickPixel(layer, y, x) {
+  if (!state.detail) return;
+  state.detail.point = [y, x];
+  showFormula(layer, state.detail.index, [y, x]);
+}
+
+// The opened map, enlarged, from the exact values the formula's answer carries, with the pixel outlined; click
+// a pixel or move with the arrow keys.
+function showMap(layer, answer) {
+  const canvas = $("#detail-map");
+  canvas.hidden = false;
+  const packed = answer.maps.after;
+  const values = floatsOf(packed);
+  const [height, width] = packed.shape.slice(-2);
+  const [low, high] = layer.min !== undefined && !layer.floats ? [Math.min(layer.min, ...range(values)), Math.max(layer.max, range(values)[1])]
+    : range(values);
+  const scale = scaleFor(height, width, 280);
+  const [y, x] = answer.index.slice(-2);
+  const context = enlarged(canvas, values, height, width, low, high, scale);
+  outline(context, y * scale, x * scale, scale, scale);
+  $("#detail-legend").replaceChildren(legend(low, high));
+  $("#detail-note").textContent = "Click a pixel (or use the arrow keys) to see how the model computed it and where on " +
+    "the input it looks; Escape goes back to the overview.";
+  canvas.setAttribute("aria-label", `${layer.name} map ${answer.index[0]} enlarged, ${height}×${width}: row ${y}, column ${x} ` +
+    `is ${fmt(answer.actual)}; the arrow keys move the pixel`);
   canvas.onclick = (event) => {
     const box = canvas.getBoundingClientRect();
-    pick(Math.min(height - 1, Math.floor(((event.clientY - box.top) / box.height) * height)),
+    pickPixel(layer, Math.min(height - 1, Math.floor(((event.clientY - box.top) / box.height) * height)),
       Math.min(width - 1, Math.floor(((event.clientX - box.left) / box.width) * width)));
   };
   canvas.onkeydown = (event) => {
     const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
-    if (!moves[event.key]) return;
+    if (!moves[event.key] || !state.detail?.point) return;
     event.preventDefault();
-    const [y, x] = state.detail.point;
-    pick(Math.max(0, Math.min(height - 1, y + moves[event.key][0])), Math.max(0, Math.min(width - 1, x + moves[event.key][1])));
+    const [py, px] = state.detail.point;
+    pickPixel(layer, Math.max(0, Math.min(height - 1, py + moves[event.key][0])), Math.max(0, Math.min(width - 1, px + moves[event.key][1])));
   };
-  pick(...start);
-  if (!following) panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
-function openVector(layer, index, following) {
-  state.detail = { layer: layer.name, channel: index, point: null, vector: true };
-  $("#detail").hidden = false;
-  $("#detail-title").textContent = `${layer.name} · ${layer.type} · value ${index} of ${layer.shape[0]}`;
-  $("#detail-map").hidden = true;
+// An opened vector: its values as cells (24 pixels on a phone: a finger's size), the chosen one marked; class
+// vectors are already legible in the overview.
+function showVector(layer, index) {
+  const canvas = $("#detail-map");
+  canvas.hidden = Boolean(layer.labels);
   $("#detail-legend").replaceChildren();
-  $("#detail-note").textContent = "Click another value of the row (or focus it and press Enter) to explain it.";
-  showFormula(layer.name, [index]);
-  if (!following) $("#detail").scrollIntoView({ behavior: "smooth", block: "nearest" });
+  $("#detail-note").textContent = "Pick another value (click it, or the arrow keys) to explain it; Escape goes back to the overview.";
+  if (layer.labels) return;
+  const [low, high] = range(layer.values);
+  const cell = window.matchMedia("(max-width: 600px)").matches ? 24 : 14;  // a finger's size on a phone
+  const columns = Math.max(1, Math.floor(Math.min(280, $("#detail .pane").clientWidth || 280) / cell));
+  paintVector(canvas, layer.values, cell, columns, low, high, { [index]: "#1f6feb" });
+  canvas.setAttribute("aria-label", `${layer.name}, ${layer.values.length} values: value ${index} is ${fmt(layer.values[index])}; ` +
+    "the arrow keys move");
+  const go = (i) => {
+    i = Math.max(0, Math.min(layer.values.length - 1, i));
+    state.detail.index = i;
+    network.choose(layer.name, i);
+    showFormula(layer, i, null);
+  };
+  canvas.onclick = (event) => {
+    const box = canvas.getBoundingClientRect();
+    go(Math.floor((event.clientY - box.top) / cell) * columns + Math.floor((event.clientX - box.left) / cell));
+  };
+  canvas.onkeydown = (event) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    go(state.detail.index + step);
+  };
 }
 
-function brightest(values, height, width) {
-  let best = 0;
-  values.forEach((v, i) => { if (v > values[best]) best = i; });
-  return [Math.floor(best / width), best % width];
-}
-
-function paintEnlarged(canvas, values, height, width, low, high, mark) {
-  // Drawn at 12 screen pixels per map pixel so the chosen pixel can be outlined.
-  const small = document.createElement("canvas");
-  paint(small, values, height, width, low, high);
-  const scale = 12;
-  canvas.width = width * scale;
-  canvas.height = height * scale;
-  const context = canvas.getContext("2d");
-  context.imageSmoothingEnabled = false;
-  context.drawImage(small, 0, 0, canvas.width, canvas.height);
-  if (mark) outline(context, mark[0] * scale, mark[1] * scale, scale, scale);
-}
-
-// An outline that reads on any colour: a dark line inside a light one.
-function outline(context, top, left, height, width) {
-  context.lineWidth = 3;
-  context.strokeStyle = "#fde047";
-  context.strokeRect(left + 1.5, top + 1.5, width - 3, height - 3);
-  context.lineWidth = 1;
-  context.strokeStyle = "#111";
-  context.strokeRect(left + 0.5, top + 0.5, width - 1, height - 1);
-}
-
-// A 28x28 digit drawn `scale` times larger with the box [top, bottom, left, right) outlined (and, for an
+// A digit drawn `scale` times larger with the box [top, bottom, left, right) outlined (and, for an
 // occluder, filled grey).
 function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled = false) {
   const small = document.createElement("canvas");
@@ -583,7 +604,7 @@ function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled =
   const [, height, width] = shapeOf(digit);
   canvas.width = width * scale;
   canvas.height = height * scale;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   context.imageSmoothingEnabled = false;
   context.drawImage(small, 0, 0, canvas.width, canvas.height);
   if (filled) {
@@ -593,7 +614,7 @@ function digitWithBox(canvas, digit, scale, [top, bottom, left, right], filled =
   outline(context, top * scale, left * scale, (bottom - top) * scale, (right - left) * scale);
 }
 
-// The input with the clicked pixel's receptive field outlined (cnnlab.models.receptive computes the box).
+// The input with the opened pixel's receptive field outlined (cnnlab.models.receptive computes the box).
 function showField(field) {
   const canvas = $("#field-map");
   const note = $("#field-note");
@@ -608,202 +629,11 @@ function showField(field) {
       `(${size}×${field.size[1]} pixels, ${field.jump[0]} apart between neighbouring outputs; clipped to the image).`;
 }
 
-const fmt = (v, digits = 4) => (v === null || v === undefined ? "pad" : Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toFixed(digits));
-const el = (tag, className, text) => Object.assign(document.createElement(tag), className ? { className } : {}, text !== undefined ? { textContent: text } : {});
-const op = (text) => el("span", "op", text);
-
-function numberGrid(rows, low, high, marks = []) {
-  const grid = el("div", "grid");
-  grid.style.gridTemplateColumns = `repeat(${rows[0].length}, auto)`;
-  rows.forEach((row, r) => row.forEach((value, c) => {
-    const cell = el("span", value === null ? "pad" : "", value === null ? "pad" : value.toFixed(2));
-    if (value !== null) {
-      const [red, green, blue] = colourFor(value, Math.min(low, -1e-9), Math.max(high, 1e-9));
-      cell.style.background = `rgb(${red},${green},${blue})`;
-    }
-    if (marks.some(([mr, mc]) => mr === r && mc === c)) cell.classList.add("marked");
-    cell.title = value === null ? "zero padding: outside the input" : String(value);
-    grid.append(cell);
-  }));
-  return grid;
-}
-
-function table(headers, rows, marked = -1) {
-  const t = el("table", "terms");
-  const head = t.createTHead().insertRow();
-  headers.forEach((h) => head.append(el("th", "", h)));
-  const body = t.createTBody();
-  rows.forEach((cells, i) => {
-    const row = body.insertRow();
-    if (i === marked) row.className = "marked";
-    cells.forEach((c) => row.append(el("td", "", c)));
+function setupDetail() {
+  $("#detail").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.preventDefault(); closeDetail(); }
   });
-  return t;
-}
-
-// The last line of every view: the formula's result and the model's value, side by side (the tests read both).
-function resultLine(answer, text) {
-  const line = el("p", "total", `${text} = ${fmt(answer.result)}; the model computed ${fmt(answer.actual)}.`);
-  line.id = "formula-result";
-  line.dataset.result = answer.result;
-  line.dataset.actual = answer.actual;
-  return line;
-}
-
-async function showFormula(layerName, index, rowName = layerName) {
-  const digit = state.digit;
-  const answer = await latest("formula", () => postJSON("api/formula", { source: state.source.id, digit, layer: layerName, index }));
-  if (!answer || state.digit !== digit) return;
-  const where = index.length === 3 ? `(map ${index[0]}, row ${index[1]}, column ${index[2]})` : `(value ${index[0]})`;
-  $("#detail-value").textContent = rowName !== layerName
-    ? `Here ${where}: score ${fmt(answer.logits[index[0]], 6)}; its softmax over the ${answer.logits.length} classes of this pixel is ${fmt(answer.actual, 6)}.`
-    : `Here ${where}: the model computed ${fmt(answer.actual, 6)}.`;
-  $("#detail-value").dataset.actual = answer.actual;
-  showField(answer.field);
-  const top = $("#top-button");
-  top.hidden = answer.kind !== "conv" || shapeOf(digit)[0] !== 1;  // the search covers single-channel test sets
-  top.onclick = () => showTopActivations(layerName, index[0]);
-  if (state.topFor !== `${layerName}:${index[0]}`) { $("#top-activations").replaceChildren(); state.topFor = `${layerName}:${index[0]}`; }
-  const box = $("#explain");
-  const title = el("h3", "", `${layerName} ${where}: ${VIEWS[answer.kind].title}`);
-  box.replaceChildren(title, ...VIEWS[answer.kind].draw(answer, layerName));
-  box.dataset.kind = answer.kind;
-  box.dataset.layer = layerName;
-  box.dataset.index = index.join(",");
-}
-
-const VIEWS = {
-  conv: { title: "input patch × kernel, summed, plus the bias", draw: drawConv },
-  deconv: { title: "what the input pixels spread onto this output pixel", draw: drawDeconv },
-  activation: { title: "an element-wise function of the value before it", draw: (a) => [
-    el("p", "formula", `f(x) = ${a.formula}` + (a.slope !== null ? `, with a = ${fmt(a.slope)}` : "")),
-    resultLine(a, `x = ${fmt(a.x)} (the layer's input here), f(x)`)] },
-  pool: { title: "one window of the map before it", draw: drawPool },
-  batchnorm: { title: "normalized with the running statistics, then scaled and shifted", draw: (a) => [
-    el("p", "formula", "y = (x − μ) / √(σ² + ε) · γ + β"),
-    el("p", "formula", `= (${fmt(a.x)} − ${fmt(a.mean)}) / √(${fmt(a.var)} + ${a.eps}) · ${fmt(a.gamma)} + ${fmt(a.beta)}` +
-      ` = ${fmt(a.normalized)} · ${fmt(a.gamma)} + ${fmt(a.beta)}`),
-    resultLine(a, "y")] },
-  lrn: { title: "divided by the activity of the neighbouring channels", draw: (a) => [
-    el("p", "formula", `b = x / (k + α/n · Σ x_c²)^β over channels ${a.channels[0]}–${a.channels[a.channels.length - 1]}`),
-    table(["channel", "x_c", "x_c²"], a.channels.map((c, i) => [c, fmt(a.values[i]), fmt(a.values[i] ** 2)])),
-    el("p", "formula", `= ${fmt(a.x)} / (${a.k} + ${a.alpha}/${a.size} · ${fmt(a.values.reduce((s, v) => s + v * v, 0))})^${a.beta} = ${fmt(a.x)} / ${fmt(a.denominator)}`),
-    resultLine(a, "b")] },
-  flatten: { title: "the maps laid out as one vector", draw: (a) => [
-    el("p", "formula", `Value ${a.index[0]} is map ${a.from[0]}, row ${a.from[1]}, column ${a.from[2]} of the ` +
-      `${a.from_shape.join("×")} maps before it: index = (map × ${a.from_shape[1]} + row) × ${a.from_shape[2]} + column.`),
-    resultLine(a, "its value")] },
-  linear: { title: "a weighted sum of every value of the layer before it", draw: (a) => [
-    el("p", "formula", `y = Σ w_i x_i + b over ${a.inputs} inputs; the ${a.top.length} largest contributions:`),
-    table(["input i", "x_i", "w_i", "w_i · x_i"], a.top.map((t) => [t.index, fmt(t.x), fmt(t.w), fmt(t.product)])),
-    el("p", "formula", `+ the other ${a.inputs - a.top.length} terms: ${fmt(a.rest)}; + bias ${fmt(a.bias)}`),
-    resultLine(a, "y")] },
-  softmax: { title: "exponentials, normalized to sum to 1", draw: drawSoftmax },
-  residual: { title: "the block's two branches added", draw: (a) => [
-    el("p", "formula", `main branch (${a.main_from}) ${fmt(a.main)} + shortcut (${a.shortcut_from}) ${fmt(a.shortcut)}`),
-    resultLine(a, "sum"),
-    el("p", "note", `${a.then} is applied to this sum next.`)] },
-};
-
-function drawConv(a, layerName) {
-  const parts = [];
-  const first = state.layers[0]?.name === layerName;
-  if (first) {
-    parts.push(el("p", "note", "This layer's input is the normalized image, (pixel / 255 − mean) / std, as in training."));
-  }
-  const shownChannels = 6;
-  a.patch.slice(0, shownChannels).forEach((patch, i) => {
-    const kernel = a.kernel[i];
-    const products = patch.map((row, r) => row.map((v, c) => v * kernel[r][c]));
-    const line = el("div", "sum");
-    const [pl, ph] = range(flat(patch));
-    const [kl, kh] = range(flat(kernel));
-    const [ql, qh] = range(flat(products));
-    const colour = first && a.patch.length === 3 ? ` (${["red", "green", "blue"][i]})` : "";
-    line.append(el("span", "", `input ${a.input_channels[i]}${colour}:`), numberGrid(patch, pl, ph), op("×"),
-      numberGrid(kernel, kl, kh), op("="), numberGrid(products, ql, qh), op("Σ ="), el("span", "total", a.channel_sums[i].toFixed(4)));
-    parts.push(line);
-  });
-  const terms = a.channel_sums.map((v) => v.toFixed(3));
-  const sums = terms.length > 16 ? `${terms.slice(0, 8).join(" + ")} + … (${terms.length - 8} more terms)` : terms.join(" + ");
-  const drawn = a.patch.length > shownChannels ? ` (first ${shownChannels} drawn above)` : "";
-  const line = resultLine(a, `Sum over ${a.patch.length} input map(s)${drawn}: ${sums} + bias ${a.bias.toFixed(3)}`);
-  line.id = "formula-result";
-  parts.push(line);
-  return parts;
-}
-
-function drawPool(a) {
-  const real = flat(a.window).filter((v) => v !== null);
-  const [low, high] = range(real);
-  const marks = [];
-  if (a.op === "max") a.window.forEach((row, r) => row.forEach((v, c) => { if (v === a.result) marks.push([r, c]); }));
-  const rows = a.rows.filter((r) => r !== null);
-  const cols = a.cols.filter((c) => c !== null);
-  const formula = {
-    max: "the largest value of the window",
-    avg: `the window's sum / ${a.divisor}`,
-    sum: a.weight !== undefined ? `the window's sum × ${fmt(a.weight)} + ${fmt(a.bias)} (trained coefficient and bias)` : "the window's sum",
-  }[a.op];
-  const sum = real.reduce((s, v) => s + v, 0);
-  return [
-    el("p", "formula", `${a.op} pooling: ${formula}. Window: rows ${rows[0]}–${rows[rows.length - 1]}, columns ` +
-      `${cols[0]}–${cols[cols.length - 1]} of the map before it` + (real.length < a.rows.length * a.cols.length ? " (“pad”: outside it)." : ".")),
-    numberGrid(a.window, low, high, marks),
-    resultLine(a, a.op === "max" ? `max` : a.op === "avg" ? `${fmt(sum)} / ${a.divisor}` : a.weight !== undefined ? `${fmt(sum)} × ${fmt(a.weight)} + ${fmt(a.bias)}` : "Σ"),
-  ];
-}
-
-function drawSoftmax(a) {
-  const classes = state.classes || a.logits.map((_, i) => String(i));
-  const shifted = a.shift ? ` (e^(z − ${fmt(a.shift)}): subtracting the largest logit changes no probability and keeps e^z finite)` : "";
-  return [
-    el("p", "formula", `p_i = e^z_i / Σ_j e^z_j, from the last layer's outputs z (the logits)` +
-      (a.pixel ? ` of the pixel at row ${a.pixel[0]}, column ${a.pixel[1]}: each pixel's scores are normalized on their own` : "") +
-      `${shifted}.`),
-    table(["class", "logit z", "e^z", "p = e^z / Σ"], a.logits.map((z, i) => [classes[i], fmt(z), fmt(a.exps[i]), fmt(a.exps[i] / a.sum)]), a.index[0]),
-    el("p", "formula", `Σ e^z = ${fmt(a.sum)}`),
-    resultLine(a, `p(${classes[a.index[0]]}) = ${fmt(a.exps[a.index[0]])} / ${fmt(a.sum)}`),
-  ];
-}
-
-function drawDeconv(a) {
-  const terms = [...a.terms].sort((p, q) => Math.abs(q.product) - Math.abs(p.product));
-  const parts = [el("p", "formula", `A transposed convolution (stride ${a.stride.join("×")}, padding ${a.padding.join("×")}, ` +
-    `dilation ${a.dilation.join("×")}) spreads each input pixel over the output: input (row i, column j) adds ` +
-    "value × kernel at output rows i·s − p + k_y·d. This output pixel receives " +
-    (terms.length ? `${terms.length} contribution(s):` : "no contribution at all (a gap between the spread kernels): only the bias."))];
-  if (terms.length) {
-    parts.push(table(["input map", "row", "column", "value", "kernel (ky, kx)", "weight", "value × weight"],
-      terms.slice(0, 12).map((t) => [t.channel, t.y, t.x, fmt(t.value), `(${t.ky}, ${t.kx})`, fmt(t.weight), fmt(t.product)])));
-    if (terms.length > 12) parts.push(el("p", "note", `… and ${terms.length - 12} smaller contributions.`));
-  }
-  parts.push(resultLine(a, `Σ of the contributions + bias ${fmt(a.bias)}`));
-  if (a.spread) {
-    const s = a.spread;
-    const [kl, kh] = range(flat(s.kernel));
-    const [pl, ph] = range(flat(s.products));
-    const line = el("div", "sum");
-    line.append(el("span", "", `How input map ${s.channel}, row ${s.y}, column ${s.x} spreads: ${fmt(s.value)} ×`),
-      numberGrid(s.kernel, kl, kh), op("="), numberGrid(s.products, pl, ph),
-      el("span", "note", `added to the output from row ${s.top}, column ${s.left} on, every ${a.dilation[0]} pixel(s).`));
-    parts.push(line);
-  }
-  return parts;
-}
-
-// A colour legend: what the layer's colours mean, from its lowest to its highest value.
-function legend(low, high, colours = colourFor) {
-  const box = el("div", "legend");
-  const canvas = document.createElement("canvas");
-  const steps = 64;
-  const values = Array.from({ length: steps }, (_, i) => low + ((high - low) * i) / (steps - 1));
-  paint(canvas, values, 1, steps, low, high, colours);
-  box.append(el("span", "", fmt(low, 2)), canvas, el("span", "", fmt(high, 2)));
-  box.setAttribute("role", "img");
-  box.setAttribute("aria-label", colours !== colourFor ? "colour scale: dark purple lowest, yellow highest"
-    : low < 0 ? "colour scale: blue negative, white zero, red positive" : "colour scale: black lowest, white highest");
-  return box;
+  $("#detail-close").addEventListener("click", () => closeDetail());
 }
 
 // ---- top activations: a conv feature's 9 strongest test images, with deconvnet projections ------------------
@@ -812,18 +642,20 @@ async function showTopActivations(layerName, feature) {
   const bar = el("progress");
   bar.max = 1;
   bar.removeAttribute("value");  // indeterminate until the server reports how far it is
+  bar.setAttribute("aria-label", "search progress");
   const note = el("p", "note", `Searching the test set for the images that excite ${layerName} map ${feature} most ` +
     "(once per model and layer; then cached)…");
   box.replaceChildren(note, bar);
   box.dataset.state = "searching";
   const source = state.source.id;
+  const started = performance.now();
   const poll = setInterval(async () => {
     try {
       const p = await fetch(`api/top-activations/progress?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}`).then((r) => r.json());
       if (p.total) { bar.value = p.done / p.total; note.textContent = `Searching: ${p.done.toLocaleString()} of ${p.total.toLocaleString()} test images…`; }
     } catch { /* the answer below reports errors */ }
   }, 300);
-  const result = await latest("top", () => api(`api/top-activations?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}&feature=${feature}`));
+  const result = await call("top", (signal) => api(`api/top-activations?source=${encodeURIComponent(source)}&layer=${encodeURIComponent(layerName)}&feature=${feature}`, { signal }));
   clearInterval(poll);
   if (!result) { box.replaceChildren(el("p", "note warn", $("#status").textContent)); box.dataset.state = "refused"; return; }
   const tiles = result.hits.map((hit) => {
@@ -846,6 +678,7 @@ async function showTopActivations(layerName, feature) {
   grid.append(...tiles);
   box.append(grid);
   box.dataset.state = "done";
+  box.dataset.ms = (performance.now() - started).toFixed(1);
 }
 
 // ---- occlusion: the class probability as a grey square hides each part of the input ------------------------
@@ -854,7 +687,7 @@ async function runOcclusion() {
   const size = Number($("#occ-size").value);
   const stride = Number($("#occ-stride").value);
   const target = $("#occ-class").value === "" ? null : Number($("#occ-class").value);
-  const result = await latest("occlusion", () => postJSON("api/occlusion", { source: state.source.id, digit: state.digit, size, stride, target }));
+  const result = await call("occlusion", (signal) => postJSON("api/occlusion", { source: state.source.id, digit: state.digit, size, stride, target }, signal));
   if (!result) { $("#occ-note").textContent = $("#status").textContent; return; }
   state.occlusion = result;
   $("#occ-results").hidden = false;
@@ -863,7 +696,7 @@ async function runOcclusion() {
   $("#occ-note").textContent = `p(${name}) with nothing hidden: ${(100 * result.unoccluded).toFixed(1)}%. ` +
     `Each cell: p(${name}) with a ${size}×${size} square of the mean pixel at that place (dark: the model needs what it hides). ` +
     "Click a cell to see the square.";
-  $("#occ-legend").replaceChildren(legend(0, 1, (v) => viridis(v)));
+  $("#occ-legend").replaceChildren(legend(0, 1, viridis));
   // the square slides: the map fills in position by position, then stays
   clearInterval(state.occlusionTimer);
   let shown = 0;
@@ -921,12 +754,13 @@ function setupOcclusion() {
 async function loadLearnedFilters() {
   let result;
   try {
-    result = await api(`api/kernels?source=${encodeURIComponent(state.source.id)}&max_filters=64`);
+    result = await channels.kernels.run((signal) => api(`api/kernels?source=${encodeURIComponent(state.source.id)}&max_filters=64`, { signal }));
   } catch (err) {
     $("#learned-note").textContent = err.message;
     $("#learned").replaceChildren();
     return;
   }
+  if (!result) return;
   const [count, inputs, kh, kw] = result.shape;
   $("#learned-note").textContent = `${result.layer}: ${count} filters of ${inputs}×${kh}×${kw}` +
     (state.source.random_weights ? " (random: this model is untrained)." : ", learned in training.") +
@@ -938,133 +772,16 @@ async function loadLearnedFilters() {
     const [low, high] = range(values);
     const scale = Math.max(-low, high);
     paint(canvas, values, kh, kw, -scale, scale);
-    const caption = document.createElement("figcaption");
-    caption.textContent = i;
-    figure.append(canvas, caption);
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", `filter ${i}`);
+    figure.append(canvas, el("figcaption", "", String(i)));
     return figure;
   }));
 }
 
-// ---- filter playground: hand-crafted or edited kernels, stride, padding and dilation -----------------------
-const playground = () => ({
-  k: Number($("#pg-kernel").value), s: Number($("#pg-stride").value), p: Number($("#pg-padding").value),
-  d: Number($("#pg-dilation").value), n: Number($("#pg-size").value),
-});
-
-function kernelGrid(k, values) {
-  const grid = $("#kernel");
-  grid.style.gridTemplateColumns = `repeat(${k}, minmax(0, 3.6rem))`;
-  grid.setAttribute("aria-label", `${k}x${k} kernel`);
-  grid.replaceChildren(...Array.from({ length: k * k }, (_, i) => {
-    const input = document.createElement("input");
-    input.type = "number";
-    input.step = "any";
-    input.value = values[i];
-    input.setAttribute("aria-label", `kernel row ${Math.floor(i / k)} column ${i % k}`);
-    input.addEventListener("input", () => { $("#filter-pick").value = "custom"; convolvePlayground(); });
-    return input;
-  }));
-}
-
-async function setupPlayground() {
-  state.filters = await api("api/filters");
-  const pick = $("#filter-pick");
-  pick.replaceChildren(...state.filters.map((f) => new Option(f.title, f.name)), new Option("Custom (edit the kernel)", "custom"));
-  const useFilter = () => {
-    const chosen = state.filters.find((f) => f.name === pick.value);
-    if (!chosen) return;
-    $("#pg-kernel").value = chosen.kernel.length;
-    kernelGrid(chosen.kernel.length, flat(chosen.kernel).map((v) => +v.toFixed(4)));
-    settingsChanged();
-  };
-  pick.addEventListener("change", useFilter);
-  $("#pg-kernel").addEventListener("change", () => {
-    // a new size starts as the identity kernel (1 in the middle), ready to edit
-    const k = Number($("#pg-kernel").value);
-    kernelGrid(k, Array.from({ length: k * k }, (_, i) => (i === Math.floor(k / 2) * (k + 1) ? 1 : 0)));
-    pick.value = "custom";
-    settingsChanged();
-  });
-  for (const id of ["#pg-stride", "#pg-padding", "#pg-dilation", "#pg-size"]) $(id).addEventListener("input", settingsChanged);
-  pick.value = "edge-detection-2";
-  useFilter();
-  if (!reducedMotion) setInterval(stepAnimation, 700);  // otherwise the window stays at its first place
-}
-
-function settingsChanged() {
-  convolvePlayground();
-  explainArithmetic();
-}
-
-// The output size, from the server's formula, for the small animated input.
-async function explainArithmetic() {
-  const { k, s, p, d, n } = playground();
-  if (![k, s, p, d, n].every(Number.isInteger)) return;
-  const a = await latest("arithmetic", () => api(`api/conv-arithmetic?size=${n}&kernel=${k}&stride=${s}&padding=${p}&dilation=${d}`));
-  if (!a) return;
-  state.arithmetic = a;
-  state.step = 0;
-  const result = $("#pg-output");
-  result.dataset.output = a.output;
-  result.dataset.valid = a.valid;
-  result.dataset.exact = a.exact;
-  result.textContent = a.valid ? `output = ⌊${a.numerator} / ${s}⌋ + 1 = ${a.output} (so ${a.output}×${a.output})` : "no output";
-  $("#pg-formula").textContent = `(n + 2p − d(k−1) − 1) / s + 1 = ${a.formula}`;
-  const why = $("#pg-why");
-  why.textContent = a.valid && a.exact ? "The division is exact: every window fits, and every input pixel is read." : a.reason;
-  why.classList.toggle("warn", !(a.valid && a.exact));
-  stepAnimation();
-}
-
-// One frame of the sliding window: the padded n×n input, the window's (dilated) cells, and the output cell.
-function stepAnimation() {
-  const a = state.arithmetic;
-  const canvas = $("#pg-anim");
-  if (!a || !canvas) return;
-  const { n, p, k, s, d } = { n: a.input, p: a.padding, k: a.kernel, s: a.stride, d: a.dilation };
-  const side = n + 2 * p;
-  const cell = Math.max(8, Math.floor(200 / Math.max(side, 1)));
-  const gap = 24;
-  const outCells = a.valid ? a.output : 0;
-  canvas.width = side * cell + gap + Math.max(outCells, 1) * cell + 2;
-  canvas.height = Math.max(side, outCells, 1) * cell + 2;
-  const context = canvas.getContext("2d");
-  context.clearRect(0, 0, canvas.width, canvas.height);
-  const position = outCells ? state.step % (outCells * outCells) : 0;
-  const [oy, ox] = [Math.floor(position / Math.max(outCells, 1)), position % Math.max(outCells, 1)];
-  const unread = a.valid ? a.dropped : 0;
-  for (let r = 0; r < side; r++) {
-    for (let c = 0; c < side; c++) {
-      const padding = r < p || c < p || r >= n + p || c >= n + p;
-      const neverRead = r >= side - unread || c >= side - unread;
-      context.fillStyle = neverRead ? "#fecaca" : padding ? "#e5e7eb" : "#ffffff";
-      context.fillRect(c * cell + 1, r * cell + 1, cell - 1, cell - 1);
-    }
-  }
-  if (outCells) {
-    for (let u = 0; u < k; u++) {
-      for (let v = 0; v < k; v++) {
-        context.fillStyle = "rgba(33, 102, 172, 0.75)";
-        context.fillRect((ox * s + v * d) * cell + 1, (oy * s + u * d) * cell + 1, cell - 1, cell - 1);
-      }
-    }
-    const left = side * cell + gap;
-    for (let r = 0; r < outCells; r++) {
-      for (let c = 0; c < outCells; c++) {
-        context.fillStyle = r === oy && c === ox ? "rgba(33, 102, 172, 0.75)" : "#ffffff";
-        context.fillRect(left + c * cell + 1, r * cell + 1, cell - 1, cell - 1);
-      }
-    }
-    context.strokeStyle = "#5b6475";
-    context.strokeRect(left + 0.5, 0.5, outCells * cell, outCells * cell);
-  }
-  context.strokeStyle = "#5b6475";
-  context.strokeRect(0.5, 0.5, side * cell, side * cell);
-  state.step = (state.step || 0) + 1;
-}
-
-// A photo for the playground, decoded by the browser: grayscale (luminance), at most PHOTO_SIDE pixels a side,
-// in steps of 1/255 so that the picture shown is exactly the image convolved.
+// ---- filter playground input: the digit, or a photo decoded by the browser ----------------------------------
+// A photo for the playground: grayscale (luminance), at most PHOTO_SIDE pixels a side, in steps of 1/255 so that
+// the picture shown is exactly the image convolved.
 const PHOTO_SIDE = 128;
 async function usePhoto(file) {
   let bitmap;
@@ -1079,7 +796,7 @@ async function usePhoto(file) {
   const canvas = document.createElement("canvas");
   canvas.width = width;
   canvas.height = height;
-  const context = canvas.getContext("2d");
+  const context = context2d(canvas);
   context.drawImage(bitmap, 0, 0, width, height);
   const rgba = context.getImageData(0, 0, width, height).data;
   const rows = Array.from({ length: height }, (_, r) => Array.from({ length: width }, (_, c) => {
@@ -1091,10 +808,11 @@ async function usePhoto(file) {
   $("#conv-input-name").textContent = `${file.name}, ${width}×${height}`;
   $("#pg-digit").hidden = false;
   if (statusKind === "photo") setStatus("");
-  convolvePlayground();
+  playground.convolve();
 }
 
 function setupPhoto() {
+  $("#pg-photo-button").addEventListener("click", () => $("#pg-photo").click());
   $("#pg-photo").addEventListener("change", (event) => {
     const file = event.target.files[0];
     if (file) usePhoto(file);
@@ -1105,42 +823,20 @@ function setupPhoto() {
     $("#pg-digit").hidden = true;
     $("#conv-input-name").textContent = "the model's input";
     if (state.digit) paintDigit($("#conv-input"), greyRows(state.digit).map((row) => row.map((v) => Math.round(v * 255))));
-    convolvePlayground();
+    playground.convolve();
   });
 }
 
-async function convolvePlayground() {
-  if (!state.digit && !state.photo) return;
-  const { k, s, p, d } = playground();
-  const values = Array.from($("#kernel").children, (input) => Number(input.value));
-  if (values.length !== k * k || values.some((v) => !Number.isFinite(v)) || ![s, p, d].every(Number.isInteger)) return;
-  const kernel = Array.from({ length: k }, (_, r) => values.slice(r * k, (r + 1) * k));
-  const image = state.photo ? state.photo.rows : greyRows(state.digit);
-  const result = await latest("convolve", () => postJSON("api/convolve", { image, kernel, padding: p, stride: s, dilation: d }));
-  if (!result) {
-    if (statusKind === "convolve") {  // refused: the reason goes where the output size would be
-      $("#conv-size").textContent = $("#status").textContent;
-      $("#conv-output").dataset.range = "";
-    }
-    return;
-  }
-  const [height, width] = result.shape;
-  const out = flat(result.output);
-  const [low, high] = range(out);
-  paint($("#conv-output"), out, height, width, low, high);
-  $("#conv-output").dataset.range = `${low},${high}`;
-  $("#conv-output").dataset.shape = result.shape.join(",");
-  $("#conv-range").textContent = `values ${low.toFixed(2)} to ${high.toFixed(2)}`;
-  // one line per axis (a photo need not be square)
-  $("#conv-size").textContent = result.arithmetic.map((a, axis) => `${axis ? "columns" : "rows"}: ${a.input} → ` +
-    `${a.formula} = ${a.output}` + (a.exact ? "" : ` (rounded down: ${a.reason})`)).join("; ");
-}
+const playground = setupPlayground(
+  () => (state.photo ? { rows: state.photo.rows, name: state.photo.name } : state.digit ? { rows: greyRows(state.digit), name: "the digit" } : null),
+  report);
 
 // ---- start -----------------------------------------------------------------------------------------------
 setupDrawing();
+setupDetail();
 setupOcclusion();
 setupPhoto();
-Promise.all([loadSources(), setupPlayground()])
-  .then(() => { document.querySelector(".examples button")?.click(); })  // start with something to look at
+Promise.all([loadSources(), playground.start()])
+  .then(() => { if (!state.digit) document.querySelector(".examples button")?.click(); })  // start with something to look at
   .then(() => { document.body.dataset.ready = "1"; })
   .catch((err) => setStatus(err.message));
