@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install lab clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, by exact version, so pip takes the local CPU wheel and never the CUDA build.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,labs]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,all]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +23,10 @@ test: $(STAMP)
 	# The explorer's browser test drives Debian's Chromium (Playwright's own browser download is not used).
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -n 2 -q
+
+# JupyterLab on labs/ from the project's environment (each notebook is paired with its `# %%` script by jupytext).
+lab: $(STAMP)
+	$(BIN)/jupyter lab labs/
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mnist_time_to_accuracy.py

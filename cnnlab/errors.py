@@ -40,11 +40,13 @@ class LayerError(ConfigError):
 
 
 class MissingDependency(CnnlabError):
-    """An optional package (the `labs` extra) is not installed."""
+    """An optional package (one of pyproject.toml's extras) is not installed."""
 
 
-# The `labs` extra of pyproject.toml: the lab's engines (Keras, PyTensor) and the ONNX export.
-OPTIONAL_PACKAGES = ("keras", "pytensor", "onnx", "onnxruntime", "onnxscript")
+# The optional packages and the extra of pyproject.toml that installs each (`make install` installs them all).
+OPTIONAL_PACKAGES = {"keras": "labs", "pytensor": "labs", "onnx": "export", "onnxruntime": "export",
+                     "onnxscript": "export", "fastapi": "explorer", "uvicorn": "explorer", "multipart": "explorer",
+                     "python_multipart": "explorer"}
 
 
 def import_optional(module: str, purpose: str):
@@ -57,5 +59,5 @@ def import_optional(module: str, purpose: str):
         package = (err.name or "").split(".")[0]
         if package not in OPTIONAL_PACKAGES:
             raise
-        raise MissingDependency(f"{purpose} needs the package {package}: pip install 'cnnlab[labs]' "
-                                f"(`make install` does)") from None
+        raise MissingDependency(f"{purpose} needs the package {package}: pip install "
+                                f"'cnnlab[{OPTIONAL_PACKAGES[package]}]' (`make install` does)") from None

@@ -80,10 +80,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(args) -> int:
-    import uvicorn
+    from cnnlab.errors import import_optional
 
-    from cnnlab.web import create_app
-
+    # Imported here, by name: FastAPI and Uvicorn are the `explorer` extra; without them this is one line.
+    create_app = import_optional("cnnlab.web", "cnnlab serve").create_app
+    uvicorn = import_optional("uvicorn", "cnnlab serve")
     return_freed_memory()
     own = own_model(args)
     app = create_app(args.run, args.runs_dir, [own] if own else [],
