@@ -91,3 +91,29 @@ def test_the_first_cell_installs_cnnlab_only_where_it_is_missing(notebook, monke
         wanted = Requirement(command[5])
         assert wanted.name == "cnnlab" and wanted.url == f"git+{repository()}"
         assert wanted.extras <= {"labs", "explorer", "export", "notebooks"}
+
+
+@pytest.mark.slow
+def test_the_lecture_tour_runs_slide_by_slide(tmp_path, monkeypatch):
+    from conftest import fashion_data_dir
+
+    monkeypatch.setenv("CNNLAB_DATA", fashion_data_dir())  # the transfer slide's target
+    nb, _, cpu = execute(LABS / "lecture_tour.ipynb", tmp_path, monkeypatch=monkeypatch)
+    out = text(nb)
+    assert "[[4. 3. 4.]\n [2. 4. 3.]\n [2. 3. 4.]]" in out  # the slide's feature map
+    assert "conv2d + ReLU gradients match finite differences" in out
+    # the NumPy engine's small CNN after 32 steps: 83.8% measured (untrained: ~10%)
+    assert float(re.search(r"after \d+ steps: loss [\d.]+, test accuracy ([\d.]+)%", out).group(1)) >= 60
+    shown = [o.data for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    html = "".join(data.get("text/html", "") for data in shown)
+    # deep-cnn, 1 epoch of 5,000 images: 93.2% measured
+    assert float(re.search(r"test accuracy ([\d.]+)%", html).group(1)) >= 85
+    reused, scratch = map(float, re.search(r"reused features ([\d.]+)%, from scratch ([\d.]+)%", out).groups())
+    assert reused >= 40  # 10 labels per class of Fashion-MNIST
+    # a U-Net of 8-64 channels on 3,000 scenes: 0.225 measured; background everywhere: 0.08
+    assert float(re.search(r"mean IoU ([\d.]+)", out).group(1)) >= 0.15
+    markdown = "".join(data.get("text/markdown", "") for data in shown)
+    assert "conv3-64" in markdown and "3x3, 64" in markdown  # the VGG and ResNet tables
+    assert "<table>" in html and "resnet20" in html  # a summary
+    assert len(images(nb)) >= 7
+    assert cpu < BUDGET_S

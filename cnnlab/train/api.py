@@ -180,8 +180,8 @@ def runs(runs_dir: str | Path | None = None) -> RunList:  # noqa: F811 - cnnlab.
     """Every run folder in `runs_dir` (default runs/ or $CNNLAB_RUNS), oldest name first, as `cnnlab runs` lists
     them; a table in Jupyter.
 
-    >>> [r.name for r in cnnlab.runs(tmp)][:1]
-    ['run']
+    >>> run.name in [r.name for r in cnnlab.runs(run.path.parent)]
+    True
     """
     return RunList(Run(r.path, r.config) for r in folders.list_runs(runs_dir))
 

@@ -115,7 +115,7 @@ class Show:
 
         >>> fig = run.show.filters()
         >>> fig.numbers["layer"], fig.numbers["kernels"].shape
-        ('features.0', (16, 1, 3, 3))
+        ('conv1', (16, 1, 5, 5))
         """
         from cnnlab.viz.activations import conv_layer
         from cnnlab.viz.handcrafted import by_short_name
@@ -131,8 +131,8 @@ class Show:
         `fig.numbers`: maps {layer: [C, H, W] array}, logits.
 
         >>> fig = run.show.features(0)      # test image 0
-        >>> list(fig.numbers["maps"])[:2]
-        ['features.0', 'features.1']
+        >>> list(fig.numbers["maps"])
+        ['conv1', 'pool1', 'conv2', 'pool2']
         """
         from cnnlab.viz.activations import feature_maps
         from cnnlab.viz.features import plot_feature_maps
@@ -243,8 +243,8 @@ class Show:
         `limit`) that excite it most, each activation projected back to pixels (`method` "deconvnet" or
         "guided-backprop") beside its patch. `fig.numbers`: hits per layer and feature, images searched, seconds.
 
-        >>> fig = run.show.deconv(layers="features.0", features=[0], limit=200)
-        >>> len(fig.numbers["hits"]["features.0"][0])
+        >>> fig = run.show.deconv(layers="conv1", features=[0], limit=200)
+        >>> len(fig.numbers["hits"]["conv1"][0])
         9
         """
         from cnnlab.models.receptive import receptive_fields
@@ -335,7 +335,7 @@ class Show:
         true class), accuracy.
 
         >>> fig = run.show.confusion(limit=500)
-        >>> fig.numbers["confusion"].sum()
+        >>> int(fig.numbers["confusion"].sum())
         500
         """
         from cnnlab.viz.training import confusion_figure
