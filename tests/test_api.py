@@ -99,7 +99,7 @@ def test_a_run_answers_in_python_what_the_cli_prints(run, capsys):
     # the history's test accuracy is on the run's test images (its first 1,000)
     assert len(run.history) == 1 and run.history[0]["test_acc"] == pytest.approx(run.evaluate(limit=1000).accuracy)
     image = cnnlab.data.load("mnist", "test", limit=2).images
-    as_array, as_tensor = run.predict(image[0]), run.predict(torch.from_numpy(image[0]) / 255.0)
+    as_array, as_tensor = run.predict(image[0]), run.predict(torch.tensor(image[0]) / 255.0)
     assert as_array["class"] == as_tensor["class"] == "7" and len(as_array["probabilities"]) == 3
     assert [a["class"] for a in run.predict(list(image), top=1)] == ["7", "2"]
     assert "<b>run</b>" in run._repr_html_() and "data:image/png;base64," in run._repr_html_()
