@@ -3,6 +3,7 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,65 @@ def killed_run(config, name: str, runs_dir, epoch: int = 2, where: str = "mid-ep
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
 
+def run_script(path, *args, cwd=None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python PATH ARGS` run in this process: a benchmark's or example's short
+    mode, whose checks are about what it computes, not about starting Python (2 s of CPU a time, with torch). The
+    script's settings that outlive it here (torch's thread count, the working folder, sys.argv) are put back."""
+    import contextlib
+    import io
+    import runpy
+
+    import torch
+
+    argv, path_list, folder, threads = sys.argv, list(sys.path), os.getcwd(), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [str(path), *map(str, args)]
+    sys.path.insert(0, str(Path(path).resolve().parent))  # as `python PATH` does: the script's folder imports
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(path), run_name="__main__")
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv, sys.path[:] = argv, path_list
+        os.chdir(folder)
+        torch.set_num_threads(threads)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`cnnlab ARGS` run in this process, answered as subprocess.run answers (returncode, stdout, stderr), with
+    `env` added to the environment and `cwd` as the working folder while it runs: for tests that read a command's
+    output, not the start of a process (2 s of CPU each, with torch)."""
+    import contextlib
+    import io
+
+    from cnnlab.cli import main
+
+    saved, folder = {key: os.environ.get(key) for key in env or {}}, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update({key: str(value) for key, value in (env or {}).items()})
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:  # argparse: --help, or a flag it refuses
+                code = exit.code
+    finally:
+        os.chdir(folder)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["cnnlab", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def run_in_process(capsys, *args) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `cnnlab ARGS` run in this process (faster than a subprocess)."""
     from cnnlab.cli import main
@@ -190,3 +250,25 @@ def train_into(folder: Path, name: str = "run", model=None, **settings) -> Path:
     recipe = settings.pop("recipe", "default")
     return Trainer(recipe_config(recipe, **settings), name=name, runs_dir=folder, progress=False,
                    model=model).fit().run_dir
+
+
+# -- What each test costs in CPU seconds ------------------------------------------------------------------------
+# `--durations` measures wall time, which on a shared machine says more about the neighbours than about the test.
+# With CNNLAB_TEST_CPU=FILE each test appends "cpu-seconds<TAB>node id" to FILE: this process's CPU time and that
+# of the processes it started and waited for (subprocesses, torchrun's workers), set-up and tear-down included.
+# `sort -rn FILE | head -15` is then the suite's cost on any machine, busy or not.
+CPU_LOG = os.environ.get("CNNLAB_TEST_CPU")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = _cpu_seconds() if CPU_LOG else 0.0
+    yield
+    if CPU_LOG:
+        with open(CPU_LOG, "a") as log:
+            log.write(f"{_cpu_seconds() - before:.2f}\t{item.nodeid}\n")

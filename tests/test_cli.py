@@ -16,10 +16,14 @@ from PIL import Image, ImageDraw
 from cnnlab.cli import COMMANDS
 from cnnlab.data import load_dataset
 
-from conftest import metrics_without_timings, run_in_process
+from conftest import metrics_without_timings, run_in_process, run_cli
 
 
-def cnnlab(*args, cwd=None, env=None):
+def cnnlab(*args, cwd=None, env=None, process=False):
+    """`cnnlab ARGS`: in this process (conftest.run_cli), or as a real `process` where starting one is what is
+    tested."""
+    if not process:
+        return run_cli(*args, cwd=cwd, env=env)
     return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300, env={**os.environ, **(env or {})})
 
@@ -119,7 +123,7 @@ def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
 
 
 def test_errors_through_the_real_entry_point_have_no_traceback():
-    result = cnnlab("train", "--dataset", "cifar10")
+    result = cnnlab("train", "--dataset", "cifar10", process=True)
     assert result.returncode == 2 and result.stderr.startswith("cnnlab train: error: unknown dataset")
     assert "Traceback" not in result.stderr
 

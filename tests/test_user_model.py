@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import run_in_process
+from conftest import run_in_process, run_script
 
 HERE = Path(__file__)
 
@@ -283,11 +283,10 @@ def mnist_digit_png():
 def test_the_example_trains_a_model_cnnlab_then_shows(tmp_path, capsys):
     """examples/your_own_model.py, as its docstring says: train (2,000 images), then `cnnlab report` on it."""
     import shutil
-    import subprocess
-    import sys
 
     example = shutil.copy(HERE.parent.parent / "examples" / "your_own_model.py", tmp_path)
-    subprocess.run([sys.executable, example, "--quick"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    code, _, err = run_script(example, "--quick", cwd=tmp_path)
+    assert code == 0, err[-2000:]
     code, _, err = run_in_process(capsys, "report", "--model", f"{example}:DigitNet", "--weights",
                                   tmp_path / "digitnet.safetensors", "--samples", 1, "--out", tmp_path / "r.html")
     assert code == 0, err
