@@ -31,6 +31,9 @@ from cnnlab.train.user_model import UserModel
 from cnnlab.viz.show import Show
 
 
+NOTEBOOK = "notebook:"  # what a model given as an object is named after, in place of FILE.py
+
+
 class Answers:
     """What a run and a model of your own both answer in Python, from what they answer the commands (name, info,
     config, test_split(), build_model())."""
@@ -131,6 +134,12 @@ class Run(Answers, folders.Run):
 class Model(Answers, UserModel):
     """A model of your own (`cnnlab.inspect(model_or_file)`), answering what a run does but its training."""
 
+    @property
+    def caption(self) -> str:
+        if self.spec.startswith(NOTEBOOK) and self.weights is None:  # a module the notebook may have trained
+            return "your model, with the weights it has now"
+        return super().caption
+
     def __repr__(self) -> str:
         return f"<Model {self.name}: {self.caption}; {self.dataset} inputs {'x'.join(map(str, self.input_shape))}>"
 
@@ -208,4 +217,4 @@ def inspect(model, weights: str | Path | None = None, dataset: str = "mnist", cl
     else:
         raise ConfigError(f"cnnlab.inspect: expected a torch module, a class or function that builds one, or "
                           f"'FILE.py:NAME'; got a {type(model).__name__}")
-    return Model.open(f"notebook:{label}", weights, dataset, class_names, input_shape, factory=factory)
+    return Model.open(f"{NOTEBOOK}{label}", weights, dataset, class_names, input_shape, factory=factory)
