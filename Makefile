@@ -22,7 +22,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	# The explorer's browser test drives Debian's Chromium (Playwright's own browser download is not used).
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	$(BIN)/python -m pytest -n 2 -q
+	# One worker per core; the PyTensor tests that compile C share one worker (tests/test_engines.py); the 15
+	# slowest tests are listed at the end, so that the next slowdown shows the day it lands.
+	$(BIN)/python -m pytest -n auto --dist loadgroup -q --durations=15
 
 # JupyterLab on labs/ from the project's environment (each notebook is paired with its `# %%` script by jupytext).
 lab: $(STAMP)

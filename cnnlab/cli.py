@@ -55,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"cnnlab {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print(f"cnnlab {args.command}: error: out of memory (try a smaller --batch-size or model)", file=sys.stderr)
+    except (MemoryError, RuntimeError) as err:
+        # torch's allocators raise RuntimeErrors (CUDA's OutOfMemoryError is one) for what Python calls MemoryError
+        if isinstance(err, RuntimeError) and not any(s in str(err) for s in ("can't allocate memory", "out of memory")):
+            raise
+        # images read from disk cost a batch each: what fills memory is the batches and the model
+        print(f"cnnlab {args.command}: error: out of memory: the batches or the model are too large for this "
+              "machine (try a smaller --batch-size, --eval-batch-size or model)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)

@@ -39,14 +39,20 @@ class LayerError(ConfigError):
     """A layer name, channel or pixel that the model does not have."""
 
 
+class ModelOutputError(CnnlabError):
+    """A model's output is not what its use needs: class scores [N, K] (a segmentation's [N, K, H, W]) of finite
+    numbers (a user's model may return anything, and NaN once its weights diverged)."""
+
+
 class MissingDependency(CnnlabError):
     """An optional package (one of pyproject.toml's extras) is not installed."""
 
 
 # The optional packages and the extra of pyproject.toml that installs each (`make install` installs them all).
-OPTIONAL_PACKAGES = {"keras": "labs", "pytensor": "labs", "onnx": "export", "onnxruntime": "export",
-                     "onnxscript": "export", "fastapi": "explorer", "uvicorn": "explorer", "multipart": "explorer",
-                     "python_multipart": "explorer"}
+OPTIONAL_PACKAGES = {**dict.fromkeys(("keras", "pytensor"), "labs"),
+                     **dict.fromkeys(("onnx", "onnxruntime", "onnxscript"), "export"),
+                     **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart"), "explorer"),
+                     **dict.fromkeys(("webdataset", "braceexpand", "datasets", "pyarrow"), "data")}
 
 
 def import_optional(module: str, purpose: str):

@@ -101,6 +101,19 @@ def choose_precision(requested: str, device_type: str) -> tuple[bool, str]:
     return False, f"fp32: auto, {device_type}"
 
 
+def usable_devices() -> list[str]:
+    """The `--device` values that work here: the CPU, each CUDA GPU, Apple's GPU (MPS)."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def describe() -> dict:
     """Versions and hardware, for `cnnlab info` and a run's `_meta`."""
     import torch

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from cnnlab.models.complexity import profile
-from cnnlab.train.batches import TensorSplit
+from cnnlab.train.batches import TensorSplit, eval_batch_size
+from cnnlab.train.streaming import split_for
 from cnnlab.train.evaluation import evaluate, evaluate_segmentation
 from cnnlab.train.runs import Run
 from cnnlab.train.tasks import task_for
@@ -102,9 +103,10 @@ def _classification_results(run: Run | UserModel, model, test, metrics: list[dic
 
     def evaluated():
         if not cache:
-            split = TensorSplit(test, limit=config.test_limit)
+            split = split_for(test, limit=config.test_limit)
             with torch.inference_mode():
-                cache["split"], cache["evaluation"] = split, evaluate(model, split, config.eval_batch_size)
+                cache["split"], cache["evaluation"] = split, evaluate(
+                    model, split, eval_batch_size(config.eval_batch_size, split.shape))
         return cache["split"], cache["evaluation"]
 
     accuracy = []

@@ -77,7 +77,8 @@ def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", 
     if input_size is not None and input_size < 1:
         raise ConfigError(f"input size must be at least 1, got {input_size}")
     src = source if isinstance(source, Source) else load_source(source, model, model_options)
-    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True).images
+    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True,
+                          options=settings.get("dataset_options")).images
     in_channels = images.shape[1] if images.ndim == 4 else 1
     side = images.shape[-1]
     spec = plan(src, mode, dataset_info(dataset).num_classes, in_channels, side, input_size, freeze_until,

@@ -25,6 +25,14 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 SUITE_ONEDNN_CAP = "AVX512_CORE_VNNI"
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", SUITE_ONEDNN_CAP)
 
+# `make test` runs one xdist worker per core: each computes on one thread (PyTorch's intra-op threads, NumPy's BLAS),
+# as do the processes it starts, so that two workers on two cores do not run four threads that wait on each other
+# (OpenBLAS's threads spin while they wait). Set before anything loads torch or NumPy, which read them once. Tests
+# of thread counts set them explicitly (`--threads 2`).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
+
 # PyTensor compiles the pytensor engine's graphs to C and caches them in its compiledir (~/.pytensor by default). Each
 # test process compiles from scratch, as a fresh clone does, into a folder of its own that it removes at the end (the
 # processes it starts share it): a warm cache cannot hide a slow or broken compilation. tests/test_engines.py says
@@ -272,3 +280,11 @@ def pytest_runtest_protocol(item, nextitem):
     if CPU_LOG:
         with open(CPU_LOG, "a") as log:
             log.write(f"{_cpu_seconds() - before:.2f}\t{item.nodeid}\n")
+
+
+# -- The costly tests start first ---------------------------------------------------------------------------------
+# xdist hands the tests out in collection order; a costly test collected last keeps one worker busy while the other
+# has finished. Tests marked `slow` (the heaviest few: compiling, several processes, a browser) are collected
+# first, in their files' order, so the workers end together. The 15 slowest of every run are printed at its end.
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: files keep their order

@@ -120,3 +120,12 @@ def test_tta_views_benchmark_prints_what_evaluate_reports(tmp_path, capsys):
 
     assert float(rows["plain"]) == pytest.approx(evaluated(), abs=1e-3)
     assert float(rows["shifts+zooms 0.93/1.07"]) == pytest.approx(evaluated("--tta"), abs=1e-3)
+
+
+def test_data_throughput_benchmark_short(tmp_path):
+    """The loader benchmark's rows: the reference, cnnlab decoding and cnnlab cached, at 0 and 1 worker, all
+    delivering images (the speeds themselves are docs/data.md's, measured by hand)."""
+    out = python("benchmarks/data_throughput.py", "--short", cwd=tmp_path)
+    rows = re.findall(r"^\| 32 \| (\d) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)x \| ([\d.]+)x \|$", out, re.M)
+    assert [row[0] for row in rows] == ["0", "1"], out
+    assert all(float(value.replace(",", "")) > 0 for row in rows for value in row[1:]), out

@@ -32,6 +32,11 @@ ENGINES = ["keras", "pytensor"]
 # PyTensor's graphs run by its Python linker: no compilation (PyTensor 3's default mode, Numba, compiled one gradient
 # graph of LeNet-5 for minutes).
 UNCOMPILED = "FAST_COMPILE"
+# The tests that compile the PyTensor engine's training step to C run on one xdist worker, one after the other
+# (`make test` runs --dist loadgroup): the first compiles, the others find its ops in the shared compile cache,
+# and no worker waits on PyTensor's compile lock while the other compiles.
+COMPILED_C = pytest.mark.xdist_group("pytensor-c")
+TRAINED_ENGINES = ["keras", pytest.param("pytensor", marks=COMPILED_C)]
 # The lab's models: simple-cnn with every option that computes deterministically (dropout's masks are each engine's
 # own), LeNet-5's partial connections, trained subsampling and scaled tanh, and the MLP baseline.
 MODELS = [("simple-cnn", {}), ("simple-cnn", {"batch_norm": True}), ("lenet5", {}), ("mlp", {})]
@@ -168,7 +173,8 @@ def test_optimizer_steps_are_pytorchs(engine, settings, monkeypatch):
         assert relative_error(weights[name].double().numpy(), value.double().numpy()) <= tolerance, name
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", TRAINED_ENGINES)
 def test_engine_learns_mnist_and_saves_torch_weights(engine, tmp_path):
     config = recipe_config(engine=engine, epochs=1, train_limit=2000, test_limit=1000, threads=1, device="cpu")
     trainer = Trainer(config, name=engine, runs_dir=tmp_path, progress=False)
@@ -184,7 +190,8 @@ def test_engine_learns_mnist_and_saves_torch_weights(engine, tmp_path):
         np.testing.assert_allclose(model(x).numpy(), trainer.engine.logits(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", TRAINED_ENGINES)
 def test_a_killed_run_resumes_as_if_never_stopped(engine, tmp_path):
     settings = dict(engine=engine, model_options={"dropout": 0.25}, epochs=2, train_limit=320, test_limit=100,
                     batch_size=32, threads=1, device="cpu")

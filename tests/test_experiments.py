@@ -145,3 +145,23 @@ def test_replot_redraws_from_result_json_and_names_a_missing_one(tmp_path, capsy
     assert main(["experiment", "depth", "--replot", "--out", str(tmp_path)]) == 0
     with Image.open(tmp_path / "depth" / "depth.png") as figure:
         assert figure.width > 600
+
+
+def test_seeds_give_each_headline_number_as_mean_and_spread(tmp_path, capsys):
+    """`--seeds 2`: the experiment runs with seeds 0 and 1 (initial weights and data order differ, so the numbers
+    do), and each headline number is the mean and sample standard deviation of the two; `--seeds 0` is refused."""
+    assert main(["experiment", "weight-sharing", "--quick", "--seeds", "2", "--out", str(tmp_path),
+                 "--threads", "1"]) == 0
+    assert "mean ± std over 2 seeds" in capsys.readouterr().out
+    record = json.loads((tmp_path / "weight-sharing" / "result.json").read_text())
+    assert record["seeds"] == 2 and record["settings"]["seed"] == [0, 1] and len(record["other_seeds"]) == 1
+    row = record["summary"]["CNN (simple-cnn): test accuracy"]
+    seeds = [r["nets"]["CNN (simple-cnn)"]["test_acc"] for r in [record["result"], *record["other_seeds"]]]
+    assert row["values"] == seeds and seeds[0] != seeds[1]
+    assert row["mean"] == pytest.approx(np.mean(seeds), abs=1e-5)
+    assert row["std"] == pytest.approx(np.std(seeds, ddof=1), abs=1e-5)
+    from cnnlab.errors import ConfigError
+    from cnnlab.experiments.runner import run_experiment
+
+    with pytest.raises(ConfigError, match="--seeds must be at least 1"):
+        run_experiment("weight-sharing", "quick", tmp_path, seeds=0)

@@ -75,3 +75,23 @@ def test_an_exported_run_keeps_its_accuracy_and_says_how_to_feed_it(tmp_path, ca
 def test_export_of_a_missing_run_is_one_line(tmp_path, capsys):
     code, _, err = run_in_process(capsys, "export", tmp_path / "nothing")
     assert code == 2 and err.count("\n") == 1 and "no such run folder" in err
+
+
+@pytest.mark.parametrize("key, edited", [("dataset", "fashion-mnist"), ("model", "deep-cnn")])
+def test_a_config_that_is_not_its_weights_is_refused(tmp_path, capsys, key, edited):
+    """config.json edited to another dataset (or model) than the one its weights were trained on would give the
+    ONNX file that dataset's class names and normalization: refused in one line, nothing written."""
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.engine import build_torch_model
+    from cnnlab.train.runs import save_weights, write_json_atomic
+
+    config = TrainConfig()
+    run = tmp_path / "run"
+    save_weights(run / "model.safetensors", build_torch_model(config).state_dict(),
+                 {"model": config.model, "dataset": config.dataset})
+    write_json_atomic(run / "config.json", {**config.to_dict(), key: edited})
+    code, _, err = run_in_process(capsys, "export", run, "--format", "onnx")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{key} '{edited}', but its weights (model.safetensors) were trained as {key} '{getattr(config, key)}'" \
+        in err
+    assert not (run / "model.onnx").exists()

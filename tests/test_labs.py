@@ -37,6 +37,7 @@ def test_lab1_keras_trains_three_convnets_and_compares_them(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pytensor-c")  # tests/test_engines.py: COMPILED_C
 def test_lab2_theano_cnn_learns(tmp_path, monkeypatch):
     nb, _, cpu = execute(LABS / "lab2_theano.ipynb", tmp_path, monkeypatch=monkeypatch)
     # 400 SGD steps of 64 images, 2,000 test images: measured 95.05% (untrained: ~10%)

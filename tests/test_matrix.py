@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.data import load_dataset
+from cnnlab.data import dataset_info, load_dataset
+from cnnlab.data.shards import write_shards
 from cnnlab.train.config import recipe_config
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer import prepare
@@ -42,6 +43,13 @@ def train(kind: str, root: Path, shared) -> Path:
     if kind == "segmentation":
         config = recipe_config("segmentation", **SEGMENTATION)
         return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
+    if kind in ("streamed-folder", "shards"):  # MNIST digits as files, read a batch at a time from disk
+        dataset = digits_folder(root / "digits")
+        if kind == "shards":
+            patterns = write_shards(dataset_info(dataset, {"side": 28}), root / "shards", per_shard=100)
+            dataset = f"shards:{patterns['train']}"
+        config = recipe_config(**{**SMALL, "train_limit": None}, dataset=dataset, dataset_options={"side": 28})
+        return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
     settings = {"torch": {}, "scratch": {"engine": "scratch"}, "keras": {"engine": "keras"},
                 "pytensor": {"engine": "pytensor"},
                 "batch-norm-dropout": {"model_options": {"batch_norm": True, "dropout": 0.25},
@@ -53,6 +61,16 @@ def train(kind: str, root: Path, shared) -> Path:
              "transfer-fine-tuned": dict(mode="fine-tune", freeze_until="conv1", lr_backbone=1e-4)}
     config, model = prepare(source, "mnist", **modes[kind], **SMALL)
     return Trainer(config, name=kind, runs_dir=root, progress=False, model=model).fit().run_dir
+
+
+def digits_folder(root: Path, count: int = 500) -> str:
+    """The first `count` MNIST test digits as PNG files, one folder per class: `folder:` dataset of 10 classes."""
+    split = load_dataset("mnist", "test")
+    for n in range(count):
+        folder = root / str(split.labels[n])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(split.images[n]).save(folder / f"{n:05d}.png")
+    return f"folder:{root}"
 
 
 def input_image(tmp_path: Path, segmentation: bool) -> Path:
@@ -67,10 +85,13 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-KINDS = ["torch", "scratch", "keras", "pytensor", "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned",
-         "segmentation", "ddp"]
+KINDS = ["torch", "scratch", "keras",
+         pytest.param("pytensor", marks=pytest.mark.xdist_group("pytensor-c")),  # tests/test_engines.py: COMPILED_C
+         "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "ddp", "streamed-folder",
+         "shards"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
     run = build(kind, shared)

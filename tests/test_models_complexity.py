@@ -1,11 +1,15 @@
-"""The MAC counter's rules on layers whose cost is known by hand, and meta-device counts equal real ones."""
+"""The MAC counter's rules on layers whose cost is known by hand, meta-device counts equal real ones, and every
+registered model's count equals torch's FlopCounterMode's."""
 
+import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.models import get_model
+from cnnlab.models import get_model, list_models
 from cnnlab.models.complexity import profile, weight_layers
 from cnnlab.models.lenet import C3_TABLE, PartialConv2d
+from cnnlab.models.zoo import build
 
 
 def test_rules_by_hand():
@@ -48,3 +52,25 @@ def test_weight_layers_follow_the_longest_path():
             return self.deep(x) + self.shallow(x)
 
     assert weight_layers(TwoPaths(), (1, 4, 4)) == 3
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_the_counter_agrees_with_torchs_flop_counter(name):
+    """Every registered model at its native input and class count, on the meta device (nothing is computed):
+    the multiply-adds counted from the layers equal half the FLOPs that torch's own FlopCounterMode counts from
+    the operations run. The one exception is by design: LeNet-5's C3 connects each of its 16 maps to 3 to 6 of
+    S2's 6 maps (the paper's Table I, 60 connections), which the counter counts, while the layer runs a dense
+    convolution with the other kernels masked to zero, which torch counts."""
+    model, shape = build(name)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        counted = profile(model, shape)
+    connections = sum(row.count("X") for row in C3_TABLE)  # 60 of 16 x 6; each a 5x5 kernel over C3's 10x10
+    masked = (16 * 6 - connections) * 5 * 5 * 10 * 10 if name == "lenet5" else 0
+    assert 2 * (counted.macs + masked) == counter.get_total_flops(), name
+
+
+def test_transposed_convolutions_are_counted():
+    """Each input value of a transposed convolution meets out_channels/groups kernels of kh x kw weights."""
+    layer = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    assert profile(nn.Sequential(layer), (4, 5, 7)).macs == 4 * 5 * 7 * 3 * 3 * 3  # 3 output channels per group

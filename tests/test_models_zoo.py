@@ -41,6 +41,24 @@ def test_forward_backward(name):
         assert p.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_builds_and_runs_in_float64(name):
+    """Built while torch's default dtype is float64, every parameter and buffer is float64 (the FCN's bilinear
+    kernels too) and the forward pass computes in float64 (no float32 constant drags it down)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = get_model(name, num_classes=7, in_channels=1, input_size=16).eval()
+    finally:
+        torch.set_default_dtype(default)
+    assert {t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()} == {torch.float64}
+    with torch.no_grad():
+        scores = model(torch.randn(2, 1, 16, 16, dtype=torch.float64))
+    assert scores.dtype == torch.float64 and scores.shape == output_shape(name, 2, 7, 16, 16)
+    assert torch.isfinite(scores).all()
+
+
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 32, 32), (3, 32, 32)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_small_input_shapes(name, shape):

@@ -52,6 +52,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where, whole_
     assert not list((tmp_path / "killed").glob(".*.part"))
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
     args = ["--train-limit", "1024", "--test-limit", "500", "--epochs", "2", "--batch-size", "64", "--threads", "1",
             "--runs-dir", tmp_path, "--quiet"]

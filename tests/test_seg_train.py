@@ -182,6 +182,7 @@ def test_segment_train_prints_the_iou_table_and_resumes_a_killed_run(tmp_path, c
     assert len(killed) == 2 and killed == whole
 
 
+@pytest.mark.slow
 def test_segment_train_in_two_processes_equals_one(tmp_path):
     """--nproc-per-node relaunches `segment train` itself under torchrun: the class-weighted loss summed over
     both processes' shares is the one-process loss of the global batch, so the weights agree. Without batch norm

@@ -50,6 +50,29 @@ def colour_shapes():
     return nn.Sequential(nn.Conv2d(3, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 3))
 
 
+class Switching(nn.Module):
+    """Class scores for the input of zeros cnnlab checks a model with when it opens it; then, for real images, a
+    tuple (`kind` "tuple") or scores holding NaN and inf ("nan")."""
+
+    def __init__(self, kind: str = "tuple"):
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(1, 4, 5)
+        self.fc = nn.Linear(4 * 24 * 24, 10)
+
+    def forward(self, x):
+        scores = self.fc(self.conv(x).relu().flatten(1))
+        if not x.any():
+            return scores
+        if self.kind == "tuple":
+            return scores, "auxiliary"
+        return scores * torch.tensor([float("nan"), float("inf")] + [1.0] * 8)
+
+
+def overflowing():
+    return Switching("nan")
+
+
 def not_a_module():
     return "a string"
 
@@ -86,6 +109,7 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_report_measures_the_users_model_and_the_weights_matter(weights, tmp_path, capsys):
     """The report of a user's model evaluates it on the dataset's test set: trained weights score high, the
     model as its class builds it (random) scores at chance; a check that --weights is really loaded."""
@@ -261,6 +285,30 @@ def test_serve_shows_the_users_model_with_its_own_numbers(weights, mnist_digit_p
     expected = predict_probabilities(own.build_model(), own.info, [mnist_digit_png[0]])[0]
     assert np.allclose(answer["probabilities"], expected, atol=1e-6)
     assert answer["prediction"] == str(int(expected.argmax()))
+
+
+@pytest.mark.parametrize("factory, words", [("Switching", "the model returned a tuple, expected class scores"),
+                                             ("overflowing", "the model's output holds NaN or infinite values (")])
+def test_a_model_that_misbehaves_on_real_images_is_one_line_everywhere(factory, words, tmp_path, capsys,
+                                                                        mnist_digit_png):
+    """It passes the check when opened (its output for zeros is fine); every use of its output afterwards is
+    checked by the same check: a figure, the report, the explorer (422 with the line the page shows)."""
+    from fastapi.testclient import TestClient
+
+    from cnnlab.train.user_model import UserModel
+    from cnnlab.web import create_app
+
+    for args in [["show", "features", "--index", 0], ["show", "saliency", "--index", 0], ["report", "--samples", 1]]:
+        code, _, err = run_in_process(capsys, *args, "--model", spec(factory), "--out", tmp_path / "out")
+        assert code == 2 and err.count("\n") == 1 and f"--model {spec(factory)}: {words}" in err, (args, err)
+    own = UserModel.open(spec(factory))
+    client = TestClient(create_app([], runs_dir="/nonexistent", own=[own]), base_url="http://localhost")
+    source = f"file:{HERE.name}:{factory}"
+    answers = [client.post("/api/predict", files={"image": ("d.png", mnist_digit_png[1], "image/png")},
+                           data={"source": source}),
+               client.post("/api/activations", json={"source": source, "digit": mnist_digit_png[0].tolist()})]
+    for answer in answers:
+        assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
 
 
 def test_serve_refuses_a_model_the_page_cannot_draw_for(capsys):

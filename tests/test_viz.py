@@ -125,6 +125,23 @@ def test_grad_cam_weights_maps_by_their_mean_gradient():
     np.testing.assert_allclose(cam, (x[0, 0] / x.max()).numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("name, target", [("fcn-8s", 1), ("unet", 0)])
+def test_grad_cam_of_a_model_that_pads_its_input_is_not_shifted(name, target):
+    """FCN-8s and U-Net pad an 84-pixel-wide scene to 96 before their layers run, so their maps cover 96 columns.
+    The map of the 84-wide scene must be that of the same scene padded by hand (where the model pads nothing and
+    stretching is exact) with the 12 padded columns cut off, not the 96 columns squeezed into 84 (up to a stride
+    off at the right edge; for this seed's U-Net the map's centre of mass moved 4.3 px)."""
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=11).eval()
+    x = torch.randn(1, 1, 64, 84)
+    box = (10, 5, 50, 80)  # the score's pixels: the same in both inputs
+    cam, _ = grad_cam(model, x, target, region=box)
+    wide, _ = grad_cam(model, F.pad(x, (0, 12)), target, region=box)
+    expected = wide[:, :84] / wide[:, :84].max()
+    assert cam.shape == (64, 84) and cam.max() == 1
+    np.testing.assert_allclose(cam, expected, atol=1e-5)
+
+
 def test_saliency_of_a_trained_run_concentrates_on_the_digit(run_dir):
     model = Run.open(run_dir).build_model()
     digit = load_dataset("mnist", "test").images[0]

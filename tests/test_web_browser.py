@@ -30,7 +30,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 RANGE_IS = """([low, high]) => {
     const shown = (document.querySelector('#conv-output').dataset.range || '').split(',').map(Number);
     return shown.length === 2 && Math.abs(shown[0] - low) < 1e-4 && Math.abs(shown[1] - high) < 1e-4; }"""
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
+pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
+              pytest.mark.slow]  # a browser: started first (conftest.py)
 
 
 def serve(*args):

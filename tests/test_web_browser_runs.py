@@ -26,7 +26,8 @@ from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 ge
 from test_web_browser import (CHROMIUM, browser, open_page, screenshot_path, serve, shown_result,  # noqa: F401
                               shows_view, wait_until)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
+pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
+              pytest.mark.slow]  # a browser: started first (conftest.py)
 # FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
 # so that the screenshot shows a class map rather than background everywhere.
 SCENES = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2000, test_limit=20, epochs=2,

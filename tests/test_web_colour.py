@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
-from cnnlab.train.runs import Run
+from cnnlab.train.runs import Run, read_weights, save_weights
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from cnnlab.web import create_app
 
@@ -153,6 +153,8 @@ def test_a_runs_folder_outside_the_allowed_ones_is_shown_not_read(colour_run, tm
         if not keep:
             config["dataset_options"] = {}
         (copy / "config.json").write_text(json.dumps(config))
+        tensors, metadata = read_weights(copy / "model.safetensors")  # a consistent run folder, as theirs would be
+        save_weights(copy / "model.safetensors", tensors, {**metadata, "dataset": config["dataset"]})
         hostile[name] = f"run:{name}"
     client = TestClient(create_app(runs_dir=tmp_path / "runs"), base_url="http://localhost")
     listed = {s["id"]: s for s in client.get("/api/sources").json()}

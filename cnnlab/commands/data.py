@@ -13,6 +13,7 @@ def add_parser(subparsers):
         "cnnlab data photos/                     # a folder: one sub-folder per class",
         "cnnlab data folder:photos --dataset-options '{\"side\": 64}'",
         "cnnlab data cifar-10 --sheet cifar.png  # a registered dataset",
+        "cnnlab data photos/ --to-shards shards/  # written out as WebDataset tar shards",
     ], run)
     p.add_argument("dataset", metavar="PATH_OR_NAME", help="a folder of class sub-folders (folder:PATH or a path), "
                    "or a registered dataset name")
@@ -24,6 +25,9 @@ def add_parser(subparsers):
                    "(default 8)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with a registered dataset's files")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--to-shards", metavar="DIR", help="write a folder's train and test splits as WebDataset tar "
+                   "shards in DIR (with classes.txt), for --dataset shards:PATTERN")
+    p.add_argument("--shard-size", type=int, default=1000, metavar="N", help="images per shard (default 1000)")
     return p
 
 
@@ -46,6 +50,8 @@ def run(args) -> int:
         raise ConfigError(f"--dataset-options: not valid JSON ({err})") from None
     if options is not None and not isinstance(options, dict):
         raise ConfigError("--dataset-options: expected a JSON object of settings")
+    if args.to_shards:
+        return _to_shards(name, options, Path(args.to_shards), args.shard_size)
     found = overview(name, options, args.data_dir, quiet=args.json)
     splits = found.pop("_splits")
     sheet = contact_sheet(splits["train"], args.sheet or f"data-{file_label(found['dataset'])}.png", args.per_class)
@@ -54,6 +60,23 @@ def run(args) -> int:
         print(to_json(found, indent=2))
         return 0
     _print(found)
+    return 0
+
+
+def _to_shards(name: str, options: dict | None, out, per_shard: int) -> int:
+    from cnnlab.data.folders import is_folder
+    from cnnlab.data.registry import dataset_info
+    from cnnlab.data.shards import write_shards
+    from cnnlab.errors import ConfigError
+
+    if not is_folder(name):
+        raise ConfigError(f"--to-shards writes a folder of images out as shards; {name} is not a folder")
+    if not 1 <= per_shard <= 10 ** 7:
+        raise ConfigError(f"--shard-size must be from 1 to 10000000, got {per_shard}")
+    patterns = write_shards(dataset_info(name, options), out, per_shard)
+    for split, pattern in patterns.items():
+        print(f"{split}: {pattern}")
+    print(f"train on them: --dataset 'shards:{patterns['train']}'")
     return 0
 
 

@@ -17,12 +17,15 @@ def add_parser(subparsers):
     p.add_argument("--out", default="experiments", help="parent folder of the output (default experiments/)")
     p.add_argument("--replot", action="store_true", help="only redraw the figure from an earlier result.json")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    p.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds 0..N-1 and give each number's mean "
+                   "± std (default: seed 0; transfer: its own 3)")
     return p
 
 
 def run(args) -> int:
     import torch
 
+    from cnnlab.commands.tables import print_experiment_summary
     from cnnlab.errors import ConfigError
     from cnnlab.experiments.runner import replot, run_experiment
 
@@ -34,7 +37,9 @@ def run(args) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    record, out = run_experiment(args.name, "quick" if args.quick else "full", args.out, progress=True)
-    print(f"{args.name} ({record['setting']} setting, {record['seconds']:.0f} s): "
+    record, out = run_experiment(args.name, "quick" if args.quick else "full", args.out, progress=True,
+                                 seeds=args.seeds)
+    print_experiment_summary(record)
+    print(f"{args.name} ({record['setting']} setting, {record['seeds']} seed(s), {record['seconds']:.0f} s): "
           f"{out / 'result.json'} and {out / (args.name + '.png')}")
     return 0

@@ -33,7 +33,7 @@ def collect() -> dict:
     _, cpu_reason = hardware.choose_precision("auto", "cpu")
     return {"cnnlab": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "platform": platform.platform(), **hardware.describe(),
-            "auto_precision_cpu": cpu_reason, "data_search_path": [str(p) for p in search_roots()],
+            "devices": hardware.usable_devices(), "auto_precision_cpu": cpu_reason, "data_search_path": [str(p) for p in search_roots()],
             "datasets": found}
 
 
@@ -53,6 +53,7 @@ def run(args) -> int:
         ("native bf16", "yes" if info["native_bf16"] else "no"),
         ("cores / threads", f"{info['cores']} / {info['threads']} (torch)"),
         ("CUDA", ", ".join(info["cuda"]) + f" (CUDA {info['cuda_version']})" if info["cuda"] else "none"),
+        ("devices", ", ".join(info["devices"]) + "  (--device)"),
         ("precision auto", info["auto_precision_cpu"].split(": ", 1)[0] + " on the CPU"
          + (", bf16 on CUDA" if info["cuda"] else "")),
         ("data search path", "\n".join(info["data_search_path"])),

@@ -59,3 +59,18 @@ def print_iou(result, classes, title: str) -> None:
     console.print(table)
     console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
                   f"pixel accuracy {result.accuracy:.2%}")
+
+
+def print_experiment_summary(record: dict) -> None:
+    """An experiment's headline numbers: mean ± std over its seeds (accuracies, errors and correlations alike)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    seeds = record["seeds"]
+    table = Table(title=f"{record['experiment']}: mean ± std over {seeds} seed{'s' * (seeds > 1)}")
+    table.add_column("number")
+    table.add_column("mean ± std", justify="right")
+    for name, row in record["summary"].items():
+        spread = f" ± {row['std']:.4f}" if row["std"] is not None else ""
+        table.add_row(name, f"{row['mean']:.4f}{spread}")
+    Console().print(table)

@@ -7,8 +7,9 @@ from cnnlab.commands.options import add_config_options, add_output_options, conf
 
 # The training settings a transfer run takes from the command line (TrainConfig fields); the model, its
 # options and the dataset are the source's and the target's.
-SETTINGS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device", "threads",
-            "train_limit", "test_limit", "data_dir", "labels_per_class"]
+SETTINGS = ["dataset_options", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device",
+            "threads", "train_limit", "test_limit", "data_dir", "labels_per_class", "augment", "workers",
+            "checkpoint_every"]
 
 
 def add_parser(subparsers):
@@ -78,7 +79,7 @@ def _input_side(args) -> int:
     from cnnlab.errors import ConfigError
 
     channels, side, _ = parse_shape(args.input)
-    images = load_dataset(args.dataset, "test", args.data_dir, quiet=True).images
+    images = load_dataset(args.dataset, "test", args.data_dir, quiet=True, options=args.dataset_options).images
     has = images.shape[1] if images.ndim == 4 else 1
     if channels != has:
         raise ConfigError(f"--input {args.input}: {args.dataset} images have {has} channel(s), not {channels}")

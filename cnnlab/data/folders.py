@@ -8,11 +8,17 @@ stored with the others as one uint8 array file (`.npy`, [N, 3, side, side]) in `
 is not writable, the user cache. The file's name is a hash of the list of files with their sizes and modification
 times and of the settings that change the pixels, so that a second run memory-maps the decoded set in well under
 a second, and any change to the folder decodes it again. Files that are not readable images are skipped and
-counted in one summary line; the index beside the array lists them.
+counted in one summary line; the index beside the array lists them. Before decoding, the cache's size is checked
+against the free disk: one that cannot fit is refused in one line.
+
+A split is never loaded whole: its images are read by index through the memory map (cnnlab.data.stored), so that
+a folder of any size costs memory for its labels only. With the option `"cache": false` nothing is written but a
+small index: every file is decoded once to learn which are readable, whether any has colour, and its pixel sums
+(for the mean and std), and training decodes each image again when it reads it, in DataLoader workers.
 
 Grey or colour is a view of the stored RGB array: grey is the luminance Pillow's "L" mode computes, exact for
 images that are grey already. The split and the per-channel mean and std of the training images are computed at
-load time (a pass over the array), so neither needs a cache of its own.
+load time (a streamed pass over the array, in exact integer sums), so neither needs a cache of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +35,22 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
+<<<<<<< HEAD
+from cnnlab.data.download import atomic_write, part_path, remove_stale_parts
+=======
 from cnnlab.data.download import atomic_write
+from cnnlab.data.places import PlaceDataset, with_defaults
+>>>>>>> issue40
 from cnnlab.data.registry import PREFIXED, SPLITS
+from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError
 
 PREFIX = "folder:"
 CACHE_VERSION = 1  # bump when decoding changes, so that stale caches are never read
 CACHE_FOLDER = ".cnnlab-cache"
-# Pillow's "L" weights (ITU-R 601-2), in thousandths as Pillow computes them
-LUMA = np.array([299, 587, 114], dtype=np.uint32)
+# Free disk kept beyond a new cache: a disk filled to the last byte fails whatever writes next (the run's own files)
+DISK_MARGIN = 256 * 2 ** 20
+CHUNK_BYTES = 32 * 2 ** 20  # pixels a streamed pass over the images holds at a time
 POOL_FROM = 256  # fewer files decode in this process: starting workers costs more than they save
 COLORS = ("auto", "rgb", "gray")
 REASONS = (("not a readable image", "not an image"), ("corrupt or truncated", "truncated or corrupt"),
@@ -49,6 +63,7 @@ OPTIONS = {
     "color": ("auto", "rgb, gray, or auto: rgb when any image has colour"),
     "test_fraction": (0.2, "share of each class held out for testing when there is no PATH/test"),
     "split_seed": (0, "the seed of that held-out draw"),
+    "cache": (True, "decode once into a cache on disk (true), or decode each image when it is read (false)"),
     # recorded by the first load, so that a run's model gets the inputs it was trained on even if the folder
     # changes or moves; give them to override (e.g. ImageNet's statistics for a pretrained model)
     "classes": (None, "class names, in label order"),
@@ -73,12 +88,7 @@ def canonical(name: str) -> str:
 
 def check_options(options: dict | None) -> dict:
     """The options with their defaults filled in, each checked (a ConfigError names the one that is wrong)."""
-    options = dict(options or {})
-    for key in options:
-        if key not in OPTIONS:
-            raise ConfigError(f"dataset option {key!r}: a folder dataset has no such option (it takes "
-                              f"{', '.join(OPTIONS)})")
-    settings = {key: options.get(key, default) for key, (default, _) in OPTIONS.items()}
+    settings = with_defaults(options, OPTIONS, "a folder dataset")
 
     def need(ok: bool, key: str, what: str):
         if not ok:
@@ -94,6 +104,7 @@ def check_options(options: dict | None) -> dict:
     need(isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction < 1,
          "test_fraction", "a fraction between 0 and 1")
     need(integer(settings["split_seed"]) and settings["split_seed"] >= 0, "split_seed", "a non-negative integer")
+    need(isinstance(settings["cache"], bool), "cache", "true or false")
     classes = settings["classes"]
     need(classes is None or (isinstance(classes, list) and len(classes) >= 2 and
                              all(isinstance(c, str) and c for c in classes)), "classes", "a list of 2 or more names")
@@ -193,55 +204,111 @@ def _decode_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None,
         return index, None, f"{err.__class__.__name__}: {err}"[:80]
 
 
+def image_sums(pixels: np.ndarray) -> np.ndarray:
+    """What a folder keeps of each of uint8 RGB images [N, 3, H, W]: [N, 2, 5] int64, the sums of each image's
+    R, G, B and grey pixels and whether it has colour, then the sums of their squares. Exact integers: the
+    statistics of any split are sums of these, the same whatever order they are added in."""
+    wide = np.concatenate([pixels, as_channels(pixels, 1)], 1).astype(np.int64)
+    out = np.zeros((len(pixels), 2, 5), np.int64)
+    out[:, 0, :4], out[:, 1, :4] = wide.sum((2, 3)), (wide * wide).sum((2, 3))
+    out[:, 0, 4] = ((pixels[:, 0] != pixels[:, 1]) | (pixels[:, 1] != pixels[:, 2])).any((1, 2))
+    return out
+
+
+def _decode_summed(job: tuple[int, str, int, str]) -> tuple[int, tuple | None, str | None]:
+    """(index, (pixels, image_sums), None) of one file, or (index, None, why it failed)."""
+    index, pixels, error = _decode_one(job)
+    return index, (pixels, image_sums(pixels[None])[0]) if pixels is not None else None, error
+
+
+def _scan_one(job: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None, str | None]:
+    """What a folder decoded on the fly keeps of one file: its `image_sums`."""
+    index, pixels, error = _decode_one(job)
+    return index, image_sums(pixels[None])[0] if pixels is not None else None, error
+
+
 def workers() -> int:
     """The cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: bool) -> list[tuple[int, str]]:
-    """Decode every file into a new .npy at `array_path` (written in place, never whole in memory); the
-    (index, reason) of each file that failed."""
+def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
+    """(index, result, reason it failed) of `job` on every file of the folder, on every core, in any order, with
+    a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     count = len(listing.files)
+<<<<<<< HEAD
     array_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
+    partial = part_path(array_path)
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, 3, side, side))
     jobs = [(i, str(p), side, fit) for i, p in enumerate(listing.files)]
     bad = []
+=======
+    jobs = ((i, str(p), side, fit) for i, p in enumerate(listing.files))
+>>>>>>> issue40
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
                                            MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-    try:
-        with progress or _Quiet():
-            task = progress.add_task("decode", total=count) if progress else None
-            cores = workers()
-            if count < POOL_FROM or cores < 2:
-                results = map(_decode_one, jobs)
-                pool = None
-            else:
-                import multiprocessing
+    with progress or _Quiet():
+        task = progress.add_task("decode", total=count) if progress else None
+        cores = workers()
+        if count < POOL_FROM or cores < 2:
+            results, pool = map(job, jobs), None
+        else:
+            import multiprocessing
 
-                # forkserver: the parent may hold torch's threads, which a plain fork would copy mid-flight
-                pool = multiprocessing.get_context("forkserver").Pool(cores)
-                results = pool.imap_unordered(_decode_one, jobs, chunksize=32)
-            try:
-                for index, pixels, error in results:
-                    if pixels is None:
-                        bad.append((index, error))
-                    else:
-                        out[index] = pixels
-                    if progress:
-                        progress.advance(task)
-            finally:
-                if pool:
-                    pool.terminate()
-        out.flush()
-        del out
+            # forkserver: the parent may hold torch's threads, which a plain fork would copy mid-flight
+            pool = multiprocessing.get_context("forkserver").Pool(cores)
+            results = pool.imap_unordered(job, jobs, chunksize=32)
+        try:
+            for result in results:
+                yield result
+                if progress:
+                    progress.advance(task)
+        finally:
+            if pool:
+                pool.terminate()
+
+
+def _decode_all(listing: Listing, side: int, fit: str, array_path: Path,
+                quiet: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decode every file into a new .npy at `array_path`, each image written at its place as it comes (neither
+    the array nor a map of it is ever in memory); the `image_sums` of every file (zeros for one that failed) and
+    the (index, reason) of each that failed."""
+    count = len(listing.files)
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
+    shape = (count, 3, side, side)
+    sums, bad = np.zeros((count, 2, 5), np.int64), []
+    try:
+        with open(partial, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                        "fortran_order": False, "shape": shape})
+            offset, size = file.tell(), 3 * side * side
+            file.truncate(offset + count * size)
+            for index, decoded_file, error in _each_decoded(listing, side, fit, quiet, _decode_summed):
+                if decoded_file is None:
+                    bad.append((index, error))
+                else:
+                    os.pwrite(file.fileno(), decoded_file[0].tobytes(), offset + index * size)
+                    sums[index] = decoded_file[1]
         os.replace(partial, array_path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return sorted(bad)
+    return sums, sorted(bad)
+
+
+def _scan_all(listing: Listing, side: int, fit: str, quiet: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """`_scan_one` of every file: [N, 2, 5] int64 (zeros for a file that failed), and the failures."""
+    found = np.zeros((len(listing.files), 2, 5), np.int64)
+    bad = []
+    for index, summary, error in _each_decoded(listing, side, fit, quiet, _scan_one):
+        if summary is None:
+            bad.append((index, error))
+        else:
+            found[index] = summary
+    return found, sorted(bad)
 
 
 class _Quiet:
@@ -260,17 +327,29 @@ def cache_folders(root: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A folder decoded: the usable files' pixels (memory-mapped uint8 [N, 3, side, side]), labels, given
-    splits, and the files skipped with why."""
+    """A folder decoded: every file's pixels (uint8 [N, 3, side, side] read by index from the cache; None when
+    decoded on the fly) and `image_sums`, labels, given splits, and the files skipped with why."""
     listing: Listing
-    pixels: np.ndarray
+    pixels: StoredImages | None
+    sums: np.ndarray  # [N, 2, 5] int64: image_sums of every file
     keep: np.ndarray  # indices into listing.files of the decoded ones, in order
     skipped: tuple[tuple[str, str], ...]  # (path relative to the root, reason)
-    path: Path  # the array file
+    path: Path  # the array file (decoded on the fly: the file of the sums)
+    side: int = 32
+    fit: str = "crop"
 
     @property
     def labels(self) -> np.ndarray:
         return self.listing.labels[self.keep]
+
+    def images(self, files: np.ndarray, channels: int) -> StoredImages:
+        """The images of `files` (indices into listing.files), read by index as `channels` channels."""
+        if self.pixels is not None:
+            return StoredImages(CachedRows(self.path, files, channels))
+        return StoredImages(DecodedFiles([self.listing.files[i] for i in files], self.side, self.fit, channels))
+
+    def has_colour(self) -> bool:
+        return bool(self.sums[self.keep, 0, 4].any())
 
 
 def _writable(folder: Path) -> bool:
@@ -284,48 +363,138 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+<<<<<<< HEAD
+def _cached(folder: Path, key: str, shape: tuple) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
+    """(pixels, skipped files) of a finished decode in `folder`, or None: not there, or damaged (a truncated or
+    altered file, an index that does not parse), in which case its files are removed so that it is decoded again."""
+    index_path, array_path = folder / f"{key}.json", folder / f"{key}.npy"
+    if not (index_path.is_file() and array_path.is_file()):
+        return None
+    try:
+        index = json.loads(index_path.read_text())
+        pixels = np.load(array_path, mmap_mode="r", allow_pickle=False)
+        bad = [(int(i), str(why)) for i, why in index["skipped"]]
+        if pixels.shape == shape and pixels.dtype == np.uint8 and index.get("version") == CACHE_VERSION:
+            return pixels, bad
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    for path in (index_path, array_path):
+        try:
+            path.unlink()
+        except OSError:
+            pass  # a read-only cache: the next cache folder is used
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def decoded(root: Path, side: int, fit: str, quiet: bool = False) -> Decoded:
     """The folder's decoded set, from its cache or decoded now (and cached)."""
+=======
+def _size(count: float) -> str:
+    return f"{count / 2 ** 30:.1f} GiB" if count >= 2 ** 30 else f"{count / 2 ** 20:.0f} MiB"
+
+
+def check_disk(root: Path, folder: Path, need: int) -> None:
+    """Refuse, in one line, a cache of `need` bytes that `folder`'s disk cannot hold (with DISK_MARGIN to spare)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if need + DISK_MARGIN > free:
+        raise DatasetError(f"folder:{root}: its decoded cache needs {_size(need)} and {folder} has {_size(free)} "
+                           "free; free some space, or decode each image when it is read: --dataset-options "
+                           "'{\"cache\": false}'")
+
+
+def decoded(root: Path, side: int, fit: str, quiet: bool = False, cache: bool = True) -> Decoded:
+    """The folder's decoded set, from its cache or decoded now (and cached); with `cache` False, from its index
+    of readable files and pixel sums (made now if need be), the images left in their files. Unless `quiet`,
+    files that are not readable images are counted in one line on the standard error."""
+    known = (root, side, fit, cache)
+    if known not in _DECODED:
+        while len(_DECODED) >= 4:  # the oldest goes
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[known] = _open_or_decode(root, side, fit, cache, quiet)
+    result = _DECODED[known]
+    if result.skipped and not quiet:
+        print(skipped_line(result), file=sys.stderr)
+    return result
+
+
+_DECODED: dict[tuple, Decoded] = {}  # what `decoded` found, per folder and settings, in this process
+decoded.cache_clear = _DECODED.clear
+
+
+def _open_or_decode(root: Path, side: int, fit: str, cache: bool, quiet: bool) -> Decoded:
+>>>>>>> issue40
     listing = list_folder(root)
     key = listing.key(side, fit)
+    count = len(listing.files)
     for folder in cache_folders(root):
-        index_path = folder / f"{key}.json"
-        if index_path.is_file() and (folder / f"{key}.npy").is_file():
+<<<<<<< HEAD
+        remove_stale_parts(folder)  # decodes that were killed: their writers are gone, and no one will finish them
+        found = _cached(folder, key, (len(listing.files), 3, side, side))
+        if found is not None:
+            return _result(listing, *found, folder / f"{key}.npy", quiet)
+=======
+        index_path, pixels_path, sums_path = (folder / f"{key}{end}" for end in (".json", ".npy", ".sums.npy"))
+        if index_path.is_file() and (pixels_path.is_file() if cache else sums_path.is_file()):
             try:
-                index = json.loads(index_path.read_text())
-                pixels = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
-                bad = [(int(i), str(why)) for i, why in index["skipped"]]
+                bad = [(int(i), str(why)) for i, why in json.loads(index_path.read_text())["skipped"]]
+                pixels = StoredImages(CachedRows(pixels_path)) if cache else None
+                sums = np.load(sums_path, allow_pickle=False) if sums_path.is_file() else None
             except (OSError, ValueError, KeyError, TypeError) as err:
                 raise DatasetError(f"{index_path}: unreadable folder cache ({err}); delete "
                                    f"{folder} to decode again") from None
-            if pixels.shape != (len(listing.files), 3, side, side):
-                raise DatasetError(f"{folder / f'{key}.npy'}: holds {pixels.shape}, expected "
-                                   f"{(len(listing.files), 3, side, side)}; delete {folder} to decode again")
-            return _result(listing, pixels, bad, folder / f"{key}.npy", quiet)
+            for found, path, expected in ((pixels, pixels_path, (count, 3, side, side)),
+                                          (sums, sums_path, (count, 2, 5))):
+                if found is not None and tuple(found.shape) != expected:
+                    raise DatasetError(f"{path}: holds {tuple(found.shape)}, expected {expected}; delete {folder} "
+                                       "to decode again")
+            if sums is None:  # a cache made before the sums were kept beside it: one pass over it
+                per_chunk = max(1, CHUNK_BYTES // (32 * side * side))  # image_sums widens 4 channels to int64
+                sums = np.concatenate([image_sums(chunk) for chunk in pixels.chunks(per_chunk)] or
+                                      [np.zeros((0, 2, 5), np.int64)])
+                try:
+                    atomic_write(sums_path, _npy_bytes(sums))
+                except OSError:
+                    pass  # a cache that cannot be written: the sums are made again next time
+            return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
+>>>>>>> issue40
     folder = next((f for f in cache_folders(root) if _writable(f)), None)
     if folder is None:
         raise DatasetError(f"folder:{root}: nowhere to cache the decoded images ({' or '.join(map(str, cache_folders(root)))} "
                            "cannot be written)")
-    bad = _decode_all(listing, side, fit, folder / f"{key}.npy", quiet)
+    pixels_path, sums_path = folder / f"{key}.npy", folder / f"{key}.sums.npy"
+    if cache:
+        check_disk(root, folder, count * 3 * side * side)
+        sums, bad = _decode_all(listing, side, fit, pixels_path, quiet)
+    else:
+        sums, bad = _scan_all(listing, side, fit, quiet)
+    atomic_write(sums_path, _npy_bytes(sums))
     atomic_write(folder / f"{key}.json", json.dumps({"version": CACHE_VERSION, "side": side, "fit": fit,
-                                                     "files": len(listing.files), "skipped": bad}).encode())
-    pixels = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
-    return _result(listing, pixels, bad, folder / f"{key}.npy", quiet)
+                                                     "files": count, "skipped": bad}).encode())
+    pixels = StoredImages(CachedRows(pixels_path)) if cache else None
+    return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
 
 
-def _result(listing: Listing, pixels: np.ndarray, bad: list[tuple[int, str]], path: Path, quiet: bool) -> Decoded:
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _result(listing: Listing, pixels: StoredImages | None, sums: np.ndarray, bad: list[tuple[int, str]], path: Path,
+            side: int, fit: str) -> Decoded:
     failed = {i for i, _ in bad}
     keep = np.array([i for i in range(len(listing.files)) if i not in failed], np.int64)
     skipped = tuple((str(listing.files[i].relative_to(listing.root)), why) for i, why in bad)
-    result = Decoded(listing, pixels, keep, skipped, path)
+    result = Decoded(listing, pixels, sums, keep, skipped, path, side, fit)
     left = np.bincount(result.labels, minlength=len(listing.classes))
     if (left == 0).any():
         empty = [listing.classes[c] for c in np.flatnonzero(left == 0)]
         raise DatasetError(f"folder:{listing.root}: no readable image in class folder{'s' if len(empty) > 1 else ''} "
                            f"{', '.join(empty[:5])}")
-    if skipped and not quiet:
-        print(skipped_line(result), file=sys.stderr)
     return result
 
 
@@ -365,30 +534,41 @@ def split_indices(labels: np.ndarray, given: np.ndarray | None, fraction: float,
             for n, (split, chosen) in enumerate(splits.items())}
 
 
-def as_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """Stored RGB uint8 [N, 3, H, W] -> [N, channels, H, W]; grey is Pillow's rounded "L" luminance."""
-    if channels == 3:
-        return np.asarray(pixels)
-    gray = np.tensordot(LUMA, np.asarray(pixels, np.uint32), axes=([0], [1]))
-    return ((gray + 500) // 1000).astype(np.uint8)[:, None]
-
-
-def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 [N, C, H, W] scaled to [0, 1], in chunks (float64 sums)."""
+def pixel_sums(images) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per channel, the exact sums of uint8 [N, C, H, W] pixels and of their squares (int64), and the pixels per
+    channel: from each channel's histogram, so that no wide copy of the pixels is made, and any order of summing
+    (a stream of chunks, one file at a time) gives the same numbers."""
     channels = images.shape[1]
-    total, squares, count = np.zeros(channels), np.zeros(channels), 0
-    for start in range(0, len(images), chunk):
-        x = np.asarray(images[start:start + chunk], np.float64) / 255
-        total += x.sum((0, 2, 3))
-        squares += (x * x).sum((0, 2, 3))
-        count += x.size // channels
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(squares / max(count, 1) - mean ** 2, 0))
+    values = np.arange(256, dtype=np.int64)
+    sums, squares = np.zeros(channels, np.int64), np.zeros(channels, np.int64)
+    for c in range(channels):
+        counts = np.bincount(np.asarray(images[:, c]).reshape(-1), minlength=256)
+        sums[c], squares[c] = counts @ values, counts @ (values * values)
+    return sums, squares, images[0, 0].size * len(images)
+
+
+def stats_of(sums: np.ndarray, squares: np.ndarray, count: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] from `pixel_sums`."""
+    mean = sums / max(count, 1) / 255
+    std = np.sqrt(np.maximum(squares / max(count, 1) / 255 ** 2 - mean ** 2, 0))
     return [round(float(m), 4) for m in mean], [round(float(max(s, 1e-3)), 4) for s in std]
 
 
-def is_colour(pixels: np.ndarray, chunk: int = 4096) -> bool:
+def channel_stats(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 [N, C, H, W] (an array, or images on disk) scaled to [0, 1], read in
+    chunks of CHUNK_BYTES."""
+    chunk = max(1, CHUNK_BYTES // max(1, int(np.prod(images.shape[1:]))))
+    channels = images.shape[1]
+    sums, squares, count = np.zeros(channels, np.int64), np.zeros(channels, np.int64), 0
+    for start in range(0, len(images), chunk):
+        more = pixel_sums(images[start:start + chunk])
+        sums, squares, count = sums + more[0], squares + more[1], count + more[2]
+    return stats_of(sums, squares, count)
+
+
+def is_colour(pixels: np.ndarray) -> bool:
     """Whether any stored image has a pixel whose channels differ."""
+    chunk = max(1, CHUNK_BYTES // max(1, int(np.prod(pixels.shape[1:]))))
     for start in range(0, len(pixels), chunk):
         x = np.asarray(pixels[start:start + chunk])
         if (x[:, 0] != x[:, 1]).any() or (x[:, 1] != x[:, 2]).any():
@@ -397,14 +577,9 @@ def is_colour(pixels: np.ndarray, chunk: int = 4096) -> bool:
 
 
 # -- the dataset --------------------------------------------------------------------------------------------------
-class FolderDataset:
-    """The `DatasetInfo` of `folder:PATH` with its options: the same fields, each found only when read, so that
-    listing runs does not read their folders. The run's recorded classes, mean and std win over the folder."""
+class FolderDataset(PlaceDataset):
+    """The `DatasetInfo` of `folder:PATH` with its options (cnnlab.data.places)."""
 
-    task = "classification"
-    files: dict = {}
-    sha256: dict = {}
-    mirrors: tuple = ()
     licence = "the folder's own"
     options = tuple(OPTIONS)
 
@@ -415,61 +590,29 @@ class FolderDataset:
         self.source = f"the images in {self.root}"
 
     def load(self, split: str, data_dir=None, quiet: bool = False, limit: int | None = None, **options) -> Split:
-        images, labels = self.split_arrays(split, quiet)
+        images, labels = self.split_images(split, quiet)
         if limit is not None:
-            images, labels = images[:limit], labels[:limit]
+            images, labels = images.head(limit), labels[:limit]
         return Split(images, labels, self, split)
 
     def decoded(self, quiet: bool = True) -> Decoded:
-        return decoded(self.root, self.settings["side"], self.settings["fit"], quiet)
+        return decoded(self.root, self.settings["side"], self.settings["fit"], quiet, self.settings["cache"])
 
-    @functools.cached_property
-    def channels(self) -> int:
-        recorded = self.settings["mean"]
-        if recorded is not None:
-            return len(recorded)
-        if self.settings["color"] != "auto":
-            return 3 if self.settings["color"] == "rgb" else 1
-        return 3 if is_colour(self.decoded().pixels) else 1
+    def _classes(self) -> tuple[str, ...]:
+        return list_folder(self.root).classes
 
-    @functools.cached_property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(self.settings["classes"] or list_folder(self.root).classes)
+    def _has_colour(self) -> bool:
+        return self.decoded().has_colour()
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def _measure_stats(self) -> tuple[list[float], list[float]]:
+        columns = slice(0, 3) if self.channels == 3 else slice(3, 4)
+        chosen = self.decoded().sums[self._split_files("train")]
+        pixels = len(chosen) * self.settings["side"] ** 2
+        return stats_of(chosen[:, 0, columns].sum(0), chosen[:, 1, columns].sum(0), pixels)
 
-    @functools.cached_property
-    def _stats(self) -> tuple[list[float], list[float]]:
-        if self.settings["mean"] is not None and self.settings["std"] is not None:
-            return self.settings["mean"], self.settings["std"]
-        images, _ = self.split_arrays("train", quiet=True)
-        return channel_stats(images)
-
-    @property
-    def mean(self) -> float | tuple[float, ...]:
-        mean = self._stats[0]
-        return mean[0] if len(mean) == 1 else tuple(mean)
-
-    @property
-    def std(self) -> float | tuple[float, ...]:
-        std = self._stats[1]
-        return std[0] if len(std) == 1 else tuple(std)
-
-    def prepare(self, source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-        """A user's image made one of this dataset's: resized and cropped or padded alike, grey or colour alike."""
-        from cnnlab.data.preprocess import load_photo
-
-        return as_channels(load_photo(source, self.settings["side"], self.settings["fit"], name)[None], self.channels)[0]
-
-    def recorded(self) -> dict:
-        """The classes, mean and std a run records in its dataset options."""
-        return {"classes": list(self.classes), "mean": list(self._stats[0]), "std": list(self._stats[1])}
-
-    def split_arrays(self, split: str, quiet: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 [N, C, side, side], int64 labels) of one split."""
-        found = self.decoded(quiet)
+    def _split_files(self, split: str) -> np.ndarray:
+        """Indices into the listing's files of `split`'s images, in the split's order."""
+        found = self.decoded()
         listing = found.listing
         if self.settings["classes"] is not None and tuple(self.settings["classes"]) != listing.classes:
             raise DatasetError(f"{self.name}: its classes ({', '.join(listing.classes)[:60]}) are not the run's "
@@ -479,9 +622,17 @@ class FolderDataset:
         chosen = found.keep[where[split]]
         if not len(chosen):
             raise DatasetError(f"{self.name}: its {split} split has no readable image")
-        images = as_channels(found.pixels[chosen], self.channels)
-        images.setflags(write=False)
-        return images, listing.labels[chosen]
+        return chosen
+
+    def split_files(self, split: str) -> list[Path]:
+        """The readable image files of `split`, in its order."""
+        return [self.decoded().listing.files[i] for i in self._split_files(split)]
+
+    def split_images(self, split: str, quiet: bool = False) -> tuple[StoredImages, np.ndarray]:
+        """(uint8 [N, C, side, side] read by index from disk, int64 labels) of one split."""
+        found = self.decoded(quiet)
+        chosen = self._split_files(split)
+        return found.images(chosen, self.channels), found.listing.labels[chosen]
 
 
 @functools.lru_cache(maxsize=32)

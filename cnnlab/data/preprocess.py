@@ -148,6 +148,8 @@ def normalize(pixels, mean, std):
         shape = (len(mean), 1, 1)
         make = x.new_tensor if hasattr(x, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)
         mean, std = make(mean).reshape(shape), make(std).reshape(shape)
+    if x is not pixels and hasattr(x, "mul_"):  # a fresh float copy: the same three steps, in place (half the time)
+        return x.mul_(1 / 255).sub_(mean).mul_(1 / std)
     return (x * (1 / 255) - mean) * (1 / std)
 
 

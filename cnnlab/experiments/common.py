@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from torch import nn
 
 from cnnlab.train.config import TrainConfig
@@ -19,6 +20,22 @@ def train(config: TrainConfig, model: nn.Module | None = None, progress: bool = 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def seed_results(record: dict) -> list[dict]:
+    """Each seed's result of a result.json record (`cnnlab experiment --seeds N`), seed 0 first."""
+    return [record["result"], *record.get("other_seeds", [])]
+
+
+def mean_std(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample standard deviation over seeds (axis 0); a std of 0 for a single seed."""
+    values = np.asarray(values, dtype=float)
+    return values.mean(0), (values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1:]))
+
+
+def seeds_label(record: dict) -> str:
+    seeds = record.get("seeds", 1)
+    return f"mean ± std over {seeds} seeds" if seeds > 1 else "seed 0"
 
 
 def curves(history: list[dict]) -> dict:

@@ -10,6 +10,7 @@ the half-width one at ~90 images/s (one thread).
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import torch
 
 from cnnlab.experiments.common import count_parameters, curves, train
 from cnnlab.models.resnet import BasicBlock, ResNet
@@ -46,6 +47,7 @@ def run(settings: dict, progress: bool = False) -> dict:
     for residual in (False, True):
         for depth in settings["depths"]:
             name = f"{'resnet' if residual else 'plain'}-{depth}"
+            torch.manual_seed(config.seed)  # the initial weights follow the seed, as the data order does
             model = cifar_net(depth, settings["widths"], residual)
             result = train(config, model, progress)
             nets[name] = {"depth": depth, "residual": residual, "parameters": count_parameters(model),
@@ -55,6 +57,12 @@ def run(settings: dict, progress: bool = False) -> dict:
                 print(f"{name}: train error {nets[name]['final_train_error']:.2%}, "
                       f"test error {nets[name]['final_test_error']:.2%}")
     return {"nets": nets}
+
+
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std."""
+    return {f"{name}: {kind} error": net[f"final_{kind}_error"] for name, net in result["nets"].items()
+            for kind in ("train", "test")}
 
 
 def plot(record: dict, path) -> None:
@@ -75,7 +83,8 @@ def plot(record: dict, path) -> None:
         ax.legend()
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.suptitle(f"Depth on {s['dataset']}: training (dashed) and test (solid) error — "
-                 f"{s['train_limit']} training images, width {tuple(s['widths'])}")
+                 f"{s['train_limit']} training images, width {tuple(s['widths'])}"
+                 + ("" if record.get("seeds", 1) == 1 else f" (seed 0 of {record['seeds']})"))
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import dataset_info, load_dataset
+from cnnlab.experiments.common import mean_std, seed_results
 from cnnlab.experiments.transfer import source_run
 from cnnlab.train.runs import Run
 from cnnlab.viz.activations import normalize_input
@@ -75,7 +76,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(settings: dict, progress: bool = False) -> dict:
-    run_dir = source_run("mnist", settings["source"], progress)
+    run_dir = source_run("mnist", {**settings["source"], "seed": settings["seed"]}, progress)
     info = dataset_info("mnist")
     test = load_dataset("mnist", "test", quiet=True)
     images, labels = test.images[:settings["images"]], test.labels[:settings["images"]].tolist()
@@ -103,6 +104,13 @@ def run(settings: dict, progress: bool = False) -> dict:
                         "maps": {m: [_rows(e / (e.max() or 1.0)) for e in examples[m]] for m in METHODS}}}
 
 
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std: each method's mean rank
+    correlation after each step of the randomization."""
+    return {f"{method}, random down to {layer}": row["mean"][step + 1]
+            for method, row in result["rank_correlation"].items() for step, layer in enumerate(result["layers"])}
+
+
 def _rows(values: np.ndarray) -> list[str]:
     """A map in [0, 1] as one line of percents per row: result.json stays small and readable (a list of
     numbers would take one line per pixel)."""
@@ -121,9 +129,12 @@ def plot(record: dict, path) -> None:
     grid = fig.add_gridspec(len(METHODS), 3 + columns, width_ratios=[6, 0.5] + [1] * columns + [0.12])
     curves = fig.add_subplot(grid[:, 0])
     lowest = -0.3
+    seeds = record.get("seeds", 1)
     for m in METHODS:
-        row = result["rank_correlation"][m]
-        mean, std = np.array(row["mean"]), np.array(row["std"])
+        if seeds > 1:  # each seed's mean over the images; the band is the spread over seeds
+            mean, std = mean_std([r["rank_correlation"][m]["mean"] for r in seed_results(record)])
+        else:  # one seed: the band is the spread over the images
+            mean, std = np.array(result["rank_correlation"][m]["mean"]), np.array(result["rank_correlation"][m]["std"])
         curves.plot(range(len(steps)), mean, "o-", label=m)
         curves.fill_between(range(len(steps)), mean - std, mean + std, alpha=0.12)
         lowest = min(lowest, float((mean - std).min()))
@@ -131,7 +142,9 @@ def plot(record: dict, path) -> None:
     curves.set_xticks(range(len(steps)), steps, rotation=30, ha="right")
     curves.set(ylim=(max(lowest - 0.05, -1.05), 1.05), xlabel="layers re-initialized at random, from the top "
                "(cascading)", ylabel="Spearman rank correlation with the trained net's map",
-               title=f"mean ± std over {len(result['labels'])} MNIST test images")
+               title=f"mean ± std over {seeds} seeds, each the mean of {len(result['labels'])} test images"
+                     if seeds > 1 else
+                     f"mean ± std over {len(result['labels'])} MNIST test images")
     curves.grid(alpha=0.3)
     curves.legend(fontsize=8, loc="lower left")
     example = result["example"]

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cnnlab.experiments.common import count_parameters, curves, train
+from cnnlab.experiments.common import count_parameters, curves, mean_std, seed_results, seeds_label, train
 from cnnlab.models import get_model
 from cnnlab.train.config import recipe_config
 from cnnlab.viz.handcrafted import by_short_name
@@ -58,6 +58,12 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"datasets": results, "filters": list(by_short_name())}
 
 
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std."""
+    return {f"{dataset}, {arm}: test accuracy": row["test_acc"] for dataset, arms in result["datasets"].items()
+            for arm, row in arms.items()}
+
+
 def plot(record: dict, path) -> None:
     """Test accuracy per arm and dataset (top); the hand-crafted filters and the learned ones (bottom)."""
     s, data = record["settings"], record["result"]["datasets"]
@@ -65,16 +71,18 @@ def plot(record: dict, path) -> None:
     fig = plt.figure(figsize=(max(5.5 * len(data), 1.3 * len(names)), 4.2 + 1.5 * (1 + len(data))))
     top, bottom = fig.subfigures(2, 1, height_ratios=[4.2, 1.5 * (1 + len(data))])
     for ax, (dataset, arms) in zip(top.subplots(1, len(data), squeeze=False)[0], data.items()):
-        accuracy = [100 * arms[a]["test_acc"] for a in ARMS]
-        bars = ax.bar(range(len(ARMS)), accuracy, color=["darkorange", "grey", "steelblue"])
-        ax.bar_label(bars, [f"{a:.2f}%" for a in accuracy], padding=2, fontsize=9)
+        accuracy, spread = mean_std([[100 * r["datasets"][dataset][a]["test_acc"] for a in ARMS]
+                                     for r in seed_results(record)])
+        bars = ax.bar(range(len(ARMS)), accuracy, yerr=spread, capsize=4, color=["darkorange", "grey", "steelblue"])
+        ax.bar_label(bars, [f"{a:.2f} ± {s:.2f}%" if record.get("seeds", 1) > 1 else f"{a:.2f}%"
+                            for a, s in zip(accuracy, spread)], padding=2, fontsize=9)
         ax.set_xticks(range(len(ARMS)), [a.replace(" (", "\n(") for a in ARMS])
         ax.set(ylabel="test accuracy (%)\n(axis does not start at 0)", title=dataset,
                ylim=(max(0, min(accuracy) - 8), 100))
         ax.grid(axis="y", alpha=0.3)
     top.suptitle(f"First conv layer: {len(names)} hand-crafted 3×3 filters vs random vs learned "
-                 f"({s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}, {s['train_limit']:,} training images)",
-                 fontsize=10)
+                 f"({s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}, {s['train_limit']:,} training images; "
+                 f"{seeds_label(record)}; kernels: seed 0)", fontsize=10)
     _plot_kernels(bottom, names, data)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

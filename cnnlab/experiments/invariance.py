@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import load_dataset
-from cnnlab.experiments.common import train
+from cnnlab.experiments.common import mean_std, seed_results, seeds_label, train
 from cnnlab.models import get_model
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import recipe_config
@@ -98,12 +98,29 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"nets": nets}
 
 
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std: the accuracy unmoved, and
+    at each shift and rotation the mean of its two directions."""
+    numbers = {}
+    for pooling, net in result["nets"].items():
+        for motion, unit, key in (("shift", " px", "shifts"), ("rotation", "°", "rotations")):
+            steps = settings[key]
+            if motion == "shift" and 0 in steps:
+                numbers[f"{pooling}: unmoved"] = net["shift"][steps.index(0)]
+            for step in sorted(s for s in steps if s > 0 and -s in steps):
+                numbers[f"{pooling}: {motion} ±{step}{unit}"] = round(
+                    (net[motion][steps.index(step)] + net[motion][steps.index(-step)]) / 2, 5)
+    return numbers
+
+
 def plot(record: dict, path) -> None:
     s, nets = record["settings"], record["result"]["nets"]
     fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for pooling, net in nets.items():
-        ax_s.plot(s["shifts"], [100 * a for a in net["shift"]], "o-", ms=4, label=pooling)
-        ax_r.plot(s["rotations"], [100 * a for a in net["rotation"]], "o-", ms=4, label=pooling)
+    for pooling in nets:
+        for ax, motion, steps in ((ax_s, "shift", s["shifts"]), (ax_r, "rotation", s["rotations"])):
+            mean, std = mean_std([[100 * a for a in r["nets"][pooling][motion]] for r in seed_results(record)])
+            line, = ax.plot(steps, mean, "o-", ms=4, label=pooling)
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
     ax_s.set(xlabel="horizontal shift of the test images (pixels)", ylabel="test accuracy (%)",
              title="Translation")
     ax_r.set(xlabel="rotation of the test images (degrees)", title="Rotation")
@@ -111,7 +128,8 @@ def plot(record: dict, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(title="downsampling")
     fig.suptitle(f"Invariance on MNIST: nets trained without augmentation ({s['epochs']} epoch"
-                 f"{'s' if s['epochs'] > 1 else ''}), tested on {s['test_limit']:,} moved test images", fontsize=10)
+                 f"{'s' if s['epochs'] > 1 else ''}), tested on {s['test_limit']:,} moved test images; "
+                 f"{seeds_label(record)}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

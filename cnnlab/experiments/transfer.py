@@ -99,6 +99,12 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"directions": directions}
 
 
+def summary(result: dict, settings: dict) -> dict[str, list[float]]:
+    """The headline numbers with every seed's value (this experiment repeats over seeds itself)."""
+    return {f"{direction}, {n}/class, {method}": row["test_acc"] for direction, found in result["directions"].items()
+            for n, methods in found["labels_per_class"].items() for method, row in methods.items()}
+
+
 def plot(record: dict, path) -> None:
     directions = record["result"]["directions"]
     colors = {"scratch": "grey", "feature-extract": "darkorange", "frozen convs": "seagreen", "fine-tune": "steelblue"}

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from cnnlab.experiments.common import count_parameters, train
+from cnnlab.experiments.common import count_parameters, mean_std, seed_results, seeds_label, train
 from cnnlab.models import get_model
 from cnnlab.train.config import recipe_config
 
@@ -59,11 +59,11 @@ def conv_as_dense(model: nn.Module, input_shape=(1, 28, 28)) -> list[dict]:
 
 def run(settings: dict, progress: bool = False) -> dict:
     config = recipe_config("default", **{k: v for k, v in settings.items() if k != "mlp_hidden"})
+    torch.manual_seed(config.seed)  # every net's initial weights follow the seed
     cnn = get_model("simple-cnn")
     layers = conv_as_dense(cnn)
     rest = count_parameters(cnn) - sum(row["conv"] for row in layers)
     nets = {}
-    torch.manual_seed(config.seed)
     candidates = [("CNN (simple-cnn)", cnn)] + [
         (f"MLP {'-'.join(map(str, [784, *hidden, 10]))}", mlp(hidden)) for hidden in settings["mlp_hidden"]]
     for name, model in candidates:
@@ -75,6 +75,11 @@ def run(settings: dict, progress: bool = False) -> dict:
     return {"nets": nets, "conv_layers": layers,
             "cnn_if_locally_connected": rest + sum(r["locally_connected"] for r in layers),
             "cnn_if_fully_connected": rest + sum(r["fully_connected"] for r in layers)}
+
+
+def summary(result: dict, settings: dict) -> dict[str, float]:
+    """The headline numbers, which `cnnlab experiment --seeds N` gives as mean ± std."""
+    return {f"{name}: test accuracy": net["test_acc"] for name, net in result["nets"].items()}
 
 
 def plot(record: dict, path) -> None:
@@ -92,12 +97,13 @@ def plot(record: dict, path) -> None:
     ax_p.set(xlabel="parameters (log scale)", title="Parameters (pale bars: counted, not trained)",
              xlim=(min(counts) / 2, max(counts) * 20))
     ax_p.invert_yaxis()
-    accuracy = [100 * n["test_acc"] for n in nets.values()]
-    bars = ax_a.barh(list(nets), accuracy, color=colors[:len(nets)])
-    ax_a.bar_label(bars, [f"{a:.2f}%" for a in accuracy], padding=3, fontsize=8)
+    accuracy, spread = mean_std([[100 * r["nets"][n]["test_acc"] for n in nets] for r in seed_results(record)])
+    bars = ax_a.barh(list(nets), accuracy, xerr=spread, capsize=4, color=colors[:len(nets)])
+    ax_a.bar_label(bars, [f"{a:.2f} ± {s:.2f}%" if record.get("seeds", 1) > 1 else f"{a:.2f}%"
+                          for a, s in zip(accuracy, spread)], padding=8, fontsize=8)
     low = min(accuracy)
-    ax_a.set(xlabel="test accuracy (%, axis does not start at 0)", title="MNIST test accuracy (trained nets only)",
-             xlim=(max(0, low - 5), 100.8))
+    ax_a.set(xlabel="test accuracy (%, axis does not start at 0)",
+             title=f"MNIST test accuracy (trained nets only; {seeds_label(record)})", xlim=(max(0, low - 5), 100.8))
     ax_a.invert_yaxis()
     for ax in (ax_p, ax_a):
         ax.grid(axis="x", alpha=0.3)

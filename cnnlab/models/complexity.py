@@ -2,8 +2,10 @@
 
 The counter is our own, built on forward hooks, rather than fvcore, thop or ptflops: the whole convention is
 the two rules in `layer_macs` (a reader can check them against the papers), it follows the papers' and
-torchvision's convention exactly (multiply-adds of convolutions and fully connected layers; normalisation,
-activations, pooling and shortcut additions cost nothing), it runs on the meta device so an ImageNet-size
+torchvision's convention exactly (multiply-adds of convolutions, transposed convolutions and fully connected
+layers; normalisation, activations, pooling, up-sampling by interpolation and shortcut additions cost nothing;
+`torch.utils.flop_counter.FlopCounterMode` counts the same, twice over, as tests/test_models_complexity.py checks
+for every registered model), it runs on the meta device so an ImageNet-size
 count computes nothing, and it adds no dependency.
 """
 
@@ -32,11 +34,16 @@ class Profile:
     macs: int
 
 
-def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
+def layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     """MACs of one call for a batch of one: every output value of a convolution costs one multiply-add per
-    weight it sees (kernel area x input channels per group); of a fully connected layer, one per input."""
+    weight it sees (kernel area x input channels per group); every input value of a transposed convolution one
+    per weight it spreads over the output (kernel area x output channels per group); of a fully connected layer,
+    one per input."""
     if hasattr(module, "macs"):  # a layer with its own rule, e.g. LeNet's partially connected C3
         return module.macs(output)
+    if isinstance(module, nn.ConvTranspose2d):
+        kh, kw = module.kernel_size
+        return inputs[0][0].numel() * (module.out_channels // module.groups) * kh * kw
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return output[0].numel() * (module.in_channels // module.groups) * kh * kw
@@ -68,7 +75,7 @@ def profile(model: nn.Module, input_shape: tuple[int, int, int]) -> Profile:
             seen.add(id(module))
             params = sum(p.numel() for p in module.parameters(recurse=False)) if first else 0
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
-            macs = layer_macs(module, output) if isinstance(output, torch.Tensor) else 0
+            macs = layer_macs(module, inputs, output) if isinstance(output, torch.Tensor) else 0
             rows.append(LayerRow(name, type(module).__name__, shape, params, macs))
         return record
 

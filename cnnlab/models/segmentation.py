@@ -34,8 +34,8 @@ def bilinear_kernel(factor: int) -> torch.Tensor:
     """The [2f, 2f] kernel with which a stride-f transposed convolution performs bilinear interpolation."""
     size = 2 * factor
     center = (size - 1) / 2
-    ramp = 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor
-    return torch.outer(ramp, ramp).float()
+    ramp = 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor  # exact in float64 first
+    return torch.outer(ramp, ramp).to(torch.get_default_dtype())  # the dtype the model's weights are built in
 
 
 class LearnedUpsample(nn.Module):

@@ -16,6 +16,7 @@ The command line runs the same functions: `cnnlab evaluate` and `cnnlab predict`
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import html
 from pathlib import Path
@@ -137,7 +138,7 @@ class Model(Answers, UserModel):
     @property
     def caption(self) -> str:
         if self.spec.startswith(NOTEBOOK) and self.weights is None:  # a module the notebook may have trained
-            return "your model, with the weights it has now"
+            return "your model, with its weights when asked"
         return super().caption
 
     def __repr__(self) -> str:
@@ -211,7 +212,9 @@ def inspect(model, weights: str | Path | None = None, dataset: str = "mnist", cl
     if isinstance(model, (str, Path)):
         return Model.open(str(model), weights, dataset, class_names, input_shape)
     if isinstance(model, nn.Module):
-        factory, label = (lambda: model), type(model).__name__
+        # a copy, as the module is when asked: looking inside never changes the notebook's own model (its mode,
+        # its weights, the output checks cnnlab hooks onto what it builds)
+        factory, label = (lambda: copy.deepcopy(model)), type(model).__name__
     elif callable(model):
         factory, label = model, getattr(model, "__name__", type(model).__name__)
     else:

@@ -22,14 +22,7 @@ class TensorSplit:
 
     def __init__(self, split: Split, device: torch.device | str = "cpu", limit: int | None = None,
                  labels_per_class: int | None = None, seed: int = 0):
-        images = split.images if split.images.ndim == 4 else split.images[:, None]
-        if limit is not None:
-            images, labels = images[:limit], split.labels[:limit]
-        else:
-            labels = split.labels
-        if labels_per_class is not None:
-            chosen = balanced_subset(labels, split.info.num_classes, labels_per_class, seed)
-            images, labels = images[chosen], labels[chosen]
+        images, labels = chosen_rows(split, limit, labels_per_class, seed)
         self.images = torch.from_numpy(np.array(images)).to(device)  # a writable copy: the cached split is read-only
         self.labels = torch.from_numpy(np.array(labels)).to(device)
         self.info = split.info
@@ -45,20 +38,70 @@ class TensorSplit:
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8, self.mean, self.std)
 
+    def read(self, shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images, labels) on the device of each list of indices in `shares`."""
+        for idx in shares:
+            idx = idx.to(self.labels.device)
+            yield self.images[idx], self.labels[idx]
+
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                augment: "Augment | None" = None, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                augment: "Augment | None" = None, drop_last: bool = False, rank: int = 0, size: int = 1,
+                skip: int = 0, resume_state: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalized (augmented) batches in a seeded order. With `size` processes, each global batch is drawn
+        alike by all and this one (`rank`) reads, normalizes and augments only its contiguous share: one
+        process's share of every batch is disjoint from the others', and together they cover the epoch. `skip`
+        batches are left out (a run resumed mid-epoch), the generator then set to `resume_state`, where the
+        interrupted run had it after them."""
         n = len(self)
-        order = torch.randperm(n, generator=generator, device="cpu").to(self.labels.device) if shuffle else None
+        order = torch.randperm(n, generator=generator, device="cpu") if shuffle else torch.arange(n)
+        if skip and resume_state is not None:
+            generator.set_state(resume_state)
         stop = (n // batch_size) * batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
-            x = self.normalize(self.images[idx])
+        starts = range(skip * batch_size, stop, batch_size)
+        shares = [share_of(order[start:start + batch_size], rank, size) for start in starts]
+        for start, (pixels, labels) in zip(starts, self.read(shares)):
+            total = min(batch_size, n - start)
+            x = self.normalize(pixels)
             if augment is not None:
-                x = augment(x, generator, self.mean, self.std)
-            yield x, self.labels[idx].long()  # pixel labels are stored as uint8; int64 is a no-op
+                x = augment(x, generator, self.mean, self.std, rows=(share_start(total, rank, size), total))
+            yield x, labels.long()  # pixel labels are stored as uint8; int64 is a no-op
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
+
+
+EVAL_BATCH_BYTES = 2 ** 27  # float32 inputs of one evaluation batch, at most
+
+
+def eval_batch_size(asked: int, shape: tuple[int, ...]) -> int:
+    """`asked` images per evaluation batch, or fewer where images are large: 1,000 photos of 224 px are 600 MB of
+    inputs before the first layer's outputs (MNIST's 1,000 digits are 3 MB)."""
+    return max(1, min(asked, EVAL_BATCH_BYTES // (4 * math.prod(shape))))
+
+
+def share_of(batch: torch.Tensor, rank: int, size: int) -> torch.Tensor:
+    """Process `rank`'s contiguous share of a global batch of `size` processes (shares differ by at most one)."""
+    return torch.tensor_split(batch, size)[rank] if size > 1 else batch
+
+
+def share_start(total: int, rank: int, size: int) -> int:
+    """Where process `rank`'s share starts in a global batch of `total`."""
+    return sum(len(share) for share in torch.tensor_split(torch.empty(total), size)[:rank])
+
+
+def chosen_rows(split: Split, limit: int | None, labels_per_class: int | None, seed: int):
+    """(images [N, C, H, W], labels) of the split that train: its first `limit`, and of those a balanced pick of
+    `labels_per_class` per class. Images on disk stay there."""
+    images = split.images if split.images.ndim == 4 else split.images[:, None]
+    labels = split.labels
+    if limit is not None:
+        images = images.head(limit) if hasattr(images, "head") else images[:limit]
+        labels = labels[:limit]
+    if labels_per_class is not None:
+        chosen = balanced_subset(labels, split.info.num_classes, labels_per_class, seed)
+        images = images.subset(chosen) if hasattr(images, "subset") else images[chosen]
+        labels = labels[chosen]
+    return images, labels
 
 
 def balanced_subset(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
@@ -109,51 +152,57 @@ class Augment:
         self.elastic, self.elastic_sigma = elastic, elastic_sigma
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, mean=0.0,
-                 std=1.0) -> torch.Tensor:
+                 std=1.0, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """`x` augmented; with `rows` (start, total), `x` is rows start.. of a batch of `total` images (one
+        process's share): the random numbers are drawn for the whole batch and this share's are used, so that
+        shares augment as the whole batch would."""
+        draws = Draws(generator, len(x), rows)
         if self.crop_padding:
-            x = self.random_crop(x, generator)
+            x = self.random_crop(x, draws)
         if self.flip:
-            flipped = torch.rand(len(x), generator=generator).to(x.device) < self.flip
+            flipped = draws.rand().to(x.device) < self.flip
             x = torch.where(flipped[:, None, None, None], x.flip(3), x)
         if self.brightness or self.contrast or self.saturation:
-            x = self.jitter_colour(x, generator, mean, std)
+            x = self.jitter_colour(x, draws, mean, std)
         if self.max_shift or self.max_rotate or self.max_scale or self.elastic:
-            x = self.warp(x, generator)
+            x = self.warp(x, draws)
         if self.erase:
-            x = self.random_erase(x, generator)
+            x = self.random_erase(x, draws)
         return x
 
-    def random_crop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_crop(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
         n, c, h, w = x.shape
         pad = self.crop_padding
         padded = F.pad(x, (pad, pad, pad, pad))
-        top, left = (torch.randint(0, 2 * pad + 1, (2, n), generator=generator)).to(x.device)
-        rows = (top[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        return padded[torch.arange(n, device=x.device)[:, None, None, None],
-                      torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        top, left = draws.mine(torch.randint(0, 2 * pad + 1, (2, draws.total), generator=draws.generator), 1)
+        # each image's window copied as a block (a gather of every pixel by index is several times slower)
+        out = torch.empty_like(x)
+        for i, (t, l) in enumerate(zip(top.tolist(), left.tolist())):
+            out[i] = padded[i, :, t:t + h, l:l + w]
+        return out
 
-    def random_erase(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_erase(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
         n, _, h, w = x.shape
-        area = (0.02 + torch.rand(n, generator=generator) * 0.38) * h * w
-        aspect = torch.exp(torch.empty(n).uniform_(math.log(0.3), math.log(1 / 0.3), generator=generator))
+        area = (0.02 + draws.rand() * 0.38) * h * w
+        aspect = torch.exp(draws.mine(torch.empty(draws.total).uniform_(math.log(0.3), math.log(1 / 0.3),
+                                                                        generator=draws.generator)))
         height = (area * aspect).sqrt().round().clamp(1, h)
         width = (area / aspect).sqrt().round().clamp(1, w)
-        top = (torch.rand(n, generator=generator) * (h - height + 1)).floor()
-        left = (torch.rand(n, generator=generator) * (w - width + 1)).floor()
-        erased = torch.rand(n, generator=generator) < self.erase
+        top = (draws.rand() * (h - height + 1)).floor()
+        left = (draws.rand() * (w - width + 1)).floor()
+        erased = draws.rand() < self.erase
         rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
         inside = (((rows >= top[:, None]) & (rows < (top + height)[:, None]))[:, :, None]
                   & ((cols >= left[:, None]) & (cols < (left + width)[:, None]))[:, None, :] & erased[:, None, None])
         return x.masked_fill(inside[:, None].to(x.device), 0.0)
 
-    def jitter_colour(self, x: torch.Tensor, generator: torch.Generator | None, mean, std) -> torch.Tensor:
+    def jitter_colour(self, x: torch.Tensor, draws: "Draws", mean, std) -> torch.Tensor:
         shape = (-1, 1, 1) if isinstance(mean, (tuple, list)) else ()
         mean, std = x.new_tensor(mean).reshape(shape), x.new_tensor(std).reshape(shape)
         pixels = x * std + mean  # in [0, 1]
 
         def factor(spread: float) -> torch.Tensor:
-            return (1 + (torch.rand(len(x), generator=generator) * 2 - 1) * spread).to(x)[:, None, None, None]
+            return (1 + (draws.rand() * 2 - 1) * spread).to(x)[:, None, None, None]
 
         def grey(p: torch.Tensor) -> torch.Tensor:  # luminance, as Pillow's "L"; a grey image is its own
             if p.shape[1] != 3:
@@ -170,12 +219,12 @@ class Augment:
             pixels = ((pixels - level) * factor(self.saturation) + level).clamp(0, 1)
         return (pixels - mean) / std
 
-    def warp(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def warp(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
         """The affine jitter and the elastic distortion, as one resampling of the image."""
         n, _, h, w = x.shape
 
         def uniform(limit: float) -> torch.Tensor:
-            return (torch.rand(n, generator=generator) * 2 - 1) * limit
+            return (draws.rand() * 2 - 1) * limit
 
         angle, scale = uniform(self.max_rotate), 1 + uniform(self.max_scale)
         # affine_grid works in [-1, 1] coordinates: a shift of s pixels is 2s / size.
@@ -184,7 +233,7 @@ class Augment:
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         if self.elastic:
-            grid = grid + self.elastic_field(n, h, w, generator).to(x)
+            grid = grid + draws.mine(self.elastic_field(draws.total, h, w, draws.generator)).to(x)
         return resampled(x, grid)
 
     def elastic_field(self, n: int, h: int, w: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -205,6 +254,24 @@ class Augment:
                 "max_scale": self.max_scale, "crop_padding": self.crop_padding, "flip": self.flip,
                 "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
                 "erase": self.erase, "elastic": self.elastic, "elastic_sigma": self.elastic_sigma}
+
+
+class Draws:
+    """The random numbers of one augmented batch of `total` images, of which the images at hand are rows
+    start..start + count: each draw is made for the whole batch, and these rows' part of it is used."""
+
+    def __init__(self, generator: torch.Generator | None, count: int, rows: tuple[int, int] | None = None):
+        self.generator = generator
+        start, self.total = rows if rows is not None else (0, count)
+        self.rows = slice(start, start + count)
+
+    def mine(self, drawn: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """These rows' part of a draw for the whole batch (its dimension `dim` runs over the batch)."""
+        return drawn[(slice(None),) * dim + (self.rows,)]
+
+    def rand(self) -> torch.Tensor:
+        """One uniform number in [0, 1) per image."""
+        return self.mine(torch.rand(self.total, generator=self.generator))
 
 
 def resampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cnnlab import files
 from cnnlab.data import load_dataset
+from cnnlab.data import huggingface, shards
 from cnnlab.data.folders import canonical, is_folder
 from cnnlab.data.registry import DATASETS, GENERATED, check_options, dataset_info
 from cnnlab.errors import ConfigError, listed
@@ -46,7 +47,8 @@ AUGMENT_OPTIONS = {"max_shift": ("pixels", (0, 100)), "max_rotate_deg": ("degree
 RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "eval_batch_size": (1, 65_536), "lr": (1e-12, 100),
           "momentum": (0, 1), "weight_decay": (0, 10), "step_size": (1, 100_000), "gamma": (1e-12, 1e12),
           "threads": (1, 1024), "clean_epochs": (0, 100_000), "train_limit": (1, 10 ** 9), "test_limit": (1, 10 ** 9),
-          "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1)}
+          "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1), "workers": (0, 256),
+          "checkpoint_every": (1, 10 ** 9)}
 
 # Named starting points; command-line flags override any field.
 RECIPES: dict[str, dict] = {
@@ -119,8 +121,9 @@ class TrainConfig:
     model: str = option("simple-cnn", "registered model name (see `cnnlab zoo`)")
     model_options: dict = option(help='model options as JSON, e.g. \'{"channels": [8, 16]}\'', factory=dict,
                                  metavar="JSON")
-    dataset: str = option("mnist", f"registered dataset ({', '.join([*DATASETS, *GENERATED])}) or folder:PATH, "
-                                   "a folder with one sub-folder of images per class (docs/data.md)")
+    dataset: str = option("mnist", f"registered dataset ({', '.join([*DATASETS, *GENERATED])}), folder:PATH (a "
+                                   "folder with one sub-folder of images per class), shards:PATTERN (WebDataset tar "
+                                   "shards) or hf:PATH (a Hugging Face dataset on disk); docs/data.md")
     dataset_options: dict = option(help='a generated or folder dataset\'s settings as JSON, e.g. \'{"train_scenes": '
                                         '60000}\' (mnist-scenes), \'{"side": 64, "fit": "pad", "color": "rgb", '
                                         '"test_fraction": 0.2}\' (folder:PATH)', factory=dict, metavar="JSON")
@@ -156,7 +159,7 @@ class TrainConfig:
                                   "model ends fitted to undistorted images, as it is tested", metavar="N",
                                tasks=("classification",))
     seed: int = option(0, "random seed: initial weights, data order, augmentation, subsets")
-    device: str = option("auto", "auto, cpu or cuda[:N]")
+    device: str = option("auto", "auto, cpu, mps or cuda[:N] (`cnnlab info` lists those here)")
     precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs that compute bf16 natively "
                                     "(AVX512-BF16, AMX), fp32 elsewhere; `cnnlab info` says which this machine has",
                             choices=PRECISIONS)
@@ -168,6 +171,12 @@ class TrainConfig:
                                                 "--seed", metavar="N", tasks=("classification",))
     test_limit: int | None = option(None, "evaluate on the first N test images", metavar="N")
     eval_batch_size: int = option(1000, "images per batch when evaluating", metavar="N")
+    workers: int | None = option(None, "processes that read (decode) batches ahead, for images read from disk "
+                                       "(default: every core when decoding on the fly, else none on a CPU, 1 on a "
+                                       "GPU)", metavar="N")
+    checkpoint_every: int | None = option(None, "also write checkpoint.pt every N steps within an epoch, for "
+                                                "long epochs: --resume continues from that step (default: at "
+                                                "the end of each epoch)", metavar="N")
     stop_at: float | None = option(None, "stop once the test accuracy reaches ACC (e.g. 0.99)", metavar="ACC",
                                    tasks=("classification",))
     recipe: str = option("default", "starting settings (flags override them)", choices=tuple(RECIPES))
@@ -196,6 +205,10 @@ class TrainConfig:
         need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
         if is_folder(self.dataset):
             self.dataset = canonical(self.dataset)  # so that the run finds its folder from anywhere
+        elif shards.is_shards(self.dataset):
+            self.dataset = shards.canonical(self.dataset)
+        elif huggingface.is_hub(self.dataset):
+            self.dataset = huggingface.canonical(self.dataset)
         check_options(self.dataset, self.dataset_options)  # raises ConfigError naming the option
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
@@ -243,7 +256,8 @@ class TrainConfig:
         trained on when its folder changes or is gone."""
         loaded = load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet,
                               options=self.dataset_options, limit=limit)
-        if is_folder(self.dataset) and not all(key in self.dataset_options for key in ("classes", "mean", "std")):
+        if hasattr(loaded.info, "recorded") and not all(key in self.dataset_options for key in
+                                                        ("classes", "mean", "std")):
             self.dataset_options = {**self.dataset_options, **loaded.info.recorded()}
         return loaded
 

@@ -1,7 +1,8 @@
 """Multi-process data-parallel training on PyTorch's own engine (DDP), launched by torchrun.
 
-Every rank builds the same global mini-batch (same seed, same shuffle, same augmentation) and trains on its
-contiguous share of it; gradients are averaged by DDP. With the loss of each share scaled to `world / global_batch`,
+Every rank draws the same global mini-batch (same seed, same shuffle, same augmentation draws) and reads, augments
+and trains on its contiguous share of it only (cnnlab.train.batches): no rank reads the whole dataset, and together
+they read every image of an epoch once. Gradients are averaged by DDP. With the loss of each share scaled to `world / global_batch`,
 one step equals a single-process step on the global batch. Only rank 0 writes the run folder.
 """
 
@@ -30,9 +31,14 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def shard(self, tensor: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous share of a global batch (shares differ by at most one item)."""
-        return torch.tensor_split(tensor, self.size)[self.rank] if self.distributed else tensor
+    def gather(self, values: list[float]) -> list[list[float]]:
+        """Every process's `values` (as many from each), in rank order, on every process."""
+        if not self.distributed:
+            return [list(values)]
+        mine = torch.tensor(values, dtype=torch.float64)
+        every = [torch.empty_like(mine) for _ in range(self.size)]
+        dist.all_gather(every, mine)
+        return [tensor.tolist() for tensor in every]
 
     def sum(self, *values: float) -> list[float]:
         if not self.distributed:

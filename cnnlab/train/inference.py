@@ -13,8 +13,9 @@ import torch
 
 from cnnlab.data.preprocess import prepare_input
 from cnnlab.errors import ConfigError
-from cnnlab.train.batches import TensorSplit
+from cnnlab.train.batches import TensorSplit, eval_batch_size
 from cnnlab.train.evaluation import View, averaged, tta_views
+from cnnlab.train.streaming import split_for
 from cnnlab.train.tasks import task_for
 from cnnlab.viz.activations import normalize_input
 
@@ -93,7 +94,8 @@ def evaluate(runs: list, checkpoint: str = "last", split: str = "test", limit: i
                               f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
     # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
     models = [run.build_model(checkpoint).to(memory_format=torch.channels_last) for run in runs]
-    data = TensorSplit(trained.config.load_split(split, data_dir, quiet=quiet, limit=limit), limit=limit)
+    data = split_for(trained.config.load_split(split, data_dir, quiet=quiet, limit=limit), limit=limit,
+                     workers=trained.config.workers)
     # An ensemble's images are mirrored (zoomed) only if every one of its runs was trained on mirror images
     # (scale jitter); zoomed within the narrowest of their ranges.
     augments = [run.config.augment or {} for run in runs]
@@ -101,7 +103,8 @@ def evaluate(runs: list, checkpoint: str = "last", split: str = "test", limit: i
                       min(a.get("max_scale") or 0.0 for a in augments)) if tta else (View(),)
     with torch.inference_mode():
         logits_fn = averaged(models, views) if tta or len(models) > 1 else models[0]
-        result = task.evaluate(logits_fn, data, batch_size or trained.config.eval_batch_size)
+        result = task.evaluate(logits_fn, data, batch_size or eval_batch_size(trained.config.eval_batch_size,
+                                                                              data.shape))
     where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
              "checkpoint": checkpoint, "dataset": trained.config.dataset, "split": split, "tta": tta,
              "views": len(views)}

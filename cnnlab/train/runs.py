@@ -38,7 +38,7 @@ def _is_number(value) -> bool:
 
 def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None = None) -> Path:
     root = Path(root or RUNS_DIR)
-    base = name or f"{config.model}-{file_label(config.dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = name or default_name(config)
     check_destination(base, root)
     path, n = root / base, 1
     while path.exists():
@@ -54,7 +54,18 @@ def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None 
 # Characters and names no run folder may have, so that a run folder copies to Linux, macOS and Windows alike.
 _FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
-MAX_NAME = 120  # characters: file systems allow 255 bytes, and room is left for "-2" and non-ASCII letters
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes (a non-ASCII letter takes 2-4); room is left for "-2"
+
+
+def default_name(config: TrainConfig) -> str:
+    """MODEL-DATASET-TIMESTAMP, a name every system takes: a folder dataset's name (its last folder) has the
+    characters no run name may have replaced and is shortened so that the whole fits MAX_NAME_BYTES."""
+    stamp, label = time.strftime("%Y%m%d-%H%M%S"), file_label(config.dataset)
+    label = "".join("_" if c in _FORBIDDEN else c for c in label)
+    room = MAX_NAME_BYTES - len(os.fsencode(f"{config.model}--{stamp}"))
+    while len(os.fsencode(label)) > room:
+        label = label[:-1]
+    return f"{config.model}-{label}-{stamp}"
 
 
 def check_destination(name: str | None, root: str | Path | None) -> None:
@@ -65,12 +76,14 @@ def check_destination(name: str | None, root: str | Path | None) -> None:
     if name is None:
         return
     bad = sorted(set(name) & _FORBIDDEN)
-    if not name or name in (".", "..") or bad or name[-1] in ". " or len(name) > MAX_NAME or \
+    size = len(os.fsencode(name))  # what the file system counts: bytes, 2 to 4 for a non-ASCII letter
+    if not name or name in (".", "..") or bad or name[-1] in ". " or size > MAX_NAME_BYTES or \
             name.split(".")[0].lower() in _RESERVED:
         shown = ", ".join(repr(c) for c in bad)
+        length = f" (this one: {size})" if size > MAX_NAME_BYTES else ""
         raise ConfigError(f"run name {name[:40]!r}{'...' if len(name) > 40 else ''}: not a folder name every "
-                          f"system takes ({shown + ' not allowed; ' if bad else ''}at most {MAX_NAME} characters, "
-                          "no trailing dot or space, not a reserved name such as CON)")
+                          f"system takes ({shown + ' not allowed; ' if bad else ''}at most {MAX_NAME_BYTES} bytes"
+                          f"{length}, no trailing dot or space, not a reserved name such as CON)")
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -181,6 +194,13 @@ class Run:
         or None), from one read of the file."""
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
+        # config.json says what the weights mean (class names, normalization): it must be the weights' own run's
+        for key in ("model", "dataset"):
+            recorded, configured = metadata.get(key), getattr(self.config, key)
+            if recorded is not None and recorded != configured:
+                raise CheckpointError(f"{self.path / 'config.json'}: {key} {configured!r}, but its weights "
+                                      f"({path.name}) were trained as {key} {str(recorded)[:60]!r}: config.json was "
+                                      "edited or belongs to another run")
         shape = input_shape(metadata.get("input_shape"), path)
         model = build_torch_model(self.config, shape)
         check_fits(model, tensors, path)

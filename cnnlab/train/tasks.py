@@ -38,7 +38,7 @@ class Classification:
         info = data.info
         training.plot_curves(result.history, run_dir / "curves.png", title=run_dir.name)
         training.plot_confusion(result.final.confusion(info.num_classes), info.classes, run_dir / "confusion.png")
-        training.plot_mistakes(data.images.cpu(), result.final, info.classes, run_dir / "mistakes.png")
+        training.plot_mistakes(data.images, result.final, info.classes, run_dir / "mistakes.png")
         training.write_summary(run_dir, config, result)
 
 

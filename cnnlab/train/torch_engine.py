@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
+from cnnlab import hardware
 from cnnlab.hardware import choose_precision
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.config import TrainConfig
@@ -16,11 +17,16 @@ from cnnlab.train.engine import make_optimizer, schedule_fn
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for `--device NAME`, or one line saying it is not on this machine (rather than torch's
+    traceback at the first tensor moved there)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    usable = hardware.usable_devices()
+    found = str(device) in usable or (device.index is None and any(d.split(":")[0] == device.type for d in usable))
+    if not found:
+        raise ConfigError(f"--device {name}: not available on this machine (usable here: {', '.join(usable)}; "
+                          "`cnnlab info` lists them)")
     return device
 
 

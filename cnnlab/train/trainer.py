@@ -29,12 +29,13 @@ from cnnlab import __version__, files, hardware
 from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, first_line, import_optional
 from cnnlab.train import runs
-from cnnlab.train.batches import Augment, TensorSplit
+from cnnlab.train.batches import Augment, eval_batch_size
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import Engine, build_torch_model
 from cnnlab.train.evaluation import Evaluation, SegmentationEvaluation
 from cnnlab.train.scratch_engine import ScratchEngine
+from cnnlab.train.streaming import split_for
 from cnnlab.train.tasks import task_for
 from cnnlab.train.torch_engine import TorchEngine, resolve_device
 from cnnlab.train.weighting import class_weights
@@ -68,6 +69,26 @@ class TrainResult:
     @property
     def seconds(self) -> float:
         return sum(row["seconds"] for row in self.history)
+
+
+@dataclass
+class RunningSums:
+    """One process's sums over the epoch so far: loss, correct and images seen, and the loss and images seen at
+    the last progress update (where the window of the next step loss starts). The loss and correct may be tensors
+    on the device, read only every few steps; a mid-epoch checkpoint keeps their exact values."""
+    loss: float | torch.Tensor = 0.0
+    correct: float | torch.Tensor = 0.0
+    seen: int = 0
+    loss_reported: float = 0.0
+    seen_reported: int = 0
+
+    def values(self) -> list[float]:
+        return [float(self.loss), float(self.correct), self.seen, self.loss_reported, self.seen_reported]
+
+    @classmethod
+    def restored(cls, values: list[float]) -> "RunningSums":
+        loss, correct, seen, loss_reported, seen_reported = values
+        return cls(loss, correct, int(seen), loss_reported, int(seen_reported))
 
 
 def train(recipe: str = "default", *, name: str | None = None, runs_dir: str | Path | None = None,
@@ -130,12 +151,15 @@ class Trainer:
         device = resolve_device(config.device) if config.engine == "torch" else torch.device("cpu")
         self.world = init_world(device)
         self.device = device_for(self.world, device)
+        self.writes_run = save  # this process or the first of several writes the run folder
         self.save = save and self.world.is_main
         self.show_progress = progress and self.world.is_main
         train = config.load_split("train", quiet=not progress, limit=config.train_limit)
-        self.train_data = TensorSplit(train, self.device, config.train_limit, config.labels_per_class, config.seed)
+        self.train_data = split_for(train, self.device, config.train_limit, config.labels_per_class, config.seed,
+                                    config.workers)
         test = config.load_split("test", quiet=not progress, limit=config.test_limit)
-        self.test_data = TensorSplit(test, self.device, config.test_limit)
+        self.test_data = split_for(test, self.device, config.test_limit, workers=config.workers)
+        self.eval_batch_size = eval_batch_size(config.eval_batch_size, self.test_data.shape)
         self.augment = Augment(**config.augment) if config.augment else None
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -148,6 +172,7 @@ class Trainer:
                                   weights)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
+        self.position: dict | None = None  # where in its epoch a run resumed mid-epoch starts (`_epoch`)
         self._wide = True
 
     @property
@@ -188,6 +213,10 @@ class Trainer:
             trainer.history = list(history)
             torch.set_rng_state(state["torch_rng"])
             trainer.generator.set_state(state["generator"])
+            trainer.position = state.get("position")
+            if trainer.position is not None and len(trainer.position["accumulated"]) != trainer.world.size:
+                raise ValueError(f"it was written by {len(trainer.position['accumulated'])} processes, not "
+                                 f"{trainer.world.size}")
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{run.path / CHECKPOINT}: does not fit this run ({first_line(err)})") from None
         return trainer
@@ -198,15 +227,23 @@ class Trainer:
         created = self.save and self.run_dir is None
         if created:
             self.run_dir = runs.new_run_dir(config, self.name, self.runs_dir)
-            runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
         evaluation = None
         try:
+            if created:
+                runs.write_json_atomic(self.run_dir / "config.json", {**config.to_dict(), "_meta": self._meta()})
             with self._progress() as progress:
+                if self.position is not None and self.position["epoch"] != len(self.history) + 1:
+                    raise CheckpointError(f"{self.run_dir / CHECKPOINT}: its position (epoch "
+                                          f"{self.position['epoch']}) is not in the epoch after its history")
                 for epoch in range(len(self.history) + 1, config.epochs + 1):
                     row, evaluation = self._epoch(epoch, progress)
                     self.history.append(row)
                     if self.save:
-                        self._checkpoint(row)
+                        try:
+                            self._checkpoint(row)
+                        except BaseException:  # a full disk: the epoch is not the run's until its checkpoint is
+                            self.history.pop()
+                            raise
                     if config.stop_at is not None and row["test_acc"] >= config.stop_at:
                         break
         except BaseException:
@@ -215,7 +252,7 @@ class Trainer:
                 self.run_dir = None
             raise
         if evaluation is None:  # resumed a run that had already finished
-            evaluation = self.task.evaluate(self.engine.logits, self.test_data, config.eval_batch_size)
+            evaluation = self.task.evaluate(self.engine.logits, self.test_data, self.eval_batch_size)
         result = TrainResult(self.run_dir, self.history, evaluation, self.task.name, tuple(self.test_data.info.classes))
         if self.save:
             self._write_report(result)
@@ -224,36 +261,51 @@ class Trainer:
     def _epoch(self, epoch: int, progress) -> tuple[dict, Evaluation]:
         config, engine, world = self.config, self.engine, self.world
         task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=self.steps_per_epoch, stats="") if progress else None
-        loss_sum, correct, seen = 0.0, 0, 0
         # The training loss every PROGRESS_EVERY steps, [step, mean loss of those steps' images], so that the
         # curves of a short run have more than one point an epoch.
-        step_loss, last_sum, last_seen = [], 0.0, 0
+        sums, step_loss = RunningSums(), []
+        position, self.position = self.position, None
+        epoch_state = self.generator.get_state()  # what draws this epoch's order: a mid-epoch checkpoint keeps it
+        if position is not None:  # resumed mid-epoch: the same order, then where the interrupted run was
+            epoch_state, step_loss = position["epoch_generator"], position["step_loss"]
+            self.generator.set_state(epoch_state)
+            sums = RunningSums.restored(position["accumulated"][world.rank])
+        skip, restored = (position["step"], sums.seen) if position is not None else (0, 0)
         start = time.perf_counter()
         augment = self.augment if epoch <= config.epochs - config.clean_epochs else None
-        batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=augment)
-        for step, (x, y) in enumerate(batches, 1):
-            # Every rank draws the same global batch; each trains on its share, scaled so DDP's average of the
-            # shares' gradients is the global batch's mean gradient.
-            x_share, y_share = world.shard(x), world.shard(y)
-            batch_loss, batch_correct = engine.train_batch(x_share, y_share, world.size / len(y))
-            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y_share)
+        # Every process draws the same global batch and reads, augments and trains on its own share of it; each
+        # share's loss is scaled so that DDP's average of the shares' gradients is the global batch's mean gradient.
+        batches = self.train_data.batches(config.batch_size, shuffle=True, generator=self.generator, augment=augment,
+                                          rank=world.rank, size=world.size, skip=skip,
+                                          resume_state=position and position["generator"])
+        for step, (x, y) in enumerate(batches, skip + 1):
+            total = min(config.batch_size, len(self.train_data) - (step - 1) * config.batch_size)
+            batch_loss, batch_correct = engine.train_batch(x, y, world.size / total)
+            sums.loss, sums.correct = sums.loss + batch_loss, sums.correct + batch_correct
+            sums.seen += len(y)
             if step % PROGRESS_EVERY == 0 or step == self.steps_per_epoch:
                 self._check_finite(float(batch_loss), epoch, step)
-                total = float(loss_sum)
-                window_loss, window_seen = world.sum(total - last_sum, seen - last_seen)  # all processes' shares
+                loss_sum = float(sums.loss)
+                window_loss, window_seen = world.sum(loss_sum - sums.loss_reported,
+                                                     sums.seen - sums.seen_reported)  # all processes' shares
                 step_loss.append([step, window_loss / max(1, window_seen)])
-                last_sum, last_seen = total, seen
+                sums.loss_reported, sums.seen_reported = loss_sum, sums.seen
                 if progress:
-                    rate = seen * world.size / (time.perf_counter() - start)
-                    progress.update(task, completed=step, stats=self._stats(total / seen, float(correct) / seen, rate))
-        loss_sum, correct, seen = world.sum(float(loss_sum), float(correct), float(seen))
+                    rate = (sums.seen - restored) * world.size / (time.perf_counter() - start)
+                    progress.update(task, completed=step, stats=self._stats(loss_sum / sums.seen,
+                                                                            float(sums.correct) / sums.seen, rate))
+            if self.writes_run and config.checkpoint_every and step % config.checkpoint_every == 0 \
+                    and step < self.steps_per_epoch:
+                self._checkpoint_within(epoch, step, epoch_state, sums, step_loss)
+        loss_sum, correct, seen, restored = world.sum(float(sums.loss), float(sums.correct), float(sums.seen),
+                                                      float(restored))
         train_seconds = time.perf_counter() - start
-        evaluation = self.task.evaluate(engine.logits, self.test_data, config.eval_batch_size)
+        evaluation = self.task.evaluate(engine.logits, self.test_data, self.eval_batch_size)
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": evaluation.loss, "test_acc": evaluation.accuracy, "lr": engine.lr,
-               "seconds": seconds, "images_per_s": seen / train_seconds, **self.task.metrics(evaluation),
-               "steps": self.steps_per_epoch, "step_loss": step_loss}
+               "seconds": seconds, "images_per_s": (seen - restored) / train_seconds,
+               **self.task.metrics(evaluation), "steps": self.steps_per_epoch, "step_loss": step_loss}
         if progress:
             headline = self.task.headline(evaluation, short=not self._wide)
             progress.update(task, stats=f"{self._stats(loss_sum / seen, correct / seen)} │ {headline}")
@@ -274,16 +326,32 @@ class Trainer:
     # -- outputs --------------------------------------------------------------------------------------------
     def _checkpoint(self, row: dict) -> None:
         """Resume state first, then what is derived from it, each file atomically."""
-        state = {"engine": self.engine.state_dict(), "history": self.history, "torch_rng": torch.get_rng_state(),
-                 "generator": self.generator.get_state()}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
+        self._write_state()
         atomic_write(self.run_dir / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.history).encode())
         self._save_weights("last", row)
         best = self.task.best_metric
         if row[best] >= max(r[best] for r in self.history):
             self._save_weights("best", row)
+
+    def _write_state(self, position: dict | None = None) -> None:
+        state = {"engine": self.engine.state_dict(), "history": self.history, "torch_rng": torch.get_rng_state(),
+                 "generator": self.generator.get_state()}
+        if position is not None:
+            state["position"] = position
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write(self.run_dir / CHECKPOINT, buffer.getvalue())
+
+    def _checkpoint_within(self, epoch: int, step: int, epoch_state: torch.Tensor, sums: RunningSums,
+                           step_loss: list) -> None:
+        """checkpoint.pt at `step` of `epoch`: with the finished epochs' state, where the epoch is (the generator
+        that drew its order, the step, every process's running sums), so that --resume continues from there as
+        if never stopped. Every process takes part (the sums are gathered); the first writes."""
+        accumulated = self.world.gather(sums.values())
+        if self.save:
+            self._write_state({"epoch": epoch, "step": step, "epoch_generator": epoch_state,
+                               "generator": self.generator.get_state(), "accumulated": accumulated,
+                               "step_loss": step_loss})
 
     def _meta(self) -> dict:
         return {"cnnlab": __version__, "torch": torch.__version__, "python": platform.python_version(),

@@ -23,6 +23,7 @@ from cnnlab.data import DatasetInfo, dataset_info
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.weights import load_weights
 from cnnlab.train.config import TrainConfig
+from cnnlab.viz.activations import check_scores
 
 NO_DATASET = "none"  # --dataset none: pictures of the user's own images only, inputs scaled to [0, 1]
 
@@ -100,6 +101,7 @@ class UserModel:
     info: DatasetInfo
     input_shape: tuple[int, int, int]
     factory: object = dataclasses.field(default=None, repr=False)  # NAME from FILE.py, imported once
+    classes: int | None = None  # its outputs, from the check when it was opened
 
     @classmethod
     def open(cls, spec: str, weights: str | None = None, dataset: str = "mnist", class_names: str | None = None,
@@ -120,7 +122,7 @@ class UserModel:
         shape = input_shape
         subject = cls(spec, Path(weights) if weights else None, dataset, base, shape or (1, 28, 28),
                       factory or import_factory(spec))
-        model = subject.build_model()
+        model = subject._build_unchecked()  # the probe below checks what the hook would, but leniently
         if shape is None and dataset != NO_DATASET:
             images = subject.test_split(limit=1).images
             subject.input_shape = (1, *images.shape[1:]) if images.ndim == 3 else tuple(images.shape[1:])
@@ -131,16 +133,15 @@ class UserModel:
             detail = first_line(err, 120)
             raise UserModelError(f"--model {spec}: a {'×'.join(map(str, subject.input_shape))} input fails "
                                  f"({type(err).__name__}: {detail}); give --input or --dataset") from None
-        if not (isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 1):
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise UserModelError(f"--model {spec}: the output for one input is {got}, expected class scores [1, K]")
-        outputs = logits.shape[1]
+        # an input of zeros may fairly give NaN (a model that divides by the input's spread): only its form counts
+        outputs = check_scores(logits, f"--model {spec}", batch=1, finite=False).shape[1]
         names = parse_class_names(class_names) if class_names else (base.classes if dataset != NO_DATASET
                                                         else tuple(str(k) for k in range(outputs)))
         if len(names) != outputs:
             source = "--class-names" if class_names else f"--dataset {dataset}"
             raise UserModelError(f"--model {spec}: {outputs} outputs but {len(names)} class names from {source}")
         subject.info = dataclasses.replace(base, classes=names)
+        subject.classes = outputs
         return subject
 
     @property
@@ -173,7 +174,19 @@ class UserModel:
     def build_model(self, checkpoint: str = "last") -> nn.Module:
         """A fresh model, as a run builds one, with the --weights loaded (a run's `checkpoint` choice does not
         apply: a user model has one weights file)."""
+        model = self._build_unchecked()
+        # Every forward pass's output is checked, wherever cnnlab runs it (a figure, a report, the explorer): a
+        # model may return scores for one input and a tuple or NaN for the next, which would otherwise surface as
+        # a traceback deep inside a figure or as "predicted 0 (nan%)".
+        model.register_forward_hook(self._check_output)
+        return model.eval()
+
+    def _build_unchecked(self) -> nn.Module:
         model = build(self.factory, self.spec)
         if self.weights is not None:
             load_weights(model, self.weights)
         return model.eval()
+
+    def _check_output(self, _module, inputs, output) -> None:
+        batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        check_scores(output, f"--model {self.spec}", batch, self.classes)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.data.preprocess import normalize
-from cnnlab.errors import LayerError
+from cnnlab.errors import LayerError, ModelOutputError
 
 # Convolutions and poolings defined outside torch.nn count too, recognised by their class names: LeNet-5's
 # PartialConv2d and Subsampling, the experiments' SumPool2d.
@@ -47,10 +47,54 @@ def conv_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Conv2
     return name, module
 
 
+def check_scores(output, source: str, batch: int | None = None, classes: int | None = None,
+                 dims: tuple[int, ...] = (2,), finite: bool = True) -> torch.Tensor:
+    """`output` if it is what a model's output must be wherever cnnlab uses it: a tensor of class scores [N, K]
+    (`dims` (4,): a segmentation's [N, K, H, W]) for a batch of `batch` inputs and `classes` classes, of finite
+    numbers; otherwise a ModelOutputError naming `source` and what it returned. The one check of a model's output,
+    at load time and at every forward pass of a user's model (`cnnlab.train.user_model`) and where the explorer
+    shows probabilities."""
+    if not isinstance(output, torch.Tensor) or output.dim() not in dims:
+        got = f"a tensor of shape {list(output.shape)}" if isinstance(output, torch.Tensor) else \
+            f"a {type(output).__name__}"
+        raise ModelOutputError(f"{source}: the model returned {got}, expected class scores "
+                               f"{'[N, K]' if dims == (2,) else '[N, K, H, W]'}")
+    if batch is not None and output.shape[0] != batch:
+        raise ModelOutputError(f"{source}: the model returned {output.shape[0]} rows of scores for {batch} inputs")
+    if classes is not None and output.shape[1] != classes:
+        raise ModelOutputError(f"{source}: the model returned {output.shape[1]} class scores, expected {classes}")
+    ok = torch.isfinite(output.detach()) if finite else None
+    if ok is not None and not bool(ok.all()):
+        bad = int((~ok).sum())
+        raise ModelOutputError(f"{source}: the model's output holds NaN or infinite values ({bad} of "
+                               f"{output.numel()} scores): its weights or its forward overflow")
+    return output
+
+
 def normalize_input(image: np.ndarray, mean: float, std: float) -> torch.Tensor:
     """One uint8 image [H, W] or [C, H, W] -> the normalized float batch [1, C, H, W] the model was trained on."""
     x = torch.from_numpy(normalize(np.asarray(image, dtype=np.uint8), mean, std))
     return (x[None] if x.ndim == 2 else x)[None]
+
+
+class NormalizedImages:
+    """uint8 images [N, H, W] or [N, C, H, W] (an array, or images read by index from disk) as the normalized float
+    batch [N, C, H, W] models take, made a slice at a time: a whole test set is never normalized at once."""
+
+    def __init__(self, pixels, mean, std):
+        self.pixels, self.mean, self.std = pixels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        shape = tuple(self.pixels.shape)
+        return shape if len(shape) == 4 else (shape[0], 1, *shape[1:])
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        x = torch.from_numpy(normalize(np.asarray(self.pixels[rows], dtype=np.uint8), self.mean, self.std))
+        return x[:, None] if x.ndim == 3 else x
 
 
 def trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]):
@@ -91,10 +135,10 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, tor
     return [(name, output) for name, (_, output) in seen.items()], logits[0]
 
 
-def predict_probabilities(model: nn.Module, info, images) -> torch.Tensor:
+def predict_probabilities(model: nn.Module, info, images, source: str = "the model") -> torch.Tensor:
     """Class probabilities [N, K] for uint8 images ([N, H, W], [N, C, H, W] or a list of either's images) of
-    `info`'s dataset."""
+    `info`'s dataset; a ModelOutputError naming `source` if the model's scores are not finite class scores."""
     x = torch.from_numpy(normalize(np.stack(images), info.mean, info.std))
     x = x[:, None] if x.ndim == 3 else x
     with torch.inference_mode():
-        return model(x).softmax(1)
+        return check_scores(model(x), source, len(x)).softmax(1)

@@ -19,6 +19,7 @@ from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 from cnnlab.errors import ConfigError, LayerError
+from cnnlab.models.receptive import Field, receptive_fields
 from cnnlab.viz.activations import conv_layers
 from cnnlab.viz.pictures import lightness, picture
 
@@ -183,9 +184,25 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
         raise ConfigError(f"layer {name!r} outputs {tuple(maps.shape)}, not feature maps [C, H, W]")
     weights = grads.mean(dim=(1, 2))  # global-average-pooled gradients: one weight per channel
     cam = F.relu((weights[:, None, None] * maps).sum(0))
-    cam = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    cam = onto_input(cam, receptive_fields(model, tuple(x.shape[1:])).get(name), tuple(x.shape[-2:]))
     peak = cam.max()
     return (cam / peak if peak > 0 else cam).numpy(), name
+
+
+def onto_input(cam: torch.Tensor, field: Field | None, size: tuple[int, int]) -> torch.Tensor:
+    """A layer's map [h, w] at input resolution [H, W]. Grad-CAM stretches the map over the input; but a model
+    that pads its input to a multiple of its stride (an FCN, a U-Net: 84 columns to 96) computes maps that reach
+    past the input's edge, and stretched they would sit up to a stride off. So where the layer's receptive field
+    says the map covers more than the input (n x jump pixels from start - jump / 2), the map is upsampled to what
+    it covers and the input's part cut out: what the model padded is cropped, then the rest resized."""
+    if field is not None and not field.whole:
+        covered = [round(n * jump) for n, jump in zip(cam.shape, field.jump)]
+        origin = [round(start - jump / 2) for start, jump in zip(field.start, field.jump)]
+        if all(o <= 0 for o in origin) and any(c + o > s for c, o, s in zip(covered, origin, size)) and \
+                all(c + o >= s for c, o, s in zip(covered, origin, size)):
+            up = F.interpolate(cam[None, None], size=covered, mode="bilinear", align_corners=False)[0, 0]
+            return up[-origin[0]:-origin[0] + size[0], -origin[1]:-origin[1] + size[1]]
+    return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
 HEAT = "inferno"  # perceptually uniform: brightness alone orders the values (jet's bands suggest false edges)

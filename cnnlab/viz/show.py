@@ -249,7 +249,7 @@ class Show:
         """
         from cnnlab.models.receptive import receptive_fields
         from cnnlab.viz import deconv
-        from cnnlab.viz.activations import conv_layers
+        from cnnlab.viz.activations import NormalizedImages, conv_layers
 
         subject = self.subject
         info = subject.info
@@ -262,8 +262,7 @@ class Show:
         model = self.model
         test = subject.test_split()
         pixels = test.images[:limit] if limit else test.images
-        x = torch.from_numpy(normalize(pixels, info.mean, info.std))
-        x = x[:, None] if x.ndim == 3 else x
+        x = NormalizedImages(pixels, info.mean, info.std)  # read and normalized a batch at a time
         names = (layers.split(",") if isinstance(layers, str) else list(layers)) if layers else \
             [name for name, _ in conv_layers(model)]
         fields = receptive_fields(model, tuple(x.shape[1:]))
@@ -356,7 +355,7 @@ class Show:
         from cnnlab.viz.training import mistakes_figure, most_confident_mistakes
 
         scores = self._classifier_scores(limit, "its mistakes")
-        fig = mistakes_figure(scores.data.images.cpu(), scores.evaluation, scores.classes, count)
+        fig = mistakes_figure(scores.data.images, scores.evaluation, scores.classes, count)
         return _returned(fig, indices=most_confident_mistakes(scores.evaluation, count).tolist())
 
     def _classifier_scores(self, limit, what: str):

@@ -94,8 +94,9 @@ def most_confident_mistakes(evaluation, count: int = 24) -> torch.Tensor:
     return wrong[confidence[wrong].argsort(descending=True)][:count]
 
 
-def mistakes_figure(images: torch.Tensor, evaluation, classes: tuple[str, ...], count: int = 24):
-    """The test images the model got wrong with the highest confidence, with true and predicted labels."""
+def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 24):
+    """The test images the model got wrong with the highest confidence, with true and predicted labels (`images`:
+    uint8 [N, C, H, W], a tensor on any device or images read by index from disk)."""
     confidence, predicted = evaluation.logits.softmax(1).max(1)
     wrong = int((predicted != evaluation.labels).sum())
     order = most_confident_mistakes(evaluation, count)
@@ -105,7 +106,7 @@ def mistakes_figure(images: torch.Tensor, evaluation, classes: tuple[str, ...], 
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, order.tolist()):
-        image = images[index]
+        image = torch.as_tensor(images[index]).cpu()
         ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if image.shape[0] == 1 else None)
         ax.set_title(f"true {classes[evaluation.labels[index]]}\npred {classes[predicted[index]]} "
                      f"{confidence[index]:.0%}", fontsize=8, color="firebrick")
@@ -116,7 +117,7 @@ def mistakes_figure(images: torch.Tensor, evaluation, classes: tuple[str, ...], 
     return fig
 
 
-def plot_mistakes(images: torch.Tensor, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
+def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
     _save(mistakes_figure(images, evaluation, classes, count), path)
 
 

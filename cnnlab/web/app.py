@@ -29,7 +29,7 @@ from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
 from cnnlab.data.preprocess import load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
-from cnnlab.viz.activations import normalize_input, predict_probabilities
+from cnnlab.viz.activations import check_scores, normalize_input, predict_probabilities
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Loaded, Sources, SourceError
@@ -301,10 +301,11 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
             with loaded.lock:
                 if loaded.info.task == "segmentation":
                     with torch.inference_mode():
-                        scores = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))[0]
+                        scores = check_scores(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
+                                              source, 1, dims=(4,))[0]
                     return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                             **inspect.segmentation(scores)}
-                probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
+                probabilities = predict_probabilities(loaded.model, loaded.info, [digit], source)[0]
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 "probabilities": [float(p) for p in probabilities],
                 "prediction": loaded.info.classes[int(probabilities.argmax())]}

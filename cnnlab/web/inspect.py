@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.viz.activations import conv_layer, normalize_input, trace
+from cnnlab.viz.activations import check_scores, conv_layer, normalize_input, trace
 from cnnlab.web import formulas
 from cnnlab.web.sources import Loaded
 
@@ -42,6 +42,7 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int) -> dict:
     x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock:
         logits, seen = trace(model, x, modules)
+    check_scores(logits, loaded.source, 1, dims=(4,) if loaded.info.task == "segmentation" else (2,))
     additions = {act: row for row, act in formulas.addition_rows(seen, model).items()}
     layers = []
     for name, (inp, out) in seen.items():
