@@ -92,8 +92,10 @@ class Answers:
         """
         from cnnlab.models.zoo import summarize
 
-        shape = getattr(self, "input_shape", None) or tuple(self.test_split(limit=1).images.shape[1:]) or (1, 28, 28)
-        shape = (1, *shape) if len(shape) == 2 else shape
+        shape = getattr(self, "input_shape", None)  # a model of your own has one; a run's is its test images'
+        if shape is None:
+            images = self.test_split(limit=1).images
+            shape = (1, *images.shape[1:]) if images.ndim == 3 else tuple(images.shape[1:])
         return summarize(self.model, tuple(shape), f"{self.name}: input {'x'.join(map(str, shape))}")
 
 
