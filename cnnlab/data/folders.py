@@ -35,12 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-<<<<<<< HEAD
 from cnnlab.data.download import atomic_write, part_path, remove_stale_parts
-=======
-from cnnlab.data.download import atomic_write
 from cnnlab.data.places import PlaceDataset, with_defaults
->>>>>>> issue40
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError
@@ -238,15 +234,7 @@ def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     count = len(listing.files)
-<<<<<<< HEAD
-    array_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = part_path(array_path)
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, 3, side, side))
-    jobs = [(i, str(p), side, fit) for i, p in enumerate(listing.files)]
-    bad = []
-=======
     jobs = ((i, str(p), side, fit) for i, p in enumerate(listing.files))
->>>>>>> issue40
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
                                            MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
     with progress or _Quiet():
@@ -277,7 +265,7 @@ def _decode_all(listing: Listing, side: int, fit: str, array_path: Path,
     the (index, reason) of each that failed."""
     count = len(listing.files)
     array_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = array_path.with_name(f".{array_path.name}.{os.getpid()}.part")
+    partial = part_path(array_path)
     shape = (count, 3, side, side)
     sums, bad = np.zeros((count, 2, 5), np.int64), []
     try:
@@ -363,33 +351,6 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-<<<<<<< HEAD
-def _cached(folder: Path, key: str, shape: tuple) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
-    """(pixels, skipped files) of a finished decode in `folder`, or None: not there, or damaged (a truncated or
-    altered file, an index that does not parse), in which case its files are removed so that it is decoded again."""
-    index_path, array_path = folder / f"{key}.json", folder / f"{key}.npy"
-    if not (index_path.is_file() and array_path.is_file()):
-        return None
-    try:
-        index = json.loads(index_path.read_text())
-        pixels = np.load(array_path, mmap_mode="r", allow_pickle=False)
-        bad = [(int(i), str(why)) for i, why in index["skipped"]]
-        if pixels.shape == shape and pixels.dtype == np.uint8 and index.get("version") == CACHE_VERSION:
-            return pixels, bad
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    for path in (index_path, array_path):
-        try:
-            path.unlink()
-        except OSError:
-            pass  # a read-only cache: the next cache folder is used
-    return None
-
-
-@functools.lru_cache(maxsize=4)
-def decoded(root: Path, side: int, fit: str, quiet: bool = False) -> Decoded:
-    """The folder's decoded set, from its cache or decoded now (and cached)."""
-=======
 def _size(count: float) -> str:
     return f"{count / 2 ** 30:.1f} GiB" if count >= 2 ** 30 else f"{count / 2 ** 20:.0f} MiB"
 
@@ -424,31 +385,15 @@ decoded.cache_clear = _DECODED.clear
 
 
 def _open_or_decode(root: Path, side: int, fit: str, cache: bool, quiet: bool) -> Decoded:
->>>>>>> issue40
     listing = list_folder(root)
     key = listing.key(side, fit)
     count = len(listing.files)
     for folder in cache_folders(root):
-<<<<<<< HEAD
         remove_stale_parts(folder)  # decodes that were killed: their writers are gone, and no one will finish them
-        found = _cached(folder, key, (len(listing.files), 3, side, side))
-        if found is not None:
-            return _result(listing, *found, folder / f"{key}.npy", quiet)
-=======
         index_path, pixels_path, sums_path = (folder / f"{key}{end}" for end in (".json", ".npy", ".sums.npy"))
-        if index_path.is_file() and (pixels_path.is_file() if cache else sums_path.is_file()):
-            try:
-                bad = [(int(i), str(why)) for i, why in json.loads(index_path.read_text())["skipped"]]
-                pixels = StoredImages(CachedRows(pixels_path)) if cache else None
-                sums = np.load(sums_path, allow_pickle=False) if sums_path.is_file() else None
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise DatasetError(f"{index_path}: unreadable folder cache ({err}); delete "
-                                   f"{folder} to decode again") from None
-            for found, path, expected in ((pixels, pixels_path, (count, 3, side, side)),
-                                          (sums, sums_path, (count, 2, 5))):
-                if found is not None and tuple(found.shape) != expected:
-                    raise DatasetError(f"{path}: holds {tuple(found.shape)}, expected {expected}; delete {folder} "
-                                       "to decode again")
+        found = _cached(index_path, pixels_path if cache else None, sums_path, count, side)
+        if found is not None:
+            bad, pixels, sums = found
             if sums is None:  # a cache made before the sums were kept beside it: one pass over it
                 per_chunk = max(1, CHUNK_BYTES // (32 * side * side))  # image_sums widens 4 channels to int64
                 sums = np.concatenate([image_sums(chunk) for chunk in pixels.chunks(per_chunk)] or
@@ -458,7 +403,6 @@ def _open_or_decode(root: Path, side: int, fit: str, cache: bool, quiet: bool) -
                 except OSError:
                     pass  # a cache that cannot be written: the sums are made again next time
             return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
->>>>>>> issue40
     folder = next((f for f in cache_folders(root) if _writable(f)), None)
     if folder is None:
         raise DatasetError(f"folder:{root}: nowhere to cache the decoded images ({' or '.join(map(str, cache_folders(root)))} "
@@ -474,6 +418,33 @@ def _open_or_decode(root: Path, side: int, fit: str, cache: bool, quiet: bool) -
                                                      "files": count, "skipped": bad}).encode())
     pixels = StoredImages(CachedRows(pixels_path)) if cache else None
     return _result(listing, pixels, sums, bad, pixels_path if cache else sums_path, side, fit)
+
+
+def _cached(index_path: Path, pixels_path: Path | None, sums_path: Path, count: int, side: int):
+    """(skipped files, pixels or None, pixel sums or None: not kept by an older cache) of a finished decode, or
+    None: not there, or damaged (a truncated or altered file, an index that does not parse, another version), in
+    which case its files are removed so that it is decoded again."""
+    wanted = [index_path, pixels_path if pixels_path else sums_path]
+    if not all(path.is_file() for path in wanted):
+        return None
+    try:
+        index = json.loads(index_path.read_text())
+        bad = [(int(i), str(why)) for i, why in index["skipped"]]
+        pixels = StoredImages(CachedRows(pixels_path)) if pixels_path else None
+        sums = np.load(sums_path, allow_pickle=False) if sums_path.is_file() else None
+        if index.get("version") == CACHE_VERSION and \
+                (pixels is None or tuple(pixels.shape) == (count, 3, side, side)) and \
+                (sums is None or (sums.shape == (count, 2, 5) and sums.dtype == np.int64)):
+            return bad, pixels, sums
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, DatasetError):
+        pass
+    for path in (index_path, pixels_path, sums_path):
+        try:
+            if path:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache: the next cache folder is used
+    return None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

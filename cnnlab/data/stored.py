@@ -48,6 +48,8 @@ class CachedRows:
             self.offset = file.tell()
         if fortran or dtype != np.uint8 or len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"{self.path}: not a uint8 [N, 3, H, W] array")
+        if self.path.stat().st_size < self.offset + int(np.prod(shape)):
+            raise ValueError(f"{self.path}: truncated (shorter than the {shape} array its header describes)")
         self.stored_shape = shape
         self.rows = np.arange(shape[0]) if rows is None else np.asarray(rows, np.int64)
         self._file = None
@@ -120,7 +122,7 @@ class DecodedFiles:
 
 
 class StoredImages:
-    """uint8 images [N, C, H, W] read by index from `rows` (a `MappedRows` or `DecodedFiles`)."""
+    """uint8 images [N, C, H, W] read by index from `rows` (a `CachedRows` or `DecodedFiles`)."""
 
     ndim = 4
     dtype = np.dtype(np.uint8)
