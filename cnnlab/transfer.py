@@ -2,6 +2,7 @@
 
     result = transfer("runs/simple-cnn-mnist-...", "fashion-mnist", mode="feature-extract", labels_per_class=10)
     result = transfer("resnet18-f37072fd.pth", "mnist", mode="fine-tune", lr_backbone=1e-4)
+    run = cnnlab.transfer(run, "fashion-mnist", "feature-extract")    # from Python: the new Run
 
 A source is a cnnlab run folder (any engine: all save PyTorch names) or a weights file: `.safetensors`, or a
 torchvision ImageNet `.pth`, read with `torch.load(weights_only=True)`, never unpickled. The model is the
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from cnnlab import files
+from cnnlab.calls import callable_module
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.download import sha256_of
 from cnnlab.errors import CheckpointError, ConfigError
@@ -94,3 +96,25 @@ def transfer(source, dataset: str, mode: str = "fine-tune", *, name: str | None 
     """Train a transferred model (see `prepare` for the options) and return the Trainer's TrainResult."""
     config, model = prepare(source, dataset, mode, **options)
     return Trainer(config, name=name, runs_dir=runs_dir, progress=progress, save=save, model=model).fit()
+
+
+def transfer_run(source, dataset: str, mode: str = "fine-tune", *, name: str | None = None, runs_dir=None,
+                 progress: bool = True, **options):
+    """`cnnlab transfer` from Python, as `cnnlab.transfer(...)`: the model of `source` (a Run, a run folder or a
+    weights file) trained on `dataset` with a new head, its backbone frozen ("feature-extract") or trained
+    ("fine-tune"); `options` are the command's (freeze_until, lr_backbone, labels_per_class, epochs, lr, ...).
+    Returns the new Run.
+
+    >>> new = cnnlab.transfer(run, "mnist", "feature-extract", labels_per_class=10, epochs=1, test_limit=256,
+    ...                       runs_dir=tmp, progress=False)
+    >>> new.config.transfer["mode"], len(new.history)
+    ('feature-extract', 1)
+    """
+    from cnnlab.train.api import Run as AnsweringRun
+
+    where = source.path if isinstance(source, Run) else source
+    result = transfer(where, dataset, mode, name=name, runs_dir=runs_dir, progress=progress, **options)
+    return AnsweringRun.open(result.run_dir)
+
+
+callable_module(__name__, transfer_run)

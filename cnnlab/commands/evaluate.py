@@ -39,66 +39,25 @@ def add_evaluate_options(p) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
-
-    import torch
-
     from cnnlab.errors import ConfigError
-    from cnnlab.train.batches import eval_batch_size
-    from cnnlab.train.streaming import split_for
-    from cnnlab.train.evaluation import View, averaged, tta_views
+    from cnnlab.train.inference import evaluate
     from cnnlab.train.runs import Run
     from cnnlab.train.tasks import task_for
 
-    for name in ("limit", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     runs = [Run.open(path) for path in args.run]
-    trained = runs[0]
-    task = task_for(trained.config)
-    if segmentation_only and task.name != "segmentation":
-        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model "
+    if segmentation_only and task_for(runs[0].config).name != "segmentation":
+        raise ConfigError(f"{runs[0].path}: {runs[0].config.model} is not a segmentation model "
                           "(use `cnnlab evaluate` / `cnnlab predict`)")
-    if task.name == "segmentation" and (args.tta or len(runs) > 1):
-        raise ConfigError(f"{trained.path}: --tta and ensembles average a classifier's probabilities; this run "
-                          "labels every pixel")
-    for other in runs[1:]:
-        if other.info.classes != trained.info.classes or task_for(other.config).name != task.name:
-            raise ConfigError(f"{other.path}: an ensemble's runs classify the same classes ({trained.name}: "
-                              f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
-    # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
-    models = [run.build_model(args.checkpoint).to(memory_format=torch.channels_last) for run in runs]
-    data = split_for(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
-                     limit=args.limit, workers=trained.config.workers)
-    # An ensemble's images are mirrored (zoomed) only if every one of its runs was trained on mirror images
-    # (scale jitter); zoomed within the narrowest of their ranges.
-    augments = [run.config.augment or {} for run in runs]
-    views = tta_views(all(a.get("flip") for a in augments),
-                      min(a.get("max_scale") or 0.0 for a in augments)) if args.tta else (View(),)
-    with torch.inference_mode():
-        if args.tta or len(models) > 1:
-            logits_fn = averaged(models, views)
-        else:
-            logits_fn = models[0]
-        result = task.evaluate(logits_fn, data, args.batch_size or eval_batch_size(trained.config.eval_batch_size,
-                                                                                   data.shape))
-    where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
-             "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
-             "tta": args.tta, "views": len(views)}
-    what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
-    tta = f", {len(views)}-view TTA" if args.tta else ""
-    title = f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}"
-    if task.name == "segmentation":
-        return _segmentation(args, data, result, where, f"{title}, {len(data):,} scenes")
-    classes = data.info.classes
-    confusion = result.confusion(len(classes))
-    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    scores = evaluate(runs, args.checkpoint, args.split, args.limit, args.batch_size, args.tta, args.data_dir,
+                      quiet=args.json)
+    if scores.task == "segmentation":
+        return _segmentation(args, scores)
     if args.figure:
         from cnnlab.viz.training import plot_confusion
 
-        plot_confusion(confusion, classes, args.figure)
+        plot_confusion(scores.confusion, scores.classes, args.figure)
     if args.json:
-        print(to_json({**where, "images": len(data), "accuracy": result.accuracy, "loss": result.loss,
-                          "per_class_accuracy": dict(zip(classes, per_class))}, indent=2))
+        print(to_json(scores.as_dict(), indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -107,28 +66,26 @@ def run(args, segmentation_only: bool = False) -> int:
     table.add_column("class")
     table.add_column("images", justify="right")
     table.add_column("accuracy", justify="right")
-    for i, name in enumerate(classes):
-        table.add_row(name, f"{int(confusion[i].sum()):,}", f"{per_class[i]:.2%}")
+    confusion = scores.confusion
+    for i, (name, accuracy) in enumerate(scores.per_class.items()):
+        table.add_row(name, f"{int(confusion[i].sum()):,}", f"{accuracy:.2%}")
     console = Console()
-    console.print(f"{title}: [bold]{result.accuracy:.2%}[/] of {len(data):,}, loss {result.loss:.4f}")
+    console.print(f"{scores.title}: [bold]{scores.accuracy:.2%}[/] of {len(scores.data):,}, loss {scores.loss:.4f}")
     console.print(table)
     return 0
 
 
-def _segmentation(args, data, result, where: dict, title: str) -> int:
-
+def _segmentation(args, scores) -> int:
     from cnnlab.commands.tables import print_iou
 
-    classes = data.info.classes
+    data, result = scores.data, scores.evaluation
     if args.figure:
         from cnnlab.viz.segmentation_figures import plot_scenes
 
-        plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), classes,
+        plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), scores.classes,
                     args.figure)
     if args.json:
-        print(to_json({**where, "scenes": len(data), "pixel_accuracy": result.accuracy,
-                          "mean_iou": result.mean_iou, "mean_iou_includes_background": True, "loss": result.loss,
-                          "iou": dict(zip(classes, result.iou.tolist()))}, indent=2))
+        print(to_json(scores.as_dict(), indent=2))
         return 0
-    print_iou(result, classes, title)
+    print_iou(result, scores.classes, f"{scores.title}, {len(data):,} scenes")
     return 0

@@ -37,6 +37,7 @@ def run(args, segmentation_only: bool = False) -> int:
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
+    from cnnlab.train.inference import predict
     from cnnlab.train.runs import Run
     from cnnlab.train.tasks import task_for
 
@@ -47,8 +48,7 @@ def run(args, segmentation_only: bool = False) -> int:
     out = Path(args.out_dir) if args.out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    results = (segment(trained, args.images, args.checkpoint, out) if segments else
-               classify(trained, args.images, args.checkpoint, out))
+    results = predict(trained, args.images, args.checkpoint, out)
     if args.json:
         print(to_json(results, indent=2))
         return 0
@@ -60,58 +60,3 @@ def run(args, segmentation_only: bool = False) -> int:
         ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:max(1, getattr(args, "top", 3))]
         print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
     return 0
-
-
-def classify(trained, images: list[str], checkpoint: str, out) -> list[dict]:
-    """The class of each image, prepared as the run's dataset was: a digit MNIST-style, a photo resized (and
-    cropped or padded) to the dataset's side in its colours."""
-    from pathlib import Path
-
-    import torch
-    from PIL import Image
-
-    from cnnlab.data.preprocess import load_digit
-    from cnnlab.viz.activations import normalize_input
-
-    info = trained.config.dataset_info()
-    prepare = info.prepare or load_digit
-    inputs = [prepare(path) for path in images]  # every file is read before any work is done
-    model = trained.build_model(checkpoint)
-    with torch.inference_mode():
-        probabilities = model(torch.cat([normalize_input(x, info.mean, info.std) for x in inputs])).softmax(1)
-    if out:
-        for path, x in zip(images, inputs):
-            picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
-            Image.fromarray(picture).save(out / f"{Path(path).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
-    return [{"image": path, "class": info.classes[int(p.argmax())],
-             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
-            for path, p in zip(images, probabilities)]
-
-
-def segment(trained, images: list[str], checkpoint: str, out) -> list[dict]:
-    """The class of every pixel; each image's digits are counted in pixels, largest first."""
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
-    from cnnlab.data.preprocess import load_scene
-    from cnnlab.viz.activations import normalize_input
-
-    info = trained.config.dataset_info()
-    scenes = [load_scene(path) for path in images]
-    model = trained.build_model(checkpoint)
-    results = []
-    for path, scene in zip(images, scenes):
-        with torch.inference_mode():
-            predicted = model(normalize_input(scene, info.mean, info.std)).argmax(1)[0].numpy()
-        counts = np.bincount(predicted.ravel(), minlength=info.num_classes)
-        row = {"image": path, "pixels_per_class": {info.classes[c]: int(counts[c]) for c in np.argsort(-counts)
-                                                   if c and counts[c]}}
-        if out:
-            from cnnlab.viz.segmentation_figures import plot_scenes
-
-            row["figure"] = str(out / f"{Path(path).stem}_segmented.png")
-            plot_scenes([scene], None, [predicted], info.classes, row["figure"], titles=[Path(path).name])
-        results.append(row)
-    return results

@@ -83,12 +83,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(args) -> int:
     import torch
-    import uvicorn
 
-    from cnnlab.web import create_app
+    from cnnlab.errors import import_optional
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+    # Imported here, by name: FastAPI and Uvicorn are the `explorer` extra; without them this is one line.
+    create_app = import_optional("cnnlab.web", "cnnlab serve").create_app
+    uvicorn = import_optional("uvicorn", "cnnlab serve")
     # The server computes several requests at once (one per core); each also spreading over every core would make
     # the threads wait on each other, which on a busy machine costs a drawing's answer tens of milliseconds.
     torch.set_num_threads(args.threads)

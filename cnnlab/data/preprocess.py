@@ -292,3 +292,38 @@ def normalize(pixels, mean, std):
     if x is not pixels and hasattr(x, "mul_"):  # a fresh float copy: the same three steps, in place (half the time)
         return x.mul_(1 / 255).sub_(mean).mul_(1 / std)
     return (x * (1 / 255) - mean) * (1 / std)
+
+
+def prepare_input(image, info, shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[np.ndarray, str]:
+    """(the uint8 image a model of `info`'s dataset sees, its name) from a file path, an image's bytes, a PIL image,
+    or a NumPy array or torch tensor of pixels (0-255, or floats in [0, 1]). An array already of the model's input
+    shape ([H, W] for one channel, or [C, H, W]) is taken as a dataset image is: as it is. Anything else is
+    prepared as its dataset's images were: a digit MNIST-style, a scene at its own size, a photo resized to the
+    dataset's side (its own preparation), or, for a model whose input is not a 28x28 digit, fitted to `shape`."""
+    name = str(image) if isinstance(image, (str, Path)) else "image"
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        image = buffer.getvalue()
+    elif not isinstance(image, (str, Path, bytes)):
+        pixels = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
+        if pixels.dtype.kind == "f":
+            pixels = np.round(np.clip(np.nan_to_num(pixels), 0, 1) * 255)
+        pixels = pixels.astype(np.uint8)
+        if pixels.shape in (tuple(shape), tuple(shape[1:]) if shape[0] == 1 else None):
+            return pixels, f"a {'x'.join(map(str, pixels.shape))} array"
+        if info.task == "segmentation" and pixels.ndim == 2:
+            return pixels, f"a {'x'.join(map(str, pixels.shape))} scene"
+        if pixels.ndim == 3 and pixels.shape[0] in (1, 3):  # [C, H, W] -> [H, W, C], as PIL takes a picture
+            pixels = pixels.transpose(1, 2, 0).squeeze(-1)
+        if pixels.ndim not in (2, 3):
+            raise ImageError(f"an array of shape {pixels.shape} is not an image ([H, W], [C, H, W] or [H, W, C])")
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        image, name = buffer.getvalue(), f"a {'x'.join(map(str, pixels.shape))} array"
+    if info.task == "segmentation":
+        return load_scene(image, name), name
+    if info.prepare:  # a photo dataset's own preparation (CIFAR, a folder)
+        return info.prepare(image, name), name
+    return (load_digit(image, name) if tuple(shape) == (1, 28, 28) else
+            load_photo(image, shape[1:], channels=shape[0], name=name)), name

@@ -8,13 +8,15 @@ fully connected layers (see `cnnlab.models.complexity`). The VGG table is the pa
 
 from __future__ import annotations
 
+import html
 import json
+from dataclasses import dataclass
 
 import torch
 
 from cnnlab.data import dataset_info
 from cnnlab.errors import ConfigError, first_line
-from cnnlab.models import get_model, list_models, model_info
+from cnnlab.models.registry import get_model, list_models, model_info
 from cnnlab.models.complexity import profile, weight_layers
 from cnnlab.models.published import variants
 from cnnlab.models.receptive import fields_per_call
@@ -200,33 +202,87 @@ def render(families: list[str], shape: tuple[int, int, int] | None = None, class
     return "\n".join(parts)
 
 
-def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, options: dict) -> str:
-    with torch.device("meta"):
-        model = get_model(name, num_classes=num_classes, in_channels=shape[0], input_size=shape[-1], **options)
+@dataclass
+class Summary:
+    """A model layer by layer: output shapes, receptive fields, parameters, MACs, and the totals. Printed, it is
+    `cnnlab summary`'s table; in Jupyter, an HTML table."""
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    totals: list[tuple[str, str]]
+
+    LEGEND = ("receptive field: the input pixels one output pixel sees (size), / the jump between neighbouring\n"
+              "output pixels' fields (cnnlab.models.receptive); all: the whole input")
+
+    def __str__(self) -> str:
+        table = markdown_table(self.headers, self.rows, right={3, 4, 5})
+        width = max(len(name) for name, _ in self.totals) + 2
+        totals = [self.title, *(f"{name + ':':<{width}}{value}" for name, value in self.totals)]
+        return "\n".join([table, "", *totals, self.LEGEND])
+
+    def _repr_html_(self) -> str:
+        cell = "<td style='text-align:{}'>{}</td>"
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(cell.format("right" if i >= 3 else "left", html.escape(v))
+                                        for i, v in enumerate(row)) + "</tr>" for row in self.rows)
+        totals = "".join(f"<tr><th style='text-align:left'>{html.escape(n)}</th><td>{html.escape(v)}</td></tr>"
+                         for n, v in self.totals)
+        return (f"<div><b>{html.escape(self.title)}</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                f"</table><table>{totals}</table><small>{html.escape(self.LEGEND)}</small></div>")
+
+
+def summarize(model: torch.nn.Module, shape: tuple[int, int, int], title: str) -> Summary:
+    """The Summary of any model (registered or your own; on the meta device or with its weights) at a [C, H, W]
+    input; `title` begins with the model's name and a colon."""
     try:
         counted = profile(model, shape)
     except RuntimeError as err:  # e.g. an input too small for the layers' kernels
-        raise ConfigError(f"{name} cannot take a {'x'.join(map(str, shape))} input: "
+        raise ConfigError(f"{title.partition(':')[0]} cannot take a {'x'.join(map(str, shape))} input: "
                           f"{first_line(err)}") from None
     fields = fields_per_call(model, shape)  # the same calls, in the same order, as the profile's rows
     rows = [[r.name, r.kind, "x".join(map(str, r.output_shape)), field.describe() if field else "",
              f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else ""]
             for r, (_, field) in zip(counted.rows, fields)]
-    table = markdown_table(["layer", "type", "output", "receptive field", "parameters", "MACs"], rows,
-                           right={3, 4, 5})
     unused = counted.params - sum(r.params for r in counted.rows)
     totals = [
-        f"{model_info(name).name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
-        + (f", options {json.dumps(options)}" if options else ""),
-        f"weight layers:        {weight_layers(model, shape)}",
-        f"parameters:           {counted.params:,} ({human(counted.params)})" + (
-            f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else ""),
-        f"trainable parameters: {counted.trainable:,}",
-        f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
+        ("weight layers", str(weight_layers(model, shape))),
+        ("parameters", f"{counted.params:,} ({human(counted.params)})" + (
+            f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else "")),
+        ("trainable parameters", f"{counted.trainable:,}"),
+        ("MACs per image", f"{counted.macs:,} ({human(counted.macs)})"),
     ]
-    legend = ("receptive field: the input pixels one output pixel sees (size), / the jump between neighbouring\n"
-              "output pixels' fields (cnnlab.models.receptive); all: the whole input")
-    return "\n".join([table, "", *totals, legend])
+    return Summary(title, ["layer", "type", "output", "receptive field", "parameters", "MACs"], rows, totals)
+
+
+def summary(model, input_shape: tuple[int, int, int] | None = None, classes: int | None = None,
+            **options) -> Summary:
+    """A model layer by layer, as `cnnlab summary` prints it and Keras's `model.summary()` or torchinfo show it:
+    `model` a registered name (built on the meta device, at its native input unless `input_shape` is given) or a
+    torch module of your own (at `input_shape`, default 1x28x28).
+
+    >>> table = cnnlab.models.summary("simple-cnn")
+    >>> table.rows[0][:3]
+    ['conv1', 'Conv2d', '16x24x24']
+    >>> table.totals[1]
+    ('parameters', '80,202 (80.2 k)')
+    """
+    if isinstance(model, torch.nn.Module):
+        shape = tuple(input_shape or (1, 28, 28))
+        return summarize(model, shape, f"{type(model).__name__}: input {'x'.join(map(str, shape))}")
+    entry = model_info(model)
+    shape = tuple(input_shape or entry.input_size)
+    num_classes = class_count(entry.name, input_shape is not None, classes)
+    if num_classes < 1:
+        raise ConfigError(f"--classes must be at least 1, got {num_classes}")
+    with torch.device("meta"):
+        built = get_model(entry.name, num_classes=num_classes, in_channels=shape[0], input_size=shape[-1],
+                          **options)
+    return summarize(built, shape, f"{entry.name}: input {'x'.join(map(str, shape))}, {num_classes} classes"
+                     + (f", options {json.dumps(options)}" if options else ""))
+
+
+def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, options: dict) -> str:
+    return str(summary(name, shape, num_classes, **options))
 
 
 def families() -> list[str]:
