@@ -107,7 +107,7 @@ def test_predict_a_drawn_digit(trained, tmp_path):
     (["train", "--model", "resnet9000"], "unknown model 'resnet9000'"),
     (["train", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
     (["train", "--augment", "{shift: 2}"], "not valid JSON"),
-    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--bogus"], "unknown option --bogus"),
     (["evaluate", "no/such/run"], "no such run folder"),
     (["predict", "no/such/run", "x.png"], "no such run folder"),
     (["nonsense"], "invalid choice: 'nonsense'"),

@@ -39,19 +39,20 @@ def add_evaluate_options(p) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
-
-    import torch
-
     from cnnlab.errors import ConfigError
-    from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
-    from cnnlab.train.tasks import task_for
 
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    runs = [Run.open(path) for path in args.run]
+    runs = [Run.open(path) for path in args.run]  # before torch loads: a mistyped name is refused at once
+
+    import torch
+
+    from cnnlab.train.batches import TensorSplit
+    from cnnlab.train.evaluation import View, averaged, tta_views
+    from cnnlab.train.tasks import task_for
+
     trained = runs[0]
     task = task_for(trained.config)
     if segmentation_only and task.name != "segmentation":

@@ -106,8 +106,6 @@ def add_model_file_options(parser: argparse.ArgumentParser, run_help: str = "run
 def own_model(args: argparse.Namespace):
     """The --model's UserModel, checked against its inputs and names; None without --model (its other flags are
     then an error: a run knows its own weights, dataset and classes)."""
-    from cnnlab.train.user_model import UserModel
-
     given = [flag for flag, value in [("--weights", args.weights), ("--class-names", args.class_names),
                                       ("--input", args.input),
                                       ("--dataset", None if args.dataset == "mnist" else args.dataset)] if value]
@@ -115,6 +113,8 @@ def own_model(args: argparse.Namespace):
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
         return None
+    from cnnlab.train.user_model import UserModel
+
     return UserModel.open(args.model, args.weights, args.dataset, args.class_names,
                           parse_shape(args.input, square=False) if args.input else None)
 
@@ -125,6 +125,15 @@ def open_inspected(args: argparse.Namespace):
 
     if args.model and args.run:
         raise ConfigError(f"give a RUN ({args.run}) or --model, not both")
+    check_subject(args)
+    return own_model(args) or Run.open(args.run)
+
+
+def check_subject(args: argparse.Namespace) -> None:
+    """Refuse, before torch loads, a command given neither a RUN nor a --model, or a RUN that is not there."""
+    from cnnlab.train.runs import find_run
+
     if not (args.model or args.run):
         raise ConfigError("give a RUN folder, or --model FILE.py:NAME")
-    return own_model(args) or Run.open(args.run)
+    if args.run and not args.model:
+        find_run(args.run)

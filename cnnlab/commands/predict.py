@@ -38,9 +38,10 @@ def run(args, segmentation_only: bool = False) -> int:
 
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
+
+    trained = Run.open(args.run)  # before torch loads: a mistyped name is refused at once
     from cnnlab.train.tasks import task_for
 
-    trained = Run.open(args.run)
     segments = task_for(trained.config).name == "segmentation"
     if segmentation_only and not segments:
         raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model (use `cnnlab predict`)")

@@ -3,10 +3,9 @@ engine)."""
 
 from __future__ import annotations
 
-import argparse
 
-from cnnlab.commands import add_command
-from cnnlab.commands.options import add_model_file_options, open_inspected
+from cnnlab.commands import HelpFormatter, add_command
+from cnnlab.commands.options import add_model_file_options, check_subject, open_inspected
 
 
 def add_parser(subparsers):
@@ -26,8 +25,8 @@ def add_parser(subparsers):
 
     def kind(name, help, func, run=True, image=True):
         k = kinds.add_parser(name, help=help, description=help,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        k.set_defaults(func=func)
+                             formatter_class=HelpFormatter)
+        k.set_defaults(func=_run_found_first(func) if run else func)
         if run:
             add_model_file_options(k, "run folder (or its name under runs/); with --model, none" +
                                    ("" if not image else ": the one positional is the IMAGE"))
@@ -83,6 +82,14 @@ def add_parser(subparsers):
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _run_found_first(func):
+    """`func`, once its RUN is found: a missing or mistyped one is refused before torch and matplotlib load."""
+    def checked(args):
+        check_subject(args)
+        return func(args)
+    return checked
 
 
 def _save(fig, out) -> None:

@@ -60,25 +60,32 @@ def config_from_args(args):
 def run(args) -> int:
     import sys
 
-    from cnnlab.commands.tables import print_training
-    from cnnlab.train.trainer import Trainer
-
     command = getattr(args, "command_words", ["train"])  # `segment train` runs, and relaunches, as itself
+    # Every setting is checked before torch loads (seconds): a mistyped value is refused at once.
+    if args.nproc_per_node is not None and args.nproc_per_node < 1:
+        raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
+    if args.resume:
+        from cnnlab.train.runs import find_run
+
+        stray = [f"--{f.replace('_', '-')}" for f in config_overrides(args)]
+        if stray or args.config or args.name:
+            raise ConfigError(f"--resume continues a run with its own config.json; drop {', '.join(stray) or 'the other settings'}")
+        find_run(args.resume)
+    else:
+        config = config_from_args(args)
     if args.nproc_per_node is not None:
-        if args.nproc_per_node < 1:
-            raise ConfigError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
         from cnnlab.train.distributed import launch
 
         argv = sys.argv[1:] if sys.argv[1:1 + len(command)] == command else command
         return launch(args.nproc_per_node, _without_option(argv, "--nproc-per-node"))
+
+    from cnnlab.commands.tables import print_training
+    from cnnlab.train.trainer import Trainer
+
     if args.resume:
-        stray = [f"--{f.replace('_', '-')}" for f in config_overrides(args)]
-        if stray or args.config or args.name:
-            raise ConfigError(f"--resume continues a run with its own config.json; drop {', '.join(stray) or 'the other settings'}")
         trainer = Trainer.resume(args.resume, progress=not args.quiet)
         config = trainer.config
     else:
-        config = config_from_args(args)
         trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet)
     if not trainer.is_main:
         trainer.fit()

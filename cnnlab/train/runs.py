@@ -22,9 +22,7 @@ from cnnlab.data.download import atomic_write
 from cnnlab.data.registry import file_label
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.text import to_json
-from cnnlab.models.weights import check_fits
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import build_torch_model
 
 RUNS_DIR = Path(os.environ.get("CNNLAB_RUNS", "runs"))
 CHECKPOINTS = {"last": "model.safetensors", "best": "best.safetensors"}
@@ -116,13 +114,9 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
-        path = Path(path)
-        if not path.is_dir():
-            candidate = RUNS_DIR / path
-            if candidate.is_dir() and not path.is_absolute():
-                path = candidate
-            else:
-                raise CheckpointError(f"{path}: no such run folder (see `cnnlab runs`)")
+        """The run folder `path` names (see `find_run`), its config read and checked. Imports no torch: a
+        command refuses a run that is not there before it loads the heavy modules."""
+        path = find_run(path)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path}: not a run folder (no config.json)")
         try:
@@ -182,6 +176,9 @@ class Run:
         path = self.checkpoint(which)
         tensors, metadata = read_weights(path)
         shape = input_shape(metadata.get("input_shape"), path)
+        from cnnlab.models.weights import check_fits
+        from cnnlab.train.engine import build_torch_model
+
         model = build_torch_model(self.config, shape)
         check_fits(model, tensors, path)
         broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and
@@ -193,6 +190,26 @@ class Run:
         model.load_state_dict(tensors)
         return model.eval(), shape
 
+
+def find_run(name: str | Path) -> Path:
+    """The folder a RUN argument names: a path from the current folder, or a run's name in the runs folder
+    (runs/, or $CNNLAB_RUNS). Not found, the error says where it looked and the nearest run name there."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    candidate = RUNS_DIR / path
+    if candidate.is_dir() and not path.is_absolute():
+        return candidate
+    if path.is_absolute():
+        raise CheckpointError(f"{name}: no such run folder")
+    import difflib
+
+    names = [p.parent.name for p in RUNS_DIR.glob("*/config.json")]
+    near = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = (f"did you mean {RUNS_DIR / near[0]}?" if near else "`cnnlab runs` lists the runs there") \
+        if RUNS_DIR.is_dir() else "which does not exist; $CNNLAB_RUNS names another"
+    raise CheckpointError(f"{name}: no such run folder (looked in {Path.cwd()} and in {RUNS_DIR.resolve()}, "
+                          f"{hint})")
 
 def input_shape(value, source) -> tuple[int, int, int] | None:
     """The [C, H, W] a weights file's metadata records, checked before any model is built for it."""
