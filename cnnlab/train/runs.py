@@ -191,9 +191,10 @@ class Run:
         return model.eval(), shape
 
 
-def find_run(name: str | Path) -> Path:
+def find_run(name: str | Path, what: str = "run folder") -> Path:
     """The folder a RUN argument names: a path from the current folder, or a run's name in the runs folder
-    (runs/, or $CNNLAB_RUNS). Not found, the error says where it looked and the nearest run name there."""
+    (runs/, or $CNNLAB_RUNS). Not found, the error ("NAME: no such `what`") says where it looked and the nearest
+    run name there."""
     path = Path(name)
     if path.is_dir():
         return path
@@ -201,14 +202,14 @@ def find_run(name: str | Path) -> Path:
     if candidate.is_dir() and not path.is_absolute():
         return candidate
     if path.is_absolute():
-        raise CheckpointError(f"{name}: no such run folder")
+        raise CheckpointError(f"{name}: no such {what}")
     import difflib
 
     names = [p.parent.name for p in RUNS_DIR.glob("*/config.json")]
     near = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
     hint = (f"did you mean {RUNS_DIR / near[0]}?" if near else "`cnnlab runs` lists the runs there") \
         if RUNS_DIR.is_dir() else "which does not exist; $CNNLAB_RUNS names another"
-    raise CheckpointError(f"{name}: no such run folder (looked in {Path.cwd()} and in {RUNS_DIR.resolve()}, "
+    raise CheckpointError(f"{name}: no such {what} (looked in {Path.cwd()} and in {RUNS_DIR.resolve()}, "
                           f"{hint})")
 
 def input_shape(value, source) -> tuple[int, int, int] | None:
