@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"{command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnnlab zoo | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit then finds no pipe
+        return 0
     except OSError as err:  # the machine's, not the input's: a full disk, a permission; what was kept is whole
         where = f"{err.filename}: " if err.filename else ""
         print(f"{command}: error: {where}{err.strerror or err}", file=sys.stderr)

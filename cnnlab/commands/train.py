@@ -97,8 +97,10 @@ def run(args) -> int:
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
-        where = f"; resume with: cnnlab train --resume {trainer.run_dir}" if trainer.history else ""
-        print(f"cnnlab train: interrupted after {len(trainer.history)} finished epoch(s){where}", file=sys.stderr)
+        # the command on a line of its own: the sentence fits 80 columns, and the command copies whole
+        where = f"; resume with:\n  cnnlab train --resume {trainer.run_dir}" if trainer.history else ""
+        print(f"cnnlab {' '.join(command)}: interrupted after {len(trainer.history)} finished epoch(s){where}",
+              file=sys.stderr)
         return 130
     if args.quiet:
         print(result.run_dir)
