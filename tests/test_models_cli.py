@@ -31,7 +31,7 @@ def test_zoo_resnet_lists_the_papers_variants_with_errors(capsys):
     assert "[1x1, 256; 3x3, 256; 1x1, 1024] x 36 |" in out  # the paper's Table 1, read back from resnet152
     docs = DOCS.read_text()
     for table in (block for block in out.split("\n\n") if block.startswith("|")):
-        assert table.strip() in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo`"
+        assert table.strip() in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo --markdown`"
 
 
 def test_zoo_at_a_small_input_shows_the_adapted_models(capsys):
@@ -44,7 +44,7 @@ def test_zoo_at_a_small_input_shows_the_adapted_models(capsys):
 def test_docs_hold_the_current_tables():
     docs = DOCS.read_text()
     for table in (family_table("vgg"), vgg_table(), family_table("resnet-cifar", (1, 28, 28), 10)):
-        assert table in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo` (see the file)"
+        assert table in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo --markdown` (see the file)"
 
 
 def test_summary_table_and_totals(capsys):
