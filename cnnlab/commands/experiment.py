@@ -35,6 +35,6 @@ def run(args) -> int:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     record, out = run_experiment(args.name, "quick" if args.quick else "full", args.out, progress=True)
-    print(f"{args.name} ({record['setting']} setting, {record['seconds']:.0f} s): "
-          f"{out / 'result.json'} and {out / (args.name + '.png')}")
+    print(f"{args.name} ({record['setting']} setting, {record['seconds']:.0f} s) wrote:\n  {out / 'result.json'}\n"
+          f"  {out / (args.name + '.png')}")
     return 0

@@ -35,6 +35,7 @@ def add_predict_options(p, classification: bool = True) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
+    import textwrap
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
@@ -67,6 +68,9 @@ def run(args, segmentation_only: bool = False) -> int:
             continue
         ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top or 3]
         print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
+        if not row["familiar"]:  # wrapped between words: a path stays whole
+            print(textwrap.fill(f"note: {row['unlike']}", 80, initial_indent="  ", subsequent_indent="    ",
+                                break_long_words=False, break_on_hyphens=False))
     return 0
 
 
@@ -80,20 +84,25 @@ def classify(trained, images: list[str], checkpoint: str, out) -> list[dict]:
 
     from cnnlab.data.preprocess import load_digit
     from cnnlab.viz.activations import normalize_input
+    from cnnlab.viz.familiarity import Familiarity
 
     info = trained.config.dataset_info()
     prepare = info.prepare or load_digit
     inputs = [prepare(path) for path in images]  # every file is read before any work is done
     model = trained.build_model(checkpoint)
     with torch.inference_mode():
-        probabilities = model(torch.cat([normalize_input(x, info.mean, info.std) for x in inputs])).softmax(1)
+        logits = model(torch.cat([normalize_input(x, info.mean, info.std) for x in inputs]))
+    probabilities = logits.softmax(1)
+    familiarity = Familiarity.calibrate(model, trained.test_split().images, info)
+    judged = [familiarity.judge(x, l) for x, l in zip(inputs, logits)]
     if out:
         for path, x in zip(images, inputs):
             picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
             Image.fromarray(picture).save(out / f"{Path(path).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
     return [{"image": path, "class": info.classes[int(p.argmax())],
-             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
-            for path, p in zip(images, probabilities)]
+             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)},
+             "familiar": judgement.familiar, "unlike": judgement.describe(), "familiarity": judgement.to_dict()}
+            for path, p, judgement in zip(images, probabilities, judged)]
 
 
 def segment(trained, images: list[str], checkpoint: str, out) -> list[dict]:

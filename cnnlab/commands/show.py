@@ -163,6 +163,28 @@ def _verdict(logits, info) -> tuple[int, str]:
     return likeliest, f"found no digits (the likeliest: {info.classes[likeliest]})"
 
 
+def _unlike(args, subject, model, image, logits) -> str:
+    """For a classifier's IMAGE file unlike the images it was trained on (cnnlab.viz.familiarity): a note printed
+    with the reasons, and ", unlike its training images" for the figure's title; else ""."""
+    import textwrap
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.viz.familiarity import Familiarity
+
+    if args.image is None or logits.dim() != 1:
+        return ""
+    try:
+        test = subject.test_split()
+    except ConfigError:  # --model with --dataset none: no test images to set the thresholds on
+        return ""
+    said = Familiarity.calibrate(model, test.images, subject.info).judge(image, logits).describe()
+    if not said:
+        return ""
+    print(textwrap.fill(f"note: {args.image} is {said}", 80, subsequent_indent="  ", break_long_words=False,
+                        break_on_hyphens=False))
+    return ", unlike its training images"
+
+
 def show_filters(args) -> int:
     from cnnlab.viz.activations import conv_layer
     from cnnlab.viz.handcrafted import by_short_name
@@ -186,8 +208,10 @@ def show_features(args) -> int:
     run = inspected(args)
     info = run.info
     image, caption = load_input(args, run)
-    maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
-    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {_verdict(logits, info)[1]}"
+    model = run.build_model(args.checkpoint)
+    maps, logits = feature_maps(model, normalize_input(image, info.mean, info.std))
+    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {_verdict(logits, info)[1]}" + \
+        _unlike(args, run, model, image, logits)
     _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
     return 0
 
@@ -235,7 +259,9 @@ def show_saliency(args) -> int:
     model = run.build_model(args.checkpoint)
     x = normalize_input(image, info.mean, info.std)
     with torch.no_grad():
-        predicted, verdict = _verdict(model(x)[0], info)
+        logits = model(x)[0]
+    predicted, verdict = _verdict(logits, info)
+    verdict += _unlike(args, run, model, image, logits)
     target = predicted if args.target is None else args.target
     if not 0 <= target < info.num_classes:
         raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")

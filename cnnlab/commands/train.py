@@ -91,9 +91,16 @@ def run(args) -> int:
         trainer.fit()
         return 0
     if not args.quiet:
+        import torch
         from rich.console import Console
 
-        Console().print(f"[bold]cnnlab {' '.join(command)}[/]: {trainer.describe()}")
+        from cnnlab.hardware import busy_note
+
+        console = Console()
+        console.print(f"[bold]cnnlab {' '.join(command)}[/]: {trainer.describe()}")
+        note = busy_note(torch.get_num_threads()) if trainer.device.type == "cpu" else None
+        if note:
+            console.print(f"[yellow]note[/]: {note}")
     try:
         result = trainer.fit()
     except KeyboardInterrupt:

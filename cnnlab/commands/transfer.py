@@ -75,10 +75,13 @@ def run(args) -> int:
                            "(the kernel on the channels' mean)")
         if spec["input_size"] != trainer.input_shape[-1]:
             adapted.append(f"inputs resized to {spec['input_size']}x{spec['input_size']}")
-        Console().print(f"[bold]cnnlab transfer[/]: {config.model} from {spec['source']['path']} "
-                        f"(sha256 {spec['source']['sha256'][:12]}…) to {config.dataset}, {args.mode}; "
-                        f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
-                        f"{trainer.train_size:,} images")
+        console = Console()
+        console.print(f"[bold]cnnlab transfer[/]: {config.model} to {config.dataset}, {args.mode}; "
+                      f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
+                      f"{trainer.train_size:,} images")
+        # the source on a line of its own: a path is never broken (the terminal wraps it, if it must)
+        console.print(f"  from {spec['source']['path']} (sha256 {spec['source']['sha256'][:12]})", soft_wrap=True,
+                      highlight=False)
     result = trainer.fit()
     if args.quiet:
         print(result.run_dir)

@@ -95,7 +95,22 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     """Read an image of a digit and return it MNIST-style: uint8 [28, 28]."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     # 1024 px is far more than a 20-pixel digit needs, and bounds the float arrays of the steps below
-    return mnist_style(to_gray(open_image(source, label, max_side=DIGIT_SOURCE_SIDE)), label)
+    image = open_image(source, label, max_side=DIGIT_SOURCE_SIDE)
+    try:
+        return mnist_style(to_gray(image), label)
+    except ImageError:
+        if is_blank(image):
+            raise
+        # "blank" is kept for a picture of one colour: this one has content, in hue or in faint shades
+        raise ImageError(f"{label}: no digit found (no stroke stands out from the background in lightness; "
+                         "the picture is not blank, but a digit is dark on light or light on dark)") from None
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Of one colour, but for a few stray pixels: no channel spans more than 8 of 255 levels over 99% of them."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    low, high = np.percentile(pixels, [0.5, 99.5], axis=0)
+    return bool((high - low).max() < 8)
 
 
 def load_scene(source: str | Path | bytes, name: str | None = None) -> np.ndarray:

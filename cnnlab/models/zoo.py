@@ -252,8 +252,9 @@ def layer_table(name: str, shape: tuple[int, int, int], num_classes: int, option
         f"trainable parameters: {counted.trainable:,}",
         f"MACs per image:       {counted.macs:,} ({human(counted.macs)})",
     ]
-    legend = ("receptive field: the input pixels one output pixel sees (size), / the jump between\n"
-              "neighbouring output pixels' fields (cnnlab.models.receptive); all: the whole input")
+    legend = textwrap.fill("receptive field: the input pixels one output pixel sees (size), / the jump between "
+                           "neighbouring output pixels' fields (cnnlab.models.receptive); all: the whole input",
+                           width or 80, break_on_hyphens=False)
     if width:
         totals = [wrapped for line in totals for wrapped in (
             textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) if len(line) > width else [line])]

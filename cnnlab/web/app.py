@@ -28,7 +28,8 @@ from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
 from cnnlab.data.preprocess import load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
-from cnnlab.viz.activations import normalize_input, predict_probabilities
+from cnnlab.viz.activations import normalize_input
+from cnnlab.viz.familiarity import Familiarity
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Loaded, Sources, SourceError
@@ -159,6 +160,19 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     return info.prepare(data, name) if info.prepare else load_digit(data, name)
 
 
+def familiarity(loaded: Loaded) -> Familiarity | None:
+    """The thresholds that say whether an upload looks like `loaded`'s training images, set on its test images
+    the first time one is asked for (under the model's lock); None where there are no test images."""
+    if loaded.familiarity is None and loaded.test_split is not None:
+        try:
+            images = loaded.test_split().images
+        except (ConfigError, DatasetError):
+            loaded.test_split = None
+            return None
+        loaded.familiarity = Familiarity.calibrate(loaded.model, images, loaded.info)
+    return loaded.familiarity
+
+
 _heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
 
 
@@ -266,10 +280,16 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                         scores = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))[0]
                     return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                             **inspect.segmentation(scores)}
-                probabilities = predict_probabilities(loaded.model, loaded.info, [digit])[0]
+                with torch.inference_mode():
+                    logits = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))[0]
+                judgement = familiarity(loaded).judge(digit, logits) if familiarity(loaded) else None
+        probabilities = logits.softmax(0)
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 "probabilities": [float(p) for p in probabilities],
-                "prediction": loaded.info.classes[int(probabilities.argmax())]}
+                "prediction": loaded.info.classes[int(probabilities.argmax())],
+                # does it look like the images the model was trained on? (null: no test images to tell)
+                "familiar": judgement.familiar if judgement else None,
+                "unlike": judgement.describe() if judgement else ""}
 
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:

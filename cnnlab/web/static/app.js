@@ -201,7 +201,9 @@ async function predictUpload(blob, name) {
   const result = await latest("predict", () => api("api/predict", { method: "POST", body: form }));
   if (result) {
     if (result.probabilities) showProbabilities(result.classes, result.probabilities);
-    await setDigit(result.digit, `${name}, ${PREPARED[state.mode]}`);
+    // an upload unlike the training images is said to be, with the scores (cnnlab.viz.familiarity)
+    const unlike = result.familiar === false ? ` Note: ${result.unlike}.` : "";
+    await setDigit(result.digit, `${name}, ${PREPARED[state.mode]}${unlike}`);
   }
 }
 
