@@ -60,9 +60,7 @@ def test_every_command_fits_80_columns(folder, capsys, monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 8.0, 7.0))
     out = fits("train", *TINY[:-4], "--threads", 2, "--device", "cpu", "--epochs", 1)
     assert "--threads 1 can train faster here" in " ".join(out.split())
-    monkeypatch.undo()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     fits("runs")
     for run in (clf, seg):
         fits("evaluate", run)
@@ -101,3 +99,16 @@ def test_the_busy_note_only_when_threads_wait_for_cores(monkeypatch):
     assert hardware.busy_note(1) is None  # one thread waits for nobody
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0, 0))
     assert hardware.busy_note(2) is None
+
+
+def test_help_breaks_lines_between_words_never_at_a_hyphen(monkeypatch):
+    """`mnist-` at the end of one line and `scenes` on the next is not a name anyone can copy."""
+    import re
+
+    from cnnlab.cli import build_parser
+    from test_cli import _every_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    broken = [f"{name}: {line}" for name, parser in _every_parser(build_parser())
+              for line in parser.format_help().splitlines() if re.search(r"\w-$", line)]
+    assert broken == []

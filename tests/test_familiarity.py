@@ -2,6 +2,7 @@
 the explorer, with the scores and thresholds; measured on a small run's test images and on non-digit pictures
 made here: matplotlib's portrait of Grace Hopper and its crops, and textures from numpy."""
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -10,34 +11,17 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from cnnlab.data.preprocess import load_digit, normalize
+from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import ImageError
 from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import Run
 from cnnlab.train.trainer import Trainer
-from cnnlab.viz.familiarity import CALIBRATION_IMAGES, Familiarity
 
-from conftest import run_in_process
+from conftest import REPO, run_in_process
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-
-
-def nondigit_pictures(rng) -> list[np.ndarray]:
-    """24 pictures no one would call a digit: the portrait, five crops of it, and three each of six textures."""
-    photo = np.asarray(Image.open(PORTRAIT).convert("RGB"))
-    crops = [photo[y:y + side, x:x + side] for side, y, x in [(300, 0, 0), (250, 200, 100), (200, 300, 200),
-                                                               (400, 150, 50), (150, 450, 300)]]
-    yy, xx = np.mgrid[0:128, 0:128] / 128
-    textures = []
-    for _ in range(3):
-        a, b = rng.uniform(0, 1, 2)
-        blobs = Image.fromarray(rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)).resize((128, 128))
-        textures += [rng.normal(128, 50, (128, 128)), rng.normal(128, 50, (128, 128, 3)),
-                     np.stack([255 * (a * xx + (1 - a) * yy), 255 * (b * yy + (1 - b) * (1 - xx)), 200 * xx], -1),
-                     127 + 127 * np.sin(2 * np.pi * rng.uniform(2, 12) * (xx + yy * rng.uniform(0, 1))),
-                     np.asarray(blobs.filter(ImageFilter.GaussianBlur(4))),
-                     np.kron(rng.normal(128, 60, (8, 8, 3)), np.ones((16, 16, 1)))]
-    return [photo, *crops, *(np.clip(t, 0, 255).astype(np.uint8) for t in textures)]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from familiarity import nondigit_pictures, rates  # noqa: E402 (the benchmark's pictures and rates, in its short mode)
 
 
 def drawn_seven(path: Path) -> Path:
@@ -55,30 +39,8 @@ def run(tmp_path_factory) -> Run:
                     .run_dir)
 
 
-def rates(model, info, test_images, pictures) -> tuple[float, float]:
-    """(false alarms on the test images the thresholds were not set on, share of `pictures` flagged)."""
-    familiarity = Familiarity.calibrate(model, test_images, info)
-    prepared = [load_digit(_png(p)) for p in pictures]
-
-    def flagged(images):
-        x = torch.from_numpy(normalize(np.stack(images), info.mean, info.std))[:, None]
-        with torch.inference_mode():
-            logits = model(x)
-        return np.mean([not familiarity.judge(image, l).familiar for image, l in zip(images, logits)])
-
-    return flagged(list(test_images[CALIBRATION_IMAGES:])), flagged(prepared)
-
-
-def _png(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def test_few_test_digits_and_most_pictures_are_flagged(run):
-    pictures = nondigit_pictures(np.random.default_rng(0))
+    pictures = [p for kind in nondigit_pictures(np.random.default_rng(0), crops=5, textures=2).values() for p in kind]
     test = run.test_split().images
     false_alarms, detected = rates(run.build_model(), run.info, test, pictures)
     # measured over seeds 0-4 x 1 and 2 threads (and AVX2 kernels): false alarms 0.8-1.3% on the 8,000 test

@@ -328,3 +328,5 @@ def test_an_offline_download_names_data_dir_and_cnnlab_data(capsys, monkeypatch,
     assert code == 2 and err.count("\n") == 1
     assert "could not download fashion-mnist file" in err
     assert "give --data-dir DIR or set $CNNLAB_DATA=DIR, DIR holding fashion-mnist/" in err
+    code, out, err = run_in_process(capsys, "data", "fashion-mnist")  # the download's bar leaves no empty line
+    assert code == 2 and out == "" and err.startswith("cnnlab data: error: could not download")

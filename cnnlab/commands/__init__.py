@@ -15,7 +15,8 @@ def example_epilog(*examples: str) -> str:
             lines.append(f"  # {comment}")
         elif comment:
             command = example
-        lines += _continued(command)
+        # a line that fits is kept whole: a backslash would otherwise continue a comment, which a shell ignores
+        lines += [f"  {command}"] if len(command) + 2 <= 80 else _continued(command)
     return "examples:\n" + "\n".join(lines)
 
 

@@ -69,7 +69,8 @@ def config_overrides(args: argparse.Namespace, names: list[str] | None = None) -
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     """Where a training command's run folder goes, and how much it prints."""
-    parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
+    parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP, with the engine before "
+                        "the time when it is not torch)")
     parser.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
     parser.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.download import atomic_write
+from cnnlab.data.download import atomic_write, transient_bar
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.errors import ConfigError, DatasetError, ImageError
 
@@ -210,7 +210,7 @@ def _decode_all(listing: Listing, side: int, fit: str, array_path: Path, quiet: 
     jobs = [(i, str(p), side, fit) for i, p in enumerate(listing.files)]
     bad = []
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
-                                           MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+                                           MofNCompleteColumn(), TimeRemainingColumn(), **transient_bar())
     try:
         with progress or _Quiet():
             task = progress.add_task("decode", total=count) if progress else None

@@ -36,7 +36,9 @@ def _is_number(value) -> bool:
 
 def new_run_dir(config: TrainConfig, name: str | None = None, root: Path | None = None) -> Path:
     root = Path(root or RUNS_DIR)
-    base = name or f"{config.model}-{file_label(config.dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # the engine named when it is not the default: a Keras run and a torch run of one model are told apart
+    engine = "" if config.engine == "torch" else f"-{config.engine}"
+    base = name or f"{config.model}-{file_label(config.dataset)}{engine}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_destination(base, root)
     path, n = root / base, 1
     while path.exists():
