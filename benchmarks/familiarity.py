@@ -10,6 +10,7 @@ runs, on MNIST test digits "photographed": dark ink on unevenly lit paper, noise
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -93,12 +94,15 @@ def flagged(model: torch.nn.Module, info, familiarity: Familiarity, images: list
     return np.array([not familiarity.judge(image, row).familiar for image, row in zip(images, logits)])
 
 
-def rates(model: torch.nn.Module, info, test_images: np.ndarray, pictures: list[np.ndarray]) -> tuple[float, float]:
-    """(false alarms on the test images after the first CALIBRATION_IMAGES, share of `pictures` flagged), with
-    the thresholds set on those first images."""
+def rates(model: torch.nn.Module, info, test_images: np.ndarray, pictures: list[np.ndarray]) -> dict[str, float]:
+    """The share of the test images after the first CALIBRATION_IMAGES flagged ("false alarms"), and of
+    `pictures` ("detected", and by the energy alone), with the thresholds set on those first test images."""
     familiarity = Familiarity.calibrate(model, test_images, info)
-    return (float(flagged(model, info, familiarity, list(test_images[CALIBRATION_IMAGES:])).mean()),
-            float(flagged(model, info, familiarity, [load_digit(as_png(p)) for p in pictures]).mean()))
+    prepared = [load_digit(as_png(p)) for p in pictures]
+    energy_alone = dataclasses.replace(familiarity, greys=None)
+    return {"false alarms": float(flagged(model, info, familiarity, list(test_images[CALIBRATION_IMAGES:])).mean()),
+            "detected": float(flagged(model, info, familiarity, prepared).mean()),
+            "by energy": float(flagged(model, info, energy_alone, prepared).mean())}
 
 
 def main() -> None:

@@ -80,8 +80,7 @@ def run(args) -> int:
                       f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
                       f"{trainer.train_size:,} images")
         # the source on a line of its own: a path is never broken (the terminal wraps it, if it must)
-        console.print(f"  from {spec['source']['path']} (sha256 {spec['source']['sha256'][:12]})", soft_wrap=True,
-                      highlight=False)
+        console.print(f"  from {source} (sha256 {spec['source']['sha256'][:12]})", soft_wrap=True, highlight=False)
     result = trainer.fit()
     if args.quiet:
         print(result.run_dir)
