@@ -35,7 +35,8 @@ def time_to_accuracy(recipe: str, device: str, target: float, repeats: int, quic
     settings = dict(device=device, stop_at=target, **overrides)
     if quick:
         settings.update(train_limit=1000, test_limit=500, epochs=1, stop_at=None)
-    Trainer(recipe_config(recipe, **settings), progress=False, save=False).fit()  # warm-up
+    if not quick:  # the quick mode checks the code paths, not the speed: no warm-up
+        Trainer(recipe_config(recipe, **settings), progress=False, save=False).fit()
     runs, on = [], torch.device(device)
     for seed in range(repeats):
         synchronize(on)

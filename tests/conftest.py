@@ -1,11 +1,15 @@
 import atexit
+import fcntl
+import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -100,6 +104,35 @@ def killed_run(config, name: str, runs_dir, epoch: int = 2, where: str = "mid-ep
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
 
+def run_script(path, *args, cwd=None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python PATH ARGS` run in this process: a benchmark's or example's short
+    mode, whose checks are about what it computes, not about starting Python (2 s of CPU a time, with torch). The
+    script's settings that outlive it here (torch's thread count, the working folder, sys.argv) are put back."""
+    import contextlib
+    import io
+    import runpy
+
+    import torch
+
+    argv, path_list, folder, threads = sys.argv, list(sys.path), os.getcwd(), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [str(path), *map(str, args)]
+    sys.path.insert(0, str(Path(path).resolve().parent))  # as `python PATH` does: the script's folder imports
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(path), run_name="__main__")
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv, sys.path[:] = argv, path_list
+        os.chdir(folder)
+        torch.set_num_threads(threads)
+    return code, out.getvalue(), err.getvalue()
+
+
 def run_in_process(capsys, *args) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `cnnlab ARGS` run in this process (faster than a subprocess)."""
     from cnnlab.cli import main
@@ -110,3 +143,102 @@ def run_in_process(capsys, *args) -> tuple[int, str, str]:
         code = exit.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# -- Built once, read by many: the suite's trained runs -----------------------------------------------------------
+# Training is most of what the suite costs, and most tests only look at a finished run. A run the tests share is
+# built on first use by whichever xdist worker asks first, under a file lock (the other worker waits, then reads it),
+# in a folder both workers see, and never built again in that session. Tests read a shared run and never write into
+# it (copy it with `shutil.copytree` to change it): each one's files are fingerprinted when it is built and checked
+# again when the session ends, so a test that wrote into one fails there, naming it.
+
+
+def _shared_root(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    # xdist gives each worker basetemp/popen-gwN; their parent is the session's, the same for every worker
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fingerprint(folder: Path) -> str:
+    """A digest of every file's name and bytes under `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".fingerprint"):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+class SharedBuilds:
+    """Folders built once per test session (trained runs, generated datasets), shared by every test and worker."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.used: dict[str, Path] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str, build) -> Path:
+        """The folder `name`, made by `build(folder)` if no worker has made it yet in this session. `build` writes
+        into the empty folder it is given; what it returns is the path the tests get (the folder or one inside)."""
+        folder = self.root / name
+        with _locked(self.root / f"{name}.lock"):
+            if not (folder / ".fingerprint").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # a build that failed part way, in another worker
+                folder.mkdir()
+                result = Path(build(folder) or folder)
+                (folder / ".result").write_text(str(result.relative_to(folder)))
+                (folder / ".fingerprint").write_text(fingerprint(folder))
+        self.used[name] = folder
+        return folder / (folder / ".result").read_text()
+
+    def check_unchanged(self) -> list[str]:
+        return [name for name, folder in self.used.items()
+                if fingerprint(folder) != (folder / ".fingerprint").read_text()]
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    builds = SharedBuilds(_shared_root(tmp_path_factory))
+    yield builds
+    changed = builds.check_unchanged()
+    assert not changed, f"a test wrote into the shared build(s) {', '.join(changed)}: copy a shared run to change it"
+
+
+def train_into(folder: Path, name: str = "run", model=None, **settings) -> Path:
+    """Train the default recipe with `settings` into folder/name, quietly, and return the run folder."""
+    from cnnlab.train.config import recipe_config
+    from cnnlab.train.trainer import Trainer
+
+    recipe = settings.pop("recipe", "default")
+    return Trainer(recipe_config(recipe, **settings), name=name, runs_dir=folder, progress=False,
+                   model=model).fit().run_dir
+
+
+# -- What each test costs in CPU seconds ------------------------------------------------------------------------
+# `--durations` measures wall time, which on a shared machine says more about the neighbours than about the test.
+# With CNNLAB_TEST_CPU=FILE each test appends "cpu-seconds<TAB>node id" to FILE: this process's CPU time and that
+# of the processes it started and waited for (subprocesses, torchrun's workers), set-up and tear-down included.
+# `sort -rn FILE | head -15` is then the suite's cost on any machine, busy or not.
+CPU_LOG = os.environ.get("CNNLAB_TEST_CPU")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = _cpu_seconds() if CPU_LOG else 0.0
+    yield
+    if CPU_LOG:
+        with open(CPU_LOG, "a") as log:
+            log.write(f"{_cpu_seconds() - before:.2f}\t{item.nodeid}\n")

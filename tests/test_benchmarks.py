@@ -9,14 +9,20 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_in_process, run_script
 
 
-def python(script, *args, cwd=None) -> str:
-    out = subprocess.run([sys.executable, REPO / script, *map(str, args)], capture_output=True, text=True,
-                         timeout=300, cwd=cwd)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+def python(script, *args, cwd=None, fresh=False) -> str:
+    """What `python SCRIPT ARGS` prints: run in this process (conftest.run_script), or in a `fresh` one for a script
+    that sets NumPy's BLAS threads, which only a process that has not loaded NumPy yet takes."""
+    if fresh:
+        out = subprocess.run([sys.executable, REPO / script, *map(str, args)], capture_output=True, text=True,
+                             timeout=300, cwd=cwd)
+        code, out, err = out.returncode, out.stdout, out.stderr
+    else:
+        code, out, err = run_script(REPO / script, *args, cwd=cwd)
+    assert code == 0, err[-2000:]
+    return out
 
 
 def test_time_to_accuracy_benchmark_quick(tmp_path):
@@ -60,13 +66,12 @@ def test_recipe_search_trains_every_asked_candidate_and_writes_each_epoch(tmp_pa
     assert epochs == finals == runs  # one epoch each in the quick mode, written as it ended, and each run's end
     assert all(0 <= r["final"] <= 1 and r["epochs"] == 1 for r in rows if "final" in r)
     assert re.search(r"^mnist-deep24\s+2\s+\d+\.\d\d%\s+\d+\.\d\d%\s+22$", out, re.M)  # the table: seeds, mean, min
-    bad = subprocess.run([sys.executable, REPO / "benchmarks/recipe_search.py", "--only", "mnist-deep25"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "unknown candidate(s) mnist-deep25" in bad.stderr
+    code, _, err = run_script(REPO / "benchmarks/recipe_search.py", "--only", "mnist-deep25")
+    assert code == 2 and "unknown candidate(s) mnist-deep25" in err
 
 
 def test_scratch_vs_torch_benchmark_on_a_few_batches():
-    out = python("benchmarks/scratch_vs_torch.py", "--limit", "640", "--threads", "1")
+    out = python("benchmarks/scratch_vs_torch.py", "--limit", "640", "--threads", "1", fresh=True)
     rows = {m[0]: m[1:] for m in re.findall(r"^(torch|scratch)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)%$", out, re.M)}
     assert set(rows) == {"torch", "scratch"}
     # Same initial weights, batches and updates: the two engines end with the same test accuracy (measured 44.24%
@@ -96,23 +101,22 @@ def test_segmentation_benchmark_short(tmp_path):
     assert f"| fcn-8s | {row['parameters']:,} | 1 x 32 | 16 |" in out
 
 
-def test_tta_views_benchmark_prints_what_evaluate_reports(tmp_path):
+def test_tta_views_benchmark_prints_what_evaluate_reports(tmp_path, capsys):
     """Its plain row is `cnnlab evaluate`'s accuracy and its shifts+zooms 0.93/1.07 row `--tta`'s, for a run
     trained with scale jitter of 10% (one epoch on 2,000 images)."""
-    train = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--train-limit", "2000",
-                            "--test-limit", "500", "--threads", "1", "--augment", '{"max_scale": 0.1}', "--name",
-                            "scaled", "--runs-dir", tmp_path, "--quiet"], capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
+    code, _, err = run_in_process(capsys, "train", "--epochs", "1", "--train-limit", "2000", "--test-limit", "500",
+                                  "--threads", "1", "--augment", '{"max_scale": 0.1}', "--name", "scaled",
+                                  "--runs-dir", tmp_path, "--quiet")
+    assert code == 0, err[-2000:]
     run = tmp_path / "scaled"
     out = python("benchmarks/tta_views.py", run, "--limit", "1000")
     rows = dict(re.findall(r"^(\S.*?)\s+(\d+\.\d{3})%\s+\d+\.\d\d%\s+[\d.]+\s+\d+\.\d\d%$", out, re.M))
     assert len(rows) == 7, out
 
     def evaluated(*flags) -> float:
-        reported = subprocess.run([sys.executable, "-m", "cnnlab", "evaluate", run, "--limit", "1000", "--json",
-                                   *flags], capture_output=True, text=True, timeout=300)
-        assert reported.returncode == 0, reported.stderr[-2000:]
-        return json.loads(reported.stdout)["accuracy"] * 100
+        code, out, err = run_in_process(capsys, "evaluate", run, "--limit", "1000", "--json", *flags)
+        assert code == 0, err[-2000:]
+        return json.loads(out)["accuracy"] * 100
 
     assert float(rows["plain"]) == pytest.approx(evaluated(), abs=1e-3)
     assert float(rows["shifts+zooms 0.93/1.07"]) == pytest.approx(evaluated("--tta"), abs=1e-3)

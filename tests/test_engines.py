@@ -2,8 +2,11 @@
 loss and gradients, the optimizers take PyTorch's steps, training learns, and a killed run resumes exactly.
 
 Gradients are compared within 1e-4 (float32: both engines sum the same products in other orders). The PyTensor engine
-compiles its graphs to C; each test process starts from an empty compile cache (tests/conftest.py): the first
-compilation of the engine's ops took 40-300 s on the 2-core machine (shared with other work), later ones reuse them.
+compiles its graphs to C; a test session starts from an empty compile cache shared by its workers (tests/conftest.py):
+the first compilation of the engine's training step took 40-300 s on the 2-core machines, later ones reuse its ops.
+So the math of PyTensor's graphs (logits, gradients, optimizer updates) is checked uncompiled (`UNCOMPILED`: PyTensor's
+Python implementation of each op, the same graph), and compiled C code runs where training is tested: learning MNIST,
+the killed run's resume, the command matrix and the lab.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from cnnlab.train.trainer import Trainer, make_engine
 from conftest import killed_run, metrics_without_timings, run_in_process
 
 ENGINES = ["keras", "pytensor"]
+# PyTensor's graphs run by its Python linker: no compilation (PyTensor 3's default mode, Numba, compiled one gradient
+# graph of LeNet-5 for minutes).
+UNCOMPILED = "FAST_COMPILE"
 # The lab's models: simple-cnn with every option that computes deterministically (dropout's masks are each engine's
 # own), LeNet-5's partial connections, trained subsampling and scaled tanh, and the MLP baseline.
 MODELS = [("simple-cnn", {}), ("simple-cnn", {"batch_norm": True}), ("lenet5", {}), ("mlp", {})]
@@ -64,7 +70,7 @@ def engine_gradients(engine: str, model: torch.nn.Module, name: str, x, y):
         logits = graph(xs, training=True)
         loss = cross_entropy_sum(logits, ys)
         names = [name for name, shared in graph.shared.items() if shared in graph.trainable]
-        f = pytensor.function([xs, ys], [logits, loss, *pytensor.grad(loss, graph.trainable)])
+        f = pytensor.function([xs, ys], [logits, loss, *pytensor.grad(loss, graph.trainable)], mode=UNCOMPILED)
         logits, loss, *grads = f(x.numpy(), y.numpy())
         return logits, float(loss), dict(zip(names, grads))
     from cnnlab.train.keras_engine import keras_model  # first: it sets KERAS_BACKEND=torch before Keras loads
@@ -127,7 +133,7 @@ def test_pytensor_pooling_and_its_gradient_equal_torchs(kernel, stride, side):
         (expected * weights).sum().backward()
         pooled = pool2d(h, (kernel, kernel), (stride, stride), mode)
         loss = (pooled * weights.permute(0, 2, 3, 1).numpy()).sum()
-        f = pytensor.function([h], [pooled, pytensor.grad(loss, h)], mode="FAST_COMPILE")
+        f = pytensor.function([h], [pooled, pytensor.grad(loss, h)], mode=UNCOMPILED)
         out, grad = f(x.detach().permute(0, 2, 3, 1).numpy())
         np.testing.assert_allclose(out.transpose(0, 3, 1, 2), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(grad.transpose(0, 3, 1, 2), x.grad.numpy(), rtol=1e-12, atol=1e-12)
@@ -140,9 +146,13 @@ def test_pytensor_pooling_and_its_gradient_equal_torchs(kernel, stride, side):
     dict(optimizer="adamw", lr=2e-3, weight_decay=5e-2),
 ], ids=["sgd-nesterov-decay", "sgd-momentum", "adam-decay", "adamw"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_optimizer_steps_are_pytorchs(engine, settings):
+def test_optimizer_steps_are_pytorchs(engine, settings, monkeypatch):
     """Three steps of simple-cnn with batch norm (so the running statistics are updated too), a schedule that changes
     the learning rate every step: the engine's weights and losses follow torch.optim's."""
+    if engine == "pytensor":
+        from cnnlab.train import pytensor_engine
+
+        monkeypatch.setattr(pytensor_engine, "MODE", UNCOMPILED)  # the updates' math; C runs in the training tests
     built, reference, side = engines_pair(engine, "simple-cnn", {"batch_norm": True}, schedule="onecycle", **settings)
     x, y = batch(16)
     for _ in range(3):

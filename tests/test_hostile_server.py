@@ -143,7 +143,7 @@ def test_a_chunked_body_is_refused_while_it_streams(server):
     process, port = server
     before = peak_mb(process)
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                  b"Content-Type: multipart/form-data; boundary=abc\r\n\r\n")
     start = b'--abc\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
     sock.sendall(b"%x\r\n" % len(start) + start + b"\r\n")  # a well-formed start, then an endless file
@@ -184,7 +184,7 @@ def test_bad_requests_get_4xx_and_the_server_stays_right(server, case, expected)
 def test_a_body_that_stalls_is_let_go(server, monkeypatch):
     _, port = server
     sock = socket.create_connection(("127.0.0.1", port), timeout=40)
-    sock.sendall(b"POST /api/activations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /api/activations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 1000\r\n\r\n{\"source\": ")
     start = time.monotonic()
     answer = sock.recv(4096).decode(errors="replace")

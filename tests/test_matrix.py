@@ -28,8 +28,12 @@ SEGMENTATION = dict(model="unet", model_options={"widths": [4, 8]}, dataset_opti
                     epochs=1, test_limit=12, batch_size=16, threads=1, device="cpu")
 
 
-def build(kind: str, root: Path) -> Path:
-    """A finished run folder of `kind` under `root`."""
+def build(kind: str, shared) -> Path:
+    """A finished run folder of `kind`, trained once per test session (conftest.SharedBuilds): read, never written."""
+    return shared.get(f"matrix-{kind}", lambda root: train(kind, root, shared))
+
+
+def train(kind: str, root: Path, shared) -> Path:
     if kind == "ddp":
         command = [sys.executable, "-m", "cnnlab", "train", "--nproc-per-node", "2", "--epochs", "1", "--train-limit",
                    "384", "--test-limit", "100", "--threads", "1", "--runs-dir", str(root), "--name", kind, "--quiet"]
@@ -44,7 +48,7 @@ def build(kind: str, root: Path) -> Path:
                                        "augment": {"max_shift": 2}}}
     if kind in settings:
         return Trainer(recipe_config(**SMALL, **settings[kind]), name=kind, runs_dir=root, progress=False).fit().run_dir
-    source = build("torch", root / "sources")
+    source = build("torch", shared)
     modes = {"transfer-frozen": dict(mode="feature-extract"),
              "transfer-fine-tuned": dict(mode="fine-tune", freeze_until="conv1", lr_backbone=1e-4)}
     config, model = prepare(source, "mnist", **modes[kind], **SMALL)
@@ -68,8 +72,8 @@ KINDS = ["torch", "scratch", "keras", "pytensor", "batch-norm-dropout", "transfe
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
-    run = build(kind, tmp_path / "runs")
+def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
+    run = build(kind, shared)
     segmentation = kind == "segmentation"
     image = input_image(tmp_path, segmentation)
     problems = []
@@ -156,7 +160,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     # the explorer: a classifier's every layer and probabilities; a segmentation's every layer and class map
     from cnnlab.web import create_app
 
-    client = TestClient(create_app(runs=[run]))
+    client = TestClient(create_app(runs=[run]), base_url="http://localhost")
     listed = [s["id"] for s in client.get("/api/sources").json()]
     digit = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1).images[0].tolist()
     answer = client.post("/api/activations", json={"source": f"run:{run.name}", "digit": digit})
@@ -169,7 +173,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys):
     assert problems == [], f"{kind} run:\n" + "\n".join(problems)
 
 
-def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
+def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch, shared):
     """The matrix reports a cell that crashes: here `show features` is broken on purpose."""
     import cnnlab.viz.features
 
@@ -178,20 +182,24 @@ def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(cnnlab.viz.features, "plot_feature_maps", broken)
     with pytest.raises(AssertionError, match="show features: traceback: RuntimeError: broken on purpose"):
-        test_every_command_on_a_run_of_kind("torch", tmp_path, capsys)
+        test_every_command_on_a_run_of_kind("torch", tmp_path, capsys, shared)
 
 
 # -- a run on a folder of colour photos (folder:PATH): the commands that take such runs, and the pictures that
 # still take grey images only
-@pytest.fixture(scope="module")
-def colour_run(tmp_path_factory):
+@pytest.fixture(scope="session")
+def colour_run(shared):
+    """(run folder, photos folder): ResNet-20 trained once per session on 24 generated photos of three tints."""
     from test_folder_data import make_folder
 
-    root = tmp_path_factory.mktemp("colour")
-    photos = make_folder(root / "photos", per_class=8)
-    config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
-                           device="cpu", augment={"crop_padding": 2, "flip": 0.5, "brightness": 0.2})
-    return Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir, photos
+    def train_colour(root: Path) -> Path:
+        photos = make_folder(root / "photos", per_class=8)
+        config = recipe_config(model="resnet20", dataset=f"folder:{photos}", epochs=1, batch_size=8, threads=1,
+                               device="cpu", augment={"crop_padding": 2, "flip": 0.5, "brightness": 0.2})
+        return Trainer(config, name="colour", runs_dir=root / "runs", progress=False).fit().run_dir
+
+    run = shared.get("colour-run", train_colour)
+    return run, run.parents[1] / "photos"
 
 
 def test_every_command_on_a_colour_folder_run(colour_run, tmp_path, capsys):

@@ -189,23 +189,35 @@ def test_filters_figure_numbers_the_edge_detectors_and_shows_their_signed_respon
             assert values.ndim == 3  # colour, clipped to [0, 1]
 
 
+def kernel_tiles(fig, kh: int, kw: int) -> np.ndarray:
+    """The kernels a deep layer's figure draws, [input channel, filter, kh, kw], read back from its mosaic image."""
+    (mosaic,) = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    gap = round(0.25 * max(kh, kw))
+    rows, cols = (mosaic.shape[0] + gap) // (kh + gap), (mosaic.shape[1] + gap) // (kw + gap)
+    padded = np.pad(np.ma.filled(mosaic, np.nan), ((0, gap), (0, gap)), constant_values=np.nan)
+    tiles = padded.reshape(rows, kh + gap, cols, kw + gap).transpose(0, 2, 1, 3)
+    assert np.isnan(tiles[:, :, kh:, :]).all() and np.isnan(tiles[:, :, :, kw:]).all()  # gaps between kernels only
+    return tiles[:, :, :kh, :kw]
+
+
 def test_a_deep_layer_shows_every_filter_with_no_empty_band():
     torch.manual_seed(0)
-    fig = plot_kernels("conv2", nn.Conv2d(16, 32, 5))
+    conv = nn.Conv2d(16, 32, 5)
+    fig = plot_kernels("conv2", conv)
     fig.canvas.draw()
-    kernels = [ax for ax in fig.axes if ax.images]
-    assert len(kernels) == 32 * 16
+    # every filter's every input slice, in its place: column j is filter j, row i its input channel i
+    np.testing.assert_array_equal(kernel_tiles(fig, 5, 5), conv.weight.detach().numpy().transpose(1, 0, 2, 3))
     assert "filters 0–31" in fig._suptitle.get_text() and "first" not in fig._suptitle.get_text()
     height = fig.get_figheight()
-    top = max(ax.get_position().y1 for ax in kernels)
-    bottom = min(ax.get_position().y0 for ax in kernels)
-    assert (1 - top) * height < 0.8 and bottom * height < 0.3  # inches left above and below the grid
+    (grid,) = [ax for ax in fig.axes if ax.images]
+    assert (1 - grid.get_position().y1) * height < 0.8 and grid.get_position().y0 * height < 0.3  # inches left
     plt.close(fig)
 
 
 def test_a_layer_with_more_filters_than_the_cap_says_so():
-    fig = plot_kernels("conv", nn.Conv2d(8, 80, 3))
-    assert sum(bool(ax.images) for ax in fig.axes) == 64 * 8
+    conv = nn.Conv2d(8, 80, 3)
+    fig = plot_kernels("conv", conv)
+    np.testing.assert_array_equal(kernel_tiles(fig, 3, 3), conv.weight.detach().numpy()[:64].transpose(1, 0, 2, 3))
     assert "the first 64 of 80 filters" in fig._suptitle.get_text()
     plt.close(fig)
 

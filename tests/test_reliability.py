@@ -8,12 +8,13 @@ import sys
 import pytest
 import torch
 
+from cnnlab.cli import main
 from cnnlab.errors import CheckpointError
 from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import read_weights
 from cnnlab.train.trainer import CHECKPOINT, Trainer, TrainingDiverged, load_checkpoint
 
-from conftest import killed_run, metrics_without_timings
+from conftest import killed_run, metrics_without_timings, run_script
 
 
 def cnnlab_command(*args) -> list[str]:
@@ -27,28 +28,34 @@ def assert_same_weights(a, b, atol=0.0):
         torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """`cnnlab train` of the run the killed ones are compared with, uninterrupted (in this process)."""
+    root = tmp_path_factory.mktemp("whole")
+    assert main(["train", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--train-limit", "2000",
+                 "--test-limit", "500", "--device", "cpu", "--runs-dir", str(root), "--quiet", "--name", "whole"]) == 0
+    return root / "whole"
+
+
 @pytest.mark.parametrize("where", ["mid-epoch", "mid-write"])
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where, whole_run):
     """Killed half way through epoch 2, or while epoch 2's checkpoint.pt is written but not yet renamed into
     place: `cnnlab train --resume` ends bit for bit where the uninterrupted run ends."""
-    args = ["--epochs", "2", "--batch-size", "32", "--threads", "1", "--train-limit", "2000", "--test-limit", "500",
-            "--device", "cpu", "--runs-dir", tmp_path, "--quiet"]
-    subprocess.run(cnnlab_command("train", *args, "--name", "whole"), check=True, capture_output=True)
     config = recipe_config(epochs=2, batch_size=32, threads=1, train_limit=2000, test_limit=500, device="cpu")
     killed_run(config, "killed", tmp_path, epoch=2, where=where)
     checkpoint = tmp_path / "killed" / CHECKPOINT
     assert len(load_checkpoint(checkpoint)["history"]) == 1  # the kill landed in epoch 2, before its checkpoint
     assert bool(list((tmp_path / "killed").glob(".*.part"))) == (where == "mid-write")
-    subprocess.run(cnnlab_command("train", "--resume", tmp_path / "killed", "--quiet"), check=True, capture_output=True)
-    assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(tmp_path / "whole")
-    assert_same_weights(tmp_path / "killed", tmp_path / "whole")
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--quiet"]) == 0
+    assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(whole_run)
+    assert_same_weights(tmp_path / "killed", whole_run)
     assert not list((tmp_path / "killed").glob(".*.part"))
 
 
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
     args = ["--train-limit", "1024", "--test-limit", "500", "--epochs", "2", "--batch-size", "64", "--threads", "1",
             "--runs-dir", tmp_path, "--quiet"]
-    subprocess.run(cnnlab_command("train", *args, "--name", "single"), check=True, capture_output=True)
+    assert main(["train", *map(str, args), "--name", "single"]) == 0  # in this process; the two are torchrun's
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp = subprocess.run(cnnlab_command("train", *args, "--name", "ddp", "--nproc-per-node", "2"),
                          capture_output=True, text=True, env=env, timeout=300)
@@ -123,9 +130,8 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
     out = tmp_path / "gpu.json"
-    result = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--json", out],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, _, err = run_script(script, "--device", "cpu", "--quick", "--json", out)
+    assert code == 0, err[-2000:]
     numbers = json.loads(out.read_text())
     assert [row["model"] for row in numbers["throughput"]] == ["simple-cnn", "resnet18", "resnet50"]
     assert all(row["images_per_s"] > 0 for row in numbers["throughput"])

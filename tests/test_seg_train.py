@@ -20,7 +20,7 @@ from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.evaluation import confusion_matrix, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
-from conftest import killed_run, metrics_without_timings
+from conftest import killed_run, metrics_without_timings, run_script
 
 # 250 steps of 16 on the dataset's own 1-3-digit scenes (the recipe's crowded 1-5-digit scenes pay over thousands
 # of steps, not 250); fp32, which every CPU computes fast (bf16 is fast only where the CPU has it natively).
@@ -191,8 +191,8 @@ def test_segment_train_in_two_processes_equals_one(tmp_path):
             "--epochs", "1", "--train-limit", "32", "--test-limit", "16",
             "--batch-size", "16", "--optimizer", "sgd", "--lr", "0.01", "--precision", "fp32", "--threads", "1",
             "--device", "cpu", "--runs-dir", tmp_path, "--quiet"]
+    assert main([*map(str, args), "--name", "single"]) == 0  # in this process; the two-process run is torchrun's
     command = [sys.executable, "-m", "cnnlab", *map(str, args)]
-    subprocess.run([*command, "--name", "single"], check=True, capture_output=True, timeout=300)
     ddp = subprocess.run([*command, "--name", "ddp", "--nproc-per-node", "2"], capture_output=True, text=True,
                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert ddp.returncode == 0, ddp.stderr[-2000:]
@@ -210,10 +210,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def test_error_analysis_benchmark_agrees_with_the_evaluation(short_run):
     """benchmarks/segmentation_errors.py on a real run: its mean IoU is the evaluation's, its pixel counts add up."""
     _, _, result = short_run
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_errors.py", result.run_dir, "--limit", "100"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    numbers = json.loads(out.stdout)
+    code, out, err = run_script(BENCHMARKS / "segmentation_errors.py", result.run_dir, "--limit", "100")
+    assert code == 0, err[-2000:]
+    numbers = json.loads(out)
     assert numbers["mean_iou"] == pytest.approx(result.final.mean_iou, abs=1e-4)  # same 100 test scenes
     pixels = numbers["pixels"]
     assert pixels["wrong"] == pixels["digit_as_other_digit"] + pixels["background_as_digit"] + pixels["digit_as_background"]
@@ -226,10 +225,9 @@ def test_error_analysis_reports_what_logit_adjustment_would_change(tmp_path):
                            precision="fp32", logit_adjustment=False)
     trainer = Trainer(config, name="weighted", runs_dir=tmp_path, progress=False)
     run_dir = trainer.fit().run_dir
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_errors.py", run_dir, "--limit", "16"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    numbers = json.loads(out.stdout)
+    code, out, err = run_script(BENCHMARKS / "segmentation_errors.py", run_dir, "--limit", "16")
+    assert code == 0, err[-2000:]
+    numbers = json.loads(out)
     # The same figure computed here: the saved model's logits minus log of the training labels' class weights.
     x, y = next(trainer.test_data.batches(16))
     with torch.inference_mode():
@@ -241,35 +239,32 @@ def test_error_analysis_reports_what_logit_adjustment_would_change(tmp_path):
 def test_probe_benchmark_trains_and_reports():
     # A budget of one microsecond: exactly one step on any machine (a step takes longer), then its evaluation and
     # the summary — no count that depends on the machine's speed.
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_probe.py", "--model", "fcn-8s", "--seconds", "1e-6",
-                          "--eval-every", "1e-6", "--threads", "1", "--loss", "dice", "--train-scenes", "64"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    evaluation, summary = [json.loads(line) for line in out.stdout.splitlines()]
+    code, out, err = run_script(BENCHMARKS / "segmentation_probe.py", "--model", "fcn-8s", "--seconds", "1e-6",
+                          "--eval-every", "1e-6", "--threads", "1", "--loss", "dice", "--train-scenes", "64")
+    assert code == 0, err[-2000:]
+    evaluation, summary = [json.loads(line) for line in out.splitlines()]
     assert evaluation["steps"] == summary["steps"] == 1 and summary["settings"]["loss"] == "dice"
     assert 0 <= evaluation["test_miou"] <= 1 and 0 <= evaluation["train_miou"] <= 1
     assert summary["test_miou"] == evaluation["test_miou"]
 
 
 def test_speed_benchmark_compares_fp32_and_bf16():
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_speed.py", "--widths", "4,8", "--batch-size", "2",
-                          "--steps", "1", "--rounds", "1", "--threads", "1"], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    row = next(line for line in out.stdout.splitlines() if line.startswith("| 4,8 |"))
+    code, out, err = run_script(BENCHMARKS / "segmentation_speed.py", "--widths", "4,8", "--batch-size", "2",
+                          "--steps", "1", "--rounds", "1", "--threads", "1")
+    assert code == 0, err[-2000:]
+    row = next(line for line in out.splitlines() if line.startswith("| 4,8 |"))
     fp32, bf16, ratio, relative = (float(cell) for cell in row.strip("| ").split(" | ")[2:])
     assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(bf16 / fp32, rel=0.05)  # from unrounded rates
     assert relative == 1.0
 
 
 def test_speed_benchmark_gives_the_recipes_budget_from_the_reference_rate():
-    out = subprocess.run([sys.executable, BENCHMARKS / "segmentation_speed.py", "--widths", "8,16,32,64,128", "4,8",
-                          "--steps", "1", "--rounds", "1", "--threads", "1", "--fp32-only"], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    row = next(line for line in out.stdout.splitlines() if line.startswith("| 8,16,32,64,128 |"))
+    code, out, err = run_script(BENCHMARKS / "segmentation_speed.py", "--widths", "8,16,32,64,128", "4,8",
+                          "--steps", "1", "--rounds", "1", "--threads", "1", "--fp32-only")
+    assert code == 0, err[-2000:]
+    row = next(line for line in out.splitlines() if line.startswith("| 8,16,32,64,128 |"))
     rate = float(row.split(" | ")[2])
-    budget = next(line for line in out.stdout.splitlines() if line.startswith("segmentation recipe budget here"))
+    budget = next(line for line in out.splitlines() if line.startswith("segmentation recipe budget here"))
     # 15 minutes where the reference trains 146 scenes/s, scaled by this machine's rate (both rounded in print)
     assert 900 * 146 / (rate + 0.5) - 1 <= float(budget.split(": ")[1].split(" s")[0]) <= 900 * 146 / (rate - 0.5) + 1
-    assert "bf16" not in out.stdout.split("\n")[0]
+    assert "bf16" not in out.split("\n")[0]

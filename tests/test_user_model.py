@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import run_in_process
+from conftest import run_in_process, run_script
 
 HERE = Path(__file__)
 
@@ -237,7 +237,7 @@ def test_files_in_a_run_folder_are_never_imported(tmp_path, capsys):
         write(run / name, f"open({str(marker)!r}, 'w').write('ran')\n")
     assert run_in_process(capsys, "show", "filters", run, "--out", tmp_path / "f.png")[0] == 0
     assert run_in_process(capsys, "report", run, "--samples", 1, "--out", tmp_path / "r.html")[0] == 0
-    with TestClient(create_app([run])) as client:
+    with TestClient(create_app([run]), base_url="http://localhost") as client:
         assert client.get("/api/sources").status_code == 200
         assert client.get("/api/kernels", params={"source": "run:planted"}).status_code == 200
     assert not marker.exists()
@@ -252,7 +252,8 @@ def test_serve_shows_the_users_model_with_its_own_numbers(weights, mnist_digit_p
     from cnnlab.web import create_app
 
     own = UserModel.open(spec("DigitNet"), str(weights))
-    with TestClient(create_app([], runs_dir="/nonexistent", own=[own])) as client:
+    app = create_app([], runs_dir="/nonexistent", own=[own])
+    with TestClient(app, base_url="http://localhost") as client:
         listed = [s for s in client.get("/api/sources").json() if s["kind"] == "file"]
         assert [s["id"] for s in listed] == [f"file:{HERE.name}:DigitNet"] and not listed[0]["random_weights"]
         answer = client.post("/api/predict", files={"image": ("d.png", mnist_digit_png[1], "image/png")},
@@ -282,11 +283,10 @@ def mnist_digit_png():
 def test_the_example_trains_a_model_cnnlab_then_shows(tmp_path, capsys):
     """examples/your_own_model.py, as its docstring says: train (2,000 images), then `cnnlab report` on it."""
     import shutil
-    import subprocess
-    import sys
 
     example = shutil.copy(HERE.parent.parent / "examples" / "your_own_model.py", tmp_path)
-    subprocess.run([sys.executable, example, "--quick"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    code, _, err = run_script(example, "--quick", cwd=tmp_path)
+    assert code == 0, err[-2000:]
     code, _, err = run_in_process(capsys, "report", "--model", f"{example}:DigitNet", "--weights",
                                   tmp_path / "digitnet.safetensors", "--samples", 1, "--out", tmp_path / "r.html")
     assert code == 0, err

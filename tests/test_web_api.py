@@ -32,7 +32,7 @@ from cnnlab.web.app import MAX_UPLOAD_BYTES
 from cnnlab.web.inspect import explain_pixel
 from cnnlab.web.sources import Loaded
 
-from conftest import fashion_data_dir
+from conftest import fashion_data_dir, run_in_process
 
 SIMPLE_LAYERS = [("conv1", [16, 24, 24]), ("relu1", [16, 24, 24]), ("pool1", [16, 12, 12]), ("conv2", [32, 8, 8]),
                  ("relu2", [32, 8, 8]), ("pool2", [32, 4, 4]), ("flatten", [512]), ("fc1", [128]), ("relu3", [128]),
@@ -61,7 +61,7 @@ def trained_run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    with TestClient(create_app([trained_run.path])) as c:
+    with TestClient(create_app([trained_run.path]), base_url="http://localhost") as c:
         yield c
 
 
@@ -107,6 +107,41 @@ def test_sources_list_the_run_and_every_registered_model_with_random_weights(cli
     assert run["test_acc"] > 0.75
     for name in list_models(task="classification"):
         assert sources[f"model:{name}"]["random_weights"] is True
+
+
+def test_a_foreign_host_is_refused_before_anything_is_read(client, trained_run, mnist_test):
+    """DNS rebinding: a page on evil.example, its name pointed at 127.0.0.1, would be same-origin with the explorer;
+    every request naming a Host the server was not started for gets 400, whatever the path, and nothing of the
+    runs. The loopback names, with or without a port, are answered."""
+    digit = mnist_test.images[0].tolist()
+    for host in ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io", "a:b:c", ""]:
+        answers = [client.get(path, headers={"host": host}) for path in
+                   ["/", "/app.js", "/openapi.json", "/api/sources", "/api/examples/mnist",
+                    f"/api/kernels?source=run:{trained_run.name}"]]
+        answers.append(client.post("/api/activations", headers={"host": host},
+                                   json={"source": f"run:{trained_run.name}", "digit": digit}))
+        for answer in answers:
+            assert answer.status_code == 400 and answer.headers["content-type"] == "application/json", answer.text
+            assert "not a name this explorer answers to" in answer.json()["detail"]
+            assert trained_run.name not in answer.text and "conv1" not in answer.text
+    for host in ["127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:8000", "[::1]"]:
+        assert client.get("/api/sources", headers={"host": host}).status_code == 200, host
+
+
+def test_allowed_hosts_add_names_and_star_turns_the_check_off(tmp_path, capsys):
+    from cnnlab.commands.serve import allowed_hosts
+
+    assert allowed_hosts("0.0.0.0", "lab.local, 10.0.0.5") == ["127.0.0.1", "localhost", "[::1]", "0.0.0.0",
+                                                               "lab.local", "10.0.0.5"]
+    assert allowed_hosts("::", "")[-1] == "[::]"
+    lab = TestClient(create_app(runs_dir=tmp_path, hosts=allowed_hosts("0.0.0.0", "lab.local")))
+    assert [lab.get("/api/filters", headers={"host": h}).status_code for h in ["lab.local:80", "0.0.0.0", "other"]] \
+        == [200, 200, 400]
+    anyone = TestClient(create_app(runs_dir=tmp_path, hosts=allowed_hosts("127.0.0.1", "*")))
+    assert anyone.get("/api/filters", headers={"host": "other"}).status_code == 200
+    for bad in ["http://lab.local", "*.lab", "a b"]:
+        code, _, err = run_in_process(capsys, "serve", "--runs-dir", tmp_path, "--allowed-hosts", bad, "--port", 1)
+        assert code == 2 and err.count("\n") == 1 and f"--allowed-hosts {bad}" in err, err
 
 
 def test_predict_upload_matches_the_cli_exactly(client, trained_run, mnist_test, tmp_path, capsys):
@@ -298,7 +333,7 @@ def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
     run = tmp_path / "fashion"
     run.mkdir()
     write_json_atomic(run / "config.json", TrainConfig(dataset="fashion-mnist", data_dir=fashion_data_dir()).to_dict())
-    with TestClient(create_app([run])) as fashion:
+    with TestClient(create_app([run]), base_url="http://localhost") as fashion:
         answer = fashion.get("/api/examples/fashion-mnist", params={"count": 1}).json()
     assert answer["total"] == 10000 and answer["classes"][9] == "Ankle boot"
     assert answer["examples"][0]["label"] == 9  # the first Fashion-MNIST test image is an ankle boot
@@ -307,7 +342,7 @@ def test_examples_come_from_where_a_run_found_its_dataset(tmp_path):
 def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_test):
     app = create_app([trained_run.path])
     requests = [(i % 2, mnist_test.images[i % 4]) for i in range(24)]
-    with TestClient(app) as fresh:
+    with TestClient(app, base_url="http://localhost") as fresh:
         def call(request):
             kind, digit = request
             if kind:  # every layer's maps: a forward pass of another request seen by this one's hooks would show
@@ -326,7 +361,7 @@ def test_a_scratch_engine_run_is_shown_like_a_torch_one(tmp_path, mnist_test):
     config = TrainConfig(engine="scratch", train_limit=64, test_limit=64, batch_size=64, epochs=1, seed=0)
     run = train_run(tmp_path / "scratchy", config)
     digit = mnist_test.images[0]
-    with TestClient(create_app([run.path])) as scratch:
+    with TestClient(create_app([run.path]), base_url="http://localhost") as scratch:
         assert scratch.get("/api/sources").json()[0]["engine"] == "scratch"
         answer = scratch.post("/api/activations", json={"source": "run:scratchy", "digit": digit.tolist()}).json()
         explained = scratch.post("/api/explain", json={"source": "run:scratchy", "digit": digit.tolist(),
@@ -344,7 +379,7 @@ def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_tes
     shutil.copytree(trained_run.path, run)
     body = {"source": "run:growing", "digit": mnist_test.images[0].tolist()}
     app = create_app([run])
-    with TestClient(app) as fresh:
+    with TestClient(app, base_url="http://localhost") as fresh:
         trained = fresh.post("/api/activations", json=body).json()["probabilities"]
         assert fresh.post("/api/activations", json=body).json()["probabilities"] == trained
         assert app.state.sources.builds == 1
@@ -358,7 +393,7 @@ def test_a_run_whose_weights_change_is_reloaded(trained_run, tmp_path, mnist_tes
 def test_serve_picks_up_a_run_that_appears_while_it_is_up(trained_run, tmp_path, mnist_test):
     """`cnnlab serve` over a runs folder lists the runs in it at each request: one finished after the server
     started appears without a restart, and answers like any other."""
-    with TestClient(create_app(runs_dir=tmp_path)) as fresh:
+    with TestClient(create_app(runs_dir=tmp_path), base_url="http://localhost") as fresh:
         assert not [s for s in fresh.get("/api/sources").json() if s["kind"] == "run"]
         shutil.copytree(trained_run.path, tmp_path / "later")
         runs = [s["id"] for s in fresh.get("/api/sources").json() if s["kind"] == "run"]
@@ -368,8 +403,8 @@ def test_serve_picks_up_a_run_that_appears_while_it_is_up(trained_run, tmp_path,
 
 
 def test_untrained_models_have_the_same_random_weights_every_time():
-    weights = [TestClient(create_app(runs_dir="/nonexistent")).get("/api/kernels", params={"source": "model:simple-cnn"}).json()
-               for _ in range(2)]
+    weights = [TestClient(create_app(runs_dir="/nonexistent"), base_url="http://localhost")
+               .get("/api/kernels", params={"source": "model:simple-cnn"}).json() for _ in range(2)]
     assert weights[0]["weights"] == weights[1]["weights"]
 
 

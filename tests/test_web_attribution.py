@@ -116,7 +116,8 @@ def test_a_search_does_not_hold_up_the_models_other_requests(trained_run, mnist_
 
     monkeypatch.setattr(deconv, "top_activations", held)
     monkeypatch.setattr(web_app, "_heavy", threading.BoundedSemaphore(2))  # a turn for each, even on one core
-    with TestClient(create_app([trained_run.path])) as fresh, ThreadPoolExecutor(1) as pool:
+    app = create_app([trained_run.path])
+    with TestClient(app, base_url="http://localhost") as fresh, ThreadPoolExecutor(1) as pool:
         search = pool.submit(fresh.get, "/api/top-activations", params={"source": "run:tiny", "layer": "conv2"})
         assert started.wait(30)
         progress = fresh.get("/api/top-activations/progress", params={"source": "run:tiny", "layer": "conv2"}).json()

@@ -22,8 +22,10 @@ from cnnlab.viz.handcrafted import playground_entries
 from test_web_api import trained_run  # noqa: F401  (the session's small trained run)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REBOUND = "evil.example"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]  # a DNS-rebinding attacker's name (below)
 # The convolved image's value range, as the page shows it, equals [low, high] (the server rounds to 5 decimals).
 RANGE_IS = """([low, high]) => {
     const shown = (document.querySelector('#conv-output').dataset.range || '').split(',').map(Number);
@@ -31,10 +33,10 @@ RANGE_IS = """([low, high]) => {
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)")
 
 
-def serve(*runs):
-    """`cnnlab serve RUN... --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first; yields
+def serve(*args):
+    """`cnnlab serve ARGS... --port 0`: the command picks a free port on 127.0.0.1 and prints its URL first; yields
     the URL while the server runs."""
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", *map(str, runs), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", *map(str, args), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = process.stdout.readline()
@@ -113,6 +115,22 @@ def shown_result(page) -> tuple[float, float]:
     """(the formula's result, the model's value), as the open formula view shows them."""
     line = page.locator("#formula-result")
     return float(line.get_attribute("data-result")), float(line.get_attribute("data-actual"))
+
+
+def test_a_page_on_a_rebound_name_reads_nothing(browser, server, trained_run):  # noqa: F811
+    """DNS rebinding: the browser resolves evil.example to 127.0.0.1, so a page of that name is same-origin with the
+    explorer and its script may read any answer; the explorer answers that name with 400 only."""
+    page = browser.new_page()
+    rebound = f"http://{REBOUND}:{server.rsplit(':', 1)[1]}"
+    answer = page.goto(rebound + "/")
+    assert answer.status == 400 and "not a name this explorer answers to" in answer.text()
+    read = page.evaluate("""async () => Promise.all(['/api/sources', '/api/examples/mnist', '/app.js'].map(
+        async (path) => { const r = await fetch(path); return [r.status, await r.text()]; }))""")
+    assert [status for status, _ in read] == [400, 400, 400], read
+    assert not any(trained_run.name in text or "examples" in text or "function" in text for _, text in read), read
+    page.goto(server + "/api/sources")  # the same browser, by the name the server was started for
+    assert f"run:{trained_run.name}" in page.content()
+    page.close()
 
 
 def test_explorer_end_to_end(browser, server, tmp_path):

@@ -44,8 +44,8 @@ def runs(tmp_path_factory, colour_run) -> tuple[Run, Run, object]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def server(runs):
-    scenes, colour, _ = runs
-    yield from serve(scenes.path, colour.path)
+    scenes, colour, photos = runs
+    yield from serve(scenes.path, colour.path, "--allow-folder", photos)
 
 
 def choose(page, run: Run, first_row: str):

@@ -27,8 +27,9 @@ def run(colour_run) -> Run:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def client(run) -> TestClient:
-    return TestClient(create_app(runs=[run.path]))
+def client(colour_run) -> TestClient:  # noqa: F811
+    run, photos = colour_run
+    return TestClient(create_app(runs=[run], folders=[photos]), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,43 @@ def test_only_the_folders_of_shown_runs_are_read(client, tmp_path):
     for dataset in [f"folder:{tmp_path}", "folder:/", "folder:"]:
         answer = client.get(f"/api/examples/{dataset}")
         assert answer.status_code == 404 and "not the dataset of a run" in answer.json()["detail"], answer.text
+
+
+def test_a_runs_folder_outside_the_allowed_ones_is_shown_not_read(colour_run, tmp_path):
+    """A run folder from someone else names any folder:PATH in its config.json. Unless the server was started with
+    that folder (--allow-folder), the run is listed with a note, its uploads work from the classes and statistics
+    it recorded, and the folder is neither listed, decoded nor written to; a config that recorded none of them
+    cannot even build its model."""
+    import json
+    import shutil
+
+    run, photos = colour_run
+    theirs = shutil.copytree(photos, tmp_path / "private", ignore=shutil.ignore_patterns(".cnnlab-cache"))
+    before = sorted(theirs.rglob("*"))
+    hostile = {}
+    for name, keep in [("recorded", True), ("bare", False)]:
+        copy = shutil.copytree(run, tmp_path / "runs" / name)
+        config = json.loads((copy / "config.json").read_text())
+        config["dataset"] = f"folder:{theirs}"
+        if not keep:
+            config["dataset_options"] = {}
+        (copy / "config.json").write_text(json.dumps(config))
+        hostile[name] = f"run:{name}"
+    client = TestClient(create_app(runs_dir=tmp_path / "runs"), base_url="http://localhost")
+    listed = {s["id"]: s for s in client.get("/api/sources").json()}
+    assert "--allow-folder" in listed["run:recorded"]["dataset_note"], listed["run:recorded"]
+    answer = client.get(f"/api/examples/folder:{theirs}")
+    assert answer.status_code == 403 and "--allow-folder" in answer.json()["detail"]
+    upload = (photos / "red" / "001.png").read_bytes()
+    answer = client.post("/api/predict", data={"source": "run:recorded"}, files={"image": ("a.png", upload)})
+    assert answer.status_code == 200 and answer.json()["classes"] == ["blue", "green", "red"], answer.text
+    digit = answer.json()["digit"]
+    answer = client.get("/api/top-activations", params={"source": "run:recorded", "layer": "conv1"})
+    assert answer.status_code == 422 and "--allow-folder" in answer.json()["detail"]
+    answer = client.post("/api/activations", json={"source": "run:bare", "digit": digit})
+    assert answer.status_code == 404 and "records no classes, mean, std" in answer.json()["detail"], answer.text
+    assert sorted(theirs.rglob("*")) == before  # no cache written, nothing else either
+    # started with the folder, the same run shows its test photos
+    allowed = TestClient(create_app(runs_dir=tmp_path / "runs", folders=[theirs]), base_url="http://localhost")
+    assert allowed.get("/api/sources").json()[0]["dataset_note"] is None
+    assert allowed.get(f"/api/examples/folder:{theirs}?count=2").status_code == 200

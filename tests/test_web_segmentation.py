@@ -36,7 +36,7 @@ def run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def client(run) -> TestClient:
-    return TestClient(create_app(runs=[run.path]))
+    return TestClient(create_app(runs=[run.path]), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")

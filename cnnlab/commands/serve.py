@@ -13,14 +13,33 @@ def add_parser(subparsers):
     p = add_command(subparsers, "serve", "Start the web explorer (draw a digit, see every layer respond).", [
         "cnnlab serve                 # every run in runs/, plus untrained models",
         "cnnlab serve runs/simple-cnn-mnist-20261125-101500 --port 8080",
-        "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0  # other machines reach it: think first",
+        "cnnlab serve --runs-dir /tmp/runs --host 0.0.0.0 --allowed-hosts lab.local  # the network sees it",
+        "cnnlab serve runs/photos-run --allow-folder ~/photos  # show that folder run's test photos",
         "cnnlab serve --model net.py:Net --weights net.safetensors  # your own model, beside the runs",
     ], run)
     add_model_file_options(p, "run folders to show (default: every run in --runs-dir)", many=True)
     p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--allowed-hosts", metavar="NAME,...", default="",
+                   help="more names the page may be reached by (the Host header); 127.0.0.1, localhost, [::1] "
+                   "and --host always are; '*': any (turns off the DNS-rebinding check)")
+    p.add_argument("--allow-folder", metavar="DIR", action="append", default=[],
+                   help="a folder of images whose runs' test images may be read (repeatable); a run's "
+                   "folder:PATH dataset is shown, not read, unless it lies in one")
     return p
+
+
+def allowed_hosts(host: str, extra: str) -> list[str]:
+    """The Host header values the server answers: loopback, the address it binds, and the names given."""
+    from cnnlab.web.app import LOOPBACK_HOSTS, host_name
+
+    names = [name.strip() for name in extra.split(",") if name.strip()]
+    for name in names:
+        if name != "*" and (host_name(name) is None or any(c in name for c in "*/@ ")):
+            raise ConfigError(f"--allowed-hosts {name}: expected a host name or address (lab.local, 10.0.0.5, "
+                              "[fe80::1]) or '*'")
+    return [*LOOPBACK_HOSTS, f"[{host}]" if ":" in host else host, *names]
 
 
 MAX_CONNECTIONS = 64
@@ -67,7 +86,8 @@ def run(args) -> int:
 
     return_freed_memory()
     own = own_model(args)
-    app = create_app(args.run, args.runs_dir, [own] if own else [])
+    app = create_app(args.run, args.runs_dir, [own] if own else [],
+                     hosts=allowed_hosts(args.host, args.allowed_hosts), folders=args.allow_folder)
     sock = listen(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/ (Ctrl-C stops it; API: /openapi.json)", flush=True)

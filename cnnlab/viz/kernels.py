@@ -35,30 +35,32 @@ def plot_kernels(layer_name: str, conv: nn.Conv2d, hand_crafted: dict[str, np.nd
 
 
 def _deep_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str):
-    """Column j is filter j, its slices for input channels 0, 1, ... top to bottom; the figure is sized to its
-    grid (fixed margins in inches), so that no band is left empty."""
-    filters, inputs = shown.shape[:2]
+    """Column j is filter j, its slices for input channels 0, 1, ... top to bottom, drawn as one mosaic image (a
+    layer of 64 filters of 64 channels is 4,096 kernels: one axes each took seconds to draw); the figure is sized to
+    its grid (fixed margins in inches), so that no band is left empty."""
+    filters, inputs, kh, kw = shown.shape
     limit = float(np.abs(shown).max()) or 1.0
     cell = 0.42 if filters <= 32 else 0.3
-    left, right, top, bottom = 0.5, 1.1, 0.75, 0.15  # inches: row labels, colour bar, title and column labels
+    left, right, top, bottom = 0.5, 1.3, 0.75, 0.15  # inches: row labels, colour bar, title and column labels
     width, height = filters * cell + left + right, inputs * cell + top + bottom
-    fig, axes = plt.subplots(inputs, filters, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
-                        wspace=0.25, hspace=0.25)
-    for (i, j), ax in np.ndenumerate(axes):
-        image = ax.imshow(shown[j, i], cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_frame_on(False)
-    for j in range(filters):
-        axes[0, j].set_title(str(j), fontsize=6, pad=2)
-    for i in range(inputs):
-        axes[i, 0].set_ylabel(f"in {i}", rotation=0, ha="right", va="center", fontsize=6)
+    gap = max(1, round(0.25 * max(kh, kw)))  # between kernels, in kernel pixels, shown as the page's white
+    mosaic = np.full((inputs, kh + gap, filters, kw + gap), np.nan, dtype=np.float32)
+    mosaic[:, :kh, :, :kw] = shown.transpose(1, 2, 0, 3)  # [in, kh, filters, kw]: row i holds every filter's slice i
+    mosaic = mosaic.reshape(inputs * (kh + gap), filters * (kw + gap))[:-gap, :-gap]
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, 1 - (left + right) / width, 1 - (top + bottom) / height))
+    colours = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+    image = ax.imshow(mosaic, cmap=colours, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    ax.set_frame_on(False)
+    ax.tick_params(length=0, labelsize=6, pad=2, top=True, labeltop=True, bottom=False, labelbottom=False)
+    ax.set_xticks(np.arange(filters) * (kw + gap) + (kw - 1) / 2, [str(j) for j in range(filters)])
+    ax.set_yticks(np.arange(inputs) * (kh + gap) + (kh - 1) / 2, [f"in {i}" for i in range(inputs)])
     capped = [f"the first {filters} of {out_ch} filters" if filters < out_ch else "",
               f"input channels 0–{inputs - 1} of {in_ch}" if inputs < in_ch else ""]
     what = f"columns: filters 0–{filters - 1}; rows: their input channels" + \
         "".join(f"; {c}" for c in capped if c)
     fig.suptitle(f"{head}\n{what}", fontsize=9, y=1 - 0.08 / height, va="top")
-    colour_bar = fig.add_axes((1 - 0.8 / width, bottom / height, 0.12 / width, 1 - (top + bottom) / height))
+    colour_bar = fig.add_axes((1 - 1.0 / width, bottom / height, 0.12 / width, 1 - (top + bottom) / height))
     fig.colorbar(image, cax=colour_bar, label="weight (shared scale, white = 0)")
     return fig
 

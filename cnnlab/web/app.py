@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import threading
 from contextlib import contextmanager
 from importlib import resources
@@ -188,6 +189,37 @@ def heavy_work():
         _heavy.release()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+?)\.?(?::[0-9]*)?", re.IGNORECASE)  # name or [IPv6], port
+
+
+def host_name(header: str) -> str | None:
+    """The name or address of a Host header, lower case, without its port or a trailing dot (None: malformed)."""
+    match = _HOST.fullmatch(header)
+    return match[1].lower() if match else None
+
+
+class HostCheck:
+    """Answer only requests whose Host header names this server: a page elsewhere whose domain the attacker points
+    at 127.0.0.1 (DNS rebinding) is then same-origin with the explorer in the browser's eyes, but its requests carry
+    the attacker's name in Host and get 400 before any endpoint runs. `*` among the hosts turns the check off."""
+
+    def __init__(self, app, hosts):
+        self.app = app
+        self.hosts = {host_name(h) or h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or "*" in self.hosts:
+            return await self.app(scope, receive, send)
+        given = [value.decode("latin-1") for key, value in scope.get("headers") or [] if key == b"host"]
+        if len(given) != 1 or host_name(given[0]) not in self.hosts:
+            shown = repr(given[0][:60]) if len(given) == 1 else f"{len(given)} Host headers"
+            detail = (f"Host {shown}: not a name this explorer answers to ({', '.join(sorted(self.hosts))}); "
+                      "start it with --allowed-hosts NAME to add one")
+            return await JSONResponse({"detail": detail}, 400)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """Refuse a request body larger than `limit` bytes while it streams in (a chunked body has no
     Content-Length to check first), and a body that stalls for `timeout` seconds: 413 and 408, never a body
@@ -223,16 +255,20 @@ class BodyLimit:
         return f"request body is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
 
 
-def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=()) -> FastAPI:
+def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=(),
+               hosts=LOOPBACK_HOSTS, folders=()) -> FastAPI:
     """The explorer for `runs` (default: every run in `runs_dir`), the registered models, and `own`
-    (cnnlab.train.user_model.UserModel: models from the user's files)."""
-    sources = Sources(runs, runs_dir, own=own)
+    (cnnlab.train.user_model.UserModel: models from the user's files). It answers requests whose Host header is
+    one of `hosts` only, and reads the images of a folder dataset only under one of `folders` (or an `own`
+    model's): a run folder's config.json is not trusted to name what the server may read."""
+    sources = Sources(runs, runs_dir, own=own, folders=folders)
     # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
     app = FastAPI(title="cnnlab explorer", version=__version__, docs_url=None, redoc_url=None,
                   description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")
     app.state.sources = sources
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=BODY_TIMEOUT_S)
+    app.add_middleware(HostCheck, hosts=hosts)  # the last added runs first: a foreign Host reaches nothing
 
     @app.exception_handler(CnnlabError)
     def user_error(_request, err: CnnlabError):
@@ -251,6 +287,8 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         run = next((r for r in sources.runs() if r.config.dataset == dataset), None)
         if is_folder(dataset) and dataset not in sources.datasets():  # no other folder is read
             raise HTTPException(404, f"{dataset}: not the dataset of a run or model shown here (GET /api/sources)")
+        if sources.refusal(dataset):
+            raise HTTPException(403, sources.refusal(dataset))
         try:
             # a generated dataset (mnist-scenes) makes only the scenes asked for
             generated = dataset_info(dataset).load is not None

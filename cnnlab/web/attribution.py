@@ -75,6 +75,8 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
 def _search(loaded: Loaded, layer: str) -> list[list[tuple[deconv.Hit, np.ndarray]]]:
     """The search runs on a copy of the model, so that the page's other requests on it (a drawing's activations)
     do not wait for it: only the copying holds the model's lock."""
+    if loaded.refusal:
+        raise ConfigError(f"{loaded.source}: {loaded.refusal}")
     split = load_dataset(loaded.info.name, "test", loaded.data_dir, download=False, quiet=True)
     if split.images.ndim != 3:
         raise ConfigError(f"{loaded.info.name}: top activations need single-channel test images")

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import DatasetInfo, dataset_info
+from cnnlab.data.folders import RECORDED, folder_path, is_folder
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
 from cnnlab.train.config import TrainConfig
@@ -42,6 +43,7 @@ class Loaded:
     shape: tuple[int, int, int] = (1, 28, 28)  # the [C, H, W] input the model takes (a run: what it trained on)
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_dir: str | None = None  # where the run found its dataset (None: the default lookup)
+    refusal: str | None = None  # why the explorer does not read the images of its dataset (None: it does)
     fields: dict | None = None  # {layer: receptive field}, computed on first use (cnnlab.web.formulas)
     tops: dict = field(default_factory=dict)  # {layer: top activations of its features} (cnnlab.web.attribution)
     progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
@@ -53,13 +55,16 @@ class Sources:
     """The runs given to `cnnlab serve` (or every run under a runs folder) plus every classification model."""
 
     def __init__(self, runs: list[str | Path] | None = None, runs_dir: str | Path | None = None,
-                 cache_size: int = 4, own: list[UserModel] = ()):
+                 cache_size: int = 4, own: list[UserModel] = (), folders=()):
         self._explicit = [Run.open(r) for r in runs or []]
         for model in own:  # the page draws 28×28 digits (runs on photos or scenes have test images to pick)
             if model.input_shape != (1, 28, 28):
                 raise SourceError(f"--model {model.spec}: the explorer draws 1×28×28 digits, and this model takes "
                                   f"{'×'.join(map(str, model.input_shape))} inputs")
         self._own = {f"file:{model.name}": model for model in own}
+        # The folders whose images may be read: those the server was started with, and the --model's dataset.
+        self._folders = [Path(f).expanduser().resolve() for f in folders] + \
+                        [folder_path(m.info.name).resolve() for m in own if is_folder(m.info.name)]
         self._runs_dir = runs_dir
         self._cache: OrderedDict[str, tuple[int, Loaded]] = OrderedDict()  # source -> (version, model)
         self._cache_size = cache_size
@@ -74,6 +79,17 @@ class Sources:
         """The datasets of the runs and models shown (the only folders whose images the explorer reads)."""
         return {run.config.dataset for run in self.runs()} | {own.info.name for own in self._own.values()}
 
+    def refusal(self, dataset: str) -> str | None:
+        """Why the explorer does not read `dataset`'s images (None: it does). A folder is read only inside a folder
+        the server was started with: a run folder's config.json, perhaps someone else's, may name any path, and
+        decoding it would list its files, write a cache into it and serve its pictures."""
+        if not is_folder(dataset):
+            return None  # a registered dataset: files of fixed names, checked against their sha256
+        path = folder_path(dataset).resolve()
+        if any(path == allowed or allowed in path.parents for allowed in self._folders):
+            return None
+        return f"{dataset}: not read by this explorer (start it with --allow-folder {path} to show its images)"
+
     def describe(self) -> list[dict]:
         items = []
         for run in self.runs():
@@ -85,15 +101,16 @@ class Sources:
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
                           "dataset": run.config.dataset, "task": run.info.task, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
-                          "damaged": damaged})
+                          "damaged": damaged, "dataset_note": self.refusal(run.config.dataset)})
         for source, own in self._own.items():
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
                           "dataset": own.info.name, "task": own.info.task, "engine": "torch", "epochs": 0,
-                          "test_acc": None, "random_weights": own.weights is None, "damaged": None})
+                          "test_acc": None, "random_weights": own.weights is None, "damaged": None,
+                          "dataset_note": None})
         for name in list_models(task="classification"):
             items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
                           "task": "classification", "engine": "torch", "epochs": 0, "test_acc": None,
-                          "random_weights": True, "damaged": None})
+                          "random_weights": True, "damaged": None, "dataset_note": None})
         return items
 
     def get(self, source: str) -> Loaded:
@@ -130,9 +147,14 @@ class Sources:
         try:
             if kind == "run":
                 run = self._run(source)
+                refusal = self.refusal(run.config.dataset)
+                missing = [key for key in RECORDED if key not in run.config.dataset_options]
+                if refusal and missing:  # the model's classes or normalization would come from the folder
+                    raise SourceError(f"source {source!r}: {refusal}; its config.json records no "
+                                      f"{', '.join(missing)}, so its model cannot be built without reading it")
                 model, shape = run.load_model("last")
                 return Loaded(source, model, run.info, shape or (1, 28, 28), data_dir=run.config.data_dir,
-                              test_split=run.test_split)
+                              refusal=refusal, test_split=None if refusal else run.test_split)
             if source in self._own:
                 own = self._own[source]
                 return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir,

@@ -151,12 +151,15 @@ async function chooseSource(id) {
     ? "Untrained: the weights are random, so predictions mean nothing. Train one with `cnnlab train`."
     : `Run of ${source.model} on ${source.dataset}, ${source.engine} engine, ${source.epochs} epoch(s)` +
       (source.test_acc != null ? `, test accuracy ${(100 * source.test_acc).toFixed(2)}%.` : ".");
+  // a folder dataset the server does not read: said here, and no test images to pick
+  if (source.dataset_note) { note.classList.add("warn"); note.textContent += ` Test images: ${source.dataset_note}.`; }
   setInputMode(source);
   if (state.dataset !== source.dataset) {
     state.dataset = source.dataset;
     state.examplesStart = 0;
     state.digit = null;  // another dataset's input would not fit this model
-    await loadExamples();
+    if (source.dataset_note) $("#examples").replaceChildren();
+    else await loadExamples();
     if (document.body.dataset.ready === "1") document.querySelector(".examples button")?.click();
   }
   await loadLearnedFilters();
