@@ -12,6 +12,8 @@ import pytest
 
 from cnnlab.cli import build_parser
 
+from conftest import run_in_process, train_into
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "labs" / "README.md"]
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*")  # RUN, NAME, RUN0, S, N: a value the reader fills in
@@ -184,24 +186,29 @@ def _runnable():
             yield where, argv
 
 
-@pytest.fixture(scope="module")
-def docs_folder(tmp_path_factory):
-    """A folder holding runs/NAME (one epoch on 1,000 images), my_digit.png (a drawn 7) and grace_hopper.jpg."""
+@pytest.fixture(scope="session")
+def small_run(shared) -> Path:
+    """simple-cnn after one epoch on 3,000 MNIST images, in a run folder named NAME, as the docs call a run: built
+    once per session (tests/test_familiarity.py reads it too)."""
+    return shared.get("small-mnist-run", lambda root: train_into(root, "NAME", epochs=1, train_limit=3000,
+                                                                 test_limit=500, threads=1, device="cpu"))
+
+
+@pytest.fixture
+def docs_folder(small_run, tmp_path):
+    """A folder as the docs' reader has one: runs/NAME (the small run, read only), my_digit.png (a drawn 7) and
+    grace_hopper.jpg; what the commands write goes here."""
     from PIL import Image, ImageDraw
 
-    from cnnlab.train.config import recipe_config
-    from cnnlab.train.trainer import Trainer
-
-    folder = tmp_path_factory.mktemp("docs")
-    config = recipe_config("default", epochs=1, train_limit=1000, test_limit=200, threads=1, device="cpu")
-    Trainer(config, name="NAME", runs_dir=folder / "runs", progress=False).fit()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "NAME").symlink_to(small_run)
     image = Image.new("L", (200, 240), 255)
     ImageDraw.Draw(image).line([(40, 40), (160, 40), (90, 210)], fill=0, width=18)
-    image.save(folder / "my_digit.png")
+    image.save(tmp_path / "my_digit.png")
     import matplotlib
 
-    shutil.copy(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg", folder)  # docs/inside.md's
-    return folder
+    shutil.copy(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg", tmp_path)  # docs/inside.md's
+    return tmp_path
 
 
 def _as_written(argv: list[str]) -> list[str]:
@@ -212,8 +219,6 @@ def test_the_short_documented_commands_run_as_written(docs_folder, capsys, monke
     monkeypatch.chdir(docs_folder)
     ran = []
     for where, argv in _runnable():
-        from conftest import run_in_process
-
         code, out, err = run_in_process(capsys, *_as_written(argv))
         assert code == 0 and "Traceback" not in err, f"{where}: cnnlab {' '.join(argv)}: {err[-400:]}"
         ran.append(argv[0])
@@ -222,8 +227,6 @@ def test_the_short_documented_commands_run_as_written(docs_folder, capsys, monke
 
 def test_documented_receptive_fields_are_what_summary_prints(capsys):
     """`cnnlab summary vgg16  # features.28: 196 /16`: each layer a comment names has the field it gives."""
-    from conftest import run_in_process
-
     checked = 0
     for page in PAGES:
         for number, line in _blocks(page.read_text()):

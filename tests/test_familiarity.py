@@ -14,15 +14,14 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from cnnlab.data.preprocess import load_digit
 from cnnlab.errors import ImageError
-from cnnlab.train.config import recipe_config
 from cnnlab.train.runs import Run
-from cnnlab.train.trainer import Trainer
 
 from conftest import REPO, run_in_process
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 sys.path.insert(0, str(REPO / "benchmarks"))
 from familiarity import nondigit_pictures, rates  # noqa: E402 (the benchmark's pictures and rates, in its short mode)
+from test_docs_commands import small_run  # noqa: E402,F401 (the fixture)
 
 
 def drawn_seven(path: Path) -> Path:
@@ -33,11 +32,9 @@ def drawn_seven(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
-    """simple-cnn after one epoch on 3,000 MNIST images."""
-    config = recipe_config("default", epochs=1, train_limit=3000, test_limit=500, threads=1, device="cpu")
-    return Run.open(Trainer(config, name="small", runs_dir=tmp_path_factory.mktemp("runs"), progress=False).fit()
-                    .run_dir)
+def run(small_run) -> Run:
+    """simple-cnn after one epoch on 3,000 MNIST images (shared with tests/test_docs_commands.py)."""
+    return Run.open(small_run)
 
 
 def test_few_test_digits_and_most_pictures_are_flagged(run):
@@ -80,9 +77,9 @@ def test_show_and_the_explorer_say_so_too(run, tmp_path, capsys):
 
     code, out, err = run_in_process(capsys, "show", "features", run.path, PORTRAIT, "--out", tmp_path / "f.png")
     assert code == 0 and f"note: {PORTRAIT} is unlike the training images" in " ".join(out.split()), err
-    with TestClient(create_app([run.path])) as client:
+    with TestClient(create_app([run.path]), base_url="http://localhost") as client:
         def ask(path):
-            answer = client.post("/api/predict", data={"source": "run:small"},
+            answer = client.post("/api/predict", data={"source": "run:NAME"},
                                  files={"image": (Path(path).name, Path(path).read_bytes(), "image/png")})
             assert answer.status_code == 200, answer.text
             return answer.json()
