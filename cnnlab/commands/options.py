@@ -107,17 +107,22 @@ def add_model_file_options(parser: argparse.ArgumentParser, run_help: str = "run
 def own_model(args: argparse.Namespace):
     """The --model's UserModel, checked against its inputs and names; None without --model (its other flags are
     then an error: a run knows its own weights, dataset and classes)."""
-    given = [flag for flag, value in [("--weights", args.weights), ("--class-names", args.class_names),
-                                      ("--input", args.input),
-                                      ("--dataset", None if args.dataset == "mnist" else args.dataset)] if value]
     if args.model is None:
-        if given:
-            raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
+        _refuse_model_flags(args)
         return None
     from cnnlab.train.user_model import UserModel
 
     return UserModel.open(args.model, args.weights, args.dataset, args.class_names,
                           parse_shape(args.input, square=False) if args.input else None)
+
+
+def _refuse_model_flags(args: argparse.Namespace) -> None:
+    """--weights, --class-names, --input and --dataset without --model: an error (a run knows its own)."""
+    given = [flag for flag, value in [("--weights", args.weights), ("--class-names", args.class_names),
+                                      ("--input", args.input),
+                                      ("--dataset", None if args.dataset == "mnist" else args.dataset)] if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
 
 
 def open_inspected(args: argparse.Namespace):
@@ -137,4 +142,5 @@ def check_subject(args: argparse.Namespace) -> None:
     if not (args.model or args.run):
         raise ConfigError("give a RUN folder, or --model FILE.py:NAME")
     if args.run and not args.model:
+        _refuse_model_flags(args)
         find_run(args.run)
