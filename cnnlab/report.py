@@ -203,7 +203,8 @@ def _classification_inside(model, test, samples: int) -> list[str]:
         with torch.no_grad():
             probs = model(x)[0].softmax(0)
         predicted = int(probs.argmax())
-        caption = (f"test image {index} (label {info.classes[int(test.labels[index])]}): predicted "
+        # the label first: the samples are one per class, in class order (their test indices need not rise)
+        caption = (f"label {info.classes[int(test.labels[index])]}, test image {index}: predicted "
                    f"{info.classes[predicted]} ({float(probs[predicted]):.0%})")
         parts += _inside(model, image, x, predicted, caption, f"Why {info.classes[predicted]}?")
     return parts

@@ -7,7 +7,7 @@
 A source is a cnnlab run folder (any engine: all save PyTorch names) or a weights file: `.safetensors`, or a
 torchvision ImageNet `.pth`, read with `torch.load(weights_only=True)`, never unpickled. The model is the
 source's registered model, rebuilt for the target dataset and adapted as `cnnlab.models.adapt` plans it (new
-head, first layer summed over colour channels, input size), recorded in the new run's config.json under
+head, first layer summed over colour channels or spread over them, input size), recorded in the new run's config.json under
 "transfer" with the source's path and sha256. Frozen parameters get no gradient and no optimizer state, and
 frozen batch-norm layers keep their running statistics (cnnlab.train.torch_engine).
 """
@@ -77,11 +77,11 @@ def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", 
     if input_size is not None and input_size < 1:
         raise ConfigError(f"input size must be at least 1, got {input_size}")
     src = source if isinstance(source, Source) else load_source(source, model, model_options)
-    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True,
-                          options=settings.get("dataset_options")).images
+    options = settings.get("dataset_options")
+    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True, options=options).images
     in_channels = images.shape[1] if images.ndim == 4 else 1
     side = images.shape[-1]
-    spec = plan(src, mode, dataset_info(dataset).num_classes, in_channels, side, input_size, freeze_until,
+    spec = plan(src, mode, dataset_info(dataset, options).num_classes, in_channels, side, input_size, freeze_until,
                 lr_backbone)
     config = recipe_config(recipe, model=src.model, model_options=src.model_options, dataset=dataset,
                            labels_per_class=labels_per_class, transfer=spec.to_dict(), **settings)

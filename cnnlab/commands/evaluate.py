@@ -40,11 +40,16 @@ def add_evaluate_options(p) -> None:
 
 def run(args, segmentation_only: bool = False) -> int:
     from cnnlab.errors import ConfigError
-    from cnnlab.train.inference import evaluate
     from cnnlab.train.runs import Run
+
+    for name in ("limit", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    runs = [Run.open(path) for path in args.run]  # before torch loads: a mistyped name is refused at once
+
+    from cnnlab.train.inference import evaluate
     from cnnlab.train.tasks import task_for
 
-    runs = [Run.open(path) for path in args.run]
     if segmentation_only and task_for(runs[0].config).name != "segmentation":
         raise ConfigError(f"{runs[0].path}: {runs[0].config.model} is not a segmentation model "
                           "(use `cnnlab evaluate` / `cnnlab predict`)")

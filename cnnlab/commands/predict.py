@@ -26,7 +26,8 @@ def add_predict_options(p, classification: bool = True) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     if classification:
-        p.add_argument("--top", type=int, default=3, help="classes listed per image (classification; default 3)")
+        p.add_argument("--top", type=int, metavar="N", help="the N likeliest classes per image (default: 3 in "
+                       "the text, every class in the JSON)")
     p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
                    + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if classification else
                       "IMAGE_segmented.png, the class of every pixel"))
@@ -34,21 +35,30 @@ def add_predict_options(p, classification: bool = True) -> None:
 
 
 def run(args, segmentation_only: bool = False) -> int:
+    import textwrap
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
-    from cnnlab.train.inference import predict
     from cnnlab.train.runs import Run
+
+    trained = Run.open(args.run)  # before torch loads: a mistyped name is refused at once
+    from cnnlab.train.inference import predict
     from cnnlab.train.tasks import task_for
 
-    trained = Run.open(args.run)
     segments = task_for(trained.config).name == "segmentation"
     if segmentation_only and not segments:
         raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model (use `cnnlab predict`)")
     out = Path(args.out_dir) if args.out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    top = getattr(args, "top", None)
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
     results = predict(trained, args.images, args.checkpoint, out)
+    if top is not None:  # the likeliest first, in the JSON too
+        for row in results:
+            if "probabilities" in row:
+                row["probabilities"] = dict(sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top])
     if args.json:
         print(to_json(results, indent=2))
         return 0
@@ -57,6 +67,9 @@ def run(args, segmentation_only: bool = False) -> int:
             found = ", ".join(f"{name} ({pixels} px)" for name, pixels in row["pixels_per_class"].items())
             print(f"{row['image']}: {found or 'no digits'}" + (f"  -> {row['figure']}" if out else ""))
             continue
-        ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:max(1, getattr(args, "top", 3))]
+        ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top or 3]
         print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
+        if not row["familiar"]:  # wrapped between words: a path stays whole
+            print(textwrap.fill(f"note: {row['unlike']}", 80, initial_indent="  ", subsequent_indent="    ",
+                                break_long_words=False, break_on_hyphens=False))
     return 0

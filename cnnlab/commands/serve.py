@@ -100,8 +100,7 @@ def run(args) -> int:
                      hosts=allowed_hosts(args.host, args.allowed_hosts), folders=args.allow_folder)
     sock = listen(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
-          flush=True)
+    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/ (Ctrl-C stops it; API: /openapi.json)", flush=True)
     # At most MAX_CONNECTIONS open connections (more get 503 at once), so that clients sending their headers
     # slowly cannot pile up; idle keep-alive connections close after 5 s; a stalled body gets 408 (cnnlab.web.app).
     uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,

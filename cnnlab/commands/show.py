@@ -3,10 +3,9 @@ engine)."""
 
 from __future__ import annotations
 
-import argparse
 
-from cnnlab.commands import add_command
-from cnnlab.commands.options import add_model_file_options, open_inspected
+from cnnlab.commands import HelpFormatter, add_command
+from cnnlab.commands.options import add_model_file_options, check_subject, open_inspected
 
 
 def add_parser(subparsers):
@@ -26,8 +25,8 @@ def add_parser(subparsers):
 
     def kind(name, help, func, run=True, image=True):
         k = kinds.add_parser(name, help=help, description=help,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        k.set_defaults(func=func)
+                             formatter_class=HelpFormatter)
+        k.set_defaults(func=_run_found_first(func) if run else func)
         if run:
             add_model_file_options(k, "run folder (or its name under runs/); with --model, none" +
                                    ("" if not image else ": the one positional is the IMAGE"))
@@ -85,6 +84,14 @@ def add_parser(subparsers):
     return p
 
 
+def _run_found_first(func):
+    """`func`, once its RUN is found: a missing or mistyped one is refused before torch and matplotlib load."""
+    def checked(args):
+        check_subject(args)
+        return func(args)
+    return checked
+
+
 def _save(fig, out) -> None:
     from pathlib import Path
 
@@ -120,13 +127,25 @@ def chosen_input(args):
     return args.image if args.image is not None else args.index
 
 
+def _note_unlike(args, fig) -> None:
+    """For an IMAGE file unlike the images the classifier was trained on (cnnlab.viz.familiarity), a note with the
+    reasons (the figure's title says it too)."""
+    import textwrap
+
+    if fig.numbers.get("unlike"):
+        print(textwrap.fill(f"note: {args.image} is {fig.numbers['unlike']}", 80, subsequent_indent="  ",
+                            break_long_words=False, break_on_hyphens=False))
+
+
 def show_filters(args) -> int:
     _save(shown(args).filters(args.layer), args.out)
     return 0
 
 
 def show_features(args) -> int:
-    _save(shown(args).features(chosen_input(args), args.max_maps), args.out)
+    fig = shown(args).features(chosen_input(args), args.max_maps)
+    _note_unlike(args, fig)
+    _save(fig, args.out)
     return 0
 
 
@@ -159,8 +178,9 @@ def show_random_filters(args) -> int:
 
 
 def show_saliency(args) -> int:
-    _save(shown(args).saliency(chosen_input(args), "all", args.target, args.layer, args.baseline, args.steps),
-          args.out)
+    fig = shown(args).saliency(chosen_input(args), "all", args.target, args.layer, args.baseline, args.steps)
+    _note_unlike(args, fig)
+    _save(fig, args.out)
     return 0
 
 

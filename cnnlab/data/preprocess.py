@@ -234,7 +234,22 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     # 512 px is far more than a 20-pixel digit needs (a digit a tenth of the photo tall is still 51 pixels), and
     # bounds the float arrays of the steps below
-    return mnist_style(to_colour(open_image(source, label, max_side=DIGIT_SOURCE_SIDE)), label)
+    image = open_image(source, label, max_side=DIGIT_SOURCE_SIDE)
+    try:
+        return mnist_style(to_colour(image), label)
+    except ImageError:
+        if is_blank(image):
+            raise
+        # "blank" is kept for a picture of one colour: this one has content, in hue or in faint shades
+        raise ImageError(f"{label}: no digit found (no stroke stands out from the paper; the picture is not "
+                         "blank, but a digit is a stroke darker or lighter than the paper around it)") from None
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Of one colour, but for a few stray pixels: no channel spans more than 8 of 255 levels over 99% of them."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    low, high = np.percentile(pixels, [0.5, 99.5], axis=0)
+    return bool((high - low).max() < 8)
 
 
 def load_scene(source: str | Path | bytes, name: str | None = None, max_side: int | None = None) -> np.ndarray:

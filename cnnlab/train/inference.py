@@ -18,6 +18,7 @@ from cnnlab.train.evaluation import View, averaged, tta_views
 from cnnlab.train.streaming import split_for
 from cnnlab.train.tasks import task_for
 from cnnlab.viz.activations import normalize_input
+from cnnlab.viz.familiarity import Familiarity
 
 
 @dataclass
@@ -124,7 +125,9 @@ def predict(trained, images: list, checkpoint: str = "last", out: Path | None = 
     if info.task == "segmentation":
         return _segmented(model, info, names, [x for x, _ in inputs], out)
     with torch.inference_mode():
-        probabilities = model(torch.cat([normalize_input(x, info.mean, info.std) for x, _ in inputs])).softmax(1)
+        logits = model(torch.cat([normalize_input(x, info.mean, info.std) for x, _ in inputs]))
+    familiarity = Familiarity.of(trained, model)
+    judged = [familiarity.judge(x, row) if familiarity else None for (x, _), row in zip(inputs, logits)]
     if out:
         from PIL import Image
 
@@ -132,8 +135,10 @@ def predict(trained, images: list, checkpoint: str = "last", out: Path | None = 
             picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
             Image.fromarray(picture).save(out / f"{Path(name).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
     return [{"image": name, "class": info.classes[int(p.argmax())],
-             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)}}
-            for name, p in zip(names, probabilities)]
+             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)},
+             "familiar": judgement is None or judgement.familiar, "unlike": judgement.describe() if judgement else "",
+             "familiarity": judgement.to_dict() if judgement else None}
+            for name, p, judgement in zip(names, logits.softmax(1), judged)]
 
 
 def _segmented(model, info, names: list[str], scenes: list[np.ndarray], out) -> list[dict]:

@@ -108,6 +108,16 @@ class Show:
         x = torch.from_numpy(normalize(image, info.mean, info.std))
         return x[None, None] if x.ndim == 2 else x[None]
 
+    def _unlike(self, x, image: np.ndarray, logits: torch.Tensor) -> str:
+        """For a classifier's input given as a picture (not a test image) unlike the images it was trained on, why
+        (cnnlab.viz.familiarity); else ""."""
+        from cnnlab.viz.familiarity import Familiarity
+
+        if isinstance(x, (int, np.integer)) or logits.dim() != 1:
+            return ""
+        familiarity = Familiarity.of(self.subject, self.model)
+        return familiarity.judge(image, logits).describe() if familiarity else ""
+
     # -- looking inside -------------------------------------------------------------------------------------------
     def filters(self, layer: str | None = None):
         """The learned kernels of a conv layer (default: the first) as an image grid, with the hand-crafted filters
@@ -142,10 +152,12 @@ class Show:
         image, caption, _ = self.input(x)
         maps, logits = feature_maps(self.model, self._tensor(image))
         subject = self.subject
+        unlike = self._unlike(x, image, logits)
         title = f"Feature maps of {subject.name} ({subject.caption}) for {caption}: " \
-                f"{verdict(logits, subject.info)[1]}"
+                f"{verdict(logits, subject.info)[1]}" + (", unlike its training images" if unlike else "")
         fig = plot_feature_maps(image, maps, max_maps, title)
-        return _returned(fig, maps={name: out.numpy() for name, out in maps}, logits=logits.numpy())
+        return _returned(fig, maps={name: out.numpy() for name, out in maps}, logits=logits.numpy(),
+                         unlike=unlike)
 
     def saliency(self, x, method: str = "all", target: int | None = None, layer: str | None = None,
                  baseline: str = "mean", steps: int = 64):
@@ -172,7 +184,10 @@ class Show:
         image, caption, _ = self.input(x)
         inputs = self._tensor(image)
         with torch.no_grad():
-            predicted, said = verdict(model(inputs)[0], info)
+            logits = model(inputs)[0]
+        predicted, said = verdict(logits, info)
+        unlike = self._unlike(x, image, logits)
+        said += ", unlike its training images" if unlike else ""
         target = predicted if target is None else target
         if not 0 <= target < info.num_classes:
             raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
@@ -198,7 +213,7 @@ class Show:
             where = {"grad-cam": f" at {cam_layer}" if method == "grad-cam" else "",
                      "integrated-gradients": f" from {path}" if method == "integrated-gradients" else ""}
             fig = plot_saliency_map(image, maps[method], method + where.get(method, ""), caption)
-        return _returned(fig, target=target, **maps)
+        return _returned(fig, target=target, unlike=unlike, **maps)
 
     def occlusion(self, x, target: int | None = None, size: int = 8, stride: int = 2, fill: str = "mean",
                   layer: str | None = None):

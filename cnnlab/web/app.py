@@ -29,7 +29,8 @@ from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
 from cnnlab.data.preprocess import MAX_SCENE_SIDE, load_digit, load_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
-from cnnlab.viz.activations import check_scores, normalize_input, predict_probabilities
+from cnnlab.viz.activations import check_scores, normalize_input
+from cnnlab.viz.familiarity import Familiarity
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Loaded, Sources, SourceError
@@ -159,6 +160,26 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     if info.task == "segmentation":  # a photo of any size is reduced as it is decoded, then fitted to the canvas
         return fit_scene(load_scene(data, name, max_side=MAX_SCENE_SIDE), *loaded.shape[1:])
     return info.prepare(data, name) if info.prepare else load_digit(data, name)
+
+
+def familiarity(loaded: Loaded) -> Familiarity | None:
+    """The thresholds that say whether an upload looks like `loaded`'s training images, set on its test images
+    the first time one is asked for (under the model's lock); None where there are no test images."""
+    if loaded.familiarity is None and loaded.test_split is not None:
+        try:
+            images = loaded.test_split().images
+        except (ConfigError, DatasetError):
+            loaded.test_split = None
+            return None
+        loaded.familiarity = Familiarity.calibrate(loaded.model, images, loaded.info)
+    return loaded.familiarity
+
+
+def familiar(loaded: Loaded, digit, logits) -> dict:
+    """Does the upload look like the images the model was trained on (under the model's lock): "familiar" (null
+    where there are no test images to tell) and, if not, "unlike", the reasons."""
+    judgement = familiarity(loaded).judge(digit, logits) if familiarity(loaded) else None
+    return {"familiar": judgement.familiar if judgement else None, "unlike": judgement.describe() if judgement else ""}
 
 
 _heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
@@ -306,6 +327,9 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                 answer = inspect.activations(loaded, digit, max_maps)
                 if "probabilities" in answer:
                     answer["prediction"] = answer["classes"][int(np.argmax(answer["probabilities"]))]
+                    with loaded.lock, torch.inference_mode():
+                        answer.update(familiar(loaded, digit, loaded.model(
+                            normalize_input(digit, loaded.info.mean, loaded.info.std))[0]))
                 return {"source": source, "digit": digit.tolist(), **answer}
             with loaded.lock:
                 if loaded.info.task == "segmentation":
@@ -314,10 +338,14 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                                               source, 1, dims=(4,))[0]
                     return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                             **inspect.segmentation(scores)}
-                probabilities = predict_probabilities(loaded.model, loaded.info, [digit], source)[0]
+                with torch.inference_mode():
+                    logits = check_scores(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
+                                          source, 1)[0]
+                likeness = familiar(loaded, digit, logits)
+        probabilities = logits.softmax(0)
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
                 "probabilities": [float(p) for p in probabilities],
-                "prediction": loaded.info.classes[int(probabilities.argmax())]}
+                "prediction": loaded.info.classes[int(probabilities.argmax())], **likeness}
 
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:

@@ -184,7 +184,9 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
   }
   if (!answer) return false;
   if (statusKind === "predict") setStatus("");
-  await setDigit(answer.digit, `${name}, ${PREPARED[state.mode]}`, answer, final);
+  // an upload unlike the training images is said to be, with the scores (cnnlab.viz.familiarity)
+  const unlike = answer.familiar === false ? ` Note: ${answer.unlike}.` : "";
+  await setDigit(answer.digit, `${name}, ${PREPARED[state.mode]}${unlike}`, answer, final);
   return true;
 }
 
