@@ -150,12 +150,21 @@ def main() -> None:
     print(f"detected: {np.mean(every):.1%} of {len(every)} non-digit pictures")
     count = 20 if args.quick else 200
     digits = test.images[CALIBRATION_IMAGES:CALIBRATION_IMAGES + count]
-    photos = [load_digit(p) for p in photographed(digits, rng)]
+    labels = test.labels[CALIBRATION_IMAGES:CALIBRATION_IMAGES + count]
+    photos, kept = [], []
+    for i, photo in enumerate(photographed(digits, rng)):
+        try:
+            photos.append(load_digit(photo))
+            kept.append(i)
+        except ImageError:  # the preparation found no digit: `predict` would answer nothing
+            pass
     said = flagged(model, info, familiarity, photos)
     x = torch.from_numpy(normalize(np.stack(photos), info.mean, info.std))[:, None]
     with torch.inference_mode():
-        wrong = (model(x).argmax(1).numpy() != test.labels[CALIBRATION_IMAGES:CALIBRATION_IMAGES + count]).mean()
-    print(f"photographed digits: {said.mean():.1%} of {count} flagged ({wrong:.1%} of them misread)")
+        wrong = (model(x).argmax(1).numpy() != labels[kept]).mean()
+    refused = [CALIBRATION_IMAGES + i for i in range(count) if i not in kept]
+    print(f"photographed digits: {said.sum() / count:.1%} of {count} flagged ({wrong:.1%} of them misread)"
+          + (f", {len(refused)} refused (no digit found: test images {refused})" if refused else ""))
     print(f"CPU: {hardware.cpu_model()}, {torch.get_num_threads()} threads")
 
 
