@@ -125,7 +125,7 @@ def _filled(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
 def check(argv: list[str], kind: str, capsys) -> str | None:
     """None if the parser takes the documented command, else what it says."""
     parser, used = _command_parser(argv)
-    if used == 0 and argv[:1] != ["COMMAND"] and argv:
+    if used == 0 and argv[:1] not in (["COMMAND"], ["--help"], ["--version"]) and argv:
         return f"no command {argv[0]!r}"
     if kind == "synopsis":
         flags = _flags(parser)
@@ -181,7 +181,9 @@ def _runnable():
         seen.add(tuple(argv))
         words = " ".join(argv[:2])
         # not a run of the docs' own making (runs/resnet20-photos-...) nor a model file of yours: none here
-        named = [w for w in argv if w.startswith("runs/") and not re.fullmatch(r"runs/[A-Z]+", w) or ".py:" in w]
+        # nor a picture in a folder of the reader's own (photos/class2/000002.jpg)
+        named = [w for w in argv if w.startswith("runs/") and not re.fullmatch(r"runs/[A-Z]+", w) or ".py:" in w
+                 or re.search(r"/.*\.(png|jpe?g)$", w)]
         if kind == "line" and (argv[0] in RUNNABLE or words in RUNNABLE) and "--tta" not in argv and not named:
             yield where, argv
 

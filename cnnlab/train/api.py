@@ -201,9 +201,10 @@ def runs(runs_dir: str | Path | None = None) -> RunList:  # noqa: F811 - cnnlab.
 def inspect(model, weights: str | Path | None = None, dataset: str = "mnist", class_names: str | None = None,
             input_shape: tuple[int, int, int] | None = None) -> Model:
     """A model of your own, to look inside as a run: `model` a torch module (or a class or function that builds
-    one with no arguments), or "FILE.py:NAME" (as `cnnlab show --model`); `weights` a .safetensors or state-dict
-    file loaded into it; `dataset` what it was trained on (its test images, classes, normalization; "none": your
-    own images only, with `input_shape`). Its `.show`, `.predict()`, `.evaluate()`, `.summary()` work as a Run's.
+    one with no arguments), or "FILE.py:NAME" (as the commands' `--model FILE.py:NAME`); `weights` a
+    .safetensors or state-dict file loaded into it; `dataset` what it was trained on (its test images, classes,
+    normalization; "none": your own images only, with `input_shape`). Its `.show`, `.predict()`, `.evaluate()`,
+    `.summary()` work as a Run's.
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
     ...                           torch.nn.Linear(4 * 26 * 26, 10))

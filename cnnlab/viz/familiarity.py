@@ -104,7 +104,9 @@ class Familiarity:
     def judge(self, image: np.ndarray, logits: torch.Tensor) -> Judgement:
         """One prepared uint8 image and the model's logits for it ([K] or [1, K])."""
         score = float(energy(logits.reshape(1, -1))[0])
-        greys = float(grey_share(image)) if self.greys is not None and _is_digit(image) else None
+        # a digit [28, 28] or [1, 28, 28] (a folder's or shards' grey images keep their channel)
+        greys = float(grey_share(np.asarray(image).reshape(28, 28))) if self.greys is not None and _is_digit(image) \
+            else None
         reasons = []
         if score > self.energy:
             reasons.append(f"energy {score:.1f} > {self.energy:.1f}, which {FALSE_ALARMS:.0%} of test images "

@@ -162,7 +162,7 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     return info.prepare(data, name) if info.prepare else load_digit(data, name)
 
 
-def familiarity(loaded: Loaded) -> Familiarity | None:
+def familiarity_of(loaded: Loaded) -> Familiarity | None:
     """The thresholds that say whether an upload looks like `loaded`'s training images, set on its test images
     the first time one is asked for (under the model's lock); None where there are no test images."""
     if loaded.familiarity is None and loaded.test_split is not None:
@@ -178,7 +178,7 @@ def familiarity(loaded: Loaded) -> Familiarity | None:
 def familiar(loaded: Loaded, digit, logits) -> dict:
     """Does the upload look like the images the model was trained on (under the model's lock): "familiar" (null
     where there are no test images to tell) and, if not, "unlike", the reasons."""
-    judgement = familiarity(loaded).judge(digit, logits) if familiarity(loaded) else None
+    judgement = familiarity_of(loaded).judge(digit, logits) if familiarity_of(loaded) else None
     return {"familiar": judgement.familiar if judgement else None, "unlike": judgement.describe() if judgement else ""}
 
 
@@ -319,7 +319,11 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                 source: Annotated[str, Form()],
                 layers: Annotated[bool, Form(description="also every layer's output, as /api/activations gives "
                                                          "it: a drawing's whole answer in one request")] = False,
-                max_maps: Annotated[int, Form(ge=1, le=256)] = 32) -> dict:
+                max_maps: Annotated[int, Form(ge=1, le=256)] = 32,
+                familiarity: Annotated[bool, Form(description="with layers: also whether the image looks like the "
+                                                              "training images (an upload's question, not a "
+                                                              "drawing's; always answered without layers)")] = False
+                ) -> dict:
         with heavy_work():
             loaded = sources.get(source)
             digit = read_upload(image, loaded)
@@ -327,6 +331,9 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                 answer = inspect.activations(loaded, digit, max_maps)
                 if "probabilities" in answer:
                     answer["prediction"] = answer["classes"][int(np.argmax(answer["probabilities"]))]
+                if "probabilities" in answer and familiarity:
+                    # the thresholds are set on the test images the first time (seconds for a large model): not
+                    # for every stroke of a drawing
                     with loaded.lock, torch.inference_mode():
                         answer.update(familiar(loaded, digit, loaded.model(
                             normalize_input(digit, loaded.info.mean, loaded.info.std))[0]))

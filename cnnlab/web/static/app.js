@@ -162,6 +162,7 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
   form.append("image", blob, name);
   form.append("source", state.source.id);
   form.append("layers", "true");
+  if (name !== "drawing") form.append("familiarity", "true");  // an upload: is it like the training images?
   const source = state.source;
   let failed = null;
   let answer;
