@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import load_mnist
+from cnnlab.tasks.classification import evaluate
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import recipe_config
-from cnnlab.train.evaluation import evaluate
 from cnnlab.train.trainer import Trainer
 
 

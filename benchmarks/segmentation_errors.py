@@ -13,9 +13,10 @@ import json
 
 import torch
 
+from cnnlab.tasks.classification import confusion_matrix
+from cnnlab.tasks.segmentation import iou_per_class
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.runs import Run
-from cnnlab.train.evaluation import confusion_matrix, iou_per_class
 from cnnlab.train.weighting import class_weights
 
 

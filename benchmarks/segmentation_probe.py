@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from cnnlab.data.scenes import load_scenes
 from cnnlab.models import get_model
+from cnnlab.tasks.classification import confusion_matrix
+from cnnlab.tasks.segmentation import iou_per_class
 from cnnlab.train.torch_engine import logit_shift
-from cnnlab.train.evaluation import confusion_matrix, iou_per_class
 from cnnlab.train.weighting import class_weights
 
 EVAL_SCENES = 500

@@ -31,8 +31,9 @@ def main() -> None:
 
     import torch
 
+    from cnnlab.tasks.classification import evaluate
     from cnnlab.train.batches import TensorSplit
-    from cnnlab.train.evaluation import View, averaged, evaluate, transformed, tta_views
+    from cnnlab.train.evaluation import View, averaged, transformed, tta_views
     from cnnlab.train.runs import Run
 
     torch.set_num_threads(args.threads)

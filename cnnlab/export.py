@@ -25,15 +25,29 @@ OPSET = 18
 
 def onnx_metadata(run: Run, input_shape, checkpoint: str) -> dict[str, str]:
     info = run.info
-    return {"cnnlab": __version__, "model": run.config.model, "dataset": run.config.dataset, "task": info.task,
+    return {"cnnlab": __version__, "model": run.config.model, "dataset": run.config.dataset, "task": run.task.name,
             "class_names": json.dumps(list(info.classes)), "input_shape": json.dumps(list(input_shape)),
             "normalization": json.dumps({"scale": 1 / 255, "mean": info.mean, "std": info.std,
                                          "formula": "(pixels / 255 - mean) / std"}),
             "run": run.name, "checkpoint": checkpoint}
 
 
-def export_model(model: torch.nn.Module, input_shape, out: Path, metadata: dict[str, str] | None = None) -> Path:
-    """`model` (eval mode) as an ONNX file whose input "image" is (batch, *input_shape) and output "logits"."""
+class NamedOutputs(torch.nn.Module):
+    """A model whose output is split as its task names the parts (a localizer's class scores and box), so that
+    the ONNX file has one named output per part."""
+
+    def __init__(self, model: torch.nn.Module, task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, x):
+        return self.task.split_outputs(self.model(x))
+
+
+def export_model(model: torch.nn.Module, input_shape, out: Path, metadata: dict[str, str] | None = None,
+                 output_names: tuple[str, ...] = ("logits",)) -> Path:
+    """`model` (eval mode) as an ONNX file whose input "image" is (batch, *input_shape) and whose outputs are
+    `output_names` ("logits" for a model with one output)."""
     onnx = import_optional("onnx", "ONNX export")
     import_optional("onnxscript", "ONNX export")  # torch's exporter writes the graph with it
     example = torch.zeros(2, *input_shape)  # two images: a batch of one would let the exporter fix the size at 1
@@ -46,7 +60,7 @@ def export_model(model: torch.nn.Module, input_shape, out: Path, metadata: dict[
         exporter_log.setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=["image"],
-                                        output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=OPSET,
+                                        output_names=list(output_names), dynamic_shapes=({0: batch},), opset_version=OPSET,
                                         verbose=False)
         finally:
             exporter_log.setLevel(level)
@@ -70,8 +84,11 @@ def export_run(run: Run, out: str | Path | None = None, checkpoint: str = "last"
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
     model, input_shape = run.load_model(checkpoint)
-    input_shape = input_shape or (1, 28, 28)
-    return export_model(model, input_shape, out, onnx_metadata(run, input_shape, checkpoint))
+    input_shape = input_shape or run.input_shape
+    task = run.task
+    if len(task.output_names) > 1:  # one output split into named parts
+        model = NamedOutputs(model, task).eval()
+    return export_model(model, input_shape, out, onnx_metadata(run, input_shape, checkpoint), task.output_names)
 
 
 callable_module(__name__, export_run)

@@ -1,4 +1,6 @@
-"""The one way in for files a user names: datasets, images, configs, weights, checkpoints, run folders.
+"""The one way in for files a user names: datasets, images, configs, weights, checkpoints, run folders; and the
+one way out, `atomic_write`, with which every file cnnlab writes (run folders, caches, downloads) appears whole
+or not at all.
 
 Every reader refuses what is not a regular file (a FIFO would hang the read, `/dev/zero` would fill memory, a
 folder would raise IsADirectoryError), refuses a file larger than the cap of its kind before reading it, reads no
@@ -11,6 +13,8 @@ The caps (DEVELOPERS.md and README.md state them): each is far above what a real
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import stat
 import zlib
 from pathlib import Path
@@ -89,3 +93,78 @@ def gunzip(data: bytes, limit: int, source: str | Path, error: type[CnnlabError]
     except zlib.error as err:
         raise error(f"{source}: corrupt gzip data ({err})") from None
     return out
+
+
+# `.NAME.PID.RANDOM.part`: a file on its way to NAME, written by process PID (decoded folders: `.NAME.PID.part`)
+_PART = re.compile(r"\..+\.(?P<pid>[0-9]+)(?:\.[0-9a-f]{8})?\.part")
+
+
+def part_path(path: Path) -> Path:
+    """A new name beside `path` for the file that becomes it: hidden, with this process's id, so that a later
+    process can tell a leftover of a killed writer (`remove_stale_parts`) from a write in progress."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+
+
+def create_part(path: Path) -> tuple[int, Path]:
+    """(open descriptor, name) of a new partial file for `path`, made with the permissions the umask gives any
+    new file (mkstemp's would be 0600: a run folder's files would then not be readable by the group)."""
+    while True:
+        tmp = part_path(path)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Delete the partial files in `folder` whose writing process is gone (killed mid-write); those of running
+    processes stay. Returns what was removed."""
+    removed = []
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".part")]
+    except OSError:
+        return removed
+    for name in names:
+        match = _PART.fullmatch(name)
+        if match and not _alive(int(match["pid"])):
+            try:
+                (folder / name).unlink()
+                removed.append(folder / name)
+            except OSError:
+                pass  # not ours to remove (a read-only folder): it is only ever skipped
+    return removed
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename it into place (atomic on POSIX). A failure (a
+    full disk) raises an OSError that names `path`; the file that was there is unchanged."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(path.parent)
+        fd, tmp = create_part(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not err.filename:  # write and fsync say what failed, not where
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+        raise

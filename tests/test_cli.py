@@ -209,7 +209,7 @@ def test_checkpoint_best_and_split_train(trained, tmp_path):
     on_train = json.loads(cnnlab("evaluate", run_dir, "--split", "train", "--json").stdout)
     assert on_train["split"] == "train" and on_train["images"] == 60000 and on_train["accuracy"] > 0.85
     table = " ".join(cnnlab("evaluate", run_dir).stdout.split())  # the title wraps to the table's width
-    assert f"cli (last) on mnist test: {last['accuracy']:.2%} of 10,000, loss {last['loss']:.4f}" in table
+    assert f"cli (last) on mnist test, 10,000 images: accuracy {last['accuracy']:.2%}, loss {last['loss']:.4f}" in table
 
 
 def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
@@ -224,7 +224,7 @@ def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     ranked = sorted(answer.items(), key=lambda item: -item[1])[:2]
     expected = "  ".join(f"{c} {p:.1%}" for c, p in ranked)
-    assert result.stdout == f"{tmp_path / 'one.jpg'}: 1   ({expected})\n"
+    assert result.stdout == f"{tmp_path / 'one.jpg'}: 1   ({expected})  -> {tmp_path / 'seen' / 'one_28x28.png'}\n"
     saved = np.asarray(Image.open(tmp_path / "seen" / "one_28x28.png"))
     assert np.array_equal(saved, load_digit(tmp_path / "one.jpg"))  # what the model saw
 

@@ -15,7 +15,7 @@ import pytest
 
 from cnnlab.data import load_dataset
 from cnnlab.data import folders
-from cnnlab.data.download import atomic_write
+from cnnlab.files import atomic_write
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.runs import MAX_NAME_BYTES, check_destination, new_run_dir
 

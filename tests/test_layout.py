@@ -18,6 +18,7 @@ FLOORS = [
     ("foundation", ["cnnlab", "cnnlab.errors", "cnnlab.schedules", "cnnlab.hardware", "cnnlab.text",
                     "cnnlab.scratch", "cnnlab.data", "cnnlab.models"]),
     ("inspection", ["cnnlab.viz"]),
+    ("tasks", ["cnnlab.tasks"]),
     ("training", ["cnnlab.train"]),
     ("workflows", ["cnnlab.transfer", "cnnlab.report", "cnnlab.export", "cnnlab.experiments"]),
     ("web", ["cnnlab.web"]),
@@ -135,5 +136,5 @@ def test_the_cycle_finder_finds_cycles(edges, expected):
 
 
 def test_the_floor_check_sees_an_upward_import():
-    assert upward({"cnnlab.train.tasks": {"cnnlab.commands.train"}, "cnnlab.commands.train": set()}) == [
-        "cnnlab.train.tasks -> cnnlab.commands.train"]
+    assert upward({"cnnlab.tasks.task": {"cnnlab.commands.train"}, "cnnlab.commands.train": set()}) == [
+        "cnnlab.tasks.task -> cnnlab.commands.train"]

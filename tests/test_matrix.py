@@ -27,6 +27,8 @@ from conftest import run_in_process
 SMALL = dict(epochs=1, train_limit=384, test_limit=100, batch_size=32, threads=1, device="cpu")
 SEGMENTATION = dict(model="unet", model_options={"widths": [4, 8]}, dataset_options={"train_scenes": 64},
                     epochs=1, test_limit=12, batch_size=16, threads=1, device="cpu")
+LOCALIZATION = dict(model_options={"backbone_options": {"channels": [4, 8]}, "grid": 2, "hidden": 16}, epochs=1,
+                    train_limit=128, test_limit=12, batch_size=32, threads=1, device="cpu")
 
 
 def build(kind: str, shared) -> Path:
@@ -40,8 +42,8 @@ def train(kind: str, root: Path, shared) -> Path:
                    "384", "--test-limit", "100", "--threads", "1", "--runs-dir", str(root), "--name", kind, "--quiet"]
         subprocess.run(command, check=True, capture_output=True, timeout=300)
         return root / kind
-    if kind == "segmentation":
-        config = recipe_config("segmentation", **SEGMENTATION)
+    if kind in ("segmentation", "localization"):
+        config = recipe_config(kind, **{"segmentation": SEGMENTATION, "localization": LOCALIZATION}[kind])
         return Trainer(config, name=kind, runs_dir=root, progress=False).fit().run_dir
     if kind in ("streamed-folder", "shards"):  # MNIST digits as files, read a batch at a time from disk
         dataset = digits_folder(root / "digits")
@@ -73,10 +75,13 @@ def digits_folder(root: Path, count: int = 500) -> str:
     return f"folder:{root}"
 
 
-def input_image(tmp_path: Path, segmentation: bool) -> Path:
-    """A test digit for a classifier, a test scene (black on white: predict inverts it) for a segmentation."""
-    split = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1)
-    path = tmp_path / ("scene.png" if segmentation else "digit.png")
+DATASETS = {"segmentation": "mnist-scenes", "localization": "mnist-boxes"}  # the others' is mnist
+
+
+def input_image(tmp_path: Path, kind: str) -> Path:
+    """A test digit for a classifier, a test scene or canvas (black on white: predict inverts it) for the others."""
+    split = load_dataset(DATASETS.get(kind, "mnist"), "test", limit=1)
+    path = tmp_path / ("scene.png" if kind in DATASETS else "digit.png")
     Image.fromarray(255 - split.images[0]).save(path)
     return path
 
@@ -87,16 +92,16 @@ def is_png(path: Path) -> bool:
 
 KINDS = ["torch", "scratch", "keras",
          pytest.param("pytensor", marks=pytest.mark.xdist_group("pytensor-c")),  # tests/test_engines.py: COMPILED_C
-         "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "ddp", "streamed-folder",
-         "shards"]
+         "batch-norm-dropout", "transfer-frozen", "transfer-fine-tuned", "segmentation", "localization", "ddp",
+         "streamed-folder", "shards"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
     run = build(kind, shared)
-    segmentation = kind == "segmentation"
-    image = input_image(tmp_path, segmentation)
+    segmentation, localization = kind == "segmentation", kind == "localization"
+    image = input_image(tmp_path, kind)
     problems = []
 
     def cell(name, args, check):
@@ -115,32 +120,44 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
         if ok is not True:
             problems.append(f"{name}: {ok or 'wrong output'}: {out[:300]}")
 
-    # evaluate: a classifier's accuracy, a segmentation's IoU
+    # evaluate: a classifier's accuracy, a segmentation's IoU, a localization's accuracy and box IoU
     def evaluated(out):
         numbers = json.loads(out)
         if segmentation:
             return 0 <= numbers["mean_iou"] <= 1 and len(numbers["iou"]) == 11 and numbers["scenes"] == 10
+        if localization:
+            return (0 <= numbers["localization_accuracy"] <= numbers["accuracy"] <= 1 and numbers["images"] == 10
+                    and 0 <= numbers["mean_iou"] <= 1 and len(numbers["per_class"]) == 10)
         return 0 <= numbers["accuracy"] <= 1 and len(numbers["per_class_accuracy"]) == 10 and numbers["images"] == 10
 
     cell("evaluate", ["evaluate", run, "--json", "--limit", 10], evaluated)
 
-    # predict: class probabilities, or the pixels of each class, and a picture per image with --out-dir
+    # predict: class probabilities, or the pixels of each class, or a class and its box, and a picture per image
+    # with --out-dir
     def predicted(out):
         row = json.loads(out)[0]
         if segmentation:
             return (all(name in [str(d) for d in range(10)] for name in row["pixels_per_class"])
                     and is_png(tmp_path / "out" / "scene_segmented.png"))
+        if localization:
+            left, top, right, bottom = row["box"]
+            return (0 <= left <= right <= 64 and 0 <= top <= bottom <= 64 and row["class"] in row["probabilities"]
+                    and abs(sum(row["probabilities"].values()) - 1) < 1e-4
+                    and is_png(tmp_path / "out" / "scene_box.png"))
         return (abs(sum(row["probabilities"].values()) - 1) < 1e-4 and row["class"] in row["probabilities"]
                 and is_png(tmp_path / "out" / "digit_28x28.png"))
 
     cell("predict", ["predict", run, image, "--json", "--out-dir", tmp_path / "out"], predicted)
 
-    # the pictures
-    for what, extra in [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0]),
-                        ("dream", ["--features", 2, "--steps", 4, "--quiet"])]:
-        out = tmp_path / f"{what}.png"
-        cell(f"show {what}", ["show", what, run, *extra, "--out", out], lambda _, out=out: is_png(out))
-    # occlusion and deconv pictures are of classifiers; a segmentation is refused in one line, saying why
+    # the pictures (a localization's saliency also of a box coordinate: --target 12 is the box's width)
+    pictures = [("filters", []), ("features", ["--index", 0]), ("saliency", ["--index", 0]),
+                ("dream", ["--features", 2, "--steps", 4, "--quiet"])]
+    for what, extra in pictures + [("saliency", ["--index", 0, "--target", 12])] * localization:
+        out = tmp_path / f"{what}{len(extra)}.png"
+        cell(f"show {what} {' '.join(map(str, extra))}", ["show", what, run, *extra, "--out", out],
+             lambda _, out=out: is_png(out))
+    # occlusion and deconv pictures are of classifiers (a localizer's class too); a segmentation is refused in one
+    # line, saying why
     for what, extra, why in [("occlusion", ["--index", 0, "--stride", 4], "labels every pixel"),
                              ("deconv", ["--limit", 40, "--features", 1], "segments")]:
         out = tmp_path / f"{what}.png"
@@ -154,7 +171,7 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
 
     def reported(_):
         page = (tmp_path / "report.html").read_text()
-        headline = "mean IoU" if segmentation else "accuracy"
+        headline = "mean IoU" if segmentation else "localization accuracy" if localization else "accuracy"
         return headline in page and "<img" in page and "Traceback" not in page
 
     cell("report", ["report", run, "--samples", 1, "--out", tmp_path / "report.html"], reported)
@@ -167,27 +184,28 @@ def test_every_command_on_a_run_of_kind(kind, tmp_path, capsys, shared):
     # train --resume of a finished run: nothing left to train, the same folder
     cell("train --resume", ["train", "--resume", run, "--quiet"], lambda out: out.strip() == str(run))
 
-    # transfer --from: a classifier is a source; a segmentation is refused in one line, saying why
+    # transfer --from: a classifier is a source; a segmentation or a localization is refused in one line, saying why
     transfer = ["transfer", "--from", run, "--dataset", "mnist", "--mode", "feature-extract", "--epochs", 1,
                 "--train-limit", 64, "--test-limit", 32, "--threads", 1, "--runs-dir", tmp_path / "transferred",
                 "--quiet"]
-    if segmentation:
+    if segmentation or localization:
         code, _, err = run_in_process(capsys, *transfer)
-        if not (code == 2 and err.count("\n") == 1 and "segmentation" in err):
+        if not (code == 2 and err.count("\n") == 1 and kind in err):
             problems.append(f"transfer --from: expected a one-line refusal, got exit {code}: {err.strip()[:300]}")
     else:
         cell("transfer --from", transfer, lambda out: (Path(out.strip()) / "model.safetensors").is_file())
 
-    # the explorer: a classifier's every layer and probabilities; a segmentation's every layer and class map
+    # the explorer: a classifier's every layer and probabilities; a segmentation's every layer and class map; a
+    # localization's probabilities and box
     from cnnlab.web import create_app
 
     client = TestClient(create_app(runs=[run]), base_url="http://localhost")
     listed = [s["id"] for s in client.get("/api/sources").json()]
-    digit = load_dataset("mnist-scenes" if segmentation else "mnist", "test", limit=1).images[0].tolist()
+    digit = load_dataset(DATASETS.get(kind, "mnist"), "test", limit=1).images[0].tolist()
     answer = client.post("/api/activations", json={"source": f"run:{run.name}", "digit": digit})
     shown = answer.json() if answer.status_code == 200 else {}
     works = (len(shown.get("class_map", [])) == 64 and len(shown["pixels"]) == 11 if segmentation
-             else len(shown.get("probabilities", [])) == 10)
+             else len(shown.get("probabilities", [])) == 10 and (not localization or len(shown.get("box", [])) == 4))
     if f"run:{run.name}" not in listed or not works or not shown["layers"]:
         problems.append(f"explorer: {answer.status_code} {answer.text[:300]}")
 
@@ -202,7 +220,7 @@ def test_the_matrix_sees_a_broken_cell(tmp_path, capsys, monkeypatch, shared):
         raise RuntimeError("broken on purpose")
 
     monkeypatch.setattr(cnnlab.viz.features, "plot_feature_maps", broken)
-    with pytest.raises(AssertionError, match="show features: traceback: RuntimeError: broken on purpose"):
+    with pytest.raises(AssertionError, match="show features --index 0: traceback: RuntimeError: broken on purpose"):
         test_every_command_on_a_run_of_kind("torch", tmp_path, capsys, shared)
 
 

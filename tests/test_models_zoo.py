@@ -5,14 +5,15 @@ import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.models import get_model, list_models, model_info
+from cnnlab.tasks import TASKS
 
 ALL_MODELS = list_models()
 
 
 def output_shape(name: str, n: int, classes: int, side_h: int, side_w: int) -> tuple:
-    """A classifier gives a score per class; a segmentation model a score per class at every pixel."""
-    segments = model_info(name).task == "segmentation"
-    return (n, classes, side_h, side_w) if segments else (n, classes)
+    """What the model's task says its output is: a classifier's score per class, a segmentation model's at every
+    pixel, ..."""
+    return TASKS[model_info(name).task].output_shape(n, classes, side_h, side_w)
 
 
 def test_the_zoo_is_complete():

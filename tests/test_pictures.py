@@ -15,7 +15,7 @@ from cnnlab.cli import main
 from cnnlab.experiments.hand_vs_learned import plot as plot_hand_vs_learned
 from cnnlab.models import get_model
 from cnnlab.train.config import recipe_config
-from cnnlab.train.evaluation import SegmentationEvaluation
+from cnnlab.tasks.segmentation import SegmentationEvaluation
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz import handcrafted
 from cnnlab.viz.features import SIGNED, plot_feature_maps

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from cnnlab.errors import ConfigError
 from cnnlab.models import get_model, list_models
 from cnnlab.models.segmentation import FCN, LearnedUpsample, bilinear_kernel
-from cnnlab.train.evaluation import confusion_matrix, iou_per_class
+from cnnlab.tasks.classification import confusion_matrix
+from cnnlab.tasks.segmentation import iou_per_class
 
 SEGMENTATION_MODELS = list_models(task="segmentation")
 

@@ -17,7 +17,8 @@ from cnnlab.models.segmentation import bilinear_kernel
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
-from cnnlab.train.evaluation import confusion_matrix, evaluate_segmentation, iou_per_class
+from cnnlab.tasks.classification import confusion_matrix
+from cnnlab.tasks.segmentation import evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
 from conftest import killed_run, metrics_without_timings, run_script
@@ -173,7 +174,7 @@ def test_segment_train_prints_the_iou_table_and_resumes_a_killed_run(tmp_path, c
     out = capsys.readouterr().out
     assert TrainConfig.load(tmp_path / "whole" / "config.json") == config  # the command line says what SMALL says
     final = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert f"whole: 2 epochs in" in out and f"mean IoU {final['test_miou']:.4f} (background included)" in out
+    assert f"final test mean IoU {final['test_miou']:.4f} (best " in out
     assert re.search(r"│ background\s+│\s+[\d,]+ │ [01]\.\d{4} │", out)
 
     killed_run(config, "killed", tmp_path)

@@ -10,7 +10,7 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.train.batches import Augment, TensorSplit
 from cnnlab.train.config import AUGMENT_OPTIONS, TrainConfig, recipe_config
 from cnnlab.train.engine import Engine
-from cnnlab.train.evaluation import evaluate
+from cnnlab.tasks.classification import evaluate
 from cnnlab.train.runs import Run, read_weights
 from cnnlab.train.trainer import Trainer, train
 from cnnlab.models import get_model

@@ -16,7 +16,8 @@ from cnnlab.experiments.invariance import SumPool2d
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.viz.activations import normalize_input
-from cnnlab.web.formulas import explain, layer_kind, residual_blocks
+from cnnlab.models.layer_kinds import layer_kind
+from cnnlab.web.formulas import explain, residual_blocks
 from cnnlab.web.playground import arithmetic
 from cnnlab.web.sources import Loaded
 from test_web_api import client, mnist_test, trained_run  # noqa: F401  (the test client of the session's small run)

@@ -76,7 +76,7 @@ def test_a_segmentation_run_is_listed_with_its_scenes(client, run):
     assert listed[source(run)]["task"] == "segmentation" and listed[source(run)]["dataset"] == "mnist-scenes"
     # listed with its task's measure: mean IoU (its pixel accuracy is high even for a model that finds no digit)
     miou = run.metrics()[-1]["test_miou"]
-    assert listed[source(run)]["measure"] == {"name": "mean IoU", "value": miou, "text": f"{miou:.3f} mIoU"}
+    assert listed[source(run)]["measure"] == {"name": "test mean IoU", "value": miou, "text": f"{miou:.4f} mIoU"}
     answer = client.get("/api/examples/mnist-scenes?start=1&count=3").json()
     split = load_dataset("mnist-scenes", "test", limit=4, quiet=True)
     assert answer["task"] == "segmentation" and [e["index"] for e in answer["examples"]] == [1, 2, 3]

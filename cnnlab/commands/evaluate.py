@@ -38,7 +38,10 @@ def add_evaluate_options(p) -> None:
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
-def run(args, segmentation_only: bool = False) -> int:
+def run(args, only: str | None = None) -> int:
+    """`cnnlab evaluate`; `only`: the task a task's own command (`segment evaluate`) takes."""
+    import textwrap
+
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
 
@@ -47,50 +50,24 @@ def run(args, segmentation_only: bool = False) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     runs = [Run.open(path) for path in args.run]  # before torch loads: a mistyped name is refused at once
 
+    from cnnlab.commands.tables import print_table
+    from cnnlab.tasks.parts import plain
     from cnnlab.train.inference import evaluate
-    from cnnlab.train.tasks import task_for
 
-    if segmentation_only and task_for(runs[0].config).name != "segmentation":
-        raise ConfigError(f"{runs[0].path}: {runs[0].config.model} is not a segmentation model "
+    task = runs[0].task
+    if only and task.name != only:
+        raise ConfigError(f"{runs[0].path}: {runs[0].config.model} is not a {only} model "
                           "(use `cnnlab evaluate` / `cnnlab predict`)")
     scores = evaluate(runs, args.checkpoint, args.split, args.limit, args.batch_size, args.tta, args.data_dir,
                       quiet=args.json)
-    if scores.task == "segmentation":
-        return _segmentation(args, scores)
     if args.figure:
-        from cnnlab.viz.training import plot_confusion
-
-        plot_confusion(scores.confusion, scores.classes, args.figure)
+        task.evaluation_figure(scores.data, scores.evaluation, args.figure)
     if args.json:
         print(to_json(scores.as_dict(), indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("accuracy", justify="right")
-    confusion = scores.confusion
-    for i, (name, accuracy) in enumerate(scores.per_class.items()):
-        table.add_row(name, f"{int(confusion[i].sum()):,}", f"{accuracy:.2%}")
-    console = Console()
-    console.print(f"{scores.title}: [bold]{scores.accuracy:.2%}[/] of {len(scores.data):,}, loss {scores.loss:.4f}")
-    console.print(table)
-    return 0
-
-
-def _segmentation(args, scores) -> int:
-    from cnnlab.commands.tables import print_iou
-
-    data, result = scores.data, scores.evaluation
-    if args.figure:
-        from cnnlab.viz.segmentation_figures import plot_scenes
-
-        plot_scenes(data.images[:, 0].numpy(), data.labels.numpy(), result.predictions.numpy(), scores.classes,
-                    args.figure)
-    if args.json:
-        print(to_json(scores.as_dict(), indent=2))
-        return 0
-    print_iou(result, scores.classes, f"{scores.title}, {len(data):,} scenes")
+    for table in task.tables(scores.evaluation, scores.classes):
+        print_table(table)
+    # in 80 columns, wrapped between words: a run's name stays whole
+    said = f"{scores.title}, {len(scores.data):,} {task.example}s: {plain(task.summary(scores.evaluation))}"
+    print(textwrap.fill(said, 80, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
     return 0

@@ -30,19 +30,24 @@ def config_fields(names: list[str] | None = None, task: str | None = None) -> li
     """The TrainConfig fields that have a flag: all of them, or those in `names` (in the dataclass's order), or
     those that apply to `task`."""
     return [f for f in dataclasses.fields(TrainConfig)
-            if f.metadata["flag"] and (names is None or f.name in names) and (task is None or task in f.metadata["tasks"])]
+            if f.metadata["flag"] and (names is None or f.name in names)
+            and (task is None or f.metadata["tasks"] is None or task in f.metadata["tasks"])]
 
 
 def add_config_options(parser: argparse.ArgumentParser, names: list[str] | None = None,
                        recipe: str = "default") -> None:
     """A flag per TrainConfig field (`--batch-size` for batch_size) that applies to `recipe`'s task, defaulting to
     None: "not given", so that the recipe or config file underneath keeps its value. The help shows the recipe's
-    values as the defaults, and the datasets and recipes of its task."""
+    values as the defaults. `cnnlab train` (the default recipe) takes every recipe and dataset; a task's own
+    command (`segment train`) offers the recipes and datasets of its task."""
     task = recipe_task(recipe)
     starting = {**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                    for f in dataclasses.fields(TrainConfig)}, **RECIPES[recipe], "recipe": recipe}
-    choices = {"recipe": tuple(r for r in RECIPES if recipe_task(r) == task)}
-    helps = {"dataset": f"registered dataset: {', '.join(d for d, info in {**DATASETS, **GENERATED}.items() if info.task == task)}"}
+    choices, helps = {}, {}
+    if recipe != "default":
+        choices["recipe"] = tuple(r for r in RECIPES if recipe_task(r) == task)
+        helps["dataset"] = "registered dataset: " + ", ".join(d for d, info in {**DATASETS, **GENERATED}.items()
+                                                                if info.task == task)
     for f in config_fields(names, task if names is None else None):
         kind = f.type.split("|")[0].strip()
         meta = {**f.metadata, "help": helps.get(f.name, f.metadata["help"]),

@@ -20,21 +20,23 @@ def add_parser(subparsers):
     return p
 
 
-def add_predict_options(p, classification: bool = True) -> None:
-    """The options of `predict` (and of `segment predict`, the same command for segmentation runs)."""
+def add_predict_options(p, ranks_classes: bool = True) -> None:
+    """The options of `predict` (and of `segment predict`, the same command for segmentation runs, which ranks no
+    classes of an image: `ranks_classes` False)."""
     p.add_argument("run", metavar="RUN", help="run folder (or its name under runs/)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
-    if classification:
+    if ranks_classes:
         p.add_argument("--top", type=int, metavar="N", help="the N likeliest classes per image (default: 3 in "
                        "the text, every class in the JSON)")
     p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
-                   + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if classification else
-                      "IMAGE_segmented.png, the class of every pixel"))
+                   + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if ranks_classes
+                      else "IMAGE_segmented.png, the class of every pixel"))
     p.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else)")
 
 
-def run(args, segmentation_only: bool = False) -> int:
+def run(args, only: str | None = None) -> int:
+    """`cnnlab predict`; `only`: the task a task's own command (`segment predict`) takes."""
     import textwrap
     from pathlib import Path
 
@@ -43,11 +45,10 @@ def run(args, segmentation_only: bool = False) -> int:
 
     trained = Run.open(args.run)  # before torch loads: a mistyped name is refused at once
     from cnnlab.train.inference import predict
-    from cnnlab.train.tasks import task_for
 
-    segments = task_for(trained.config).name == "segmentation"
-    if segmentation_only and not segments:
-        raise ConfigError(f"{trained.path}: {trained.config.model} is not a segmentation model (use `cnnlab predict`)")
+    task = trained.task
+    if only and task.name != only:
+        raise ConfigError(f"{trained.path}: {trained.config.model} is not a {only} model (use `cnnlab predict`)")
     out = Path(args.out_dir) if args.out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -63,13 +64,9 @@ def run(args, segmentation_only: bool = False) -> int:
         print(to_json(results, indent=2))
         return 0
     for row in results:
-        if segments:
-            found = ", ".join(f"{name} ({pixels} px)" for name, pixels in row["pixels_per_class"].items())
-            print(f"{row['image']}: {found or 'no digits'}" + (f"  -> {row['figure']}" if out else ""))
-            continue
-        ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top or 3]
-        print(f"{row['image']}: {row['class']}   ({'  '.join(f'{c} {p:.1%}' for c, p in ranked)})")
-        if not row["familiar"]:  # wrapped between words: a path stays whole
+        picture = f"  -> {row['figure']}" if "figure" in row else ""
+        print(f"{row['image']}: {task.prediction_line(row, top or 3)}{picture}")
+        if row.get("familiar") is False:  # wrapped between words: a path stays whole
             print(textwrap.fill(f"note: {row['unlike']}", 80, initial_indent="  ", subsequent_indent="    ",
                                 break_long_words=False, break_on_hyphens=False))
     return 0

@@ -20,14 +20,12 @@ def add_parser(subparsers):
 
 def run(args) -> int:
 
-    from cnnlab.data import dataset_info
     from cnnlab.errors import CheckpointError
     from cnnlab.train.runs import RUNS_DIR, list_runs
-    from cnnlab.train.tasks import TASKS
 
     rows, shown = [], []
     for r in list_runs(args.runs_dir):
-        task = TASKS[dataset_info(r.config.dataset).task]
+        task = r.task
         try:
             metrics = r.metrics()
         except CheckpointError as err:  # listed, with the reason, rather than breaking the listing
@@ -36,15 +34,16 @@ def run(args) -> int:
             shown.append(["damaged", "-"])
             continue
         # each task's own measure: accuracy of a classifier, mean IoU of a segmentation (not its pixel accuracy)
-        best = max((m[task.best_metric] for m in metrics), default=None)
-        final = metrics[-1][task.best_metric] if metrics else None
+        key = task.metric.key
+        best = max((m[key] for m in metrics), default=None)
+        final = metrics[-1][key] if metrics else None
         rows.append({"name": r.name, "model": r.config.model, "dataset": r.config.dataset, "engine": r.config.engine,
-                     "task": task.name, "metric": task.best_metric, "epochs": f"{len(metrics)}/{r.config.epochs}",
+                     "task": task.name, "metric": key, "epochs": f"{len(metrics)}/{r.config.epochs}",
                      "best": best, "final": final,
                      "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                      "final_test_acc": metrics[-1]["test_acc"] if metrics else None,
                      "seconds": sum(m["seconds"] for m in metrics)})
-        shown.append(["-" if v is None else task.format_metric(v) for v in (best, final)])
+        shown.append(["-" if v is None else task.metric.format(v) + task.metric.unit for v in (best, final)])
     if args.json:
         print(to_json(rows, indent=2))
         return 0

@@ -35,14 +35,14 @@ def add_parser(subparsers):
                            "(`cnnlab evaluate` for segmentation runs).", [
         "cnnlab segment evaluate runs/NAME --json",
         "cnnlab segment evaluate NAME --checkpoint best --figure scenes.png",
-    ], lambda args: evaluate_command.run(args, segmentation_only=True))
+    ], lambda args: evaluate_command.run(args, only="segmentation"))
     evaluate_command.add_evaluate_options(evaluate)
 
     predict = add_command(actions, "predict", "Label every pixel of your own images of digits (`cnnlab predict` "
                           "for segmentation runs).", [
         "cnnlab segment predict runs/NAME digits.png --out-dir segmented/",
-    ], lambda args: predict_command.run(args, segmentation_only=True))
-    predict_command.add_predict_options(predict, classification=False)
+    ], lambda args: predict_command.run(args, only="segmentation"))
+    predict_command.add_predict_options(predict, ranks_classes=False)
     return p
 
 

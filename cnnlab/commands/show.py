@@ -154,8 +154,8 @@ def show_random_filters(args) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.data.preprocess import open_image, to_gray
     from cnnlab.errors import ConfigError
-    from cnnlab.viz.handcrafted import load_image
     from cnnlab.viz.features import plot_random_filters
+    from cnnlab.viz.handcrafted import load_image
 
     if args.count < 1 or args.size < 1:
         raise ConfigError(f"--count and --size must be at least 1, got {args.count} and {args.size}")

@@ -1,39 +1,60 @@
-"""Every printer of the commands that is more than a line: training results, IoU tables."""
+"""Every printer of the commands that is more than a line: a task's tables (cnnlab.tasks.parts.Table), a
+training run's epochs and its summary path."""
 
 from __future__ import annotations
 
 
-
-def print_training(result) -> None:
-    """What a finished training run prints: its epochs (classification) or its IoU per class (segmentation)."""
-    if result.task == "segmentation":
-        print_iou(result.final, result.classes,
-                  f"{result.run_dir.name}: {len(result.history)} epochs in {result.seconds:.0f} s")
-        print_summary_path(result)
-        return
-    print_epochs(result)
-
-
-def print_epochs(result) -> None:
+def print_table(table, title: str | None = None) -> None:
+    """A task's table in the terminal, numbers right-aligned, then its title line."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table()
-    # Two-line headers keep the eight columns inside an 80-column terminal.
-    for column in ("epoch", "train\nloss", "train\nacc", "test\nloss", "test\nacc", "lr", "time\n(s)", "images\n/s"):
-        table.add_column(column, justify="right")
-    best = max(result.history, key=lambda r: r["test_acc"])
-    for r in result.history:
-        style = "bold green" if r is best else None
-        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_acc']:.2%}", f"{r['test_loss']:.4f}",
-                      f"{r['test_acc']:.2%}", f"{r['lr']:.2e}", f"{r['seconds']:.1f}", f"{r['images_per_s']:,.0f}",
-                      style=style)
+    shown = Table()
+    for index, column in enumerate(table.header):
+        shown.add_column(column, justify="left" if index == 0 else "right")
+    for row in table.rows:
+        shown.add_row(*row)
     console = Console()
+    console.print(shown)
+    if title or table.title:
+        console.print(title or table.title, soft_wrap=True)
+
+
+def print_training(result) -> None:
+    """What a finished training run prints: its epochs, the task's tables where it has them (a segmentation's IoU
+    per class), its final and best measure, and where its summary is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnnlab.tasks.parts import epoch_table
+
+    task, metric = result.task, result.task.metric
+    epochs = epoch_table(task, result.history)
+    console = Console()
+    # A word a line keeps the columns narrow; where a task's numbers still make the table wider than the terminal,
+    # the learning rate's column, then the speed's, give way to them (both are in summary.md).
+    header = [column.replace(" ", "\n") for column in epochs.header]
+    shown = list(range(len(header)))
+    for optional in ("lr", "img/s"):
+        widths = [max(len(line) for text in [header[i], *(row[i] for row in epochs.rows)] for line in text.split("\n"))
+                  for i in shown]
+        if sum(widths) + 3 * len(shown) + 1 <= console.width:
+            break
+        shown.remove(epochs.header.index(optional))
+    table = Table()
+    for i in shown:
+        table.add_column(header[i], justify="right")
+    best = max(result.history, key=lambda r: r[metric.key])
+    for r, row in zip(result.history, epochs.rows):
+        table.add_row(*(row[i] for i in shown), style="bold green" if r is best else None)
     # soft_wrap: a path is never broken across lines (the terminal wraps it, if it must, and copying still works)
     console.print(f"Results — {result.run_dir}", soft_wrap=True)
     console.print(table)
-    console.print(f"final test accuracy [bold]{result.final_test_acc:.2%}[/] (best {result.best_test_acc:.2%}) in "
-                  f"{result.seconds:.1f} s")
+    if task.tables_after_training:
+        for extra in task.tables(result.final, result.classes):
+            print_table(extra)
+    console.print(f"final {metric.name} [bold]{metric.format(result.history[-1][metric.key])}[/] (best "
+                  f"{metric.format(best[metric.key])}) in {result.seconds:.1f} s")
     print_summary_path(result)
 
 
@@ -43,22 +64,6 @@ def print_summary_path(result) -> None:
 
     # soft_wrap: the path is never broken across lines (the terminal wraps it, if it must; copying still works)
     Console().print(f"see {result.run_dir}/summary.md", soft_wrap=True)
-
-
-def print_iou(result, classes, title: str) -> None:
-    """Pixels and IoU per class of a segmentation evaluation, then its mean IoU and pixel accuracy."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("class", "pixels", "IoU"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, pixels, iou in zip(classes, result.confusion.sum(1).tolist(), result.iou.tolist()):
-        table.add_row(name, f"{pixels:,}", f"{iou:.4f}")
-    console = Console()
-    console.print(table)
-    console.print(f"{title}: [bold]mean IoU {result.mean_iou:.4f}[/] (background included), "
-                  f"pixel accuracy {result.accuracy:.2%}")
 
 
 def print_experiment_summary(record: dict) -> None:

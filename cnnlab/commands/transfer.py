@@ -39,9 +39,11 @@ def add_parser(subparsers):
 
 
 def _classification_datasets() -> list[str]:
+    """The registered datasets of the task transfer trains for: the default recipe's (a new classifier head)."""
     from cnnlab.data.registry import DATASETS
+    from cnnlab.train.config import recipe_task
 
-    return [name for name, info in DATASETS.items() if info.task == "classification"]
+    return [name for name, info in DATASETS.items() if info.task == recipe_task("default")]
 
 
 def run(args) -> int:

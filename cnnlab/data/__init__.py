@@ -8,8 +8,8 @@ import dataclasses
 from cnnlab.data.datasets import Split, load_dataset
 from cnnlab.data.idx import read_idx
 from cnnlab.data.registry import DATASETS, DatasetInfo, dataset_info
-# register folder:PATH, shards:PATTERN, hf:PATH and mnist-scenes
-from cnnlab.data import folders, huggingface, scenes, shards  # noqa: E402,F401
+# register folder:PATH, shards:PATTERN, hf:PATH, mnist-boxes and mnist-scenes
+from cnnlab.data import boxes, folders, huggingface, scenes, shards  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DatasetInfo", "Split", "dataset_info", "load", "load_dataset", "load_mnist", "read_idx"]
 

@@ -6,11 +6,10 @@ leaves anything behind that a later run would trust.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
-import re
-import secrets
 import urllib.error
 import urllib.request
 import zlib
@@ -18,87 +17,13 @@ from pathlib import Path
 
 from cnnlab.data.registry import DatasetInfo
 from cnnlab.errors import DatasetError
+from cnnlab.files import atomic_write, create_part, remove_stale_parts
 
 CHUNK = 1 << 16
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# `.NAME.PID.RANDOM.part`: a file on its way to NAME, written by process PID (decoded folders: `.NAME.PID.part`)
-_PART = re.compile(r"\..+\.(?P<pid>[0-9]+)(?:\.[0-9a-f]{8})?\.part")
-
-
-def part_path(path: Path) -> Path:
-    """A new name beside `path` for the file that becomes it: hidden, with this process's id, so that a later
-    process can tell a leftover of a killed writer (`remove_stale_parts`) from a write in progress."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-
-
-def create_part(path: Path) -> tuple[int, Path]:
-    """(open descriptor, name) of a new partial file for `path`, made with the permissions the umask gives any
-    new file (mkstemp's would be 0600: a run folder's files would then not be readable by the group)."""
-    while True:
-        tmp = part_path(path)
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OSError, OverflowError):
-        return False
-    return True
-
-
-def remove_stale_parts(folder: Path) -> list[Path]:
-    """Delete the partial files in `folder` whose writing process is gone (killed mid-write); those of running
-    processes stay. Returns what was removed."""
-    removed = []
-    try:
-        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".part")]
-    except OSError:
-        return removed
-    for name in names:
-        match = _PART.fullmatch(name)
-        if match and not _alive(int(match["pid"])):
-            try:
-                (folder / name).unlink()
-                removed.append(folder / name)
-            except OSError:
-                pass  # not ours to remove (a read-only folder): it is only ever skipped
-    return removed
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename it into place (atomic on POSIX). A failure (a
-    full disk) raises an OSError that names `path`; the file that was there is unchanged."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(path.parent)
-        fd, tmp = create_part(path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and not err.filename:  # write and fsync say what failed, not where
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
-        raise
 
 
 def _stream(url: str, progress, timeout: float):
@@ -115,8 +40,8 @@ def _stream(url: str, progress, timeout: float):
 def _progress(quiet: bool):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    return _NullContext() if quiet else Progress(TextColumn("downloading {task.description}"), BarColumn(),
-                                                 DownloadColumn(), TransferSpeedColumn(), **transient_bar())
+    return contextlib.nullcontext() if quiet else Progress(TextColumn("downloading {task.description}"), BarColumn(),
+                                                           DownloadColumn(), TransferSpeedColumn(), **transient_bar())
 
 
 def transient_bar() -> dict:
@@ -228,11 +153,3 @@ def _write_member(dest_dir: Path, file: str, member: str, data: bytes) -> Path:
     target = dest_dir / (f"{file}.gz" if member.endswith(".gz") and not file.endswith(".gz") else file)
     atomic_write(target, data)
     return target
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

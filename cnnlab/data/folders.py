@@ -23,6 +23,7 @@ load time (a streamed pass over the array, in exact integer sums), so neither ne
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -35,11 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.download import atomic_write, part_path, remove_stale_parts, transient_bar
+from cnnlab.data.download import transient_bar
 from cnnlab.data.places import PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
 from cnnlab.errors import ConfigError, DatasetError, ImageError
+from cnnlab.files import atomic_write, part_path, remove_stale_parts
 
 PREFIX = "folder:"
 CACHE_VERSION = 1  # bump when decoding changes, so that stale caches are never read
@@ -237,7 +239,7 @@ def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
     jobs = ((i, str(p), side, fit) for i, p in enumerate(listing.files))
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
                                            MofNCompleteColumn(), TimeRemainingColumn(), **transient_bar())
-    with progress or _Quiet():
+    with progress or contextlib.nullcontext():
         task = progress.add_task("decode", total=count) if progress else None
         cores = workers()
         if count < POOL_FROM or cores < 2:
@@ -297,14 +299,6 @@ def _scan_all(listing: Listing, side: int, fit: str, quiet: bool) -> tuple[np.nd
         else:
             found[index] = summary
     return found, sorted(bad)
-
-
-class _Quiet:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def cache_folders(root: Path) -> list[Path]:

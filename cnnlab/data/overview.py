@@ -19,8 +19,10 @@ MAX_ROWS = 20  # classes shown on a sheet; CIFAR-100 shows its first 20
 def overview(name: str, options: dict | None = None, data_dir: str | None = None, quiet: bool = False) -> dict:
     """The numbers `cnnlab data` prints, and the splits they came from (under "_splits")."""
     info = dataset_info(name, options)
-    if info.task != "classification":
-        raise ConfigError(f"{name}: `cnnlab data` describes classification datasets; {name} labels every pixel")
+    # its images are counted per class: one label each (a generated set makes just the one image asked for here)
+    if load_dataset(name, "test", data_dir, quiet=True, options=options, limit=1).labels.ndim != 1:
+        raise ConfigError(f"{name}: `cnnlab data` describes classification datasets (a class per image); its labels "
+                          f"are for {info.task}")
     splits = {split: load_dataset(name, split, data_dir, quiet=quiet, options=options) for split in SPLITS}
     train = splits["train"]
     mean, std = channel_stats(train.images if train.images.ndim == 4 else train.images[:, None])

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from cnnlab import files
 from cnnlab.errors import ImageError
@@ -273,8 +273,6 @@ def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str
     """A photo (a file or its bytes) as a colour dataset's image: uint8 [3, H, W] (`side` a number: H = W), resized
     so that it fills H×W and centre-cropped (`fit` "crop"), or fits in it and padded with black ("pad");
     `channels` 1: grey, uint8 [H, W]."""
-    from PIL import ImageOps
-
     height, width = (side, side) if isinstance(side, int) else side
     if channels not in (1, 3):
         raise ImageError(f"{name or 'image'}: an input of {channels} channels is not a photo (1 or 3 channels)")
@@ -294,6 +292,19 @@ def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str
     return pixels if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A scene (uint8 [H, W]) of any size in the height x width canvas a model was trained on: scaled down if
+    larger, then centred on black (digits keep their size and shape)."""
+    if scene.shape == (height, width):
+        return scene
+    picture = Image.fromarray(scene)
+    if picture.width > width or picture.height > height:
+        picture = ImageOps.contain(picture, (width, height), Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (width, height))
+    canvas.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+    return np.asarray(canvas)
+
+
 def normalize(pixels, mean, std):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
@@ -309,36 +320,29 @@ def normalize(pixels, mean, std):
     return (x * (1 / 255) - mean) * (1 / std)
 
 
-def prepare_input(image, info, shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[np.ndarray, str]:
-    """(the uint8 image a model of `info`'s dataset sees, its name) from a file path, an image's bytes, a PIL image,
-    or a NumPy array or torch tensor of pixels (0-255, or floats in [0, 1]). An array already of the model's input
-    shape ([H, W] for one channel, or [C, H, W]) is taken as a dataset image is: as it is. Anything else is
-    prepared as its dataset's images were: a digit MNIST-style, a scene at its own size, a photo resized to the
-    dataset's side (its own preparation), or, for a model whose input is not a 28x28 digit, fitted to `shape`."""
+def input_source(image, shape: tuple[int, int, int], any_size: bool = False) -> tuple[object, str, bool]:
+    """(what to prepare, its name, whether it is the model's input already) from a file path, an image's bytes, a
+    PIL image, or a NumPy array or torch tensor of pixels (0-255, or floats in [0, 1]). An array of the model's
+    input `shape` ([H, W] for one channel, or [C, H, W]), or with `any_size` any [H, W] (a scene, for a model that
+    takes any size), is taken as a dataset image is: as it is. A picture to prepare comes as PNG bytes."""
     name = str(image) if isinstance(image, (str, Path)) else "image"
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        image = buffer.getvalue()
-    elif not isinstance(image, (str, Path, bytes)):
-        pixels = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
-        if pixels.dtype.kind == "f":
-            pixels = np.round(np.clip(np.nan_to_num(pixels), 0, 1) * 255)
-        pixels = pixels.astype(np.uint8)
-        if pixels.shape in (tuple(shape), tuple(shape[1:]) if shape[0] == 1 else None):
-            return pixels, f"a {'x'.join(map(str, pixels.shape))} array"
-        if info.task == "segmentation" and pixels.ndim == 2:
-            return pixels, f"a {'x'.join(map(str, pixels.shape))} scene"
-        if pixels.ndim == 3 and pixels.shape[0] in (1, 3):  # [C, H, W] -> [H, W, C], as PIL takes a picture
-            pixels = pixels.transpose(1, 2, 0).squeeze(-1)
-        if pixels.ndim not in (2, 3):
-            raise ImageError(f"an array of shape {pixels.shape} is not an image ([H, W], [C, H, W] or [H, W, C])")
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        image, name = buffer.getvalue(), f"a {'x'.join(map(str, pixels.shape))} array"
-    if info.task == "segmentation":
-        return load_scene(image, name), name
-    if info.prepare:  # a photo dataset's own preparation (CIFAR, a folder)
-        return info.prepare(image, name), name
-    return (load_digit(image, name) if tuple(shape) == (1, 28, 28) else
-            load_photo(image, shape[1:], channels=shape[0], name=name)), name
+        return buffer.getvalue(), name, False
+    if isinstance(image, (str, Path, bytes)):
+        return image, name, False
+    pixels = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
+    if pixels.dtype.kind == "f":
+        pixels = np.round(np.clip(np.nan_to_num(pixels), 0, 1) * 255)
+    pixels = pixels.astype(np.uint8)
+    name = f"a {'x'.join(map(str, pixels.shape))} array"
+    if pixels.shape in (tuple(shape), tuple(shape[1:]) if shape[0] == 1 else None) or any_size and pixels.ndim == 2:
+        return pixels, name, True
+    if pixels.ndim == 3 and pixels.shape[0] in (1, 3):  # [C, H, W] -> [H, W, C], as PIL takes a picture
+        pixels = pixels.transpose(1, 2, 0).squeeze(-1)
+    if pixels.ndim not in (2, 3):
+        raise ImageError(f"an array of shape {pixels.shape} is not an image ([H, W], [C, H, W] or [H, W, C])")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue(), name, False

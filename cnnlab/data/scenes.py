@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir, load_dataset
-from cnnlab.data.download import atomic_write
 from cnnlab.data.registry import GENERATED, SPLITS, DatasetInfo
 from cnnlab.errors import ConfigError, DatasetError
+from cnnlab.files import atomic_write
 
 HEIGHT, WIDTH = 64, 84
 DIGIT = 28

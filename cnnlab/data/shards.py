@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
-from cnnlab.data.download import atomic_write
+from cnnlab.files import atomic_write
 from cnnlab.data.places import SHARED, PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import as_channels

@@ -18,6 +18,7 @@ from torch import nn
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.experiments.common import mean_std, seed_results
 from cnnlab.experiments.transfer import source_run
+from cnnlab.models.layer_kinds import leaves
 from cnnlab.train.runs import Run
 from cnnlab.viz.activations import normalize_input
 from cnnlab.viz.occlusion import occlusion
@@ -38,8 +39,7 @@ SETTINGS = {
 
 def weighted_layers(model: nn.Module) -> list[str]:
     """Names of the layers with parameters, from the output down: the order of cascading randomization."""
-    return [n for n, m in model.named_modules() if next(m.children(), None) is None
-            and any(True for _ in m.parameters(recurse=False))][::-1]
+    return [n for n, m in leaves(model) if any(True for _ in m.parameters(recurse=False))][::-1]
 
 
 def explain(model: nn.Module, x: torch.Tensor, target: int, settings: dict) -> dict[str, np.ndarray]:

@@ -21,9 +21,9 @@ import numpy as np
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import cache_dir
+from cnnlab.tasks.classification import evaluate
 from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import recipe_config
-from cnnlab.train.evaluation import evaluate
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer import load_source, prepare
 

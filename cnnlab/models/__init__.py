@@ -9,7 +9,7 @@ from cnnlab.models.registry import get_model, list_models, model_info, register_
 from cnnlab.models.weights import load_weights
 
 # Importing a model file registers its models.
-from cnnlab.models import alexnet, googlenet, lenet, resnet, segmentation, simple, vgg  # noqa: F401,E402
+from cnnlab.models import alexnet, googlenet, lenet, localization, resnet, segmentation, simple, vgg  # noqa: F401,E402
 from cnnlab.models.zoo import Summary, summary  # noqa: E402
 
 # The names `import cnnlab` users call: cnnlab.models.list() / get() / summary().

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.models.layer_kinds import is_leaf
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -55,7 +57,7 @@ def layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 def _counted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Leaves, plus containers that own parameters directly (so every parameter lands in exactly one row)."""
     return [(name, m) for name, m in model.named_modules()
-            if not any(True for _ in m.children()) or any(True for _ in m.parameters(recurse=False))]
+            if is_leaf(m) or any(True for _ in m.parameters(recurse=False))]
 
 
 def _example_input(model: nn.Module, input_shape: tuple[int, int, int], requires_grad: bool = False) -> torch.Tensor:

@@ -17,7 +17,7 @@ import textwrap
 
 import torch
 
-from cnnlab.data import dataset_info
+from cnnlab.data.registry import DATASETS, GENERATED
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.registry import get_model, list_models, model_info
 from cnnlab.models.complexity import profile, weight_layers
@@ -40,14 +40,14 @@ FAMILIES = {  # family: title, in the order the lecture walks through them
 
 
 def class_count(name: str, at_input: bool, classes: int | None = None) -> int:
-    """`classes` if given; else the model's native count, or at a given input the count of cnnlab's own dataset for
-    the model's task (10 digits; background and 10 digits for segmentation), which is what a run of it has."""
+    """`classes` if given; else the model's native count, or at a given input the count of cnnlab's first dataset
+    for the model's task (10 digits; background and 10 digits for segmentation), which is what a run of it has."""
     if classes is not None:
         return classes
     entry = model_info(name)
     if not at_input:
         return entry.num_classes
-    return dataset_info("mnist-scenes" if entry.task == "segmentation" else "mnist").num_classes
+    return next(info for info in (*DATASETS.values(), *GENERATED.values()) if info.task == entry.task).num_classes
 
 
 def build(name: str, shape: tuple[int, int, int] | None = None, classes: int | None = None,

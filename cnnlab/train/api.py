@@ -27,7 +27,6 @@ from cnnlab.errors import ConfigError
 from cnnlab.train import inference
 from cnnlab.train import runs as folders
 from cnnlab.train.config import recipe_config
-from cnnlab.train.tasks import task_for
 from cnnlab.train.user_model import UserModel
 from cnnlab.viz.show import Show
 
@@ -111,15 +110,14 @@ class Run(Answers, folders.Run):
         return self.metrics()
 
     def _headline(self) -> str:
-        task = task_for(self.config)
+        metric = self.task.metric
         history = self.history
         if not history:
             return "no finished epoch"
-        best = max(row[task.best_metric] for row in history)
+        best = max(row[metric.key] for row in history)
         seconds = sum(row["seconds"] for row in history)
-        return (f"{len(history)}/{self.config.epochs} epochs, {task.metric_name} "
-                f"{task.format_metric(history[-1][task.best_metric])} (best {task.format_metric(best)}), "
-                f"{seconds:.0f} s")
+        return (f"{len(history)}/{self.config.epochs} epochs, {metric.name} {metric.format(history[-1][metric.key])} "
+                f"(best {metric.format(best)}), {seconds:.0f} s")
 
     def __repr__(self) -> str:
         return f"<Run {self.name}: {self.caption} on {self.config.dataset}; {self._headline()}>"

@@ -18,7 +18,8 @@ from cnnlab.errors import ConfigError
 
 
 class TensorSplit:
-    """A dataset split as tensors on a device: images uint8 [N, C, H, W], labels int64 [N]."""
+    """A dataset split as tensors on a device: images uint8 [N, C, H, W], labels as its task lays them out
+    (cnnlab.tasks): a class [N], a class map [N, H, W], a class and a box [N, 5]."""
 
     def __init__(self, split: Split, device: torch.device | str = "cpu", limit: int | None = None,
                  labels_per_class: int | None = None, seed: int = 0):
@@ -64,7 +65,8 @@ class TensorSplit:
             x = self.normalize(pixels)
             if augment is not None:
                 x = augment(x, generator, self.mean, self.std, rows=(share_start(total, rank, size), total))
-            yield x, labels.long()  # pixel labels are stored as uint8; int64 is a no-op
+            # integer labels (classes, uint8 maps of pixel classes) as int64; others (a box's coordinates) as stored
+            yield x, labels if labels.is_floating_point() else labels.long()
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)

@@ -50,67 +50,52 @@ RANGES = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "eval_batch_size": 
           "labels_per_class": (1, 10 ** 9), "seed": (0, 2 ** 63 - 1), "workers": (0, 256),
           "checkpoint_every": (1, 10 ** 9)}
 
-# Named starting points; command-line flags override any field.
+# Named starting points; command-line flags override any field. docs/records.md has how each was found, what
+# each of its choices bought, and what did not help.
 RECIPES: dict[str, dict] = {
-    # Fast: 99.2% on MNIST in about 20 s on 2 CPU cores (see README).
+    # Fast: 99.2% on MNIST in about 20 s on 2 CPU cores.
     "default": {},
-    # Fastest to 99.0% MNIST test accuracy: one epoch. Batch norm lets Adam's one-cycle peak at 5e-3 without
-    # diverging, label smoothing 0.1 keeps the logits small while the rate is high, a 256-unit hidden layer learns
-    # more per step at little cost, batch 192 cuts the per-step overhead of 64, and the first convolution strides 2
-    # instead of being pooled, the second is pooled before batch norm and ReLU: on a CPU the element-wise layers on
-    # the large first maps cost more than the convolutions. docs/records.md has what each of these bought.
+    # Fastest to 99.0% MNIST test accuracy: one epoch.
     "fast": {"model_options": {"channels": [16, 32], "hidden": 256, "batch_norm": True, "pool_first": True,
                                "strided_first": True},
              "epochs": 1, "batch_size": 192, "lr": 5e-3, "label_smoothing": 0.1},
-    # Fastest to 99.5%: the fast recipe's batch norm and label smoothing on a wider net (32/64 maps), with small
-    # shifts and rotations so that five epochs do not overfit, and AdamW's weight decay.
+    # Fastest to 99.5%: the fast recipe's batch norm and label smoothing on a wider net, with small shifts and turns.
     "fast-99.5": {"model_options": {"channels": [32, 64], "hidden": 256, "batch_norm": True}, "epochs": 5,
                   "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "label_smoothing": 0.1,
                   "augment": {"max_shift": 2.0, "max_rotate_deg": 10.0}},
-    # The most accurate: the deeper CNN (seven conv/BN/ReLU layers, strided convolutions, dropout 0.25), the affine
-    # jitter of digits (shifts, rotations, scale), AdamW and label smoothing over a 12-epoch one-cycle: 99.66% on
-    # MNIST (mean of 5 seeds; the goal was 99.70%), about 19 minutes a seed in fp32 on the 2-core Zen 3 reference
-    # machine (the goal was 20), about 8.5 on 2 Zen 5 cores. 22 epochs with dropout 0.4 reach the same 99.66% in 35.
-    # docs/records.md: the search, and what did not help.
+    # The most accurate: 99.66% on MNIST (mean of 5 seeds) in 12 epochs of the deeper CNN with the digits' jitter.
     "best": {
         "model": "deep-cnn", "model_options": {"widths": [24, 48, 96], "dropout": 0.25},
         "epochs": 12, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
         "label_smoothing": 0.1, "augment": {"max_shift": 2.5, "max_rotate_deg": 12.0, "max_scale": 0.1},
     },
-    # Fashion-MNIST: the best recipe's deeper CNN at 32/64/128 maps, with the crop and flip of photos instead of
-    # the jitter of digits (a shirt is a shirt mirrored; a 6 is not a 6 mirrored), and no dropout: the 6 epochs
-    # that fit the issue's 15 minutes on 2 Zen 3 cores (13.2 normalized) are too few for it to pay, the crop and
-    # flip regularize enough (dropout 0.4: 91.9% in 7 epochs; none: 93.3%). About 93.0% (the goal was 94.5%);
-    # `cnnlab evaluate RUN --tta` adds its mirror images. docs/records.md has the budget and the search.
+    # Fashion-MNIST: about 93.0% in 6 epochs of the deeper CNN, with the crop and flip of photos.
     "fashion": {
         "model": "deep-cnn", "model_options": {"widths": [32, 64, 128], "dropout": 0.0}, "dataset": "fashion-mnist",
         "epochs": 6, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "warmup": 0.2,
         "label_smoothing": 0.1, "augment": {"crop_padding": 2, "flip": 0.5},
     },
-    # The lecture's visualization slides need five conv layers with ReLU and max pooling, as the AlexNet-like net of
-    # Zeiler & Fergus: AlexNet at Fashion-MNIST's 28 px (its small-input stem; clothes give richer features than
-    # digits), for `cnnlab show deconv` (docs/inside.md).
+    # Five conv layers with ReLU and max pooling on Fashion-MNIST, for `cnnlab show deconv` (docs/inside.md).
     "deconv": {"model": "alexnet", "dataset": "fashion-mnist", "epochs": 2, "batch_size": 128, "optimizer": "adamw",
                "lr": 1e-3, "weight_decay": 5e-4},
-    # Segmentation of mnist-scenes (`cnnlab segment train`); docs/segmentation.md has what each choice bought.
-    # The loss is weighted by class frequency^-1/2: background is 96% of the pixels; logit adjustment then undoes
-    # the weighting's bias in the saved model (cnnlab.train.weighting). Sized to reach 0.90 mean IoU in fp32 within
-    # 15 minutes on a 2-core CPU without native bf16: a U-Net of four levels (16-128 channels: the fifth level cost
-    # more than it gave), one pass over 62,000 freshly drawn scenes (never the same scene twice), each with up to 7
-    # digits rather than the test's 3, so that every step shows more digits, and more digits over other digits,
-    # which are the errors that remain.
+    # Segmentation of mnist-scenes (`cnnlab segment train`): 0.90 mean IoU within 15 minutes (docs/segmentation.md).
     "segmentation": {"model": "unet", "model_options": {"widths": [16, 32, 64, 128]}, "dataset": "mnist-scenes",
                      "dataset_options": {"train_scenes": 62_000, "train_digits": 7},
                      "epochs": 1, "batch_size": 16, "lr": 3e-3, "class_weights": "inverse-sqrt-frequency",
                      "logit_adjustment": True, "eval_batch_size": 100},
+    # Localization of one digit on mnist-boxes' 64x64 canvas: 95% localization accuracy (docs/localization.md).
+    "localization": {"model": "localizer", "dataset": "mnist-boxes", "epochs": 4, "batch_size": 64, "lr": 2e-3,
+                     "model_options": {"backbone_options": {"channels": [32, 64], "batch_norm": True,
+                                                            "strided_first": True}, "grid": 8},
+                     "eval_batch_size": 500},
 }
 
 
 def option(default=None, help: str = "", *, choices=(), metavar: str | None = None, flag: bool = True,
-           factory=None, tasks=("classification", "segmentation")):
-    """A TrainConfig field with its command-line flag (`flag=False`: a setting no flag sets; `tasks`: the tasks it
-    applies to, so that `segment train --help` offers only what segmentation takes)."""
-    metadata = {"help": help, "choices": tuple(choices), "metavar": metavar, "flag": flag, "tasks": tuple(tasks)}
+           factory=None, tasks: tuple[str, ...] | None = None):
+    """A TrainConfig field with its command-line flag (`flag=False`: a setting no flag sets; `tasks`: the only
+    tasks it applies to, so that `segment train --help` offers only what segmentation takes; None: every task)."""
+    metadata = {"help": help, "choices": tuple(choices), "metavar": metavar, "flag": flag, "tasks": tasks}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -188,6 +173,9 @@ class TrainConfig:
     transfer: dict | None = option(None, flag=False)
 
     def validate(self) -> "TrainConfig":
+        """The settings checked (a ConfigError names the first that is wrong), returned as a new config in which
+        a dataset named by a place (folder:, shards:, hf:) is absolute, so that the run finds it from anywhere;
+        `self` is unchanged."""
         def need(ok: bool, message: str):
             if not ok:
                 raise ConfigError(message)
@@ -204,13 +192,14 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
         need(self.eval_batch_size >= 1, f"eval batch size must be at least 1, got {self.eval_batch_size}")
         need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
-        if is_folder(self.dataset):
-            self.dataset = canonical(self.dataset)  # so that the run finds its folder from anywhere
-        elif shards.is_shards(self.dataset):
-            self.dataset = shards.canonical(self.dataset)
-        elif huggingface.is_hub(self.dataset):
-            self.dataset = huggingface.canonical(self.dataset)
-        check_options(self.dataset, self.dataset_options)  # raises ConfigError naming the option
+        dataset = self.dataset
+        if is_folder(dataset):
+            dataset = canonical(dataset)
+        elif shards.is_shards(dataset):
+            dataset = shards.canonical(dataset)
+        elif huggingface.is_hub(dataset):
+            dataset = huggingface.canonical(dataset)
+        check_options(dataset, self.dataset_options)  # raises ConfigError naming the option
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.class_weights == "none" or self.engine == "torch", "class weights train with the torch engine")
         need(not self.logit_adjustment or self.class_weights != "none",
@@ -238,7 +227,7 @@ class TrainConfig:
         if self.transfer is not None:
             need(self.engine == "torch", "transfer learning trains with the torch engine")
             self.transfer_spec  # noqa: B018 (reading it checks it: a ConfigError names what is wrong)
-        return self
+        return dataclasses.replace(self, dataset=dataset)
 
     @property
     def transfer_spec(self):
@@ -252,15 +241,18 @@ class TrainConfig:
 
     def load_split(self, split: str, data_dir: str | None = None, quiet: bool = False, limit: int | None = None):
         """The run's dataset split (cnnlab.data.Split), with its dataset options; `data_dir` overrides the run's;
-        with `limit`, a generated dataset makes only the first `limit` items. A folder dataset's first load
-        records its classes, mean and std in the dataset options, so that the run keeps the inputs it was
-        trained on when its folder changes or is gone."""
-        loaded = load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet,
-                              options=self.dataset_options, limit=limit)
-        if hasattr(loaded.info, "recorded") and not all(key in self.dataset_options for key in
-                                                        ("classes", "mean", "std")):
-            self.dataset_options = {**self.dataset_options, **loaded.info.recorded()}
-        return loaded
+        with `limit`, a generated dataset makes only the first `limit` items."""
+        return load_dataset(self.dataset, split, data_dir or self.data_dir, quiet=quiet,
+                            options=self.dataset_options, limit=limit)
+
+    def recording(self, split) -> "TrainConfig":
+        """This config with what the first load of a dataset named by a place (a folder, shards, a Hugging Face
+        dataset) found (its classes, mean and std) in its dataset options, so that a run keeps the inputs it was
+        trained on when its files change or are gone."""
+        if not hasattr(split.info, "recorded") or all(key in self.dataset_options
+                                                      for key in ("classes", "mean", "std")):
+            return self
+        return dataclasses.replace(self, dataset_options={**self.dataset_options, **split.info.recorded()})
 
     def dataset_info(self):
         """The run's dataset (cnnlab.data.DatasetInfo) with its options: a folder's recorded classes and

@@ -28,8 +28,8 @@ class Engine(Protocol):
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor, loss_scale: float | None = None):
         """One optimizer step on a normalized batch -> (summed loss, number correct). The loss minimized is the
-        summed loss times `loss_scale` (default 1 / len(y)); with a label per pixel, an image's loss and
-        "correct" are its pixels' mean. Either may be a tensor on the device: the Trainer reads them only every
+        summed loss times `loss_scale` (default 1 / len(y)); the run's task says what an image's loss and
+        "correct" are (cnnlab.tasks.Task.loss). Either may be a tensor on the device: the Trainer reads them only every
         few steps, so that a GPU is not stalled."""
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

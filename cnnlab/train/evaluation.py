@@ -1,92 +1,14 @@
-"""Evaluating a model on a split: the numbers of a classification (loss, accuracy, confusion) and of a
-segmentation (loss per pixel, pixel accuracy, IoU per class), from one confusion-matrix function."""
+"""Test-time augmentation and ensembles: a classifier's probabilities averaged over shifted, mirrored or zoomed
+copies of each image, and over several models. (Each task evaluates a model itself: cnnlab.tasks.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.train.batches import TensorSplit, resampled
-
-
-def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[K, K] int64 counts of pixels (or images) with confusion[true, predicted]."""
-    index = target.flatten().long() * num_classes + predicted.flatten().long()
-    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
-    """Intersection over union of each class: TP / (TP + FP + FN). NaN for a class that is neither in the
-    labels nor in the predictions (no evidence either way), so that it drops out of the mean."""
-    tp = confusion.diag().double()
-    union = confusion.sum(0).double() + confusion.sum(1).double() - tp
-    return torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
-
-
-@dataclass
-class SegmentationEvaluation:
-    loss: float  # mean cross-entropy per pixel
-    confusion: torch.Tensor  # [K, K] pixel counts, [true, predicted]
-    predictions: torch.Tensor  # uint8 [N, H, W] predicted class of every pixel, on the CPU
-
-    @property
-    def accuracy(self) -> float:
-        """Pixel accuracy: the share of all pixels (background included) whose class is right."""
-        return (self.confusion.diag().sum() / self.confusion.sum().clamp(min=1)).item()
-
-    @property
-    def iou(self) -> torch.Tensor:
-        return iou_per_class(self.confusion)
-
-    @property
-    def mean_iou(self) -> float:
-        """The mean over all classes, background included (of those present in labels or predictions)."""
-        return self.iou.nanmean().item()
-
-
-def evaluate_segmentation(logits_fn, data, batch_size: int = 100) -> SegmentationEvaluation:
-    k = data.info.num_classes
-    confusion = torch.zeros(k, k, dtype=torch.int64)
-    loss, predictions = 0.0, []
-    for x, y in data.batches(batch_size):
-        logits = logits_fn(x).float().cpu()
-        y = y.cpu()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        predicted = logits.argmax(1)
-        confusion += confusion_matrix(predicted, y, k)
-        predictions.append(predicted.to(torch.uint8))
-    pixels = max(1, data.labels.numel())
-    shape = (0, *data.labels.shape[1:])
-    return SegmentationEvaluation(loss / pixels, confusion, torch.cat(predictions) if predictions else
-                                  torch.empty(shape, dtype=torch.uint8))
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
-    logits: torch.Tensor  # [N, classes], on the CPU
-    labels: torch.Tensor
-
-    @property
-    def predictions(self) -> torch.Tensor:
-        return self.logits.argmax(1)
-
-    def confusion(self, num_classes: int) -> torch.Tensor:
-        """confusion[true, predicted] counts of images."""
-        return confusion_matrix(self.predictions, self.labels, num_classes)
-
-
-def evaluate(logits_fn, data: TensorSplit, batch_size: int = 1000) -> Evaluation:
-    outputs = [logits_fn(x).float().cpu() for x, _ in data.batches(batch_size)]
-    logits = torch.cat(outputs) if outputs else torch.empty(0, data.info.num_classes)
-    labels = data.labels.cpu()
-    loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(1, len(labels))
-    accuracy = (logits.argmax(1) == labels).float().mean().item() if len(labels) else 0.0
-    return Evaluation(loss, accuracy, logits, labels)
+from cnnlab.train.batches import resampled
 
 
 class View(NamedTuple):

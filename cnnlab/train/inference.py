@@ -8,70 +8,54 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from cnnlab.data.preprocess import prepare_input
 from cnnlab.errors import ConfigError
-from cnnlab.train.batches import TensorSplit, eval_batch_size
+from cnnlab.tasks import Task, task_for
+from cnnlab.tasks.parts import plain
+from cnnlab.tasks.task import ENSEMBLE
+from cnnlab.train.batches import eval_batch_size
 from cnnlab.train.evaluation import View, averaged, tta_views
 from cnnlab.train.streaming import split_for
-from cnnlab.train.tasks import task_for
 from cnnlab.viz.activations import normalize_input
 from cnnlab.viz.familiarity import Familiarity
 
 
 @dataclass
 class Scores:
-    """What `evaluate` measured: `accuracy` and `loss` (of pixels, for a segmentation, with `iou` per class and
-    `mean_iou`), `per_class` accuracy of a classifier, `confusion` [K, K] (rows: true class); `evaluation` holds
-    every image's logits (or predicted pixels) and `data` the images."""
+    """What `evaluate` measured, as the run's task counts it (cnnlab.tasks): `accuracy` (of images, of pixels for a
+    segmentation, of classes for a localization) and `loss`, `per_class` numbers, `confusion` [K, K] (rows: the
+    true class), and whatever else the task's evaluation holds (`mean_iou`, `localization_accuracy`, ...);
+    `evaluation` holds every image's outputs and `data` the images."""
     title: str
-    task: str
+    task: Task
     classes: tuple[str, ...]
     evaluation: object
-    data: TensorSplit
+    data: object
     where: dict = field(default_factory=dict)
 
-    @property
-    def accuracy(self) -> float:
-        return self.evaluation.accuracy
+    def __getattr__(self, name: str):
+        if name.startswith("_") or "evaluation" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.evaluation, name)  # accuracy, loss, mean_iou, localization_accuracy, ...
 
     @property
-    def loss(self) -> float:
-        return self.evaluation.loss
+    def per_class(self) -> dict:
+        """Each class's numbers: a classifier's accuracy on its images, a segmentation's IoU, a localization's
+        images, class accuracy, box IoU and share localized."""
+        return self.task.per_class(self.evaluation, self.classes)
 
     @property
     def confusion(self) -> torch.Tensor:
-        if self.task == "segmentation":
-            return self.evaluation.confusion
-        return self.evaluation.confusion(len(self.classes))
-
-    @property
-    def per_class(self) -> dict[str, float]:
-        """A classifier's accuracy on each class's images (a segmentation's IoU per class)."""
-        if self.task == "segmentation":
-            return dict(zip(self.classes, self.evaluation.iou.tolist()))
-        confusion = self.confusion
-        return dict(zip(self.classes, (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()))
-
-    @property
-    def mean_iou(self) -> float:
-        return self.evaluation.mean_iou
+        return self.task.confusion(self.evaluation, len(self.classes))
 
     def as_dict(self) -> dict:
         """The numbers, as `cnnlab evaluate --json` prints them."""
-        if self.task == "segmentation":
-            return {**self.where, "scenes": len(self.data), "pixel_accuracy": self.accuracy,
-                    "mean_iou": self.mean_iou, "mean_iou_includes_background": True, "loss": self.loss,
-                    "iou": self.per_class}
-        return {**self.where, "images": len(self.data), "accuracy": self.accuracy, "loss": self.loss,
-                "per_class_accuracy": self.per_class}
+        return {**self.where, **self.task.evaluation_json(self.evaluation, self.classes)}
 
     def __repr__(self) -> str:
-        if self.task == "segmentation":
-            return f"<Scores {self.title}: mean IoU {self.mean_iou:.4f}, pixel accuracy {self.accuracy:.2%}>"
-        return f"<Scores {self.title}: accuracy {self.accuracy:.2%} of {len(self.data):,}, loss {self.loss:.4f}>"
+        said = plain(self.task.summary(self.evaluation))
+        return f"<Scores {self.title}, {len(self.data):,} {self.task.example}s: {said}>"
 
 
 def evaluate(runs: list, checkpoint: str = "last", split: str = "test", limit: int | None = None,
@@ -86,11 +70,10 @@ def evaluate(runs: list, checkpoint: str = "last", split: str = "test", limit: i
         raise ConfigError(f"--split {split!r}: expected train or test")
     trained = runs[0]
     task = task_for(trained.config)
-    if task.name == "segmentation" and (tta or len(runs) > 1):
-        raise ConfigError(f"{trained.path}: --tta and ensembles average a classifier's probabilities; this run "
-                          "labels every pixel")
+    if tta or len(runs) > 1:
+        task.refuse(ENSEMBLE, trained.path)
     for other in runs[1:]:
-        if other.info.classes != trained.info.classes or task_for(other.config).name != task.name:
+        if other.info.classes != trained.info.classes or task_for(other.config) is not task:
             raise ConfigError(f"{other.path}: an ensemble's runs classify the same classes ({trained.name}: "
                               f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
     # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
@@ -111,48 +94,28 @@ def evaluate(runs: list, checkpoint: str = "last", split: str = "test", limit: i
              "views": len(views)}
     what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
     title = f"{what} ({checkpoint}{f', {len(views)}-view TTA' if tta else ''}) on {trained.config.dataset} {split}"
-    return Scores(title, task.name, tuple(data.info.classes), result, data, where)
+    return Scores(title, task, tuple(data.info.classes), result, data, where)
 
 
 def predict(trained, images: list, checkpoint: str = "last", out: Path | None = None) -> list[dict]:
     """The run's answer for each image (a file, a PIL image, or an array or tensor of pixels), prepared as its
-    dataset's images were: a classifier's class and probabilities, a segmentation's pixels per class (largest
-    first); with `out`, a picture of each there (what a classifier sees; a segmentation's class map)."""
-    info = trained.config.dataset_info()
-    inputs = [prepare_input(image, info, getattr(trained, "input_shape", (1, 28, 28))) for image in images]
+    dataset's images were, as its task writes it: a classifier's class and probabilities (and whether the image
+    looks like the training images), a segmentation's pixels per class (largest first), a localization's class and
+    box; with `out`, a picture of each there (what a classifier sees; a segmentation's class map; the box)."""
+    info, task = trained.info, trained.task
+    inputs = [task.prepare_any(image, info, trained.input_shape) for image in images]
     model = trained.build_model(checkpoint)  # every image is read before any work is done
-    names = [str(image) if isinstance(image, (str, Path)) else f"image {i}" for i, image in enumerate(images)]
-    if info.task == "segmentation":
-        return _segmented(model, info, names, [x for x, _ in inputs], out)
-    with torch.inference_mode():
-        logits = model(torch.cat([normalize_input(x, info.mean, info.std) for x, _ in inputs]))
-    familiarity = Familiarity.of(trained, model)
-    judged = [familiarity.judge(x, row) if familiarity else None for (x, _), row in zip(inputs, logits)]
-    if out:
-        from PIL import Image
-
-        for name, (x, _) in zip(names, inputs):
-            picture = x if x.ndim == 2 else x[0] if len(x) == 1 else x.transpose(1, 2, 0)  # [H, W] or [H, W, 3]
-            Image.fromarray(picture).save(out / f"{Path(name).stem}_{x.shape[-1]}x{x.shape[-2]}.png")
-    return [{"image": name, "class": info.classes[int(p.argmax())],
-             "probabilities": {c: round(float(v), 6) for c, v in zip(info.classes, p)},
-             "familiar": judgement is None or judgement.familiar, "unlike": judgement.describe() if judgement else "",
-             "familiarity": judgement.to_dict() if judgement else None}
-            for name, p, judgement in zip(names, logits.softmax(1), judged)]
-
-
-def _segmented(model, info, names: list[str], scenes: list[np.ndarray], out) -> list[dict]:
+    familiarity = Familiarity.of(trained, model) if task.judges_familiarity else None
     results = []
-    for name, scene in zip(names, scenes):
+    for i, (image, name) in enumerate(inputs):
+        name = name if isinstance(images[i], (str, Path)) else f"image {i}"
         with torch.inference_mode():
-            predicted = model(normalize_input(scene, info.mean, info.std)).argmax(1)[0].numpy()
-        counts = np.bincount(predicted.ravel(), minlength=info.num_classes)
-        row = {"image": name, "pixels_per_class": {info.classes[c]: int(counts[c]) for c in np.argsort(-counts)
-                                                   if c and counts[c]}}
+            output = model(normalize_input(image, info.mean, info.std))
+        row = {"image": name, **task.predict(output, info, image.shape[-2:])[0]}
+        if familiarity:
+            judgement = familiarity.judge(image, task.class_scores(output)[0])
+            row.update(familiar=judgement.familiar, unlike=judgement.describe(), familiarity=judgement.to_dict())
         if out:
-            from cnnlab.viz.segmentation_figures import plot_scenes
-
-            row["figure"] = str(out / f"{Path(name).stem}_segmented.png")
-            plot_scenes([scene], None, [predicted], info.classes, row["figure"], titles=[Path(name).name])
+            row["figure"] = str(task.prediction_picture(image, output[0], info, Path(out) / Path(name).stem))
         results.append(row)
     return results

@@ -16,13 +16,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab import files
-from cnnlab.data.download import atomic_write
 from cnnlab.data.registry import file_label
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.files import atomic_write
 from cnnlab.text import to_json
 from cnnlab.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from cnnlab.tasks import Task
 
 RUNS_DIR = Path(os.environ.get("CNNLAB_RUNS", "runs"))
 CHECKPOINTS = {"last": "model.safetensors", "best": "best.safetensors"}
@@ -123,9 +127,10 @@ def read_weights(path: Path) -> tuple[dict, dict]:
 
 @dataclass
 class Run:
-    """A finished (or running) run folder."""
+    """A finished (or running) run folder; it answers `cnnlab.train.inspected.Inspected`."""
     path: Path
     config: TrainConfig
+    kind = "run"
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
@@ -152,6 +157,42 @@ class Run:
     def info(self):
         """The run's dataset: classes, normalization, task (cnnlab.data.DatasetInfo), with its options."""
         return self.config.dataset_info()
+
+    @property
+    def task(self) -> Task:
+        from cnnlab.tasks import task_of  # torch: a run is opened (and a mistyped name refused) before it loads
+
+        return task_of(self.info)
+
+    def meta(self) -> dict:
+        """What the Trainer recorded beside the settings in config.json (versions, command, input shape)."""
+        data = json.loads(files.read_text(self.path / "config.json", "config", CheckpointError, "config file"))
+        return data.get("_meta") or {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The [C, H, W] input the run trained on, as its config.json records it (else its test images')."""
+        recorded = input_shape(self.meta().get("input_shape"), self.path / "config.json")
+        if recorded:
+            return recorded
+        image = self.test_split(limit=1).images[0]
+        return (1, *image.shape) if image.ndim == 2 else tuple(image.shape)
+
+    def introduction(self) -> str:
+        try:
+            metrics = self.metrics()
+        except CheckpointError as err:
+            return f"Its metrics are unreadable: {err}."
+        if not metrics:
+            return "No metrics recorded (the run stopped before its first epoch ended)."
+        from cnnlab.tasks.parts import run_sentence
+
+        return run_sentence(self.task, self.config, metrics)
+
+    def settings(self) -> list[tuple[str, str]]:
+        """config.json: the TrainConfig, then what the Trainer recorded under "_meta"."""
+        return [(key, json.dumps(value)) for key, value in self.config.to_dict().items()] + \
+            [(f"_meta.{key}", json.dumps(value)) for key, value in self.meta().items()]
 
     def test_split(self, limit: int | None = None):
         """The test split of the run's dataset (with `limit`, a generated dataset makes only that many)."""

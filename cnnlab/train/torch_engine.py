@@ -6,11 +6,11 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
 from cnnlab import hardware
 from cnnlab.hardware import choose_precision
+from cnnlab.tasks import Task, task_for
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import make_optimizer, schedule_fn
@@ -49,8 +49,9 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int, device: torch.device,
-                 world=None, class_weights: torch.Tensor | None = None):
+                 world=None, class_weights: torch.Tensor | None = None, task: Task | None = None):
         self.device = device
+        self.task = task or task_for(config)  # its loss, and what counts as right
         # --precision auto: bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere
         # (cnnlab.hardware says why).
         self.autocast, self.precision = choose_precision(config.precision, device.type)
@@ -108,11 +109,8 @@ class TorchEngine:
             # the auxiliary losses weigh.
             logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
             loss_sum = sum((getattr(self.model, "aux_weight", 1.0) if i else 1.0) *
-                           F.cross_entropy(o.float(), y, self.class_weights, reduction="sum",
-                                           label_smoothing=self.label_smoothing)
+                           self.task.loss(o, y, self.class_weights, self.label_smoothing)
                            for i, o in enumerate([logits, *aux]))
-        per_image = y[0].numel()  # 1 for a class label, H*W for a mask of pixel labels
-        loss_sum = loss_sum / per_image
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum * (loss_scale if loss_scale is not None else 1 / len(y))).backward()
         self.lr = self.optimizer.param_groups[0]["lr"]
@@ -122,8 +120,7 @@ class TorchEngine:
             self.average.update()
         # Accuracy of what the model predicts, as evaluated: with logit adjustment, of the adjusted logits (the
         # raw ones of a class-weighted model favour the rare classes by design).
-        predicted = self._adjusted(logits.detach()).argmax(1)
-        return loss_sum.detach(), (predicted == y).sum() / per_image
+        return loss_sum.detach(), self.task.correct(self._adjusted(logits.detach()), y)
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,20 +26,20 @@ from pathlib import Path
 import torch
 
 from cnnlab import __version__, files, hardware
-from cnnlab.data.download import atomic_write
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, first_line, import_optional
+from cnnlab.files import atomic_write
+from cnnlab.tasks import Task, task_for
+from cnnlab.tasks.parts import write_run_folder
+from cnnlab.text import to_json
 from cnnlab.train import runs
 from cnnlab.train.batches import Augment, eval_batch_size
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.distributed import World, device_for, init_world
 from cnnlab.train.engine import Engine, build_torch_model
-from cnnlab.train.evaluation import Evaluation, SegmentationEvaluation
 from cnnlab.train.scratch_engine import ScratchEngine
 from cnnlab.train.streaming import split_for
-from cnnlab.train.tasks import task_for
 from cnnlab.train.torch_engine import TorchEngine, resolve_device
 from cnnlab.train.weighting import class_weights
-from cnnlab.text import to_json
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 10  # steps between progress updates (and between reads of the loss from the device)
@@ -54,8 +54,8 @@ class TrainingDiverged(CnnlabError):
 class TrainResult:
     run_dir: Path | None
     history: list[dict]
-    final: Evaluation | SegmentationEvaluation
-    task: str = "classification"
+    final: object  # the task's evaluation of the last epoch
+    task: Task
     classes: tuple[str, ...] = ()
 
     @property
@@ -99,7 +99,8 @@ def train(recipe: str = "default", *, name: str | None = None, runs_dir: str | P
 
 
 def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: torch.device, world: World,
-                model: torch.nn.Module | None = None, class_weights: torch.Tensor | None = None) -> Engine:
+                model: torch.nn.Module | None = None, class_weights: torch.Tensor | None = None,
+                task: Task | None = None) -> Engine:
     model = model if model is not None else build_torch_model(config, input_shape)
     if config.engine == "scratch":
         if world.distributed:
@@ -111,7 +112,7 @@ def make_engine(config: TrainConfig, input_shape, steps_per_epoch: int, device: 
         # Imported here: Keras and PyTensor are optional (cnnlab[labs]) and slow to import; no other engine needs them.
         module = import_optional(f"cnnlab.train.{config.engine}_engine", f"--engine {config.engine}")
         return module.ENGINE(config, model, steps_per_epoch, input_shape)
-    return TorchEngine(config, model, steps_per_epoch, device, world, class_weights)
+    return TorchEngine(config, model, steps_per_epoch, device, world, class_weights, task)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -138,8 +139,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, name: str | None = None, runs_dir: Path | None = None,
                  progress: bool = True, save: bool = True, model: torch.nn.Module | None = None):
-        self.config = config.validate()
-        self.task = task_for(config)  # classification or segmentation: evaluation, best metric, report
+        self.config = config = config.validate()
+        self.task = task_for(config)  # its loss, evaluation, best metric and run folder
         if save:
             runs.check_destination(name, runs_dir)  # before any data is loaded or model built
         self.name, self.runs_dir = name, runs_dir
@@ -155,6 +156,8 @@ class Trainer:
         self.save = save and self.world.is_main
         self.show_progress = progress and self.world.is_main
         train = config.load_split("train", quiet=not progress, limit=config.train_limit)
+        # a folder dataset's classes, mean and std, as its training images gave them, for the test images too
+        self.config = config = config.recording(train)
         self.train_data = split_for(train, self.device, config.train_limit, config.labels_per_class, config.seed,
                                     config.workers)
         test = config.load_split("test", quiet=not progress, limit=config.test_limit)
@@ -169,7 +172,7 @@ class Trainer:
         # From all training labels, before any sharding: every rank weighs the classes alike.
         weights = class_weights(config.class_weights, self.train_data.labels, self.train_data.info.num_classes)
         self.engine = make_engine(config, self.train_data.shape, self.steps_per_epoch, self.device, self.world, model,
-                                  weights)
+                                  weights, self.task)
         self.run_dir: Path | None = None
         self.history: list[dict] = []
         self.checkpointed = 0  # how many of those epochs checkpoint.pt holds
@@ -258,12 +261,12 @@ class Trainer:
             raise
         if evaluation is None:  # resumed a run that had already finished
             evaluation = self.task.evaluate(self.engine.logits, self.test_data, self.eval_batch_size)
-        result = TrainResult(self.run_dir, self.history, evaluation, self.task.name, tuple(self.test_data.info.classes))
+        result = TrainResult(self.run_dir, self.history, evaluation, self.task, tuple(self.test_data.info.classes))
         if self.save:
             self._write_report(result)
         return result
 
-    def _epoch(self, epoch: int, progress) -> tuple[dict, Evaluation]:
+    def _epoch(self, epoch: int, progress) -> tuple[dict, object]:
         config, engine, world = self.config, self.engine, self.world
         task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=self.steps_per_epoch, stats="") if progress else None
         # The training loss every PROGRESS_EVERY steps, [step, mean loss of those steps' images], so that the
@@ -334,7 +337,7 @@ class Trainer:
         self._write_state()
         atomic_write(self.run_dir / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.history).encode())
         self._save_weights("last", row)
-        best = self.task.best_metric
+        best = self.task.metric.key
         if row[best] >= max(r[best] for r in self.history):
             self._save_weights("best", row)
 
@@ -374,7 +377,8 @@ class Trainer:
         runs.save_weights(self.run_dir / runs.CHECKPOINTS[which], self.engine.weights(), metadata)
 
     def _write_report(self, result: TrainResult) -> None:
-        self.task.write_report(self.run_dir, self.config, self.test_data, result)
+        sections = self.task.sections(result.history, lambda: (self.test_data, result.final), self.run_dir.name)
+        write_run_folder(self.run_dir, self.task, self.config, result.history, sections)
 
     def _progress(self):
         from contextlib import nullcontext

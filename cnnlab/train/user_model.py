@@ -22,6 +22,8 @@ from torch import nn
 from cnnlab.data import DatasetInfo, dataset_info
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.weights import load_weights
+from cnnlab.tasks import Task, task_of
+from cnnlab.tasks.task import MODEL_FILE
 from cnnlab.train.config import TrainConfig
 from cnnlab.viz.activations import check_scores
 
@@ -94,7 +96,8 @@ def parse_class_names(text: str) -> tuple[str, ...]:
 
 @dataclass
 class UserModel:
-    """What `show`, `report` and `serve` need of a model that is not a cnnlab run."""
+    """A model that is not a cnnlab run, as `show`, `report` and `serve` see it: it answers
+    `cnnlab.train.inspected.Inspected`, as a run does."""
     spec: str
     weights: Path | None
     dataset: str  # a registered dataset: its test images, classes and normalization; or NO_DATASET
@@ -102,6 +105,7 @@ class UserModel:
     input_shape: tuple[int, int, int]
     factory: object = dataclasses.field(default=None, repr=False)  # NAME from FILE.py, imported once
     classes: int | None = None  # its outputs, from the check when it was opened
+    kind = "model"
 
     @classmethod
     def open(cls, spec: str, weights: str | None = None, dataset: str = "mnist", class_names: str | None = None,
@@ -117,8 +121,7 @@ class UserModel:
                                        sha256={}, mirrors=(), source="your images", licence="")
         else:
             base = dataset_info(dataset)
-            if base.task != "classification":
-                raise ConfigError(f"--dataset {dataset}: --model takes classifiers; {dataset} labels every pixel")
+            task_of(base).refuse(MODEL_FILE, f"--dataset {dataset}")
         shape = input_shape
         subject = cls(spec, Path(weights) if weights else None, dataset, base, shape or (1, 28, 28),
                       factory or import_factory(spec))
@@ -155,6 +158,18 @@ class UserModel:
     @property
     def path(self) -> None:
         return None  # not a run folder: nothing of a run's (metrics, figures, config.json) exists
+
+    @property
+    def task(self) -> Task:
+        return task_of(self.info)
+
+    def introduction(self) -> str:
+        return f"{self.caption}, a model of your own (`--model {self.spec}`), on the {self.info.name} test set."
+
+    def settings(self) -> list[tuple[str, str]]:
+        return [("model", self.spec), ("weights", str(self.weights or "as the model builds itself")),
+                ("dataset", self.info.name), ("input shape", "×".join(map(str, self.input_shape))),
+                ("classes", ", ".join(self.info.classes))]
 
     @property
     def config(self) -> TrainConfig:

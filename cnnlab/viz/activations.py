@@ -14,17 +14,7 @@ from torch import nn
 
 from cnnlab.data.preprocess import normalize
 from cnnlab.errors import LayerError, ModelOutputError
-
-# Convolutions and poolings defined outside torch.nn count too, recognised by their class names: LeNet-5's
-# PartialConv2d and Subsampling, the experiments' SumPool2d.
-FEATURE_LAYER_WORDS = ("Conv", "Pool", "Subsampling")
-
-
-def is_feature_layer(module: nn.Module) -> bool:
-    if isinstance(module, nn.Conv2d):
-        return True
-    is_leaf = next(module.children(), None) is None  # a block named "...Conv..." is not itself one layer
-    return is_leaf and any(word in type(module).__name__ for word in FEATURE_LAYER_WORDS)
+from cnnlab.models.layer_kinds import is_feature_layer
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

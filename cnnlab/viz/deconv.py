@@ -29,6 +29,7 @@ from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 from cnnlab.errors import LayerError
+from cnnlab.models.layer_kinds import leaves
 from cnnlab.models.receptive import field_box, receptive_fields
 
 METHODS = ("deconvnet", "guided-backprop")
@@ -39,7 +40,7 @@ def chain(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
     """The model's leaf modules in the order one forward pass calls them."""
     order: list[tuple[str, nn.Module]] = []
     handles = [m.register_forward_hook(lambda m, i, o, name=name: order.append((name, m)))
-               for name, m in model.named_modules() if next(m.children(), None) is None]
+               for name, m in leaves(model)]
     try:
         with torch.no_grad():
             model(x)

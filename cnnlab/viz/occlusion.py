@@ -60,8 +60,10 @@ def occluded_inputs(x: torch.Tensor, size: int, stride: int, fill) -> tuple[torc
 
 @torch.no_grad()
 def occlusion(model: nn.Module, x: torch.Tensor, target: int, size: int = 8, stride: int = 2, fill: float = 0.0,
-              layer: str | None = None, batch_size: int = 256) -> Occlusion:
-    """Occlusion maps of a classifier for one input [1, C, H, W]; `layer` defaults to the last conv layer.
+              layer: str | None = None, batch_size: int = 256, probabilities=None) -> Occlusion:
+    """Occlusion maps of a classifier for one input [1, C, H, W]; `layer` defaults to the last conv layer;
+    `probabilities` turns the model's output batch into class probabilities [N, K] (default: the softmax of
+    class scores; a model that outputs more than class scores says how, cnnlab.tasks.Task.probabilities).
 
     A conv's output is rectified before it is summed, since what the next layer receives from these nets is the
     ReLU of it; the feature map followed is the one with the largest rectified response to the unoccluded input.
@@ -70,18 +72,20 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int, size: int = 8, str
     name, module = conv_layer(model, layer or (layers[-1][0] if layers else None))
     seen = []
     handle = module.register_forward_hook(lambda _m, _i, output: seen.append(F.relu(output)))
+    probabilities = probabilities or (lambda output: output.softmax(1))
     try:
         logits = model(x)
         if logits.ndim != 2:
             raise ConfigError("occlusion explains a classifier's probability; this model labels every pixel "
                               "(use `cnnlab show saliency`)")
-        if not 0 <= target < logits.shape[1]:
-            raise ConfigError(f"--target {target}: classes are 0..{logits.shape[1] - 1}")
+        reference_probabilities = probabilities(logits)
+        if not 0 <= target < reference_probabilities.shape[1]:
+            raise ConfigError(f"--target {target}: classes are 0..{reference_probabilities.shape[1] - 1}")
         channel = int(seen[0][0].amax((1, 2)).argmax())
-        reference = (float(logits.softmax(1)[0, target]), float(seen[0][0, channel].sum()))
+        reference = (float(reference_probabilities[0, target]), float(seen[0][0, channel].sum()))
         occluded, starts = occluded_inputs(x, size, stride, fill)
         seen.clear()
-        probs = torch.cat([model(chunk).softmax(1) for chunk in occluded.split(batch_size)])
+        probs = torch.cat([probabilities(model(chunk)) for chunk in occluded.split(batch_size)])
     finally:
         handle.remove()
     grid = (len(starts), len(starts))

@@ -19,6 +19,7 @@ from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 from cnnlab.errors import ConfigError, LayerError
+from cnnlab.models import layer_kinds
 from cnnlab.models.receptive import Field, receptive_fields
 from cnnlab.viz.activations import conv_layers
 from cnnlab.viz.pictures import lightness, picture
@@ -122,14 +123,6 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int, baselin
     return ((x - baseline)[0] * total / steps).numpy()
 
 
-ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
-
-
-def _is_activation(module: nn.Module) -> bool:
-    # LeNet-5's ScaledTanh and similar home-made activations count too, by name.
-    return isinstance(module, ACTIVATIONS) or any(w in type(module).__name__ for w in ("ReLU", "Tanh"))
-
-
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """A classifier's first activation run after its last conv layer (the last conv layer itself if none
     follows); a segmentation model's last activation (its last conv layer if it has none).
@@ -140,7 +133,7 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     are the last rectified features before them: an FCN's fc7, a U-Net's last decoder block.
     """
     order: list[str] = []
-    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    leaves = layer_kinds.leaves(model)
     handles = [m.register_forward_hook(lambda *_, n=n: order.append(n)) for n, m in leaves]
     try:
         with torch.no_grad():
@@ -154,8 +147,8 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
         raise ConfigError("the model has no convolution layers: Grad-CAM needs feature maps")
     last = convs[-1]
     if output.ndim == 4:
-        return next((n for n in reversed(order) if _is_activation(modules[n])), order[last])
-    return next((n for n in order[last + 1:] if _is_activation(modules[n])), order[last])
+        return next((n for n in reversed(order) if layer_kinds.layer_kind(modules[n]) == "activation"), order[last])
+    return next((n for n in order[last + 1:] if layer_kinds.layer_kind(modules[n]) == "activation"), order[last])
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None = None,

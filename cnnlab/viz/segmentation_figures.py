@@ -1,4 +1,4 @@
-"""Figures and summary of a segmentation run: sample scenes (input | truth | prediction | errors), IoU per class."""
+"""Figures of a segmentation run: sample scenes (input | truth | prediction | errors), IoU per class."""
 
 from __future__ import annotations
 
@@ -93,26 +93,3 @@ def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Pa
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     _save(fig, path)
-
-
-def write_summary(run_dir: Path, config, result, classes: tuple[str, ...]) -> None:
-    best = max(result.history, key=lambda r: r["test_miou"])
-    last, final = result.history[-1], result.final
-    lines = [
-        f"# Run `{run_dir.name}`", "",
-        f"{config.model} on {config.dataset}, recipe `{config.recipe}`: **mean IoU {last['test_miou']:.4f}** "
-        f"(background included), pixel accuracy {last['test_acc']:.2%} after {len(result.history)} epochs "
-        f"(best mean IoU {best['test_miou']:.4f} at epoch {best['epoch']}), {result.seconds:.1f} s.", "",
-        "| epoch | train loss | train pixel acc | test loss | test pixel acc | test mean IoU | lr | seconds | "
-        "images/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2%} | {r['test_loss']:.4f} | "
-          f"{r['test_acc']:.2%} | {r['test_miou']:.4f} | {r['lr']:.2e} | {r['seconds']:.1f} | "
-          f"{r['images_per_s']:,.0f} |" for r in result.history], "",
-        "| class | " + " | ".join(classes) + " |",
-        "|---|" + "---:|" * len(classes),
-        "| IoU | " + " | ".join(f"{v:.3f}" for v in final.iou.tolist()) + " |", "",
-        "![scenes](scenes.png)", "", "![iou](iou.png)", "", "![curves](curves.png)", "",
-        "Reproduce: `cnnlab segment train --config " + str(run_dir / "config.json") + "`", "",
-    ]
-    (run_dir / "summary.md").write_text("\n".join(lines))

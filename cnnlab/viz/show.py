@@ -9,7 +9,7 @@ matplotlib Figure (Jupyter shows it in the notebook; `fig.savefig` writes it) wi
     show.saliency("my_digit.png", method="grad-cam")
 
 An input `x` is a test image's number, an image file, a PIL image, or an array or tensor of pixels
-(`cnnlab.data.preprocess.prepare_input`). The subject is anything that answers what a run does (name, caption,
+(`Task.prepare_any`, cnnlab.tasks). The subject is anything that answers what a run does (name, caption,
 info, test_split(), build_model(); evaluate() and history for the training figures): a run folder, or a model
 from the user's own code.
 """
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cnnlab.data.preprocess import normalize, prepare_input
+from cnnlab.data.preprocess import normalize
 from cnnlab.errors import ConfigError
 
 SALIENCY_METHODS = ("all", "gradient", "integrated-gradients", "grad-cam")
@@ -34,23 +34,6 @@ def _returned(fig, **numbers):
     plt.close(fig)
     fig.numbers = numbers
     return fig
-
-
-def verdict(logits, info) -> tuple[int, str]:
-    """(the class to explain by default, what the model says) from one image's logits: [K] for a classifier, the
-    class with most pixels other than background from [K, H, W] for a segmentation."""
-    if logits.dim() == 1:
-        probs = logits.softmax(0)
-        top = int(probs.argmax())
-        return top, f"predicted {info.classes[top]} ({float(probs[top]):.0%})"
-    counts = torch.bincount(logits.argmax(0).flatten(), minlength=len(info.classes))
-    found = [c for c in counts.argsort(descending=True).tolist() if c and counts[c]]
-    if found:
-        said = ", ".join(f"{info.classes[c]} ({int(counts[c])} px)" for c in found[:4])
-        return found[0], f"found {said}"
-    # No pixel won by a digit: explain the digit the model finds likeliest somewhere, rather than background.
-    likeliest = int(logits.softmax(0)[1:].amax((1, 2)).argmax()) + 1
-    return likeliest, f"found no digits (the likeliest: {info.classes[likeliest]})"
 
 
 def deconv_features(text, channels: int, rng) -> list[int]:
@@ -88,20 +71,17 @@ class Show:
         an image file, a PIL image, or an array or tensor of pixels."""
         subject = self.subject
         info = subject.info
-        scenes = info.task == "segmentation"
         if x is None:
             raise ConfigError("give an IMAGE file or --index N (a test image)")
         if not isinstance(x, (int, np.integer)) or isinstance(x, bool):
-            image, name = prepare_input(x, info, getattr(subject, "input_shape", (1, 28, 28)))
+            image, name = subject.task.prepare_any(x, info, subject.input_shape)
             return image, name, None
         index = int(x)
-        test = subject.test_split(limit=index + 1 if scenes else None)
+        # a generated dataset (mnist-scenes) makes only the images asked for
+        test = subject.test_split(limit=index + 1 if info.load else None)
         if not 0 <= index < len(test.labels):
             raise ConfigError(f"--index {index}: the {info.name} test set has images 0..{len(test.labels) - 1}")
-        if scenes:
-            return test.images[index], f"{info.name} test scene {index}", index
-        label = info.classes[int(test.labels[index])]
-        return test.images[index], f"{info.name} test image {index} (label {label})", index
+        return test.images[index], f"{subject.task.caption(info, test.labels, index)} of {info.name}", index
 
     def _tensor(self, image) -> torch.Tensor:
         info = self.subject.info
@@ -154,7 +134,7 @@ class Show:
         subject = self.subject
         unlike = self._unlike(x, image, logits)
         title = f"Feature maps of {subject.name} ({subject.caption}) for {caption}: " \
-                f"{verdict(logits, subject.info)[1]}" + (", unlike its training images" if unlike else "")
+                f"{subject.task.verdict(logits, subject.info)[1]}" + (", unlike its training images" if unlike else "")
         fig = plot_feature_maps(image, maps, max_maps, title)
         return _returned(fig, maps={name: out.numpy() for name, out in maps}, logits=logits.numpy(),
                          unlike=unlike)
@@ -185,14 +165,16 @@ class Show:
         inputs = self._tensor(image)
         with torch.no_grad():
             logits = model(inputs)[0]
-        predicted, said = verdict(logits, info)
+        task = subject.task
+        predicted, said = task.verdict(logits, info)
         unlike = self._unlike(x, image, logits)
         said += ", unlike its training images" if unlike else ""
         target = predicted if target is None else target
-        if not 0 <= target < info.num_classes:
-            raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}")
-        question = "where is" if info.task == "segmentation" else "why"
-        caption = f"{subject.name}: {question} {info.classes[target]}? — {caption}, {said}"
+        targets = task.targets(info)  # the classes, then whatever else the task's output holds
+        if not 0 <= target < len(targets):
+            more = "".join(f", {i} {name}" for i, name in enumerate(targets) if i >= info.num_classes)
+            raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}{more}")
+        caption = f"{subject.name}: {task.question(info, target)} — {caption}, {said}"
         maps = {}
         if method in ("all", "gradient"):
             maps["gradient"] = gradient_saliency(model, inputs, target)
@@ -228,23 +210,21 @@ class Show:
         from cnnlab.viz.occlusion import occlusion, plot_occlusion
 
         subject = self.subject
-        info = subject.info
-        if info.task == "segmentation":
-            raise ConfigError(f"{subject.name}: occlusion maps a classifier's probability, and this run labels "
-                              "every pixel (`cnnlab show saliency` explains a class's region)")
+        info, task = subject.info, subject.task
+        task.refuse("occlusion", subject.name)
         if fill not in ("mean", "grey"):
             raise ConfigError(f"--fill {fill!r}: expected mean or grey")
         image, caption, index = self.input(x)
         inputs = self._tensor(image)
         with torch.no_grad():
-            predicted, said = verdict(self.model(inputs)[0], info)
+            predicted, said = task.verdict(self.model(inputs)[0], info)
         if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
-            target = int(subject.test_split().labels[index]) if index is not None else predicted
+            target = task.label_target(subject.test_split().labels[index]) if index is not None else predicted
         # the square's pixel value per channel, 0-255: the dataset's mean (normalized: 0), or mid-grey
         channels = inputs.shape[1]
         pixel = np.broadcast_to(np.asarray(info.mean if fill == "mean" else 0.5, np.float32) * 255, (channels,))
         filler = torch.from_numpy(normalize(pixel.reshape(channels, 1, 1), info.mean, info.std))
-        result = occlusion(self.model, inputs, target, size, stride, filler, layer)
+        result = occlusion(self.model, inputs, target, size, stride, filler, layer, probabilities=task.probabilities)
         caption = f"{subject.name}: occlusion of {caption}, {said}; {fill} square, stride {stride}"
         fig = plot_occlusion(image, result, list(info.classes), caption,
                              pixel.reshape(channels, 1, 1) if np.ndim(image) == 3 else float(pixel[0]))
@@ -268,8 +248,7 @@ class Show:
 
         subject = self.subject
         info = subject.info
-        if info.task != "classification":
-            raise ConfigError(f"{subject.name}: deconvnet projections are drawn for classifiers; this run segments")
+        subject.task.refuse("deconv", subject.name)
         if limit is not None and limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {limit}")
         if method not in ("deconvnet", "guided-backprop"):
@@ -319,8 +298,7 @@ class Show:
             raise ConfigError(f"--steps must be at least 1, got {steps}")
         channels = list(range(features))
         subject = self.subject
-        shape = subject.input_shape if hasattr(subject, "input_shape") else \
-            (found[0][1].in_channels, *subject.test_split(limit=1).images[0].shape[-2:])  # what it was trained on
+        shape = subject.input_shape  # the inputs it was trained on
         images = dream(model, name, channels, shape, DreamSettings(steps=steps, seed=seed), progress)
         with torch.no_grad():
             reached = feature_activation(model, name, images)[torch.arange(len(channels)), channels]
@@ -354,7 +332,7 @@ class Show:
         """
         from cnnlab.viz.training import confusion_figure
 
-        scores = self._classifier_scores(limit, "a confusion matrix")
+        scores = self.subject.evaluate(limit=limit, checkpoint=self.checkpoint)
         confusion = scores.confusion.numpy()
         return _returned(confusion_figure(scores.confusion, scores.classes), confusion=confusion,
                          accuracy=scores.accuracy)
@@ -369,12 +347,7 @@ class Show:
         """
         from cnnlab.viz.training import mistakes_figure, most_confident_mistakes
 
-        scores = self._classifier_scores(limit, "its mistakes")
+        self.subject.task.refuse("mistakes", self.subject.name)
+        scores = self.subject.evaluate(limit=limit, checkpoint=self.checkpoint)
         fig = mistakes_figure(scores.data.images, scores.evaluation, scores.classes, count)
         return _returned(fig, indices=most_confident_mistakes(scores.evaluation, count).tolist())
-
-    def _classifier_scores(self, limit, what: str):
-        if self.subject.info.task != "classification":
-            raise ConfigError(f"{self.subject.name}: {what} is drawn for classifiers; a segmentation's errors are "
-                              "in `cnnlab evaluate RUN --figure`")
-        return self.subject.evaluate(limit=limit, checkpoint=self.checkpoint)

@@ -1,4 +1,4 @@
-"""The figures and the summary of a training run: curves, confusion matrix, most confident mistakes."""
+"""The figures of a training run: curves, confusion matrix, most confident mistakes (the tasks choose them)."""
 
 from __future__ import annotations
 
@@ -119,22 +119,3 @@ def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 2
 
 def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
     _save(mistakes_figure(images, evaluation, classes, count), path)
-
-
-def write_summary(run_dir: Path, config, result) -> None:
-    best = max(result.history, key=lambda r: r["test_acc"])
-    last = result.history[-1]
-    lines = [
-        f"# Run `{run_dir.name}`", "",
-        f"{config.model} on {config.dataset} with the {config.engine} engine, recipe `{config.recipe}`: "
-        f"**{last['test_acc']:.2%}** test accuracy after {len(result.history)} epochs "
-        f"(best {best['test_acc']:.2%} at epoch {best['epoch']}), {result.seconds:.1f} s.", "",
-        "| epoch | train loss | train acc | test loss | test acc | lr | seconds | images/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2%} | {r['test_loss']:.4f} | "
-          f"{r['test_acc']:.2%} | {r['lr']:.2e} | {r['seconds']:.1f} | {r['images_per_s']:,.0f} |"
-          for r in result.history], "",
-        "![curves](curves.png)", "", "![confusion](confusion.png)", "", "![mistakes](mistakes.png)", "",
-        "Reproduce: `cnnlab train --config " + str(run_dir / "config.json") + "`", "",
-    ]
-    (run_dir / "summary.md").write_text("\n".join(lines))

@@ -21,15 +21,16 @@ import torch
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
 
 from cnnlab import __version__
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.folders import is_folder
-from cnnlab.data.preprocess import MAX_SCENE_SIDE, load_digit, load_scene
+from cnnlab.data.preprocess import MAX_SCENE_SIDE, fit_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
-from cnnlab.viz.activations import check_scores, normalize_input
+from cnnlab.tasks import task_of
+from cnnlab.viz.activations import normalize_input
 from cnnlab.viz.familiarity import Familiarity
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
@@ -124,19 +125,6 @@ def _source_and_image(sources: Sources, body: DigitInput) -> tuple[Loaded, np.nd
     return loaded, image
 
 
-def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A scene of any size in the height x width canvas the model was trained on: scaled down if larger, then
-    centred on black (digits keep their size and shape)."""
-    if scene.shape == (height, width):
-        return scene
-    picture = Image.fromarray(scene)
-    if picture.width > width or picture.height > height:
-        picture = ImageOps.contain(picture, (width, height), Image.Resampling.LANCZOS)
-    canvas = Image.new("L", (width, height))
-    canvas.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
-    return np.asarray(canvas)
-
-
 def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     """The uploaded image as the model's input, or a 4xx naming the problem: a digit prepared as `cnnlab predict`
     prepares it (28x28, centred by mass), a photo as the run's dataset prepared its images, a scene at its own
@@ -156,10 +144,10 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
                                  f"(expected {', '.join(sorted(UPLOAD_FORMATS))})")
     if header.width * header.height > MAX_UPLOAD_PIXELS:
         raise HTTPException(413, f"{name}: {header.width}x{header.height} is more than {MAX_UPLOAD_PIXELS:,} pixels")
-    info = loaded.info
-    if info.task == "segmentation":  # a photo of any size is reduced as it is decoded, then fitted to the canvas
-        return fit_scene(load_scene(data, name, max_side=MAX_SCENE_SIDE), *loaded.shape[1:])
-    return info.prepare(data, name) if info.prepare else load_digit(data, name)
+    # a photo of a scene of any size is reduced as it is decoded; the page shows the canvas the model was trained
+    # on, so a scene of another size is fitted into it
+    image = loaded.task.prepare(data, loaded.info, loaded.shape, name, max_side=MAX_SCENE_SIDE)
+    return fit_scene(image, *loaded.shape[1:]) if image.ndim == 2 else image
 
 
 def familiarity_of(loaded: Loaded) -> Familiarity | None:
@@ -307,11 +295,10 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         except (ConfigError, DatasetError) as err:
             raise HTTPException(404, str(err)) from None
         stop = min(start + count, len(split))
-        # a classification label is a class index; a segmentation label is a class per pixel
-        label = int if split.info.task == "classification" else (lambda classes: classes.tolist())
-        return {"dataset": dataset, "task": split.info.task, "classes": list(split.info.classes),
+        task = task_of(split.info)
+        return {"dataset": dataset, "task": task.name, "classes": list(split.info.classes),
                 "total": len(split) if not generated else max(len(split), stop),
-                "examples": [{"index": i, "label": label(split.labels[i]), "digit": split.images[i].tolist()}
+                "examples": [{"index": i, "label": task.label_json(split.labels[i]), "digit": split.images[i].tolist()}
                              for i in range(start, stop)]}
 
     @app.post("/api/predict", summary="Class probabilities for an uploaded image, preprocessed as `cnnlab predict`")
@@ -327,32 +314,23 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
         with heavy_work():
             loaded = sources.get(source)
             digit = read_upload(image, loaded)
-            if layers:
+            task = loaded.task
+            if layers:  # the task's answer (probabilities and prediction, a class map, a box) is in it
                 answer = inspect.activations(loaded, digit, max_maps)
-                if "probabilities" in answer:
-                    answer["prediction"] = answer["classes"][int(np.argmax(answer["probabilities"]))]
-                if "probabilities" in answer and familiarity:
+                if familiarity and task.judges_familiarity:
                     # the thresholds are set on the test images the first time (seconds for a large model): not
                     # for every stroke of a drawing
                     with loaded.lock, torch.inference_mode():
-                        answer.update(familiar(loaded, digit, loaded.model(
-                            normalize_input(digit, loaded.info.mean, loaded.info.std))[0]))
+                        output = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))
+                        answer.update(familiar(loaded, digit, task.class_scores(output)[0]))
                 return {"source": source, "digit": digit.tolist(), **answer}
-            with loaded.lock:
-                if loaded.info.task == "segmentation":
-                    with torch.inference_mode():
-                        scores = check_scores(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
-                                              source, 1, dims=(4,))[0]
-                    return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
-                            **inspect.segmentation(scores)}
-                with torch.inference_mode():
-                    logits = check_scores(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
-                                          source, 1)[0]
-                likeness = familiar(loaded, digit, logits)
-        probabilities = logits.softmax(0)
+            with loaded.lock, torch.inference_mode():
+                output = task.checked(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
+                                      source, 1)[0]
+                likeness = familiar(loaded, digit, task.class_scores(output[None])[0]) if task.judges_familiarity \
+                    else {}
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
-                "probabilities": [float(p) for p in probabilities],
-                "prediction": loaded.info.classes[int(probabilities.argmax())], **likeness}
+                **task.explorer(output, loaded.info), **likeness}
 
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:

@@ -18,6 +18,7 @@ import torch
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.models.receptive import field_box, receptive_fields
+from cnnlab.tasks.task import TOP_ACTIVATIONS
 from cnnlab.viz import deconv
 from cnnlab.viz.activations import normalize_input
 from cnnlab.viz.occlusion import occlusion
@@ -31,16 +32,15 @@ _searching = threading.Lock()
 def occlusion_maps(loaded: Loaded, digit: np.ndarray, size: int, stride: int, target: int | None) -> dict:
     """The probability of `target` (default: the predicted class) and the most probable class, for each position of
     a size x size square of the mean pixel."""
-    if loaded.info.task != "classification":
-        raise ConfigError(f"{loaded.source}: occlusion maps one class probability of a classifier, and this model "
-                          "labels every pixel (its class map and score maps are its explanation)")
+    task = loaded.task
+    task.refuse("occlusion", loaded.source)
     x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock, torch.no_grad():  # occlusion hooks a conv layer of the shared model
         if target is None:
-            target = int(loaded.model(x)[0].argmax())
+            target = int(task.probabilities(loaded.model(x))[0].argmax())
         if not 0 <= target < len(loaded.info.classes):
             raise ConfigError(f"target {target}: classes are 0..{len(loaded.info.classes) - 1}")
-        result = occlusion(loaded.model, x, target, size, stride)
+        result = occlusion(loaded.model, x, target, size, stride, probabilities=task.probabilities)
     return {"target": target, "size": size, "starts": result.starts.tolist(),
             "probability": result.probability.tolist(), "top_class": result.top_class.tolist(),
             "unoccluded": result.unoccluded_probability}
@@ -50,9 +50,7 @@ def top_activations(loaded: Loaded, layer: str, feature: int) -> dict:
     """Feature `feature` of conv layer `layer`: its top-9 test images (first search: the whole test set, all the
     layer's features, cached), each with where the activation is, its value, its receptive field and its deconvnet
     projection."""
-    if loaded.info.task != "classification":
-        raise ConfigError(f"{loaded.source}: top activations search a classifier's test images, and this model "
-                          "labels every pixel")
+    loaded.task.refuse(TOP_ACTIVATIONS, loaded.source)
     if (layer, feature) in loaded.answers:  # asked again: the same answer, at once
         return loaded.answers[layer, feature]
     with _searching:  # one search at a time: a second request for the same layer then finds it cached

@@ -29,6 +29,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.errors import LayerError
+from cnnlab.models.layer_kinds import layer_kind
 from cnnlab.models.receptive import field_box, receptive_fields
 from cnnlab.scratch.windows import pair
 from cnnlab.viz.activations import normalize_input, trace
@@ -50,25 +51,6 @@ ACTIVATIONS = {
     "Sigmoid": ("1 / (1 + e^−x)", lambda x, a: 1 / (1 + math.exp(-x))),
     "ScaledTanh": ("1.7159 · tanh(2/3 · x)", lambda x, a: 1.7159 * math.tanh(2 / 3 * x)),  # LeNet-5's
 }
-
-
-def layer_kind(module: nn.Module) -> str | None:
-    """What the explorer calls a leaf layer, or None for containers and layers it does not show (dropout,
-    identity): the kind decides which formula explains it."""
-    if next(module.children(), None) is not None or isinstance(module, (nn.Identity, nn.Dropout, nn.Dropout2d)):
-        return None
-    for types, kind in ((nn.ConvTranspose2d, "deconv"), (nn.Linear, "linear"), (nn.Flatten, "flatten"),
-                        (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LocalResponseNorm, "lrn")):
-        if isinstance(module, types):
-            return kind
-    name = type(module).__name__
-    if isinstance(module, nn.Conv2d) or "Conv" in name:
-        return "conv"
-    if "Pool" in name or name == "Subsampling":
-        return "pool"
-    if name in ACTIVATIONS or type(module).__module__ == "torch.nn.modules.activation":
-        return "activation"
-    return None
 
 
 def residual_blocks(model: nn.Module) -> dict[str, nn.Module]:
@@ -104,7 +86,8 @@ def explain(loaded: Loaded, image: np.ndarray, name: str, index: list[int]) -> d
     """The terms that make output[index] of layer `name` (see the module docstring)."""
     model = loaded.model
     if name == SOFTMAX:  # a classifier's output, or the classes of one pixel of a segmentation's
-        logits, _ = _forward(loaded, image, {})
+        output, _ = _forward(loaded, image, {})
+        logits = loaded.task.class_scores(output[None])[0]  # the class scores, where the output holds more
         if logits.ndim == 3 and len(index) == 1:  # a class's score map opens at its highest score
             index = opening("scores", logits, logits, index[0])
         answer = _softmax(logits, _check_index(name, logits.shape, index))

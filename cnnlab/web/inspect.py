@@ -1,8 +1,8 @@
-"""Look inside any model the explorer shows: every layer's output for one input (a classifier's class
-probabilities, or a segmentation's class map and score maps), a layer's kernels, and the multiply-and-sum behind
-one output pixel of a convolution.
+"""Look inside any model the explorer shows: every layer's output for one input, then what its task draws of the
+output (a classifier's class probabilities, a segmentation's class map and score maps: cnnlab.tasks), a layer's
+kernels, and the multiply-and-sum behind one output pixel of a convolution.
 
-Layers are found generically, by forward hooks on the model's leaf modules that `formulas.layer_kind` names
+Layers are found generically, by forward hooks on the model's leaf modules that `layer_kind` names
 (convolutions, poolings, activations, batch norms, flatten, fully connected layers, ...), so ResNets and Inception
 nets work as well as `nn.Sequential` stacks. Each row says which row it reads and how its units connect to that
 row's (`links`), for the page's lines between maps and its highlights of what feeds a unit.
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import LayerError
-from cnnlab.viz.activations import check_scores, conv_layer, normalize_input, trace
+from cnnlab.models.layer_kinds import layer_kind
+from cnnlab.viz.activations import conv_layer, normalize_input, trace
 from cnnlab.web import formulas
 from cnnlab.web.sources import Loaded
 
@@ -65,7 +66,9 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int, only: str | No
     x = normalize_input(digit, loaded.info.mean, loaded.info.std)
     with loaded.lock:
         logits, seen = trace(model, x, modules)
-    check_scores(logits, loaded.source, 1, dims=(4,) if loaded.info.task == "segmentation" else (2,))
+    task = loaded.task
+    task.checked(logits, loaded.source, 1)
+    class_scores = task.class_scores(logits)[0]
     traced = formulas.traced_rows(seen, model)
     reads = formulas.feeders(traced, x[0])
     outputs = {name: out for name, _, out in traced}
@@ -77,7 +80,7 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int, only: str | No
         if only is not None and name != only:
             continue
         module = modules.get(name)
-        kind = formulas.layer_kind(module) if module is not None else "residual"
+        kind = layer_kind(module) if module is not None else "residual"
         layer = _layer(name, type(module).__name__ if module is not None else "residual addition", kind, out,
                        max_maps)
         layer["reads"] = reads[name]
@@ -85,16 +88,12 @@ def activations(loaded: Loaded, digit: np.ndarray, max_maps: int, only: str | No
         layer["links"] = _links(loaded, name, module, kind, inp, out, source, layer)
         if isinstance(module, nn.Conv2d):
             layer["kernel"] = list(module.weight.shape)
-        if out.ndim == 1 and loaded.info.task == "classification" and out.shape == logits[0].shape \
-                and torch.equal(out, logits[0]):
+        if out.ndim == 1 and out.shape == class_scores.shape and torch.equal(out, class_scores):
             layer["labels"] = classes  # the logits: one per class, named
         layers.append(layer)
     if only is not None and not layers:
         raise LayerError(f"layer {only!r}: no such row; the rows: {', '.join(n for n, _, _ in traced)}")
-    answer = {"classes": classes, "task": loaded.info.task, "layers": layers}
-    if loaded.info.task == "segmentation":
-        return {**answer, **segmentation(logits[0])}
-    return {**answer, "probabilities": [float(p) for p in logits[0].softmax(0)]}
+    return {"classes": classes, "task": task.name, "layers": layers, **task.explorer(logits[0], loaded.info)}
 
 
 def _maps_within_budget(traced: list, max_maps: int) -> int:
@@ -107,18 +106,6 @@ def _maps_within_budget(traced: list, max_maps: int) -> int:
     while max_maps > MIN_MAPS and total(max_maps) > OVERVIEW_BYTES:
         max_maps -= 1
     return max_maps
-
-
-def segmentation(scores: torch.Tensor) -> dict:
-    """A segmentation model's output for one scene, scores [K, H, W]: the class of every pixel (the highest score),
-    how many pixels each class has, and the scores themselves, exactly (base64 float32, little-endian, class by
-    class), for each class's score map."""
-    class_map = scores.argmax(0)
-    data = scores.float().contiguous().numpy().astype("<f4").tobytes()
-    pixels = torch.bincount(class_map.flatten(), minlength=len(scores))
-    return {"class_map": class_map.tolist(), "pixels": pixels.tolist(),
-            "scores": {"shape": list(scores.shape), "data": base64.b64encode(data).decode(),
-                       "min": float(scores.min()), "max": float(scores.max())}}
 
 
 def _layer(name: str, type_name: str, kind: str, out: torch.Tensor, max_maps: int) -> dict:

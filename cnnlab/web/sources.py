@@ -21,14 +21,23 @@ from cnnlab.data import DatasetInfo, dataset_info
 from cnnlab.data.folders import RECORDED, folder_path, is_folder
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import list_models
+from cnnlab.tasks import Task, task_of
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
-from cnnlab.train.tasks import TASKS
 from cnnlab.train.user_model import UserModel
 from cnnlab.viz.familiarity import Familiarity
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
+
+
+DIGITS = dataset_info(TrainConfig.dataset)  # what a registered model with random weights is shown on: MNIST
+
+
+def untrained() -> list[str]:
+    """The registered models shown with random weights: those of the default dataset's task, which take its
+    28x28 digits."""
+    return list_models(task=DIGITS.task)
 
 
 def _modified(run: Run) -> float:
@@ -59,6 +68,10 @@ class Loaded:
     answers: dict = field(default_factory=dict)  # {(layer, feature): a top-activations answer, once computed}
     test_split: Callable | None = None  # () -> its test split: what an upload is compared with
     familiarity: Familiarity | None = None  # thresholds set on its test images on first use (cnnlab.viz.familiarity)
+
+    @property
+    def task(self) -> Task:
+        return task_of(self.info)
 
 
 class Sources:
@@ -111,23 +124,25 @@ class Sources:
             except CheckpointError as err:  # listed as damaged, with the reason: the other runs stay listable
                 metrics, damaged = [], str(err)
             last = metrics[-1] if metrics else {}
-            task = TASKS[run.info.task]
+            task = task_of(run.info)
             items.append({"id": f"run:{run.name}", "kind": "run", "name": run.name, "model": run.config.model,
                           "dataset": run.config.dataset, "task": run.info.task, "engine": run.config.engine,
                           "epochs": len(metrics), "test_acc": last.get("test_acc"), "random_weights": False,
-                          "measure": {"name": task.metric_name, "value": last.get(task.best_metric),
-                                      "text": task.format_metric(last[task.best_metric])
-                                      if isinstance(last.get(task.best_metric), (int, float)) else None},
-                          "damaged": damaged, "dataset_note": self.refusal(run.config.dataset)})
+                          "measure": {"name": task.metric.name, "value": last.get(task.metric.key),
+                                      "text": task.metric.format(last[task.metric.key]) + task.metric.unit
+                                      if isinstance(last.get(task.metric.key), (int, float)) else None},
+                          "damaged": damaged, "dataset_note": self.refusal(run.config.dataset),
+                          "input_shape": run.meta().get("input_shape")})
         for source, own in self._own.items():
             items.append({"id": source, "kind": "file", "name": own.name, "model": own.spec,
                           "dataset": own.info.name, "task": own.info.task, "engine": "torch", "epochs": 0,
                           "test_acc": None, "random_weights": own.weights is None, "damaged": None,
+                          "input_shape": list(own.input_shape), "dataset_note": None})
+        for name in untrained():
+            items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name,
+                          "dataset": TrainConfig.dataset, "task": DIGITS.task, "engine": "torch", "epochs": 0,
+                          "test_acc": None, "random_weights": True, "damaged": None, "input_shape": [1, 28, 28],
                           "dataset_note": None})
-        for name in list_models(task="classification"):
-            items.append({"id": f"model:{name}", "kind": "model", "name": name, "model": name, "dataset": "mnist",
-                          "task": "classification", "engine": "torch", "epochs": 0, "test_acc": None,
-                          "random_weights": True, "damaged": None, "dataset_note": None})
         return items
 
     def get(self, source: str) -> Loaded:
@@ -176,7 +191,7 @@ class Sources:
                 own = self._own[source]
                 return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir,
                               test_split=own.test_split)
-            if kind == "model" and name in list_models(task="classification"):
+            if kind == "model" and name in untrained():
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
                     torch.manual_seed(RANDOM_SEED)

@@ -124,7 +124,7 @@ async function loadExamples() {
     // a segmentation's label is a class per pixel: the caption lists the digits in the scene
     const name = data.task === "segmentation"
       ? [...new Set(flat(example.label))].filter((c) => c).sort((a, b) => a - b).map((c) => data.classes[c]).join(" ")
-      : data.classes[example.label];
+      : data.classes[example.label.class ?? example.label];  // a localization's label: {class, box}
     button.dataset.label = name;
     const kind = data.task === "segmentation" ? "scene" : "image";
     button.setAttribute("aria-label", `test ${kind} ${example.index}: ${name}`);
@@ -153,6 +153,8 @@ const PREPARED = {
     "padded, as the run recorded) — exactly what `cnnlab predict` does.",
   scene: "read as `cnnlab predict` reads a scene (grayscale, a light background inverted, digits at their own " +
     "size), scaled down only if larger than the 84×64 canvas, and centred on it.",
+  box: "read as `cnnlab predict` reads it (grayscale, a light background inverted, the digit at its own size), " +
+    "scaled down only if larger than the 64×64 canvas, and centred on it.",
 };
 
 // An image to classify (a drawing or an upload): the server prepares it and answers with every layer at once.
@@ -193,21 +195,24 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
 
 // The input pane follows the source: digits are drawn, scenes drawn on a wider canvas, photos uploaded or picked.
 function setInputMode(source) {
-  const mode = source.task === "segmentation" ? "scene" : source.kind === "run" && source.dataset.startsWith("folder:")
-    || /^cifar/.test(source.dataset) ? "photo" : "digit";
+  const mode = source.task === "segmentation" ? "scene" : source.task === "localization" ? "box"
+    : source.kind === "run" && source.dataset.startsWith("folder:") || /^cifar/.test(source.dataset) ? "photo" : "digit";
   if (mode === state.mode) return;
   state.mode = mode;
   document.body.dataset.mode = mode;
-  const [width, height] = mode === "scene" ? [336, 256] : [280, 280];
+  const [width, height] = mode === "scene" ? [336, 256] : mode === "box" ? [256, 256] : [280, 280];
   draw.width = width;
   draw.height = height;
   clearCanvas();
   draw.hidden = mode === "photo";
   $("#clear").hidden = mode === "photo";
-  $("#draw-title").textContent = mode === "photo" ? "Upload a photo" : mode === "scene" ? "Draw a scene of digits" : "Draw";
+  $("#draw-title").textContent = mode === "photo" ? "Upload a photo" : mode === "scene" ? "Draw a scene of digits"
+    : mode === "box" ? "Draw a digit anywhere" : "Draw";
   $("#draw-note").textContent = mode === "photo"
     ? "Drawing with the pen is for digits: this run was trained on colour photos. Upload a photo or pick a test photo below."
-    : mode === "scene" ? "Draw one to three digits, about a third of the canvas tall; every pixel gets a class." : "";
+    : mode === "scene" ? "Draw one to three digits, about a third of the canvas tall; every pixel gets a class."
+    : mode === "box" ? "Draw one digit, small or large, anywhere: the box the model finds is drawn on what it sees."
+    : "";
   $("#upload-button").textContent = mode === "photo" ? "Upload photo" : "Upload image";
   $("#prediction-title").textContent = mode === "scene" ? "Class of every pixel" : "Prediction";
   $("#class-map").hidden = $("#segment-note").hidden = mode !== "scene";
@@ -248,6 +253,7 @@ function showAnswer(result, final) {
   state.classes = result.classes;
   if (result.task === "segmentation") showSegmentation(result, final);
   else showProbabilities(result.classes, result.probabilities, final);
+  if (result.box) drawBox($("#seen"), result.box, result.prediction);
   showNetwork(result, final);
 }
 
@@ -270,6 +276,17 @@ function showProbabilities(classes, probabilities, final) {
 // The answer, told to screen readers once it is final (not at every update of a stroke).
 function announce(text) {
   $("#announce").textContent = text;
+}
+
+// A localization's box, [left, top, right, bottom] as fractions of the input, over the input the model saw.
+function drawBox(canvas, [left, top, right, bottom], label) {
+  const pen = canvas.getContext("2d");
+  pen.strokeStyle = "#ff3b30";
+  pen.lineWidth = 1;
+  pen.strokeRect(left * canvas.width + 0.5, top * canvas.height + 0.5, (right - left) * canvas.width - 1,
+    (bottom - top) * canvas.height - 1);
+  canvas.dataset.box = [left, top, right, bottom].map((v) => v.toFixed(4)).join(",");
+  canvas.title = `${label} in the box drawn`;
 }
 
 // A segmentation's answer: the class map beside the input, with a legend of the classes found (and their pixels).
@@ -344,7 +361,7 @@ function setupDrawing() {
     document.querySelectorAll(".examples button.chosen").forEach((b) => b.classList.remove("chosen"));
     draw.setPointerCapture(event.pointerId);
     last = point(event);
-    pen.lineWidth = state.mode === "scene" ? 10 : 20; pen.lineCap = "round"; pen.lineJoin = "round"; pen.strokeStyle = "#000";
+    pen.lineWidth = state.mode === "scene" || state.mode === "box" ? 10 : 20; pen.lineCap = "round"; pen.lineJoin = "round"; pen.strokeStyle = "#000";
   });
   draw.addEventListener("pointermove", (event) => {
     if (!last) return;
