@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 AXE_VERSION := 4.14.1
 AXE := build/axe-core/axe.min.js
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install lab clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, by exact version, so pip takes the local CPU wheel and never the CUDA build.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,labs,data]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,all]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,6 +32,10 @@ test: $(STAMP)
 	# One worker per core; the PyTensor tests that compile C share one worker (tests/test_engines.py); the 15
 	# slowest tests are listed at the end, so that the next slowdown shows the day it lands.
 	$(BIN)/python -m pytest -n auto --dist loadgroup -q --durations=15
+
+# JupyterLab on labs/ from the project's environment (each notebook is paired with its `# %%` script by jupytext).
+lab: $(STAMP)
+	$(BIN)/jupyter lab labs/
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mnist_time_to_accuracy.py

@@ -45,12 +45,13 @@ class ModelOutputError(CnnlabError):
 
 
 class MissingDependency(CnnlabError):
-    """An optional package (the `labs` extra) is not installed."""
+    """An optional package (one of pyproject.toml's extras) is not installed."""
 
 
-# The `labs` extra of pyproject.toml: the lab's engines (Keras, PyTensor) and the ONNX export.
-# optional package -> the extra of pyproject.toml that installs it
-OPTIONAL_PACKAGES = {**dict.fromkeys(("keras", "pytensor", "onnx", "onnxruntime", "onnxscript"), "labs"),
+# The optional packages and the extra of pyproject.toml that installs each (`make install` installs them all).
+OPTIONAL_PACKAGES = {**dict.fromkeys(("keras", "pytensor"), "labs"),
+                     **dict.fromkeys(("onnx", "onnxruntime", "onnxscript"), "export"),
+                     **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart"), "explorer"),
                      **dict.fromkeys(("webdataset", "braceexpand", "datasets", "pyarrow"), "data")}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from cnnlab import __version__
+from cnnlab.calls import callable_module
 from cnnlab.errors import ConfigError, import_optional
 from cnnlab.train.runs import Run
 
@@ -72,7 +73,13 @@ def export_model(model: torch.nn.Module, input_shape, out: Path, metadata: dict[
 
 
 def export_run(run: Run, out: str | Path | None = None, checkpoint: str = "last") -> Path:
-    """Write `run`'s model as ONNX (default RUN/model.onnx) and return the file's path."""
+    """Write `run`'s model as ONNX (default RUN/model.onnx) and return the file's path; `cnnlab.export(run)` and
+    `cnnlab export RUN` call it.
+
+    >>> path = cnnlab.export(run, tmp / "digits.onnx")
+    >>> path.name, path.stat().st_size > 100_000
+    ('digits.onnx', True)
+    """
     out = Path(out) if out else run.path / "model.onnx"
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
@@ -82,3 +89,6 @@ def export_run(run: Run, out: str | Path | None = None, checkpoint: str = "last"
     if len(task.output_names) > 1:  # one output split into named parts
         model = NamedOutputs(model, task).eval()
     return export_model(model, input_shape, out, onnx_metadata(run, input_shape, checkpoint), task.output_names)
+
+
+callable_module(__name__, export_run)

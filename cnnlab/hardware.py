@@ -123,3 +123,18 @@ def describe() -> dict:
     return {"cpu": cpu_model(), "cpu_capability": cpu_capability(), "native_bf16": native_bf16(),
             "cores": os.cpu_count(), "threads": torch.get_num_threads(), "cuda": cuda,
             "cuda_version": torch.version.cuda if cuda else None}
+
+
+def busy_note(threads: int) -> str | None:
+    """One line for a training header when other programs already keep this machine's cores busy (load average
+    above the cores): threads that wait for a core wait for each other at every step, so that fewer of them can
+    train several times faster. None on a quiet machine, with one thread, or where there is no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads <= 1 or load <= cores:
+        return None
+    return (f"this machine is busy (load average {load:.1f} on {cores} cores): {threads} threads wait for each "
+            f"other; --threads 1 can train faster here")

@@ -2,11 +2,12 @@
 
     result = transfer("runs/simple-cnn-mnist-...", "fashion-mnist", mode="feature-extract", labels_per_class=10)
     result = transfer("resnet18-f37072fd.pth", "mnist", mode="fine-tune", lr_backbone=1e-4)
+    run = cnnlab.transfer(run, "fashion-mnist", "feature-extract")    # from Python: the new Run
 
 A source is a cnnlab run folder (any engine: all save PyTorch names) or a weights file: `.safetensors`, or a
 torchvision ImageNet `.pth`, read with `torch.load(weights_only=True)`, never unpickled. The model is the
 source's registered model, rebuilt for the target dataset and adapted as `cnnlab.models.adapt` plans it (new
-head, first layer summed over colour channels, input size), recorded in the new run's config.json under
+head, first layer summed over colour channels or spread over them, input size), recorded in the new run's config.json under
 "transfer" with the source's path and sha256. Frozen parameters get no gradient and no optimizer state, and
 frozen batch-norm layers keep their running statistics (cnnlab.train.torch_engine).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from cnnlab import files
+from cnnlab.calls import callable_module
 from cnnlab.data import dataset_info, load_dataset
 from cnnlab.data.download import sha256_of
 from cnnlab.errors import CheckpointError, ConfigError
@@ -75,11 +77,11 @@ def prepare(source: str | Path | Source, dataset: str, mode: str = "fine-tune", 
     if input_size is not None and input_size < 1:
         raise ConfigError(f"input size must be at least 1, got {input_size}")
     src = source if isinstance(source, Source) else load_source(source, model, model_options)
-    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True,
-                          options=settings.get("dataset_options")).images
+    options = settings.get("dataset_options")
+    images = load_dataset(dataset, "test", settings.get("data_dir"), quiet=True, options=options).images
     in_channels = images.shape[1] if images.ndim == 4 else 1
     side = images.shape[-1]
-    spec = plan(src, mode, dataset_info(dataset).num_classes, in_channels, side, input_size, freeze_until,
+    spec = plan(src, mode, dataset_info(dataset, options).num_classes, in_channels, side, input_size, freeze_until,
                 lr_backbone)
     config = recipe_config(recipe, model=src.model, model_options=src.model_options, dataset=dataset,
                            labels_per_class=labels_per_class, transfer=spec.to_dict(), **settings)
@@ -94,3 +96,25 @@ def transfer(source, dataset: str, mode: str = "fine-tune", *, name: str | None 
     """Train a transferred model (see `prepare` for the options) and return the Trainer's TrainResult."""
     config, model = prepare(source, dataset, mode, **options)
     return Trainer(config, name=name, runs_dir=runs_dir, progress=progress, save=save, model=model).fit()
+
+
+def transfer_run(source, dataset: str, mode: str = "fine-tune", *, name: str | None = None, runs_dir=None,
+                 progress: bool = True, **options):
+    """`cnnlab transfer` from Python, as `cnnlab.transfer(...)`: the model of `source` (a Run, a run folder or a
+    weights file) trained on `dataset` with a new head, its backbone frozen ("feature-extract") or trained
+    ("fine-tune"); `options` are the command's (freeze_until, lr_backbone, labels_per_class, epochs, lr, ...).
+    Returns the new Run.
+
+    >>> new = cnnlab.transfer(run, "mnist", "feature-extract", labels_per_class=10, epochs=1, test_limit=256,
+    ...                       runs_dir=tmp, progress=False)
+    >>> new.config.transfer["mode"], len(new.history)
+    ('feature-extract', 1)
+    """
+    from cnnlab.train.api import Run as AnsweringRun
+
+    where = source.path if isinstance(source, Run) else source
+    result = transfer(where, dataset, mode, name=name, runs_dir=runs_dir, progress=progress, **options)
+    return AnsweringRun.open(result.run_dir)
+
+
+callable_module(__name__, transfer_run)

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lab 1: convnets on MNIST with Keras
 #
@@ -5,14 +21,24 @@
 # trained on MNIST from cnnlab's offline loader, then compared: parameters, seconds, test accuracy, and their
 # learning curves side by side. Keras 3 runs here on its torch backend (no TensorFlow).
 #
+# This script is paired with `lab1_keras.ipynb` by jupytext (`make lab` opens it in JupyterLab, which keeps the two
+# in step); from a shell:
+#
 #     python labs/lab1_keras.py            # the full lab (labs/README.md has its numbers)
 #     python labs/lab1_keras.py --quick    # a few hundred steps, as the test suite runs it
-#
-# Open it as a notebook with Jupyter's jupytext, VS Code or PyCharm: each `# %%` is a cell.
 
 # %%
-import os
-import sys
+# Run this cell first. QUICK = True: a short run on part of MNIST (100 steps per net, about a minute),
+# as the test suite runs it; QUICK = False: the full lab (labs/README.md has its numbers and times).
+QUICK = False
+import importlib.util, os, subprocess, sys
+
+QUICK = QUICK or "--quick" in sys.argv or os.environ.get("CNNLAB_QUICK") == "1"
+if importlib.util.find_spec("cnnlab") is None:  # Colab, or a kernel without cnnlab: install it, keeping its torch
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "cnnlab[labs] @ git+https://github.com/cnnlab/cnnlab"], check=True)
+
+# %%
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
@@ -24,7 +50,6 @@ from keras import layers
 
 from cnnlab.data import load_dataset
 
-QUICK = "--quick" in sys.argv  # a few hundred steps on part of the data, for the test suite
 EPOCHS = 1 if QUICK else 3
 BATCH_SIZE = 128
 keras.utils.set_random_seed(0)

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lab 2: your first CNN in Theano (PyTensor)
 #
@@ -5,6 +21,9 @@
 # in PyTensor, Theano's maintained successor: a convolution + pooling layer class, a hidden layer and logistic
 # regression, stacked on a symbolic input; the cost's gradient by `pytensor.grad`; the updates; compiled training and
 # test functions that read their minibatch from shared data. It reaches 99% on MNIST.
+#
+# This script is paired with `lab2_theano.ipynb` by jupytext (`make lab` opens it in JupyterLab, which keeps the
+# two in step); from a shell:
 #
 #     python labs/lab2_theano.py           # the full lab (labs/README.md has its numbers)
 #     python labs/lab2_theano.py --quick   # a few hundred steps, as the test suite runs it
@@ -28,7 +47,17 @@
 # variable too), 6 epochs instead of 200.
 
 # %%
-import sys
+# Run this cell first. QUICK = True: a short run on part of MNIST (400 steps, about a minute with PyTensor's first compilation),
+# as the test suite runs it; QUICK = False: the full lab (labs/README.md has its numbers and times).
+QUICK = False
+import importlib.util, os, subprocess, sys
+
+QUICK = QUICK or "--quick" in sys.argv or os.environ.get("CNNLAB_QUICK") == "1"
+if importlib.util.find_spec("cnnlab") is None:  # Colab, or a kernel without cnnlab: install it, keeping its torch
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "cnnlab[labs] @ git+https://github.com/cnnlab/cnnlab"], check=True)
+
+# %%
 import time
 
 import numpy as np
@@ -39,7 +68,6 @@ from cnnlab.data import load_dataset
 from cnnlab.train.pytensor_engine import MODE, conv2d, pool2d
 
 pytensor.config.floatX = "float32"
-QUICK = "--quick" in sys.argv  # a few hundred steps on part of the data, for the test suite
 rng = np.random.default_rng(23455)  # the tutorial's seed
 
 # %% [markdown]

@@ -111,7 +111,7 @@ def test_predict_a_drawn_digit(trained, tmp_path):
     (["train", "--model", "resnet9000"], "unknown model 'resnet9000'"),
     (["train", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
     (["train", "--augment", "{shift: 2}"], "not valid JSON"),
-    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--bogus"], "unknown option --bogus"),
     (["evaluate", "no/such/run"], "no such run folder"),
     (["predict", "no/such/run", "x.png"], "no such run folder"),
     (["nonsense"], "invalid choice: 'nonsense'"),
@@ -176,9 +176,9 @@ def test_ctrl_c_says_how_to_resume_and_the_command_resumes(tmp_path, capsys, mon
     code, _, err = run_in_process(capsys, "train", *args, "--name", "cut")
     monkeypatch.setattr(Trainer, "_checkpoint", save)
     assert code == 130
-    expected = f"cnnlab train: interrupted after 1 finished epoch(s); resume with: cnnlab train --resume {tmp_path / 'cut'}"
-    assert err.strip().splitlines()[-1] == expected
-    resume = expected.split("resume with: cnnlab ")[1].split()
+    assert err.strip().splitlines()[-2:] == ["cnnlab train: interrupted after 1 finished epoch(s); resume with:",
+                                              f"  cnnlab train --resume {tmp_path / 'cut'}"]
+    resume = err.strip().splitlines()[-1].split()[1:]
     assert run_in_process(capsys, *resume, "--quiet")[0] == 0
     assert metrics_without_timings(tmp_path / "cut") == metrics_without_timings(tmp_path / "whole")
 
@@ -209,7 +209,7 @@ def test_checkpoint_best_and_split_train(trained, tmp_path):
     on_train = json.loads(cnnlab("evaluate", run_dir, "--split", "train", "--json").stdout)
     assert on_train["split"] == "train" and on_train["images"] == 60000 and on_train["accuracy"] > 0.85
     table = " ".join(cnnlab("evaluate", run_dir).stdout.split())  # the title wraps to the table's width
-    assert f"cli (last) on mnist test, 10,000 images: {last['accuracy']:.2%} accuracy, loss {last['loss']:.4f}" in table
+    assert f"cli (last) on mnist test, 10,000 images: accuracy {last['accuracy']:.2%}, loss {last['loss']:.4f}" in table
 
 
 def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
@@ -229,13 +229,38 @@ def test_predict_plain_text_top_and_save_inputs(trained, tmp_path):
     assert np.array_equal(saved, load_digit(tmp_path / "one.jpg"))  # what the model saw
 
 
+def test_predict_json_top_lists_that_many_classes_likeliest_first(trained, tmp_path, capsys):
+    _, run_dir = trained
+    image = Image.new("RGB", (240, 320), "white")
+    ImageDraw.Draw(image).line([(120, 40), (120, 280)], fill="black", width=22)  # a "1"
+    image.save(tmp_path / "one.png")
+    code, out, _ = run_in_process(capsys, "predict", run_dir, tmp_path / "one.png", "--json")
+    every = json.loads(out)[0]["probabilities"]
+    code, out, _ = run_in_process(capsys, "predict", run_dir, tmp_path / "one.png", "--json", "--top", 2)
+    top = json.loads(out)[0]["probabilities"]
+    assert code == 0 and len(every) == 10 and list(top) == sorted(every, key=every.get, reverse=True)[:2]
+
+
+def test_a_default_run_name_says_a_lab_engine(tmp_path):
+    from cnnlab.train.config import recipe_config
+    from cnnlab.train.runs import new_run_dir
+
+    assert re.fullmatch(r"simple-cnn-mnist-\d{8}-\d{6}", new_run_dir(recipe_config(), root=tmp_path).name)
+    for engine in ("keras", "pytensor", "scratch"):
+        name = new_run_dir(recipe_config(engine=engine), root=tmp_path).name
+        assert re.fullmatch(rf"simple-cnn-mnist-{engine}-\d{{8}}-\d{{6}}", name)
+
+
 def test_runs_table(trained):
     runs_dir, run_dir = trained
     listing = json.loads(cnnlab("runs", "--runs-dir", runs_dir, "--json").stdout)[0]
     out = cnnlab("runs", "--runs-dir", runs_dir, env={"COLUMNS": "200"}).stdout
     assert f"Runs in {runs_dir}/" in out
-    assert re.search(rf"│ cli\s+│ simple-cnn │ mnist\s+│ torch\s+│\s+2/2 │\s+{listing['best_test_acc']:.2%} │"
-                     rf"\s+{listing['final_test_acc']:.2%} │", out)
+    assert re.search(rf"\ncli\s+simple-cnn  mnist\s+torch\s+2/2  {listing['best_test_acc']:.2%}  "
+                     rf"{listing['final_test_acc']:.2%}\s+\d+ s\n", out)
+    markdown = cnnlab("runs", "--runs-dir", runs_dir, "--markdown").stdout
+    assert re.search(rf"\| cli\s+\| simple-cnn \| mnist\s+\| torch\s+\|\s+2/2 \| {listing['best_test_acc']:.2%} \|",
+                     markdown)
     assert cnnlab("runs", "--runs-dir", runs_dir / "empty").stdout.startswith("no runs in")
 
 
@@ -310,5 +335,5 @@ def test_training_output_fits_80_columns(tmp_path, command):
     assert [line for line in lines if len(line) > 80 or "…" in line] == []
     listing = cnnlab("runs", "--runs-dir", tmp_path, env={"COLUMNS": "80"}).stdout
     assert [line for line in listing.splitlines() if (len(line) > 80 and str(tmp_path) not in line) or "…" in line] == []
-    assert name[:8] in listing  # the name folds onto more lines rather than being cut
-    assert "time ┃" in listing  # and no column is cropped off the right edge
+    assert f"\n{name}\n" in listing  # whole, on a line of its own, above its numbers
+    assert listing.splitlines()[2].split() == ["model", "dataset", "engine", "epochs", "best", "final", "time"]

@@ -229,3 +229,11 @@ def test_cnnlab_and_the_other_engines_never_import_the_lab_packages():
             "print(sorted(m for m in ('keras', 'pytensor', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_pytensor_engine_keeps_pytensors_blas_warning_quiet():
+    """pip's PyTensor links no BLAS and says so in five lines the first time its setting is read; the engine reads
+    it, quietly, when it loads, so that nothing else (the lab, a compilation) prints them."""
+    code = "import cnnlab.train.pytensor_engine, pytensor; pytensor.config.blas__ldflags"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr == ""

@@ -85,3 +85,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["filters", "--kernel", "1,2;3,4"]) == 2
     assert capsys.readouterr().err.strip() == \
         "cnnlab filters: error: --kernel '1,2;3,4': a 2x2 kernel has no centre; use odd sides (3x3, 5x5, ...)"
+
+
+def test_cli_default_figure_is_not_show_filters_one(tmp_path, capsys, monkeypatch):
+    """`cnnlab filters` and `cnnlab show filters RUN` draw different figures: their default files differ too."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["filters"]) == 0
+    assert capsys.readouterr().out.startswith("wrote handcrafted-filters.png")
+    assert (tmp_path / "handcrafted-filters.png").is_file() and not (tmp_path / "filters.png").exists()

@@ -11,7 +11,7 @@ DOCS = Path(__file__).parents[1] / "docs" / "zoo.md"
 
 
 def test_zoo_vgg_reproduces_the_papers_table(capsys):
-    assert main(["zoo", "--family", "vgg"]) == 0
+    assert main(["zoo", "--family", "vgg", "--markdown"]) == 0
     out = capsys.readouterr().out
     table = out[out.index("ConvNet configuration"):]
     assert "| weight layers         | 11          | 11          | 13          | 16          | 16          | 19" in table
@@ -22,7 +22,7 @@ def test_zoo_vgg_reproduces_the_papers_table(capsys):
 
 
 def test_zoo_resnet_lists_the_papers_variants_with_errors(capsys):
-    assert main(["zoo", "--family", "resnet"]) == 0
+    assert main(["zoo", "--family", "resnet", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| resnet34 shortcut=A          | 3x224x224 |            34 | 21,623,848 | 3.644 G |       25.03 |        7.76 |" in out
     assert "| plain34                      | 3x224x224 |            34 | 21,623,848 | 3.644 G |       28.54 |       10.02 |" in out
@@ -31,11 +31,11 @@ def test_zoo_resnet_lists_the_papers_variants_with_errors(capsys):
     assert "[1x1, 256; 3x3, 256; 1x1, 1024] x 36 |" in out  # the paper's Table 1, read back from resnet152
     docs = DOCS.read_text()
     for table in (block for block in out.split("\n\n") if block.startswith("|")):
-        assert table.strip() in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo`"
+        assert table.strip() in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo --markdown`"
 
 
 def test_zoo_at_a_small_input_shows_the_adapted_models(capsys):
-    assert main(["zoo", "--family", "vgg", "--input", "1x28x28"]) == 0
+    assert main(["zoo", "--family", "vgg", "--input", "1x28x28", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| vgg-d     | 1x28x28 |            16 | 15,243,978 | 268.2 M |" in out
     assert "FC-512" in out and "top-1 err" not in out  # published errors belong to the native networks
@@ -44,11 +44,11 @@ def test_zoo_at_a_small_input_shows_the_adapted_models(capsys):
 def test_docs_hold_the_current_tables():
     docs = DOCS.read_text()
     for table in (family_table("vgg"), vgg_table(), family_table("resnet-cifar", (1, 28, 28), 10)):
-        assert table in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo` (see the file)"
+        assert table in docs, "docs/zoo.md is stale: regenerate its tables with `cnnlab zoo --markdown` (see the file)"
 
 
 def test_summary_table_and_totals(capsys):
-    assert main(["summary", "resnet20", "--input", "1x28x28"]) == 0
+    assert main(["summary", "resnet20", "--input", "1x28x28", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| layer3.0.downsample | ZeroPadShortcut   | 64x7x7   |           37 /4 |" in out
     assert "| fc                  | Linear            | 10       |             all |        650 |       640 |" in out

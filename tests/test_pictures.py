@@ -246,10 +246,14 @@ def _sections(page: str) -> list[str]:
 
 
 def test_report_leads_with_results_then_the_model_then_the_collapsed_configuration(classification_run):
-    assert main(["report", str(classification_run), "--samples", "1"]) == 0
+    assert main(["report", str(classification_run), "--samples", "2"]) == 0
     page = (classification_run / "report.html").read_text()
     assert _sections(page) == ["Training curves", "Confusion matrix", "Most confident mistakes", "Model",
-                               "Configuration", "Learned filters", "Feature maps and saliency of 1 test images"]
+                               "Configuration", "Learned filters", "Feature maps and saliency of 2 test images"]
+    # one sample per class, in class order, each caption leading with its label (MNIST's first 0 is test image 3,
+    # its first 1 test image 2: captions by index alone would count down)
+    samples = re.findall(r"label (\d), test image (\d+): predicted", page)  # each sample's figures carry it
+    assert list(dict.fromkeys(samples)) == [("0", "3"), ("1", "2")]
     assert "<td>conv2</td><td>Conv2d</td><td>32×8×8</td><td>12,832</td>" in page  # a layer of the summary
     assert "<p>80,202 parameters;" in page
     configuration = page[page.index("<h2>Configuration</h2>"):page.index("<h2>Learned filters</h2>")]

@@ -22,7 +22,7 @@ from cnnlab.models.registry import resolve_name
 from cnnlab.models.adapt import keys_shaped_by
 from cnnlab.transfer import Source, load_source, plan, prepare, transfer
 
-from conftest import MANIFEST
+from conftest import MANIFEST, run_in_process
 
 QUICK = {"epochs": 1, "train_limit": 256, "test_limit": 200, "batch_size": 32}
 
@@ -268,3 +268,65 @@ def test_missing_source_and_bad_transfer_config_are_one_line_errors(tmp_path, ca
     with pytest.raises(ConfigError, match="transfer learning trains with the torch engine"):
         recipe_config("default", engine="scratch",
                       transfer={"source": {}, "mode": "fine-tune", "head": ["fc2"], "input_size": 28})
+
+
+def test_grey_run_to_colour_folder_and_back(source_run, tmp_path, capsys):
+    """A grey MNIST run transfers to a folder of colour photos: each grey kernel is spread over the three colour
+    channels (w/3 each), so that a photo whose channels are equal meets the grey source's filters exactly; the
+    colour run transfers back to grey digits by summing them, which gives the first kernels back."""
+    from test_folder_data import make_folder
+
+    photos = make_folder(tmp_path / "photos", per_class=8)
+    grey_kernels = read_weights(source_run / "model.safetensors")[0]["conv1.weight"]
+    code, out, err = run_in_process(capsys, "transfer", "--from", source_run, "--dataset", f"folder:{photos}",
+                                    "--dataset-options", '{"side": 28}', "--mode", "fine-tune", "--epochs", 1,
+                                    "--batch-size", 8, "--threads", 1, "--runs-dir", tmp_path, "--name", "colour")
+    assert code == 0, err
+    assert "conv1's grey kernels spread over 3 colour channels (the kernel on the channels' mean)" in \
+        " ".join(out.split())
+    colour = Run.open(tmp_path / "colour")
+    assert colour.config.transfer["first_layer"] == {"layer": "conv1", "from_channels": 1, "to_channels": 3,
+                                                     "rule": "mean"}
+    _, model = prepare(source_run, f"folder:{photos}", "fine-tune", dataset_options={"side": 28}, **QUICK)
+    torch.testing.assert_close(model.conv1.weight, grey_kernels.repeat(1, 3, 1, 1) / 3)
+    grey = torch.rand(2, 1, 28, 28)
+    source = Run.open(source_run).build_model()
+    torch.testing.assert_close(model.conv1(grey.repeat(1, 3, 1, 1)), source.conv1(grey), rtol=1e-5, atol=1e-5)
+
+    code, out, err = run_in_process(capsys, "transfer", "--from", tmp_path / "colour", "--dataset", "mnist",
+                                    "--mode", "feature-extract", "--epochs", 1, "--train-limit", 64,
+                                    "--test-limit", 64, "--threads", 1, "--runs-dir", tmp_path, "--name", "grey")
+    assert code == 0, err
+    assert "conv1's kernels summed over 3 colour channels (a grey image's response unchanged)" in " ".join(out.split())
+    back = read_weights(tmp_path / "grey" / "model.safetensors")[0]["conv1.weight"]
+    trained_colour = read_weights(tmp_path / "colour" / "model.safetensors")[0]["conv1.weight"]
+    torch.testing.assert_close(back, trained_colour.sum(1, keepdim=True))  # feature-extract: conv1 kept as summed
+    _, round_trip = prepare(source_run, f"folder:{photos}", "fine-tune", dataset_options={"side": 28}, **QUICK)
+    torch.testing.assert_close(round_trip.conv1.weight.sum(1, keepdim=True), grey_kernels)
+
+
+def test_transfer_help_lists_the_datasets_it_takes(capsys):
+    code, out, _ = run_in_process(capsys, "transfer", "--help")
+    flat = " ".join(out.split())
+    assert code == 0 and "mnist, fashion-mnist, kmnist, emnist-balanced, cifar-10, cifar-100, or folder:PATH" in flat
+
+
+def test_an_offline_download_names_data_dir_and_cnnlab_data(capsys, monkeypatch, tmp_path):
+    """No network: the error says where cnnlab looked and how to point it at a copy."""
+    import dataclasses
+
+    from cnnlab.data.registry import DATASETS
+
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    closed = "http://127.0.0.1:9/"  # the discard port: nothing listens there
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], mirrors=(closed,)))
+    code, _, err = run_in_process(capsys, "transfer", "--from", "nothing.pth", "--dataset", "fashion-mnist",
+                                  "--mode", "fine-tune")
+    assert code == 2 and "nothing.pth: no such run folder or weights file" in err
+    code, _, err = run_in_process(capsys, "train", "--dataset", "fashion-mnist", "--epochs", 1, "--threads", 1)
+    assert code == 2 and err.count("\n") == 1
+    assert "could not download fashion-mnist file" in err
+    assert "give --data-dir DIR or set $CNNLAB_DATA=DIR, DIR holding fashion-mnist/" in err
+    code, out, err = run_in_process(capsys, "data", "fashion-mnist")  # the download's bar leaves no empty line
+    assert code == 2 and out == "" and err.startswith("cnnlab data: error: could not download")

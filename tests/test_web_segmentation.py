@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
-from cnnlab.commands.predict import predict
+from cnnlab.train.inference import predict
 from cnnlab.data import load_dataset
 from cnnlab.data.preprocess import load_scene
 from cnnlab.train.config import recipe_config
@@ -146,7 +146,7 @@ def test_an_uploaded_scene_is_read_as_cnnlab_predict_reads_it(client, run, scene
     answer = answer.json()
     assert np.array_equal(answer["digit"], load_scene(path)) and np.array_equal(answer["digit"], scene)
     check_segmentation(answer, model_scores(run, scene))
-    expected = predict(run, [str(path)], "last")[0]["pixels_per_class"]
+    expected = predict(run, [str(path)], "last", None)[0]["pixels_per_class"]
     counted = {answer["classes"][c]: n for c, n in enumerate(answer["pixels"]) if c and n}
     assert counted == expected
 

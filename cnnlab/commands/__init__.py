@@ -15,7 +15,8 @@ def example_epilog(*examples: str) -> str:
             lines.append(f"  # {comment}")
         elif comment:
             command = example
-        lines += _continued(command)
+        # a line that fits is kept whole: a backslash would otherwise continue a comment, which a shell ignores
+        lines += [f"  {command}"] if len(command) + 2 <= 80 else _continued(command)
     return "examples:\n" + "\n".join(lines)
 
 
@@ -29,10 +30,18 @@ def _continued(command: str, width: int = 80) -> list[str]:
     return lines + [line.rstrip()]
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, with the description and epilog as written, and lines broken between words only: never
+    inside "mnist-scenes" or "--train-limit" at their hyphen, which a reader would copy half of."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def add_command(subparsers, name: str, help: str, examples: list[str], func) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help=help, description=textwrap.fill(help, 79), epilog=example_epilog(*examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        name, help=help, description=textwrap.fill(help, 79, break_on_hyphens=False),
+        epilog=example_epilog(*examples), formatter_class=HelpFormatter,
     )
     p.set_defaults(func=func)
     return p

@@ -40,61 +40,34 @@ def add_evaluate_options(p) -> None:
 
 def run(args, only: str | None = None) -> int:
     """`cnnlab evaluate`; `only`: the task a task's own command (`segment evaluate`) takes."""
-    import torch
+    import textwrap
 
-    from cnnlab.commands.tables import print_table
     from cnnlab.errors import ConfigError
-    from cnnlab.tasks import task_for
-    from cnnlab.tasks.parts import plain
-    from cnnlab.tasks.task import ENSEMBLE
-    from cnnlab.train.batches import eval_batch_size
-    from cnnlab.train.streaming import split_for
-    from cnnlab.train.evaluation import View, averaged, tta_views
     from cnnlab.train.runs import Run
 
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    runs = [Run.open(path) for path in args.run]
-    trained = runs[0]
-    task = task_for(trained.config)
-    if only and task.name != only:
-        raise ConfigError(f"{trained.path}: {trained.config.model} is not a {only} model "
-                          "(use `cnnlab evaluate` / `cnnlab predict`)")
-    if args.tta or len(runs) > 1:
-        task.refuse(ENSEMBLE, trained.path)
-    for other in runs[1:]:
-        if other.info.classes != trained.info.classes or task_for(other.config) is not task:
-            raise ConfigError(f"{other.path}: an ensemble's runs classify the same classes ({trained.name}: "
-                              f"{trained.config.dataset}, {other.name}: {other.config.dataset})")
-    # NHWC, as the trainer's own evaluation: on a CPU oneDNN runs these convolutions about twice as fast in it.
-    models = [run.build_model(args.checkpoint).to(memory_format=torch.channels_last) for run in runs]
-    data = split_for(trained.config.load_split(args.split, args.data_dir, quiet=args.json, limit=args.limit),
-                     limit=args.limit, workers=trained.config.workers)
-    # An ensemble's images are mirrored (zoomed) only if every one of its runs was trained on mirror images
-    # (scale jitter); zoomed within the narrowest of their ranges.
-    augments = [run.config.augment or {} for run in runs]
-    views = tta_views(all(a.get("flip") for a in augments),
-                      min(a.get("max_scale") or 0.0 for a in augments)) if args.tta else (View(),)
-    with torch.inference_mode():
-        logits_fn = averaged(models, views) if args.tta or len(models) > 1 else models[0]
-        result = task.evaluate(logits_fn, data, args.batch_size or eval_batch_size(trained.config.eval_batch_size,
-                                                                                   data.shape))
-    classes = data.info.classes
-    if args.figure:
-        task.evaluation_figure(data, result, args.figure)
-    if args.json:
-        where = {"run": str(trained.path) if len(runs) == 1 else [str(run.path) for run in runs],
-                 "checkpoint": args.checkpoint, "dataset": trained.config.dataset, "split": args.split,
-                 "tta": args.tta, "views": len(views)}
-        print(to_json({**where, **task.evaluation_json(result, classes)}, indent=2))
-        return 0
-    what = trained.name if len(runs) == 1 else f"an ensemble of {len(runs)} runs"
-    tta = f", {len(views)}-view TTA" if args.tta else ""
-    for table in task.tables(result, classes):
-        print_table(table)
-    from rich.console import Console
+    runs = [Run.open(path) for path in args.run]  # before torch loads: a mistyped name is refused at once
 
-    Console().print(f"{what} ({args.checkpoint}{tta}) on {trained.config.dataset} {args.split}, {len(data):,} "
-                    f"{task.example}s: {plain(task.summary(result))}", soft_wrap=True)
+    from cnnlab.commands.tables import print_table
+    from cnnlab.tasks.parts import plain
+    from cnnlab.train.inference import evaluate
+
+    task = runs[0].task
+    if only and task.name != only:
+        raise ConfigError(f"{runs[0].path}: {runs[0].config.model} is not a {only} model "
+                          "(use `cnnlab evaluate` / `cnnlab predict`)")
+    scores = evaluate(runs, args.checkpoint, args.split, args.limit, args.batch_size, args.tta, args.data_dir,
+                      quiet=args.json)
+    if args.figure:
+        task.evaluation_figure(scores.data, scores.evaluation, args.figure)
+    if args.json:
+        print(to_json(scores.as_dict(), indent=2))
+        return 0
+    for table in task.tables(scores.evaluation, scores.classes):
+        print_table(table)
+    # in 80 columns, wrapped between words: a run's name stays whole
+    said = f"{scores.title}, {len(scores.data):,} {task.example}s: {plain(task.summary(scores.evaluation))}"
+    print(textwrap.fill(said, 80, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
     return 0

@@ -40,6 +40,6 @@ def run(args) -> int:
     record, out = run_experiment(args.name, "quick" if args.quick else "full", args.out, progress=True,
                                  seeds=args.seeds)
     print_experiment_summary(record)
-    print(f"{args.name} ({record['setting']} setting, {record['seeds']} seed(s), {record['seconds']:.0f} s): "
-          f"{out / 'result.json'} and {out / (args.name + '.png')}")
+    print(f"{args.name} ({record['setting']} setting, {record['seeds']} seed(s), {record['seconds']:.0f} s) "
+          f"wrote:\n  {out / 'result.json'}\n  {out / (args.name + '.png')}")
     return 0

@@ -21,9 +21,11 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from cnnlab.export import export_run
     from cnnlab.train.runs import Run
 
-    out = export_run(Run.open(args.run), args.out, args.checkpoint)
+    trained = Run.open(args.run)  # before torch loads: a mistyped name is refused at once
+    from cnnlab.export import export_run
+
+    out = export_run(trained, args.out, args.checkpoint)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -15,7 +15,8 @@ def add_parser(subparsers):
                                             "matplotlib)")
     p.add_argument("--kernel", action="append", default=[], metavar="ROWS",
                    help="add a custom kernel: rows separated by ';', values by ',' (repeatable)")
-    p.add_argument("--out", default="filters.png", help="where to write the figure (default filters.png)")
+    p.add_argument("--out", default="handcrafted-filters.png", help="where to write the figure (default "
+                   "handcrafted-filters.png; `show filters` writes a run's learned ones to filters.png)")
     return p
 
 

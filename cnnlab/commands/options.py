@@ -74,7 +74,8 @@ def config_overrides(args: argparse.Namespace, names: list[str] | None = None) -
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     """Where a training command's run folder goes, and how much it prints."""
-    parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP)")
+    parser.add_argument("--name", help="run folder name (default MODEL-DATASET-TIMESTAMP, with the engine before "
+                        "the time when it is not torch)")
     parser.add_argument("--runs-dir", help="where run folders go (default runs/ or $CNNLAB_RUNS)")
     parser.add_argument("--quiet", action="store_true", help="no progress or tables; print only the run folder")
 
@@ -111,17 +112,22 @@ def add_model_file_options(parser: argparse.ArgumentParser, run_help: str = "run
 def own_model(args: argparse.Namespace):
     """The --model's UserModel, checked against its inputs and names; None without --model (its other flags are
     then an error: a run knows its own weights, dataset and classes)."""
+    if args.model is None:
+        _refuse_model_flags(args)
+        return None
     from cnnlab.train.user_model import UserModel
 
+    return UserModel.open(args.model, args.weights, args.dataset, args.class_names,
+                          parse_shape(args.input, square=False) if args.input else None)
+
+
+def _refuse_model_flags(args: argparse.Namespace) -> None:
+    """--weights, --class-names, --input and --dataset without --model: an error (a run knows its own)."""
     given = [flag for flag, value in [("--weights", args.weights), ("--class-names", args.class_names),
                                       ("--input", args.input),
                                       ("--dataset", None if args.dataset == "mnist" else args.dataset)] if value]
-    if args.model is None:
-        if given:
-            raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
-        return None
-    return UserModel.open(args.model, args.weights, args.dataset, args.class_names,
-                          parse_shape(args.input, square=False) if args.input else None)
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only with --model FILE.py:NAME (a run knows its own)")
 
 
 def open_inspected(args: argparse.Namespace):
@@ -130,6 +136,16 @@ def open_inspected(args: argparse.Namespace):
 
     if args.model and args.run:
         raise ConfigError(f"give a RUN ({args.run}) or --model, not both")
+    check_subject(args)
+    return own_model(args) or Run.open(args.run)
+
+
+def check_subject(args: argparse.Namespace) -> None:
+    """Refuse, before torch loads, a command given neither a RUN nor a --model, or a RUN that is not there."""
+    from cnnlab.train.runs import find_run
+
     if not (args.model or args.run):
         raise ConfigError("give a RUN folder, or --model FILE.py:NAME")
-    return own_model(args) or Run.open(args.run)
+    if args.run and not args.model:
+        _refuse_model_flags(args)
+        find_run(args.run)

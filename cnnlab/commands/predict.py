@@ -27,7 +27,8 @@ def add_predict_options(p, ranks_classes: bool = True) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPG files")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     if ranks_classes:
-        p.add_argument("--top", type=int, default=3, help="classes listed per image (classification; default 3)")
+        p.add_argument("--top", type=int, metavar="N", help="the N likeliest classes per image (default: 3 in "
+                       "the text, every class in the JSON)")
     p.add_argument("--out-dir", metavar="DIR", help="also write a picture per image there: "
                    + ("the input a classifier sees (28x28 for digits), or a segmentation's class map" if ranks_classes
                       else "IMAGE_segmented.png, the class of every pixel"))
@@ -36,47 +37,36 @@ def add_predict_options(p, ranks_classes: bool = True) -> None:
 
 def run(args, only: str | None = None) -> int:
     """`cnnlab predict`; `only`: the task a task's own command (`segment predict`) takes."""
+    import textwrap
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
     from cnnlab.train.runs import Run
 
-    trained = Run.open(args.run)
+    trained = Run.open(args.run)  # before torch loads: a mistyped name is refused at once
+    from cnnlab.train.inference import predict
+
     task = trained.task
     if only and task.name != only:
         raise ConfigError(f"{trained.path}: {trained.config.model} is not a {only} model (use `cnnlab predict`)")
     out = Path(args.out_dir) if args.out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    top = getattr(args, "top", None)
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
     results = predict(trained, args.images, args.checkpoint, out)
+    if top is not None:  # the likeliest first, in the JSON too
+        for row in results:
+            if "probabilities" in row:
+                row["probabilities"] = dict(sorted(row["probabilities"].items(), key=lambda item: -item[1])[:top])
     if args.json:
         print(to_json(results, indent=2))
         return 0
     for row in results:
         picture = f"  -> {row['figure']}" if "figure" in row else ""
-        print(f"{row['image']}: {task.prediction_line(row, getattr(args, 'top', 3))}{picture}")
+        print(f"{row['image']}: {task.prediction_line(row, top or 3)}{picture}")
+        if row.get("familiar") is False:  # wrapped between words: a path stays whole
+            print(textwrap.fill(f"note: {row['unlike']}", 80, initial_indent="  ", subsequent_indent="    ",
+                                break_long_words=False, break_on_hyphens=False))
     return 0
-
-
-def predict(trained, images: list[str], checkpoint: str, out=None) -> list[dict]:
-    """The run's prediction for each image file, prepared as its dataset's images were (a digit MNIST-style, a
-    photo resized as the dataset's, a scene at its own size), as its task writes it; with `out`, a picture of
-    each prediction there."""
-    from pathlib import Path
-
-    import torch
-
-    from cnnlab.viz.activations import normalize_input
-
-    info, task = trained.info, trained.task
-    model, shape = trained.load_model(checkpoint)
-    inputs = [task.prepare(path, info, shape or trained.input_shape) for path in images]  # all read before any work
-    results = []
-    for path, image in zip(images, inputs):
-        with torch.inference_mode():
-            output = model(normalize_input(image, info.mean, info.std))
-        row = {"image": path, **task.predict(output, info, image.shape[-2:])[0]}
-        if out:
-            row["figure"] = str(task.prediction_picture(image, output[0], info, out / Path(path).stem))
-        results.append(row)
-    return results

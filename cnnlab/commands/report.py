@@ -25,13 +25,14 @@ def run(args) -> int:
     from pathlib import Path
 
     from cnnlab.errors import ConfigError
-    from cnnlab.report import write_report
 
     if args.samples < 0:
         raise ConfigError(f"--samples must be at least 0, got {args.samples}")
     if args.out and not Path(args.out).parent.is_dir():
         raise ConfigError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     subject = open_inspected(args)
+    from cnnlab.report import write_report
+
     out = args.out or (None if subject.path else f"{subject.name.rpartition(':')[2]}.html")
     out = write_report(subject, out, args.samples, args.checkpoint)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

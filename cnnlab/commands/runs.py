@@ -10,9 +10,11 @@ def add_parser(subparsers):
     p = add_command(subparsers, "runs", "List training runs with best accuracy and time.", [
         "cnnlab runs",
         "cnnlab runs --runs-dir experiments/runs --json",
+        "cnnlab runs --markdown > runs.md",
     ], run)
     p.add_argument("--runs-dir", help="folder of run folders (default runs/ or $CNNLAB_RUNS)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the runs as JSON")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (one line per run, however wide)")
     return p
 
 
@@ -45,30 +47,37 @@ def run(args) -> int:
     if args.json:
         print(to_json(rows, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    import textwrap
+
+    from cnnlab.text import fit_columns, markdown_table, terminal_width
 
     if not rows:
         print(f"no runs in {args.runs_dir or RUNS_DIR}/ (train one with `cnnlab train`)")
         return 0
-    console = Console()
-    console.print(f"Runs in {args.runs_dir or RUNS_DIR}/", soft_wrap=True)
-    table = Table()
-    # A run's name is what a user types next: it folds onto more lines rather than being cut short. In an
-    # 80-column terminal the engine column is left out when every run used the torch engine, so that the numbers
-    # keep their room.
-    engines = console.width >= 100 or any(row["engine"] != "torch" for row in rows)
-    columns = ["model", "dataset"] + (["engine"] if engines else [])
-    table.add_column("name", overflow="fold", min_width=8)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for column in ("epochs", "best", "final", "time"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row, (best, final) in zip(rows, shown):
-        table.add_row(row["name"], *(row[c] for c in columns), row.get("epochs", "?"), best, final,
-                      f"{row['seconds']:.0f} s" if "seconds" in row else "-")
-    console.print(table)
-    for row in rows:
+    headers = ["name", "model", "dataset", "engine", "epochs", "best", "final", "time"]
+    cells = [[row["name"], row["model"], row["dataset"], row["engine"], row.get("epochs", "?"), best, final,
+              f"{row['seconds']:.0f} s" if "seconds" in row else "-"] for row, (best, final) in zip(rows, shown)]
+    numbers = {4, 5, 6, 7}
+    if args.markdown:
+        print(markdown_table(headers, cells, right=numbers))
+        return 0
+    print(f"Runs in {args.runs_dir or RUNS_DIR}/")
+    width = terminal_width()
+    # A run's name is what a user types next: it is never broken. When the table is wider than the terminal,
+    # each name goes on a line of its own, above its numbers.
+    header, blocks = fit_columns(headers, cells, numbers, whole={0}, width=10**6)
+    if max(len(line) for line in header) <= width:
+        print("\n".join(header + [line for block in blocks for line in block]))
+    else:
+        indent = "    "
+        header, blocks = fit_columns(headers[1:], [row[1:] for row in cells], {n - 1 for n in numbers},
+                                     width=width - len(indent))
+        print("\n".join(["name", *(indent + line for line in header)]))
+        for row, block in zip(cells, blocks):
+            print(row[0])
+            print("\n".join(indent + line for line in block))
+    for row in rows:  # wrapped between words; a path in the reason stays whole
         if "damaged" in row:
-            console.print(f"damaged: {row['damaged']}", soft_wrap=True)
+            print(textwrap.fill(f"damaged: {row['damaged']}", width, subsequent_indent="  ", break_long_words=False,
+                                break_on_hyphens=False))
     return 0

@@ -16,7 +16,7 @@ def add_parser(subparsers):
     from cnnlab.commands import train
 
     p = add_command(subparsers, "segment", "Segmentation: train, evaluate or apply FCN / U-Net on MNIST scenes.", [
-        "cnnlab segment train        # U-Net on mnist-scenes: 0.90 mean IoU, ~5 min",
+        "cnnlab segment train        # U-Net on mnist-scenes: 0.90 mean IoU, 5 min on 2 Zen 5 cores",
         "cnnlab segment train --model fcn-8s --epochs 1",
         "cnnlab segment evaluate runs/unet-mnist-scenes-20261125-101500 --figure scenes.png",
         "cnnlab segment predict NAME my_digits.png --out-dir segmented/",

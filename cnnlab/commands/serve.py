@@ -83,12 +83,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(args) -> int:
     import torch
-    import uvicorn
 
-    from cnnlab.web import create_app
+    from cnnlab.errors import import_optional
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+    # Imported here, by name: FastAPI and Uvicorn are the `explorer` extra; without them this is one line.
+    create_app = import_optional("cnnlab.web", "cnnlab serve").create_app
+    uvicorn = import_optional("uvicorn", "cnnlab serve")
     # The server computes several requests at once (one per core); each also spreading over every core would make
     # the threads wait on each other, which on a busy machine costs a drawing's answer tens of milliseconds.
     torch.set_num_threads(args.threads)
@@ -98,8 +100,7 @@ def run(args) -> int:
                      hosts=allowed_hosts(args.host, args.allowed_hosts), folders=args.allow_folder)
     sock = listen(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/  (API schema at /openapi.json; Ctrl-C stops it)",
-          flush=True)
+    print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/ (Ctrl-C stops it; API: /openapi.json)", flush=True)
     # At most MAX_CONNECTIONS open connections (more get 503 at once), so that clients sending their headers
     # slowly cannot pile up; idle keep-alive connections close after 5 s; a stalled body gets 408 (cnnlab.web.app).
     uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,

@@ -3,10 +3,9 @@ engine)."""
 
 from __future__ import annotations
 
-import argparse
 
-from cnnlab.commands import add_command
-from cnnlab.commands.options import add_model_file_options, open_inspected
+from cnnlab.commands import HelpFormatter, add_command
+from cnnlab.commands.options import add_model_file_options, check_subject, open_inspected
 
 
 def add_parser(subparsers):
@@ -26,8 +25,8 @@ def add_parser(subparsers):
 
     def kind(name, help, func, run=True, image=True):
         k = kinds.add_parser(name, help=help, description=help,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        k.set_defaults(func=func)
+                             formatter_class=HelpFormatter)
+        k.set_defaults(func=_run_found_first(func) if run else func)
         if run:
             add_model_file_options(k, "run folder (or its name under runs/); with --model, none" +
                                    ("" if not image else ": the one positional is the IMAGE"))
@@ -85,6 +84,14 @@ def add_parser(subparsers):
     return p
 
 
+def _run_found_first(func):
+    """`func`, once its RUN is found: a missing or mistyped one is refused before torch and matplotlib load."""
+    def checked(args):
+        check_subject(args)
+        return func(args)
+    return checked
+
+
 def _save(fig, out) -> None:
     from pathlib import Path
 
@@ -108,50 +115,37 @@ def inspected(args):
     return open_inspected(args)
 
 
-def load_input(args, subject):
-    """(uint8 image the model sees, a caption) from IMAGE, prepared as the subject's task prepares a user's image
-    (a digit MNIST-style, a scene at its own size, a picture fitted to a user's model's input), or from --index,
-    a test image of its dataset."""
-    from cnnlab.errors import ConfigError
+def shown(args):
+    """The pictures of the run or --model that `args` name (cnnlab.viz.show: `run.show` in Python)."""
+    from cnnlab.viz.show import Show
 
-    info, task = subject.info, subject.task
-    if args.image is not None:
-        return task.prepare(args.image, info, subject.input_shape), args.image
-    if args.index is None:
-        raise ConfigError("give an IMAGE file or --index N (a test image)")
-    # a generated dataset (mnist-scenes) makes only the images asked for
-    test = subject.test_split(limit=args.index + 1 if info.load else None)
-    if not 0 <= args.index < len(test.labels):
-        raise ConfigError(f"--index {args.index}: the {info.name} test set has images 0..{len(test.labels) - 1}")
-    return test.images[args.index], f"{info.name} {task.caption(info, test.labels, args.index)}"
+    return Show(inspected(args), args.checkpoint)
+
+
+def chosen_input(args):
+    """IMAGE, or --index N (a test image)."""
+    return args.image if args.image is not None else args.index
+
+
+def _note_unlike(args, fig) -> None:
+    """For an IMAGE file unlike the images the classifier was trained on (cnnlab.viz.familiarity), a note with the
+    reasons (the figure's title says it too)."""
+    import textwrap
+
+    if fig.numbers.get("unlike"):
+        print(textwrap.fill(f"note: {args.image} is {fig.numbers['unlike']}", 80, subsequent_indent="  ",
+                            break_long_words=False, break_on_hyphens=False))
 
 
 def show_filters(args) -> int:
-    from cnnlab.viz.activations import conv_layer
-    from cnnlab.viz.handcrafted import by_short_name
-    from cnnlab.viz.kernels import plot_kernels
-
-    run = inspected(args)
-    name, conv = conv_layer(run.build_model(args.checkpoint), args.layer)
-    fig = plot_kernels(name, conv, by_short_name())
-    fig.text(0.5, -0.01, f"{run.name} ({run.caption})", ha="center", fontsize=8)
-    _save(fig, args.out)
+    _save(shown(args).filters(args.layer), args.out)
     return 0
 
 
 def show_features(args) -> int:
-    from cnnlab.errors import ConfigError
-    from cnnlab.viz.activations import feature_maps, normalize_input
-    from cnnlab.viz.features import plot_feature_maps
-
-    if args.max_maps < 1:
-        raise ConfigError(f"--max-maps must be at least 1, got {args.max_maps}")
-    run = inspected(args)
-    info = run.info
-    image, caption = load_input(args, run)
-    maps, logits = feature_maps(run.build_model(args.checkpoint), normalize_input(image, info.mean, info.std))
-    title = f"Feature maps of {run.name} ({run.caption}) for {caption}: {run.task.verdict(logits, info)[1]}"
-    _save(plot_feature_maps(image, maps, args.max_maps, title), args.out)
+    fig = shown(args).features(chosen_input(args), args.max_maps)
+    _note_unlike(args, fig)
+    _save(fig, args.out)
     return 0
 
 
@@ -184,160 +178,40 @@ def show_random_filters(args) -> int:
 
 
 def show_saliency(args) -> int:
-    import numpy as np
-    import torch
-
-    from cnnlab.data.preprocess import normalize
-    from cnnlab.errors import ConfigError
-    from cnnlab.viz.activations import normalize_input
-    from cnnlab.viz.saliency import grad_cam, gradient_saliency, integrated_gradients, plot_saliency, target_scores
-
-    run = inspected(args)
-    info, task = run.info, run.task
-    image, caption = load_input(args, run)
-    model = run.build_model(args.checkpoint)
-    x = normalize_input(image, info.mean, info.std)
-    with torch.no_grad():
-        predicted, verdict = task.verdict(model(x)[0], info)
-    target = predicted if args.target is None else args.target
-    targets = task.targets(info)  # the classes, then whatever else the task's output holds
-    if not 0 <= target < len(targets):
-        more = "".join(f", {i} {name}" for i, name in enumerate(targets) if i >= info.num_classes)
-        raise ConfigError(f"--target {target}: classes are 0..{info.num_classes - 1}{more}")
-    cam, layer = grad_cam(model, x, target, args.layer)
-    # normalized, the dataset's mean pixel is 0 (each channel's) and black is -mean / std
-    black = torch.from_numpy(normalize(np.zeros(x.shape[1:], np.uint8), info.mean, info.std))[None]
-    baseline = torch.zeros_like(x) if args.baseline == "mean" else black
-    integrated = integrated_gradients(model, x, target, baseline, args.steps)
-    with torch.no_grad():  # completeness: the attributions should sum to this difference
-        score, start = target_scores(model(torch.cat([x, baseline])), target).tolist()
-    path = f"the {args.baseline} image, {args.steps} steps (Δscore {score - start:.3g})"
-    caption = f"{run.name}: {task.question(info, target)} — {caption}, {verdict}"
-    _save(plot_saliency(image, gradient_saliency(model, x, target), cam, layer, caption,
-                        (integrated, path)), args.out)
+    fig = shown(args).saliency(chosen_input(args), "all", args.target, args.layer, args.baseline, args.steps)
+    _note_unlike(args, fig)
+    _save(fig, args.out)
     return 0
 
 
 def show_occlusion(args) -> int:
-    import numpy as np
-    import torch
-
-    from cnnlab.data.preprocess import normalize
-    from cnnlab.errors import ConfigError
-    from cnnlab.viz.activations import normalize_input
-    from cnnlab.viz.occlusion import occlusion, plot_occlusion
-
-    run = inspected(args)
-    info, task = run.info, run.task
-    task.refuse("occlusion", run.name)
-    image, caption = load_input(args, run)
-    model = run.build_model(args.checkpoint)
-    x = normalize_input(image, info.mean, info.std)
-    with torch.no_grad():
-        predicted, verdict = task.verdict(model(x)[0], info)
-    target = args.target
-    if target is None:  # the paper maps the true class: a test image's label, else what the model predicts
-        target = task.label_target(run.test_split().labels[args.index]) if args.index is not None \
-            else predicted
-    # the square's pixel value per channel, 0-255: the dataset's mean (normalized: 0), or mid-grey
-    channels = x.shape[1]
-    pixel = np.broadcast_to(np.asarray(info.mean if args.fill == "mean" else 0.5, np.float32) * 255, (channels,))
-    fill = torch.from_numpy(normalize(pixel.reshape(channels, 1, 1), info.mean, info.std))
-    result = occlusion(model, x, target, args.size, args.stride, fill, args.layer, probabilities=task.probabilities)
-    caption = f"{run.name}: occlusion of {caption}, {verdict}; {args.fill} square, stride {args.stride}"
-    _save(plot_occlusion(image, result, list(info.classes), caption,
-                         pixel.reshape(channels, 1, 1) if np.ndim(image) == 3 else float(pixel[0])), args.out)
+    _save(shown(args).occlusion(chosen_input(args), args.target, args.size, args.stride, args.fill, args.layer),
+          args.out)
     return 0
 
 
 def show_dream(args) -> int:
     import contextlib
 
-    import torch
-
-    from cnnlab.errors import ConfigError
-    from cnnlab.viz.activations import conv_layer, conv_layers
-    from cnnlab.viz.dream import DreamSettings, dream, feature_activation, plot_dream
-
-    run = inspected(args)
-    model = run.build_model(args.checkpoint)
-    layers = conv_layers(model)
-    name, conv = conv_layer(model, args.layer or (layers[-1][0] if layers else None))
-    if not 1 <= args.features <= conv.out_channels:
-        raise ConfigError(f"--features must be 1..{conv.out_channels} for layer {name!r}, got {args.features}")
-    channels = list(range(args.features))
-    settings = DreamSettings(steps=args.steps, seed=args.seed)
-    shape = run.input_shape  # the inputs it was trained on
+    show = shown(args)
     progress = None
     if not args.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        progress = Progress(TextColumn(f"optimizing {args.features} inputs for {name}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn())
+        progress = Progress(TextColumn(f"optimizing {args.features} inputs"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn())
     with progress or contextlib.nullcontext():
         task = progress.add_task("", total=args.steps) if progress else None
-        images = dream(model, name, channels, shape, settings,
-                       (lambda step: progress.update(task, completed=step)) if progress else None)
-    with torch.no_grad():
-        reached = feature_activation(model, name, images)[torch.arange(len(channels)), channels]
-    title = (f"{run.name}: inputs that excite {name}'s feature maps (mean rectified activation reached; "
-             f"{args.steps} steps)")
-    _save(plot_dream(images, channels, reached.tolist(), title), args.out)
+        fig = show.dream(args.layer, args.features, args.steps, args.seed,
+                         (lambda step: progress.update(task, completed=step)) if progress else None)
+    _save(fig, args.out)
     return 0
 
 
 def show_deconv(args) -> int:
-    import random
-    import time
-
-    from cnnlab.errors import ConfigError
-    from cnnlab.models.receptive import receptive_fields
-    from cnnlab.viz import deconv
-    from cnnlab.viz.activations import NormalizedImages, conv_layers
-
-    run = inspected(args)
-    info = run.info
-    run.task.refuse("deconv", run.name)
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
-    model = run.build_model(args.checkpoint)
-    test = run.test_split()
-    pixels = test.images[:args.limit] if args.limit else test.images
-    x = NormalizedImages(pixels, info.mean, info.std)  # read and normalized a batch at a time
-    names = args.layers.split(",") if args.layers else [name for name, _ in conv_layers(model)]
-    fields = receptive_fields(model, tuple(x.shape[1:]))
-    sections, start = [], time.perf_counter()
-    for layer in names:
-        path = deconv.layers_up_to(model, x[:1], layer)  # one-line error for a layer it cannot undo
-        channels = path[-1][1].out_channels
-        features = _features(args.features, channels, random.Random(f"{args.seed}:{layer}"))
-        hits = deconv.top_activations(model, layer, x, features)
-        where = {f: deconv.boxes(model, layer, tuple(x.shape[1:]), hits[f]) for f in features}
-        sections.append({"layer": layer, "hits": hits, "field": fields[layer].describe(),
-                         # the projection and the patch of the same receptive field, side by side
-                         "projected": {f: deconv.crop(deconv.projections(model, layer, x, f, hits[f], args.method),
-                                                      where[f]) for f in features},
-                         "crops": {f: deconv.crop([pixels[h.image] for h in hits[f]], where[f]) for f in features}})
-    seconds = time.perf_counter() - start
-    title = (f"{run.name}: top 9 of {len(x):,} {info.name} test images per feature, {args.method} "
-             f"projections and their patches ({seconds:.1f} s)")
-    _save(deconv.figure(sections, title), args.out)
-    print(f"searched {len(x):,} test images for {sum(len(s['hits']) for s in sections)} features of "
-          f"{len(names)} layer(s) in {seconds:.1f} s")
+    fig = shown(args).deconv(args.layers, args.features, args.method, args.limit, args.seed)
+    _save(fig, args.out)
+    hits = fig.numbers["hits"]
+    print(f"searched {fig.numbers['images']:,} test images for {sum(len(h) for h in hits.values())} features of "
+          f"{len(hits)} layer(s) in {fig.numbers['seconds']:.1f} s")
     return 0
-
-
-def _features(text: str, channels: int, rng) -> list[int]:
-    from cnnlab.errors import ConfigError
-
-    try:
-        if "," in text:
-            chosen = [int(v) for v in text.split(",") if v.strip()]
-        else:
-            count = int(text)
-            chosen = sorted(rng.sample(range(channels), min(count, channels))) if count >= 1 else []
-    except ValueError:
-        raise ConfigError(f"--features {text!r}: a count or a comma list of feature numbers") from None
-    if not chosen or not all(0 <= f < channels for f in chosen):
-        raise ConfigError(f"--features {text!r}: the layer has features 0..{channels - 1}")
-    return chosen

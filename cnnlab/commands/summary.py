@@ -7,6 +7,7 @@ from __future__ import annotations
 from cnnlab.commands import add_command
 from cnnlab.commands.options import json_object, parse_shape
 from cnnlab.errors import ConfigError
+from cnnlab.text import WIDTH
 
 
 def add_parser(subparsers):
@@ -21,6 +22,7 @@ def add_parser(subparsers):
                                                "10 digits, 11 for segmentation, as `cnnlab zoo --input`)")
     p.add_argument("--model-options", type=json_object, metavar="JSON",
                    help='model options as JSON, e.g. \'{"activation": "prelu"}\'')
+    p.add_argument("--markdown", action="store_true", help="a Markdown table with exact MACs (wider than a terminal)")
     return p
 
 
@@ -33,5 +35,5 @@ def run(args) -> int:
     classes = class_count(entry.name, args.input is not None, args.classes)
     if classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {classes}")
-    print(layer_table(entry.name, shape, classes, args.model_options or {}))
+    print(layer_table(entry.name, shape, classes, args.model_options or {}, None if args.markdown else WIDTH))
     return 0

@@ -7,8 +7,8 @@ from cnnlab.commands.options import add_config_options, add_output_options, conf
 
 # The training settings a transfer run takes from the command line (TrainConfig fields); the model, its
 # options and the dataset are the source's and the target's.
-SETTINGS = ["dataset_options", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "device",
-            "threads", "train_limit", "test_limit", "data_dir", "labels_per_class", "augment", "workers",
+SETTINGS = ["dataset_options", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed",
+            "device", "threads", "train_limit", "test_limit", "data_dir", "labels_per_class", "augment", "workers",
             "checkpoint_every"]
 
 
@@ -21,7 +21,8 @@ def add_parser(subparsers):
     ], run)
     p.add_argument("--from", dest="source", required=True, metavar="RUN_OR_WEIGHTS",
                    help="a run folder (either engine), or a .safetensors/.pth weights file (torchvision layout)")
-    p.add_argument("--dataset", required=True, help="the target dataset (mnist or fashion-mnist)")
+    p.add_argument("--dataset", required=True, help=f"the target dataset: {', '.join(_classification_datasets())}, "
+                   "or folder:PATH (grey or colour: a first layer is adapted either way)")
     p.add_argument("--mode", required=True, choices=["feature-extract", "fine-tune"],
                    help="feature-extract: train the new head only; fine-tune: train everything not frozen")
     p.add_argument("--freeze-until", metavar="LAYER", help="fine-tune: freeze LAYER and every layer before it")
@@ -37,16 +38,29 @@ def add_parser(subparsers):
     return p
 
 
+def _classification_datasets() -> list[str]:
+    """The registered datasets of the task transfer trains for: the default recipe's (a new classifier head)."""
+    from cnnlab.data.registry import DATASETS
+    from cnnlab.train.config import recipe_task
+
+    return [name for name, info in DATASETS.items() if info.task == recipe_task("default")]
+
+
 def run(args) -> int:
+    from cnnlab.train.config import recipe_config
+
+    settings = config_overrides(args, SETTINGS)
+    # The settings' values and ranges, and the source, checked before torch loads: a typo is refused at once.
+    recipe_config("default", dataset=args.dataset, **settings)
+    source = _source(args.source)
     from rich.console import Console
 
     from cnnlab.commands.tables import print_training
     from cnnlab.transfer import prepare
     from cnnlab.train.trainer import Trainer
 
-    settings = config_overrides(args, SETTINGS)
     side = _input_side(args) if args.input else None
-    config, model = prepare(args.source, args.dataset, args.mode, freeze_until=args.freeze_until,
+    config, model = prepare(source, args.dataset, args.mode, freeze_until=args.freeze_until,
                             lr_backbone=args.lr_backbone, model=args.model, model_options=args.model_options,
                             input_size=side, **settings)
     trainer = Trainer(config, name=args.name, runs_dir=args.runs_dir, progress=not args.quiet, model=model)
@@ -55,21 +69,37 @@ def run(args) -> int:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         adapted = [f"new head {', '.join(spec['head'])}"]
-        if spec["first_layer"]:
-            adapted.append(f"{spec['first_layer']['layer']} summed over {spec['first_layer']['from_channels']} "
-                           "colour channels")
+        first = spec["first_layer"]
+        if first and first["rule"] == "sum":
+            adapted.append(f"{first['layer']}'s kernels summed over {first['from_channels']} colour channels "
+                           "(a grey image's response unchanged)")
+        elif first:
+            adapted.append(f"{first['layer']}'s grey kernels spread over {first['to_channels']} colour channels "
+                           "(the kernel on the channels' mean)")
         if spec["input_size"] != trainer.input_shape[-1]:
             adapted.append(f"inputs resized to {spec['input_size']}x{spec['input_size']}")
-        Console().print(f"[bold]cnnlab transfer[/]: {config.model} from {spec['source']['path']} "
-                        f"(sha256 {spec['source']['sha256'][:12]}…) to {config.dataset}, {args.mode}; "
-                        f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
-                        f"{trainer.train_size:,} images")
+        console = Console()
+        console.print(f"[bold]cnnlab transfer[/]: {config.model} to {config.dataset}, {args.mode}; "
+                      f"{'; '.join(adapted)}; {trainable:,} of {total:,} parameters trained on "
+                      f"{trainer.train_size:,} images")
+        # the source on a line of its own: a path is never broken (the terminal wraps it, if it must)
+        console.print(f"  from {source} (sha256 {spec['source']['sha256'][:12]})", soft_wrap=True, highlight=False)
     result = trainer.fit()
     if args.quiet:
         print(result.run_dir)
         return 0
     print_training(result)
     return 0
+
+
+def _source(name: str):
+    """--from's weights file, or run folder (a path, or a run's name in the runs folder)."""
+    from pathlib import Path
+
+    from cnnlab.train.runs import find_run
+
+    path = Path(name)
+    return path if path.is_file() else find_run(path, "run folder or weights file")
 
 
 def _input_side(args) -> int:

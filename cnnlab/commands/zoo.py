@@ -6,6 +6,7 @@ from __future__ import annotations
 from cnnlab.commands import add_command
 from cnnlab.commands.options import parse_shape
 from cnnlab.errors import ConfigError
+from cnnlab.text import WIDTH
 
 
 def add_parser(subparsers):
@@ -13,11 +14,13 @@ def add_parser(subparsers):
         "cnnlab zoo                      # every family",
         "cnnlab zoo --family resnet      # one family",
         "cnnlab zoo --input 1x28x28      # each model on MNIST-size images (10 classes)",
-        "cnnlab zoo > docs/zoo.md        # the tables are Markdown",
+        "cnnlab zoo --markdown           # the wide Markdown tables of docs/zoo.md",
     ], run)
     p.add_argument("--family", help="one family, e.g. resnet, or fcn and unet for segmentation (default: all)")
     p.add_argument("--input", help="count at this input shape CxHxW instead of each model's native one")
     p.add_argument("--classes", type=int, help="number of classes with --input (default: 10 digits; segmentation 11)")
+    p.add_argument("--markdown", action="store_true", help="Markdown tables, one row per published result (wider "
+                   "than a terminal; docs/zoo.md holds them)")
     return p
 
 
@@ -31,6 +34,6 @@ def run(args) -> int:
     if args.classes is not None and args.classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {args.classes}")
     print("# The cnnlab architecture zoo\n")
-    print(render([args.family] if args.family else known, shape, args.classes))
+    print(render([args.family] if args.family else known, shape, args.classes, None if args.markdown else WIDTH))
     return 0
 

@@ -96,15 +96,20 @@ def fetch_file(info: DatasetInfo, file: str, data_dir: str | Path | None = None,
         archive = _locate_archive(info, data_dir)
         if archive is not None:
             return unpack(info, archive, cache_dir() / info.name)[file]
-        if download:
-            archive = download_archive(info, cache_dir() / info.name, quiet=quiet)
-            try:
-                return unpack(info, archive, cache_dir() / info.name)[file]
-            finally:
-                archive.unlink()  # its files are unpacked beside it: no need to keep both
+    where = ", ".join(map(str, search_roots(data_dir)))
     if not download:
-        raise DatasetError(f"{info.name}: {file} not found in {', '.join(map(str, search_roots(data_dir)))}")
-    return download_file(info, file, cache_dir() / info.name, quiet=quiet)
+        raise DatasetError(f"{info.name}: {file} not found in {where}")
+    try:
+        if info.archive is None:
+            return download_file(info, file, cache_dir() / info.name, quiet=quiet)
+        archive = download_archive(info, cache_dir() / info.name, quiet=quiet)
+    except DatasetError as err:  # offline, most often: say where a copy is looked for
+        raise DatasetError(f"{err}; not found in {where} either: give --data-dir DIR or set $CNNLAB_DATA=DIR, "
+                           f"DIR holding {info.name}/") from None
+    try:
+        return unpack(info, archive, cache_dir() / info.name)[file]
+    finally:
+        archive.unlink()  # its files are unpacked beside it: no need to keep both
 
 
 def _locate_archive(info: DatasetInfo, data_dir: str | Path | None) -> Path | None:

@@ -41,7 +41,16 @@ def _progress(quiet: bool):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     return contextlib.nullcontext() if quiet else Progress(TextColumn("downloading {task.description}"), BarColumn(),
-                                                 DownloadColumn(), TransferSpeedColumn(), transient=True)
+                                                           DownloadColumn(), TransferSpeedColumn(), **transient_bar())
+
+
+def transient_bar() -> dict:
+    """Progress's settings for a bar that goes away when done: drawn on standard error (standard output holds the
+    command's result), and only on a terminal (elsewhere it would leave an empty line behind)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return {"console": console, "transient": True, "disable": not console.is_terminal}
 
 
 FAILURES = (urllib.error.URLError, OSError, EOFError, zlib.error, ValueError)

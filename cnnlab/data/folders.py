@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.datasets import Split, cache_dir
+from cnnlab.data.download import transient_bar
 from cnnlab.data.places import PlaceDataset, with_defaults
 from cnnlab.data.registry import PREFIXED, SPLITS
 from cnnlab.data.stored import CachedRows, DecodedFiles, StoredImages, as_channels
@@ -237,7 +238,7 @@ def _each_decoded(listing: Listing, side: int, fit: str, quiet: bool, job):
     count = len(listing.files)
     jobs = ((i, str(p), side, fit) for i, p in enumerate(listing.files))
     progress = None if quiet else Progress(TextColumn(f"decoding {listing.root.name}"), BarColumn(),
-                                           MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+                                           MofNCompleteColumn(), TimeRemainingColumn(), **transient_bar())
     with progress or contextlib.nullcontext():
         task = progress.add_task("decode", total=count) if progress else None
         cores = workers()

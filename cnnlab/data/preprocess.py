@@ -234,7 +234,22 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     # 512 px is far more than a 20-pixel digit needs (a digit a tenth of the photo tall is still 51 pixels), and
     # bounds the float arrays of the steps below
-    return mnist_style(to_colour(open_image(source, label, max_side=DIGIT_SOURCE_SIDE)), label)
+    image = open_image(source, label, max_side=DIGIT_SOURCE_SIDE)
+    try:
+        return mnist_style(to_colour(image), label)
+    except ImageError:
+        if is_blank(image):
+            raise
+        # "blank" is kept for a picture of one colour: this one has content, in hue or in faint shades
+        raise ImageError(f"{label}: no digit found (no stroke stands out from the paper; the picture is not "
+                         "blank, but a digit is a stroke darker or lighter than the paper around it)") from None
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Of one colour, but for a few stray pixels: no channel spans more than 8 of 255 levels over 99% of them."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    low, high = np.percentile(pixels, [0.5, 99.5], axis=0)
+    return bool((high - low).max() < 8)
 
 
 def load_scene(source: str | Path | bytes, name: str | None = None, max_side: int | None = None) -> np.ndarray:
@@ -303,3 +318,31 @@ def normalize(pixels, mean, std):
     if x is not pixels and hasattr(x, "mul_"):  # a fresh float copy: the same three steps, in place (half the time)
         return x.mul_(1 / 255).sub_(mean).mul_(1 / std)
     return (x * (1 / 255) - mean) * (1 / std)
+
+
+def input_source(image, shape: tuple[int, int, int], any_size: bool = False) -> tuple[object, str, bool]:
+    """(what to prepare, its name, whether it is the model's input already) from a file path, an image's bytes, a
+    PIL image, or a NumPy array or torch tensor of pixels (0-255, or floats in [0, 1]). An array of the model's
+    input `shape` ([H, W] for one channel, or [C, H, W]), or with `any_size` any [H, W] (a scene, for a model that
+    takes any size), is taken as a dataset image is: as it is. A picture to prepare comes as PNG bytes."""
+    name = str(image) if isinstance(image, (str, Path)) else "image"
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue(), name, False
+    if isinstance(image, (str, Path, bytes)):
+        return image, name, False
+    pixels = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
+    if pixels.dtype.kind == "f":
+        pixels = np.round(np.clip(np.nan_to_num(pixels), 0, 1) * 255)
+    pixels = pixels.astype(np.uint8)
+    name = f"a {'x'.join(map(str, pixels.shape))} array"
+    if pixels.shape in (tuple(shape), tuple(shape[1:]) if shape[0] == 1 else None) or any_size and pixels.ndim == 2:
+        return pixels, name, True
+    if pixels.ndim == 3 and pixels.shape[0] in (1, 3):  # [C, H, W] -> [H, W, C], as PIL takes a picture
+        pixels = pixels.transpose(1, 2, 0).squeeze(-1)
+    if pixels.ndim not in (2, 3):
+        raise ImageError(f"an array of shape {pixels.shape} is not an image ([H, W], [C, H, W] or [H, W, C])")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue(), name, False

@@ -6,9 +6,11 @@ anything, how they map onto the same architecture built for other images and cla
 
 - head: the layers whose shapes depend on the number of classes (found by building the model for two class
   counts) get a fresh initialization, even when the class counts agree: their weights mean the old classes;
-- first layer: 3-channel filters meet 1-channel images summed over their colour channels. A grey image is an RGB
-  image with three equal channels, and w_r*g + w_g*g + w_b*g = (w_r + w_g + w_b)*g: the summed filter responds
-  to it exactly as the original does;
+- first layer: 3-channel filters meet 1-channel images summed over their colour channels ("sum"). A grey image is
+  an RGB image with three equal channels, and w_r*g + w_g*g + w_b*g = (w_r + w_g + w_b)*g: the summed filter
+  responds to it exactly as the original does. 1-channel filters meet colour images as the grey filter applied
+  to the mean of the channels ("mean": the filter w/3 on each channel, since w/3*r + w/3*g + w/3*b = w*(r+g+b)/3):
+  a colour image whose channels are equal gives exactly the grey source's response;
 - input size: ImageNet nets switch to a small-input stem below 64 px (cnnlab.models.layers.SMALL_INPUT), whose
   first layers have other shapes than the checkpoint's. The model is built at the smallest side, from the
   images' own side up, at which every pretrained tensor fits, and resizes its inputs to it (bilinear).
@@ -80,7 +82,7 @@ class TransferSpec:
     mode: str
     head: list  # module names of the new classification head
     input_size: int  # the side the model is built for; smaller images are resized to it
-    first_layer: dict | None = None  # {"layer", "from_channels", "to_channels", "rule"} when channels were summed
+    first_layer: dict | None = None  # {"layer", "from_channels", "to_channels", "rule"}: channels summed or meaned
     freeze_until: str | None = None
     lr_backbone: float | None = None
 
@@ -167,14 +169,18 @@ class TransferSpec:
 
     def adapted_state(self, model: nn.Module, source_state: dict, where) -> dict:
         """`source_state` made to fit `model`: its head replaced by the model's own (new) one, the first
-        layer's colour channels summed. Anything else that does not fit raises one CheckpointError listing it."""
+        layer's colour channels summed (or its grey channel spread over the colour ones). Anything else that does
+        not fit raises one CheckpointError listing it."""
         own = model.state_dict()
         state = {k: v for k, v in source_state.items() if not _under(_owner(k), self.head)}
         state.update({k: v for k, v in own.items() if _under(_owner(k), self.head)})
         if self.first_layer:
+            to = self.first_layer["to_channels"]
             for key in [k for k in state if _owner(k) == self.first_layer["layer"] and state[k].dim() == 4]:
                 if state[key].shape[1] == self.first_layer["from_channels"]:
-                    state[key] = state[key].sum(1, keepdim=True)
+                    kernel = state[key]
+                    state[key] = kernel.sum(1, keepdim=True) if self.first_layer["rule"] == "sum" else \
+                        kernel.repeat(1, to, 1, 1) / to
         check_fits(model, state, where)
         return state
 
@@ -201,10 +207,11 @@ def plan(source: Source, mode: str, num_classes: int, in_channels: int, side: in
     source_channels = {source.state[k].shape[1] for k in first_keys if k in source.state and source.state[k].dim() == 4}
     if source_channels and source_channels != {in_channels}:
         (channels,) = source_channels
-        if in_channels != 1:
+        if 1 not in (channels, in_channels):
             raise ConfigError(f"{source.path}: {channels}-channel first layer cannot take {in_channels}-channel "
-                              "images (only colour to grey is adapted, by summing the colour channels)")
-        first_layer = {"layer": _owner(first_keys[0]), "from_channels": channels, "to_channels": 1, "rule": "sum"}
+                              "images (colour to grey and grey to colour are adapted, nothing else)")
+        first_layer = {"layer": _owner(first_keys[0]), "from_channels": channels, "to_channels": in_channels,
+                       "rule": "sum" if in_channels == 1 else "mean"}
     errors = {}
     for size in sizes:
         head = sorted({_owner(k) for k in keys_shaped_by("num_classes", source.model, source.model_options, size)})

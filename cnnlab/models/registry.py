@@ -61,12 +61,24 @@ def model_info(name: str) -> ModelEntry:
 
 
 def list_models(family: str | None = None, task: str | None = None) -> list[str]:
+    """The registered models' names (of a `family`, or for a `task`), in the order they were registered.
+
+    >>> cnnlab.models.list(family="lenet")
+    ['lenet5']
+    >>> "resnet20" in cnnlab.models.list(task="classification")
+    True
+    """
     return [n for n, e in _MODELS.items()
             if (family is None or e.family == family) and (task is None or e.task == task)]
 
 
 def get_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size: int | None = None, **options):
-    """Build a registered model; `input_size` defaults to the model's native input side."""
+    """Build a registered model, with random weights; `input_size` defaults to the model's native input side.
+
+    >>> model = cnnlab.models.get("resnet20", num_classes=10, in_channels=1, input_size=28)
+    >>> sum(p.numel() for p in model.parameters())
+    269434
+    """
     entry = model_info(name)
     side = entry.input_size[-1] if input_size is None else int(input_size)
     try:

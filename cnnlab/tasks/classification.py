@@ -87,6 +87,7 @@ def save_input(image: np.ndarray, stem: Path) -> Path:
 
 class Classification(Task):
     name = "classification"
+    judges_familiarity = True  # one class per image: its energy says how familiar the image is
     dataset = "mnist"
     metric = Metric("test_acc", "test accuracy", "test acc", "{:.2%}")
 
@@ -103,13 +104,19 @@ class Classification(Task):
         return f"test {evaluation.accuracy:.2%}" if short else f"test acc {evaluation.accuracy:.2%}"
 
     def summary(self, evaluation):
-        return f"**{evaluation.accuracy:.2%}** accuracy, loss {evaluation.loss:.4f}"
+        return f"accuracy **{evaluation.accuracy:.2%}**, loss {evaluation.loss:.4f}"
 
     def tables(self, evaluation, classes):
         counts = evaluation.confusion(len(classes)).sum(1).tolist()
         return [Table(("class", "images", "accuracy"),
                       [[name, f"{count:,}", f"{accuracy:.2%}"]
                        for name, count, accuracy in zip(classes, counts, evaluation.per_class(len(classes)))])]
+
+    def per_class(self, evaluation, classes):
+        return dict(zip(classes, evaluation.per_class(len(classes))))
+
+    def confusion(self, evaluation, num_classes):
+        return evaluation.confusion(num_classes)
 
     def evaluation_json(self, evaluation, classes):
         return {"images": len(evaluation.labels), "accuracy": evaluation.accuracy, "loss": evaluation.loss,
@@ -175,4 +182,4 @@ class Classification(Task):
         return first_of_each_class(labels, count)
 
     def caption(self, info, labels, index):
-        return f"test {self.example} {index} (label {info.classes[int(labels[index])]})"
+        return f"label {info.classes[int(labels[index])]}, test {self.example} {index}"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.preprocess import fit_scene, load_scene
 from cnnlab.errors import ConfigError
-from cnnlab.tasks.classification import first_of_each_class, ranked
+from cnnlab.tasks.classification import confusion_matrix, first_of_each_class, ranked
 from cnnlab.tasks.parts import Figure, Section, Table, curves_section
 from cnnlab.tasks.task import ENSEMBLE, MODEL_FILE, Metric, Task
 from cnnlab.viz.boxes import plot_boxes, plot_mistakes, plot_prediction
@@ -156,6 +156,7 @@ class Localization(Task):
     refusals = {
         ENSEMBLE: "--tta and ensembles average class probabilities; a localization run's boxes would not follow",
         MODEL_FILE: "--model takes classifiers; this dataset's labels are boxes",
+        "mistakes": "the worst mistakes, with their boxes, are in its report (`cnnlab report`)",
     }
 
     def check(self, config) -> None:
@@ -192,13 +193,17 @@ class Localization(Task):
                 for name, (count, accuracy, iou, localized) in zip(classes, evaluation.per_class(len(classes)))]
         return [Table(("class", "images", "class acc", "mean IoU", "localized"), rows)]
 
+    def per_class(self, evaluation, classes):
+        return {name: {"images": count, "accuracy": accuracy, "mean_iou": iou, "localized": localized}
+                for name, (count, accuracy, iou, localized) in zip(classes, evaluation.per_class(len(classes)))}
+
+    def confusion(self, evaluation, num_classes):
+        return confusion_matrix(evaluation.predictions, evaluation.classes, num_classes)
+
     def evaluation_json(self, evaluation, classes):
         return {"images": len(evaluation.labels), "localization_accuracy": evaluation.localization_accuracy,
                 "mean_iou": evaluation.mean_iou, "accuracy": evaluation.accuracy, "loss": evaluation.loss,
-                "iou_threshold": LOCALIZED,
-                "per_class": {name: {"images": count, "accuracy": accuracy, "mean_iou": iou, "localized": localized}
-                              for name, (count, accuracy, iou, localized) in
-                              zip(classes, evaluation.per_class(len(classes)))}}
+                "iou_threshold": LOCALIZED, "per_class": self.per_class(evaluation, classes)}
 
     def evaluation_figure(self, data, evaluation, path):
         plot_boxes(data.images[:, 0].cpu().numpy(), evaluation, data.info.classes, path)
@@ -283,5 +288,5 @@ class Localization(Task):
         return first_of_each_class(np.asarray(labels)[:, 0], count)
 
     def caption(self, info, labels, index):
-        return f"test {self.example} {index} (label {info.classes[int(labels[index][0])]})"
+        return f"label {info.classes[int(labels[index][0])]}, test {self.example} {index}"
 

@@ -84,6 +84,7 @@ class Segmentation(Task):
     augments = False
     labels = "pixel labels"
     example = "scene"
+    any_size = True  # fully convolutional: a scene at its own size
     tables_after_training = True
     refusals = {
         "occlusion": "occlusion maps a classifier's probability, and this run labels every pixel "
@@ -93,6 +94,8 @@ class Segmentation(Task):
         DATA: "`cnnlab data` describes classification datasets; this one labels every pixel",
         MODEL_FILE: "--model takes classifiers; this dataset labels every pixel",
         TOP_ACTIVATIONS: "top activations search a classifier's test images, and this model labels every pixel",
+        "mistakes": "a classifier's mistakes are drawn; a segmentation's errors are in `cnnlab evaluate RUN "
+                    "--figure`",
     }
 
     def loss(self, output, target, class_weights=None, label_smoothing=0.0):
@@ -123,6 +126,12 @@ class Segmentation(Task):
         rows = [[name, f"{pixels:,}", "—" if np.isnan(iou) else f"{iou:.4f}"]
                 for name, pixels, iou in zip(classes, evaluation.confusion.sum(1).tolist(), evaluation.iou.tolist())]
         return [Table(("class", "pixels", "IoU"), rows)]
+
+    def per_class(self, evaluation, classes):
+        return dict(zip(classes, evaluation.iou.tolist()))
+
+    def confusion(self, evaluation, num_classes):
+        return evaluation.confusion
 
     def evaluation_json(self, evaluation, classes):
         return {"scenes": len(evaluation.predictions), "pixel_accuracy": evaluation.accuracy,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import DatasetInfo
+from cnnlab.data.preprocess import input_source
 from cnnlab.errors import ConfigError
 from cnnlab.viz.activations import check_scores
 
@@ -57,6 +58,8 @@ class Task(ABC):
     output_names: tuple[str, ...] = ("logits",)  # the model's outputs, as an exported model names them
     tables_after_training: bool = False  # whether `cnnlab train` ends with the task's tables
     refusals: dict[str, str] = {}  # what it does not do ({show kind or a name above: why})
+    any_size: bool = False  # whether its models take an input at its own size (an [H, W] array is a scene)
+    judges_familiarity: bool = False  # whether an input is said to be unlike the training images (a class per image)
 
     # -- training ---------------------------------------------------------------------------------------------
     def check(self, config) -> None:
@@ -109,6 +112,14 @@ class Task(ABC):
         """The evaluation's tables (cnnlab.tasks.parts.Table), per class."""
 
     @abstractmethod
+    def per_class(self, evaluation, classes: tuple[str, ...]) -> dict:
+        """{class: its numbers} (a classifier's accuracy on its images, a segmentation's IoU, ...)."""
+
+    @abstractmethod
+    def confusion(self, evaluation, num_classes: int) -> torch.Tensor:
+        """confusion[true, predicted]: counts of images (of pixels, for a class per pixel)."""
+
+    @abstractmethod
     def evaluation_json(self, evaluation, classes: tuple[str, ...]) -> dict:
         """What `cnnlab evaluate --json` prints, beside where it was measured."""
 
@@ -129,6 +140,12 @@ class Task(ABC):
         """A user's image (a path or bytes) as the model's uint8 input of `shape` [C, H, W]. `max_side`: a scene
         larger than it is reduced to it as it is decoded (the explorer, which fits any photo to its canvas); without,
         a scene too large for its digits to be at the scale the model learned is refused."""
+
+    def prepare_any(self, image, info: DatasetInfo, shape: tuple[int, int, int]) -> tuple[np.ndarray, str]:
+        """(the model's uint8 input, its name) from a file path, an image's bytes, a PIL image, or an array or
+        tensor of pixels: one already of the input's shape as it is, anything else as `prepare` prepares it."""
+        source, name, ready = input_source(image, shape, self.any_size)
+        return (source, name) if ready else (self.prepare(source, info, shape, name), name)
 
     def class_scores(self, output: torch.Tensor) -> torch.Tensor:
         """The class scores in the model's output batch, which a softmax turns into probabilities ([N, K], or
@@ -195,4 +212,5 @@ class Task(ABC):
 
     @abstractmethod
     def caption(self, info: DatasetInfo, labels: np.ndarray, index: int) -> str:
-        """A test image in words, "test image 7 (label 3)"."""
+        """A test image in words, its label first: "label 3, test image 7" (samples one per class come in class
+        order, not in the order of their test indices)."""

@@ -104,7 +104,8 @@ def option(default=None, help: str = "", *, choices=(), metavar: str | None = No
 @dataclass
 class TrainConfig:
     model: str = option("simple-cnn", "registered model name (see `cnnlab zoo`)")
-    model_options: dict = option(help='model options as JSON, e.g. \'{"channels": [8, 16]}\'', factory=dict,
+    model_options: dict = option(help='the model\'s options as JSON, e.g. \'{"channels": [8, 16]}\' (simple-cnn), '
+                                      '\'{"widths": [8, 16, 32, 64]}\' (unet); docs/zoo.md lists them', factory=dict,
                                  metavar="JSON")
     dataset: str = option("mnist", f"registered dataset ({', '.join([*DATASETS, *GENERATED])}), folder:PATH (a "
                                    "folder with one sub-folder of images per class), shards:PATTERN (WebDataset tar "

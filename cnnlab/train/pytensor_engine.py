@@ -23,11 +23,14 @@ import numpy as np
 import torch
 
 with warnings.catch_warnings():
-    # Without a BLAS library to link, PyTensor warns on import and calls NumPy's BLAS instead: fine here.
+    # Without a BLAS library to link (pip's PyTensor), PyTensor calls NumPy's BLAS instead: fine here (README.md
+    # has the cost). It says so in a five-line warning the first time anything reads the setting: read here.
     warnings.simplefilter("ignore")
     import pytensor
     import pytensor.tensor as pt
     from pytensor.compile.mode import Mode
+
+    pytensor.config.blas__ldflags  # noqa: B018
 
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig

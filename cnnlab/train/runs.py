@@ -16,17 +16,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab import files
 from cnnlab.data.registry import file_label
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.files import atomic_write
-from cnnlab.models.weights import check_fits
-from cnnlab.tasks import Task, task_of
-from cnnlab.tasks.parts import run_sentence
 from cnnlab.text import to_json
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import build_torch_model
+
+if TYPE_CHECKING:
+    from cnnlab.tasks import Task
 
 RUNS_DIR = Path(os.environ.get("CNNLAB_RUNS", "runs"))
 CHECKPOINTS = {"last": "model.safetensors", "best": "best.safetensors"}
@@ -60,14 +60,16 @@ MAX_NAME_BYTES = 200  # file systems allow 255 bytes (a non-ASCII letter takes 2
 
 
 def default_name(config: TrainConfig) -> str:
-    """MODEL-DATASET-TIMESTAMP, a name every system takes: a folder dataset's name (its last folder) has the
-    characters no run name may have replaced and is shortened so that the whole fits MAX_NAME_BYTES."""
+    """MODEL-DATASET[-ENGINE]-TIMESTAMP, a name every system takes: a folder dataset's name (its last folder) has
+    the characters no run name may have replaced and is shortened so that the whole fits MAX_NAME_BYTES."""
     stamp, label = time.strftime("%Y%m%d-%H%M%S"), file_label(config.dataset)
+    # the engine named when it is not the default: a Keras run and a torch run of one model are told apart
+    engine = "" if config.engine == "torch" else f"-{config.engine}"
     label = "".join("_" if c in _FORBIDDEN else c for c in label)
-    room = MAX_NAME_BYTES - len(os.fsencode(f"{config.model}--{stamp}"))
+    room = MAX_NAME_BYTES - len(os.fsencode(f"{config.model}-{engine}-{stamp}"))
     while len(os.fsencode(label)) > room:
         label = label[:-1]
-    return f"{config.model}-{label}-{stamp}"
+    return f"{config.model}-{label}{engine}-{stamp}"
 
 
 def check_destination(name: str | None, root: str | Path | None) -> None:
@@ -132,13 +134,9 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
-        path = Path(path)
-        if not path.is_dir():
-            candidate = RUNS_DIR / path
-            if candidate.is_dir() and not path.is_absolute():
-                path = candidate
-            else:
-                raise CheckpointError(f"{path}: no such run folder (see `cnnlab runs`)")
+        """The run folder `path` names (see `find_run`), its config read and checked. Imports no torch: a
+        command refuses a run that is not there before it loads the heavy modules."""
+        path = find_run(path)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path}: not a run folder (no config.json)")
         try:
@@ -162,6 +160,8 @@ class Run:
 
     @property
     def task(self) -> Task:
+        from cnnlab.tasks import task_of  # torch: a run is opened (and a mistyped name refused) before it loads
+
         return task_of(self.info)
 
     def meta(self) -> dict:
@@ -185,6 +185,8 @@ class Run:
             return f"Its metrics are unreadable: {err}."
         if not metrics:
             return "No metrics recorded (the run stopped before its first epoch ended)."
+        from cnnlab.tasks.parts import run_sentence
+
         return run_sentence(self.task, self.config, metrics)
 
     def settings(self) -> list[tuple[str, str]]:
@@ -237,6 +239,9 @@ class Run:
                                       f"({path.name}) were trained as {key} {str(recorded)[:60]!r}: config.json was "
                                       "edited or belongs to another run")
         shape = input_shape(metadata.get("input_shape"), path)
+        from cnnlab.models.weights import check_fits
+        from cnnlab.train.engine import build_torch_model
+
         model = build_torch_model(self.config, shape)
         check_fits(model, tensors, path)
         broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and
@@ -248,6 +253,27 @@ class Run:
         model.load_state_dict(tensors)
         return model.eval(), shape
 
+
+def find_run(name: str | Path, what: str = "run folder") -> Path:
+    """The folder a RUN argument names: a path from the current folder, or a run's name in the runs folder
+    (runs/, or $CNNLAB_RUNS). Not found, the error ("NAME: no such `what`") says where it looked and the nearest
+    run name there."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    candidate = RUNS_DIR / path
+    if candidate.is_dir() and not path.is_absolute():
+        return candidate
+    if path.is_absolute():
+        raise CheckpointError(f"{name}: no such {what}")
+    import difflib
+
+    names = [p.parent.name for p in RUNS_DIR.glob("*/config.json")]
+    near = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = (f"did you mean {RUNS_DIR / near[0]}?" if near else "`cnnlab runs` lists the runs there") \
+        if RUNS_DIR.is_dir() else "which does not exist; $CNNLAB_RUNS names another"
+    raise CheckpointError(f"{name}: no such {what} (looked in {Path.cwd()} and in {RUNS_DIR.resolve()}, "
+                          f"{hint})")
 
 def input_shape(value, source) -> tuple[int, int, int] | None:
     """The [C, H, W] a weights file's metadata records, checked before any model is built for it."""

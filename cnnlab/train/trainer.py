@@ -385,6 +385,10 @@ class Trainer:
 
         if not self.show_progress:
             return nullcontext(None)
+        from cnnlab.train.progress import NotebookProgress, in_notebook
+
+        if in_notebook():  # one bar per epoch, updated in place in the cell (rich's needs a widget library there)
+            return NotebookProgress()
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

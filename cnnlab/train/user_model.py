@@ -109,9 +109,10 @@ class UserModel:
 
     @classmethod
     def open(cls, spec: str, weights: str | None = None, dataset: str = "mnist", class_names: str | None = None,
-             input_shape: tuple[int, int, int] | None = None) -> UserModel:
+             input_shape: tuple[int, int, int] | None = None, factory=None) -> UserModel:
         """Check everything the options say against one forward pass of the model, so that a model that does not
-        fit its inputs or names is a one-line error here rather than a shape error deep inside a figure."""
+        fit its inputs or names is a one-line error here rather than a shape error deep inside a figure.
+        `factory`: what builds the model, when it is not NAME from FILE.py (a model defined in a notebook)."""
         if dataset == NO_DATASET:
             if input_shape is None:
                 raise ConfigError("--dataset none: give --input CxHxW (the model's input)")
@@ -123,7 +124,7 @@ class UserModel:
             task_of(base).refuse(MODEL_FILE, f"--dataset {dataset}")
         shape = input_shape
         subject = cls(spec, Path(weights) if weights else None, dataset, base, shape or (1, 28, 28),
-                      import_factory(spec))
+                      factory or import_factory(spec))
         model = subject._build_unchecked()  # the probe below checks what the hook would, but leniently
         if shape is None and dataset != NO_DATASET:
             images = subject.test_split(limit=1).images

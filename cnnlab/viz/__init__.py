@@ -1,5 +1,9 @@
-"""Figures. Matplotlib runs headless (Agg) everywhere in cnnlab."""
+"""Figures. Matplotlib runs headless (Agg) in cnnlab, except inside a Jupyter kernel, whose inline backend shows the
+figures the API returns in the notebook."""
+
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")

@@ -236,3 +236,20 @@ def plot_saliency(image: np.ndarray, saliency: np.ndarray, cam: np.ndarray, cam_
     fig.suptitle(caption, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_saliency_map(image: np.ndarray, heat: np.ndarray, method: str, caption: str):
+    """Input | one map of `plot_saliency`'s: gradient saliency or Grad-CAM [H, W], or integrated gradients' signed
+    attributions [C, H, W] (drawn as their magnitude), each relative to its maximum."""
+    if heat.ndim == 3:
+        heat = np.abs(heat.sum(0))  # a pixel's channels add up, as in the completeness sum
+    fig, axes = plt.subplots(1, 2, figsize=(7.3, 3.6))
+    for a in axes:
+        a.set_xticks([]), a.set_yticks([])
+    shown, cmap = picture(image)
+    axes[0].imshow(shown, cmap=cmap)
+    axes[0].set_title("input", fontsize=9)
+    _heat(fig, axes[1], image, heat / (heat.max() or 1.0), method, "relative to its maximum")
+    fig.suptitle(caption, fontsize=10)
+    fig.tight_layout()
+    return fig

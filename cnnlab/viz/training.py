@@ -61,7 +61,8 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     _save(curves_figure(history, title), path)
 
 
-def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path) -> None:
+def confusion_figure(confusion: torch.Tensor, classes: tuple[str, ...]):
+    """The confusion matrix: counts, shaded by the share of each true class."""
     counts = confusion.numpy()
     totals = counts.sum(1, keepdims=True).clip(min=1)
     n = len(classes)
@@ -79,16 +80,26 @@ def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path
     ax.set(xlabel="predicted class", ylabel="true class", title=f"Confusion matrix (test accuracy {accuracy:.2%})")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
-def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
+def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path) -> None:
+    _save(confusion_figure(confusion, classes), path)
+
+
+def most_confident_mistakes(evaluation, count: int = 24) -> torch.Tensor:
+    """The indices of the `count` images the model got wrong with the highest confidence, most confident first."""
+    confidence, predicted = evaluation.logits.softmax(1).max(1)
+    wrong = (predicted != evaluation.labels).nonzero().flatten()
+    return wrong[confidence[wrong].argsort(descending=True)][:count]
+
+
+def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 24):
     """The test images the model got wrong with the highest confidence, with true and predicted labels (`images`:
     uint8 [N, C, H, W], a tensor on any device or images read by index from disk)."""
-    probs = evaluation.logits.softmax(1)
-    confidence, predicted = probs.max(1)
-    wrong = (predicted != evaluation.labels).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    confidence, predicted = evaluation.logits.softmax(1).max(1)
+    wrong = int((predicted != evaluation.labels).sum())
+    order = most_confident_mistakes(evaluation, count)
     cols = 8
     rows = max(1, -(-len(order) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6 + 0.4), squeeze=False)
@@ -101,6 +112,10 @@ def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, coun
                      f"{confidence[index]:.0%}", fontsize=8, color="firebrick")
     if not len(order):
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    fig.suptitle(f"Most confident mistakes ({len(wrong)} of {len(evaluation.labels)} test images wrong)", fontsize=10)
+    fig.suptitle(f"Most confident mistakes ({wrong} of {len(evaluation.labels)} test images wrong)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
+    _save(mistakes_figure(images, evaluation, classes, count), path)

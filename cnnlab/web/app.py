@@ -31,6 +31,7 @@ from cnnlab.data.preprocess import MAX_SCENE_SIDE, fit_scene
 from cnnlab.errors import CnnlabError, ConfigError, DatasetError
 from cnnlab.tasks import task_of
 from cnnlab.viz.activations import normalize_input
+from cnnlab.viz.familiarity import Familiarity
 from cnnlab.viz.handcrafted import playground_entries
 from cnnlab.web import attribution, formulas, inspect, playground
 from cnnlab.web.sources import Loaded, Sources, SourceError
@@ -147,6 +148,26 @@ def read_upload(upload: UploadFile, loaded: Loaded) -> np.ndarray:
     # on, so a scene of another size is fitted into it
     image = loaded.task.prepare(data, loaded.info, loaded.shape, name, max_side=MAX_SCENE_SIDE)
     return fit_scene(image, *loaded.shape[1:]) if image.ndim == 2 else image
+
+
+def familiarity_of(loaded: Loaded) -> Familiarity | None:
+    """The thresholds that say whether an upload looks like `loaded`'s training images, set on its test images
+    the first time one is asked for (under the model's lock); None where there are no test images."""
+    if loaded.familiarity is None and loaded.test_split is not None:
+        try:
+            images = loaded.test_split().images
+        except (ConfigError, DatasetError):
+            loaded.test_split = None
+            return None
+        loaded.familiarity = Familiarity.calibrate(loaded.model, images, loaded.info)
+    return loaded.familiarity
+
+
+def familiar(loaded: Loaded, digit, logits) -> dict:
+    """Does the upload look like the images the model was trained on (under the model's lock): "familiar" (null
+    where there are no test images to tell) and, if not, "unlike", the reasons."""
+    judgement = familiarity_of(loaded).judge(digit, logits) if familiarity_of(loaded) else None
+    return {"familiar": judgement.familiar if judgement else None, "unlike": judgement.describe() if judgement else ""}
 
 
 _heavy = threading.BoundedSemaphore(HEAVY_AT_ONCE)
@@ -285,17 +306,31 @@ def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None
                 source: Annotated[str, Form()],
                 layers: Annotated[bool, Form(description="also every layer's output, as /api/activations gives "
                                                          "it: a drawing's whole answer in one request")] = False,
-                max_maps: Annotated[int, Form(ge=1, le=256)] = 32) -> dict:
+                max_maps: Annotated[int, Form(ge=1, le=256)] = 32,
+                familiarity: Annotated[bool, Form(description="with layers: also whether the image looks like the "
+                                                              "training images (an upload's question, not a "
+                                                              "drawing's; always answered without layers)")] = False
+                ) -> dict:
         with heavy_work():
             loaded = sources.get(source)
             digit = read_upload(image, loaded)
+            task = loaded.task
             if layers:  # the task's answer (probabilities and prediction, a class map, a box) is in it
-                return {"source": source, "digit": digit.tolist(), **inspect.activations(loaded, digit, max_maps)}
+                answer = inspect.activations(loaded, digit, max_maps)
+                if familiarity and task.judges_familiarity:
+                    # the thresholds are set on the test images the first time (seconds for a large model): not
+                    # for every stroke of a drawing
+                    with loaded.lock, torch.inference_mode():
+                        output = loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std))
+                        answer.update(familiar(loaded, digit, task.class_scores(output)[0]))
+                return {"source": source, "digit": digit.tolist(), **answer}
             with loaded.lock, torch.inference_mode():
-                output = loaded.task.checked(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
-                                             source, 1)[0]
+                output = task.checked(loaded.model(normalize_input(digit, loaded.info.mean, loaded.info.std)),
+                                      source, 1)[0]
+                likeness = familiar(loaded, digit, task.class_scores(output[None])[0]) if task.judges_familiarity \
+                    else {}
         return {"source": source, "digit": digit.tolist(), "classes": list(loaded.info.classes),
-                **loaded.task.explorer(output, loaded.info)}
+                **task.explorer(output, loaded.info), **likeness}
 
     @app.post("/api/activations", summary="Every layer's output for one input, and the probabilities or the class map")
     def activations(body: ActivationsRequest) -> dict:

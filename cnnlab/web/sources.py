@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, list_runs
 from cnnlab.train.user_model import UserModel
+from cnnlab.viz.familiarity import Familiarity
 
 RANDOM_SEED = 0  # random-weight models are the same on every load, so their pictures are reproducible
 
@@ -64,6 +66,8 @@ class Loaded:
     progress: dict = field(default_factory=dict)  # {layer: (test images searched, of how many)} while it runs
     links: dict = field(default_factory=dict)  # {conv layer: which input maps each map reads} (cnnlab.web.inspect)
     answers: dict = field(default_factory=dict)  # {(layer, feature): a top-activations answer, once computed}
+    test_split: Callable | None = None  # () -> its test split: what an upload is compared with
+    familiarity: Familiarity | None = None  # thresholds set on its test images on first use (cnnlab.viz.familiarity)
 
     @property
     def task(self) -> Task:
@@ -182,16 +186,18 @@ class Sources:
                                       f"{', '.join(missing)}, so its model cannot be built without reading it")
                 model, shape = run.load_model("last")
                 return Loaded(source, model, run.info, shape or (1, 28, 28), data_dir=run.config.data_dir,
-                              refusal=refusal)
+                              refusal=refusal, test_split=None if refusal else run.test_split)
             if source in self._own:
                 own = self._own[source]
-                return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir)
+                return Loaded(source, own.build_model(), own.info, own.input_shape, data_dir=own.config.data_dir,
+                              test_split=own.test_split)
             if kind == "model" and name in untrained():
                 config = TrainConfig(model=name)
                 with torch.random.fork_rng(devices=[]):  # seed the weights without touching the global generator
                     torch.manual_seed(RANDOM_SEED)
                     model = build_torch_model(config).eval()
-                return Loaded(source, model, dataset_info(config.dataset))
+                return Loaded(source, model, dataset_info(config.dataset),
+                              test_split=lambda: config.load_split("test", quiet=True))
         except SourceError:
             raise
         except (CnnlabError, ValueError, RuntimeError) as err:

@@ -164,6 +164,7 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
   form.append("image", blob, name);
   form.append("source", state.source.id);
   form.append("layers", "true");
+  if (name !== "drawing") form.append("familiarity", "true");  // an upload: is it like the training images?
   const source = state.source;
   let failed = null;
   let answer;
@@ -186,7 +187,9 @@ async function predict(blob, name, { mode = "replace", final = true } = {}) {
   }
   if (!answer) return false;
   if (statusKind === "predict") setStatus("");
-  await setDigit(answer.digit, `${name}, ${PREPARED[state.mode]}`, answer, final);
+  // an upload unlike the training images is said to be, with the scores (cnnlab.viz.familiarity)
+  const unlike = answer.familiar === false ? ` Note: ${answer.unlike}.` : "";
+  await setDigit(answer.digit, `${name}, ${PREPARED[state.mode]}${unlike}`, answer, final);
   return true;
 }
 
