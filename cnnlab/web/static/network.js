@@ -216,6 +216,8 @@ export class Network {
     const units = layer.values.map((_, i) => {
       const cell = el("span", "cell");
       cell.dataset.index = i;
+      // named from the start: a row out of view is painted (and its value named) only when the drawing ends
+      cell.setAttribute("aria-label", `${layer.name} of class ${layer.labels[i]}`);
       strip.append(cell);
       return cell;
     });
