@@ -32,8 +32,10 @@ def assert_same_weights(a, b, atol=0.0):
 def whole_run(tmp_path_factory):
     """`cnnlab train` of the run the killed ones are compared with, uninterrupted (in this process)."""
     root = tmp_path_factory.mktemp("whole")
+    # dropout: its masks come from torch's generator, whose state the checkpoint must bring back
     assert main(["train", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--train-limit", "2000",
-                 "--test-limit", "500", "--device", "cpu", "--runs-dir", str(root), "--quiet", "--name", "whole"]) == 0
+                 "--test-limit", "500", "--device", "cpu", "--model-options", '{"dropout": 0.25}',
+                 "--runs-dir", str(root), "--quiet", "--name", "whole"]) == 0
     return root / "whole"
 
 
@@ -41,7 +43,8 @@ def whole_run(tmp_path_factory):
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where, whole_run):
     """Killed half way through epoch 2, or while epoch 2's checkpoint.pt is written but not yet renamed into
     place: `cnnlab train --resume` ends bit for bit where the uninterrupted run ends."""
-    config = recipe_config(epochs=2, batch_size=32, threads=1, train_limit=2000, test_limit=500, device="cpu")
+    config = recipe_config(epochs=2, batch_size=32, threads=1, train_limit=2000, test_limit=500, device="cpu",
+                           model_options={"dropout": 0.25})
     killed_run(config, "killed", tmp_path, epoch=2, where=where)
     checkpoint = tmp_path / "killed" / CHECKPOINT
     assert len(load_checkpoint(checkpoint)["history"]) == 1  # the kill landed in epoch 2, before its checkpoint
