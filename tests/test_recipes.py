@@ -15,7 +15,7 @@ def test_every_recipe_trains_a_few_steps_with_its_own_settings(recipe, tmp_path)
     data_dir = fashion_data_dir() if RECIPES[recipe].get("dataset") == "fashion-mnist" else None
     config = recipe_config(recipe, train_limit=32, test_limit=8, epochs=1, threads=1, device="cpu", data_dir=data_dir)
     for key, value in RECIPES[recipe].items():
-        assert key == "epochs" or getattr(config, key) == value, key  # nothing but the length was changed
+        assert key in ("epochs", "test_limit") or getattr(config, key) == value, key  # but the length and the test set
     result = Trainer(config, name=recipe, runs_dir=tmp_path, progress=False).fit()
     assert len(result.history) == 1 and torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
 
