@@ -534,3 +534,25 @@ def test_serve_refuses_bad_arguments_in_one_line(capsys):
         port = busy.getsockname()[1]
         assert cli(["serve", "--port", str(port)]) == 2
     assert capsys.readouterr().err.strip() == f"cnnlab serve: error: cannot listen on 127.0.0.1:{port} (Address already in use)"
+
+
+def test_serve_leaves_the_processs_logging_alone(tmp_path, capsys, monkeypatch):
+    """uvicorn's default logging setup (dictConfig) closes every handler the process has: run in a notebook or a
+    test runner, `cnnlab serve` took their log files down with it."""
+    import logging
+
+    import uvicorn
+
+    from conftest import run_in_process
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)  # serve prints its line, then stops
+    handler = logging.FileHandler(tmp_path / "host.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        code, out, err = run_in_process(capsys, "serve", "--port", "0")
+        assert code == 0 and out.startswith("cnnlab explorer: http://127.0.0.1:"), err
+        assert not handler.stream.closed
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

@@ -103,6 +103,8 @@ def run(args) -> int:
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/ (Ctrl-C stops it; API: /openapi.json)", flush=True)
     # At most MAX_CONNECTIONS open connections (more get 503 at once), so that clients sending their headers
     # slowly cannot pile up; idle keep-alive connections close after 5 s; a stalled body gets 408 (cnnlab.web.app).
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,
+    # log_config=None: uvicorn's own logging setup (logging.config.dictConfig) would close every handler the
+    # process has, a notebook's or a test runner's; its warnings reach standard error through the root logger.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None, limit_concurrency=MAX_CONNECTIONS,
                                   timeout_keep_alive=5)).run(sockets=[sock])
     return 0
