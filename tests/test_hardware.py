@@ -10,7 +10,7 @@ import torch
 
 from cnnlab import hardware
 from cnnlab.cli import main
-from cnnlab.train.config import RECIPES, recipe_config
+from cnnlab.train.config import RECIPES, recipe_config, recipe_task
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.torch_engine import TorchEngine
 from cnnlab.train.trainer import Trainer
@@ -44,7 +44,7 @@ def test_no_recipe_turns_bf16_on_without_native_bf16(monkeypatch, recipe):
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     config = recipe_config(recipe, device="cpu")
     assert config.precision == "auto"
-    segments = recipe == "segmentation"
+    segments = recipe_task(recipe) == "segmentation"
     engine = TorchEngine(config, build_torch_model(config, (1, 64, 84) if segments else (1, 28, 28)),
                          steps_per_epoch=1, device=torch.device("cpu"),
                          class_weights=torch.ones(11) if segments else None)
