@@ -161,13 +161,20 @@ def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
                            *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def said(process: subprocess.CompletedProcess) -> str:
+    """A failed torchrun's standard error for an assertion: the processes' own first lines (why one stopped), then
+    torchrun's summary at the end."""
+    err = process.stderr
+    return err if len(err) < 4000 else f"{err[:2500]}\n...\n{err[-1500:]}"
+
+
 def test_two_processes_killed_mid_epoch_resume_exactly(photos, tmp_path):
     """The same under torchrun: each process reads its share; the step checkpoint keeps both processes' running
     sums, and the resumed pair ends with the uninterrupted pair's metrics.jsonl, bit for bit."""
     config = small_run(photos)
     whole = torchrun("-m", "cnnlab", "train", "--config", write_config(config, tmp_path), "--runs-dir", tmp_path,
                      "--name", "whole", "--quiet")
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert whole.returncode == 0, said(whole)
     child = tmp_path / "killed_child.py"
     child.write_text(_KILLED_CHILD)
     killed = torchrun(child, json.dumps([config.to_dict(), "killed", str(tmp_path), 2, "mid-epoch"]))
@@ -175,7 +182,7 @@ def test_two_processes_killed_mid_epoch_resume_exactly(photos, tmp_path):
     position = load_checkpoint(tmp_path / "killed" / CHECKPOINT)["position"]
     assert (position["epoch"], position["step"], len(position["accumulated"])) == (2, 3, 2)
     resumed = torchrun("-m", "cnnlab", "train", "--resume", tmp_path / "killed", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, said(resumed)
     assert metrics_without_timings(tmp_path / "killed") == metrics_without_timings(tmp_path / "whole")
 
 
