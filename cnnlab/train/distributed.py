@@ -8,6 +8,7 @@ one step equals a single-process step on the global batch. Only rank 0 writes th
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -56,7 +57,15 @@ def init_world(device: torch.device) -> World:
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Left to the interpreter's teardown, the group's C++ threads can still be running when their objects are
+        # destroyed: "terminate called without an active exception", and a finished rank ends with SIGABRT.
+        atexit.register(_leave)
     return world
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_for(world: World, device: torch.device) -> torch.device:
