@@ -90,7 +90,7 @@ RECIPES: dict[str, dict] = {
                            "class_weights": "inverse-sqrt-frequency", "logit_adjustment": True,
                            "eval_batch_size": 100},
     # Localization of one digit on mnist-boxes' 64x64 canvas: 95% localization accuracy (docs/localization.md).
-    "localization": {"model": "localizer", "dataset": "mnist-boxes", "epochs": 4, "batch_size": 64, "lr": 2e-3,
+    "localization": {"model": "localizer", "dataset": "mnist-boxes", "epochs": 3, "batch_size": 64, "lr": 2e-3,
                      "model_options": {"backbone_options": {"channels": [32, 64], "batch_norm": True,
                                                             "strided_first": True}, "grid": 8},
                      "eval_batch_size": 500},
