@@ -56,6 +56,13 @@ def indices(shape) -> list[list[int]]:
     return [list(p) for p in dict.fromkeys(map(tuple, picks))]
 
 
+def close(actual, expected, tolerance: float) -> None:
+    """Arrays equal within `tolerance` (and 1e-6 relative), as pytest.approx says it, but compared by NumPy: the
+    maps of every position of a layer are hundreds of thousands of numbers."""
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=1e-6,
+                               atol=tolerance)
+
+
 def check(answer: dict, module: nn.Module | None, record: dict, logits: torch.Tensor):
     """The formula's answer equals the model's value, and each term shown is the model's own number."""
     name, at = answer["layer"], tuple(answer["index"])
@@ -80,12 +87,12 @@ def check(answer: dict, module: nn.Module | None, record: dict, logits: torch.Te
     if out.ndim == 3:  # the maps a view draws are the layer's own output channel, and the one it reads
         maps = {key: np.frombuffer(base64.b64decode(v["data"]), "<f4").reshape(v["shape"])
                 for key, v in answer["maps"].items()}
-        assert maps["after"] == pytest.approx(out[at[0]].numpy(), abs=1e-6)
+        close(maps["after"], out[at[0]].numpy(), 1e-6)
         if kind in ("activation", "pool", "batchnorm", "lrn"):
-            assert maps["before"] == pytest.approx(inp[at[0]].numpy(), abs=1e-6)
+            close(maps["before"], inp[at[0]].numpy(), 1e-6)
         if kind == "conv" and "before" in maps:
             first = answer["input_channels"][0]
-            assert maps["before"] == pytest.approx(inp[first:first + len(answer["input_channels"])].numpy(), abs=1e-6)
+            close(maps["before"], inp[first:first + len(answer["input_channels"])].numpy(), 1e-6)
     if kind == "conv":
         products = np.asarray(answer["patch"]) * np.asarray(answer["kernel"])
         assert products.sum() + answer["bias"] == pytest.approx(answer["actual"], abs=TOLERANCE)
