@@ -6,7 +6,7 @@ update) is timed on its own, so that both epoch times are measured under the sam
 the achieved GFLOP/s of forward+backward and the machine's single-precision matrix-product (sgemm) GFLOP/s.
 
     python benchmarks/scratch_vs_torch.py                  # 1 thread each, batch 64, full epoch
-    python benchmarks/scratch_vs_torch.py --threads 2 --limit 12800
+    python benchmarks/scratch_vs_torch.py --threads 2 --limit 12800 --test-limit 2000
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9, Nesterov)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--test-limit", type=int, default=None, help="test on the first N test images only")
     return p.parse_args()
 
 
@@ -87,7 +88,7 @@ def sgemm_gflops(n: int = 1024, repeats: int = 10) -> tuple[float, float]:
 def main() -> int:
     torch.set_num_threads(args.threads)
     x, y = mnist("train", args.limit)
-    x_test, y_test = mnist("test")
+    x_test, y_test = mnist("test", args.test_limit)
     torch.manual_seed(0)
     model = get_model("simple-cnn")
     scratch_model = twin(model)  # same layers, same initial weights

@@ -71,7 +71,7 @@ def test_recipe_search_trains_every_asked_candidate_and_writes_each_epoch(tmp_pa
 
 
 def test_scratch_vs_torch_benchmark_on_a_few_batches():
-    out = python("benchmarks/scratch_vs_torch.py", "--limit", "640", "--threads", "1", fresh=True)
+    out = python("benchmarks/scratch_vs_torch.py", "--limit", "640", "--test-limit", "2000", "--threads", "1", fresh=True)
     rows = {m[0]: m[1:] for m in re.findall(r"^(torch|scratch)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)%$", out, re.M)}
     assert set(rows) == {"torch", "scratch"}
     # Same initial weights, batches and updates: the two engines end with the same test accuracy (measured 44.24%
