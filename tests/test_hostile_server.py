@@ -29,7 +29,9 @@ from PIL import Image
 from cnnlab.train.config import recipe_config
 from cnnlab.train.trainer import Trainer
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc for the server's memory")
+# One xdist worker runs this file, so that its server and the run it serves start once, not once per worker.
+pytestmark = [pytest.mark.xdist_group("hostile-server"),
+              pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc for the server's memory")]
 
 ONE_REQUEST_MB = 100
 TEN_REQUESTS_MB = 300

@@ -28,6 +28,9 @@ from cnnlab.web import create_app
 
 from conftest import run_in_process
 
+# One xdist worker runs this file, so that its short run trains once, not once per worker.
+pytestmark = pytest.mark.xdist_group("localization-short-run")
+
 # The recipe's localizer at a quarter of its width, 2 epochs of 3,000 images (fp32; ~15 s on one idle core).
 SMALL = dict(epochs=2, train_limit=3000, test_limit=500, batch_size=32, lr=3e-3, threads=1, device="cpu",
              precision="fp32", seed=0,

@@ -33,6 +33,10 @@ SMALL = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2
              channels_last=True, eval_batch_size=100, seed=0, threads=1, device="cpu")
 
 
+# The tests of the short run share one xdist worker, so that it trains once, not once per worker.
+SHORT_RUN = pytest.mark.xdist_group("seg-short-run")
+
+
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     trainer = Trainer(recipe_config("segmentation", **SMALL), name="short", runs_dir=tmp_path_factory.mktemp("runs"),
@@ -42,6 +46,7 @@ def short_run(tmp_path_factory):
     return trainer, untrained, trainer.fit()
 
 
+@SHORT_RUN
 def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(short_run):
     trainer, untrained, result = short_run
     # FCN-8s with the recipe's class-weighted loss and logit adjustment, 2,000 scenes x 2 epochs (10 s on one
@@ -64,6 +69,7 @@ def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(sh
     assert result.history[-1]["test_miou"] == result.final.mean_iou
 
 
+@SHORT_RUN
 def test_run_folder_checkpoint_and_cli(short_run, tmp_path, capsys):
     _, _, result = short_run
     names = {p.name for p in result.run_dir.iterdir()}
@@ -209,6 +215,7 @@ def test_segment_train_in_two_processes_equals_one(tmp_path):
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@SHORT_RUN
 def test_error_analysis_benchmark_agrees_with_the_evaluation(short_run):
     """benchmarks/segmentation_errors.py on a real run: its mean IoU is the evaluation's, its pixel counts add up."""
     _, _, result = short_run

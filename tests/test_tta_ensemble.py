@@ -15,6 +15,9 @@ from cnnlab.data.preprocess import normalize
 from cnnlab.train.evaluation import SHIFTS, View, averaged, shifted, tta_views, zoomed
 from conftest import run_in_process
 
+# One xdist worker runs this file, so that its five runs train once, not once per worker.
+pytestmark = pytest.mark.xdist_group("tta-runs")
+
 # Test images evaluated: the loss is compared too, so that a view off by one pixel on any image shows (the
 # accuracy alone moves by one image's 1/LIMIT only when a prediction flips).
 LIMIT = 500

@@ -18,6 +18,9 @@ from torch import nn
 
 from conftest import run_in_process, run_script
 
+# One xdist worker runs this file, so that its digit net trains once, not once per worker.
+pytestmark = pytest.mark.xdist_group("user-model")
+
 HERE = Path(__file__)
 
 

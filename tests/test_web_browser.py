@@ -37,7 +37,9 @@ AXE = REPO / "build" / "axe-core" / "axe.min.js"  # `make test` fetches it (the 
 RANGE_IS = """([low, high]) => {
     const shown = (document.querySelector('#conv-output').dataset.range || '').split(',').map(Number);
     return shown.length === 2 && Math.abs(shown[0] - low) < 1e-4 && Math.abs(shown[1] - high) < 1e-4; }"""
-pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
+# One xdist worker runs this file, so that its browser and server start once, not once per worker.
+pytestmark = [pytest.mark.xdist_group("browser"),
+              pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
               pytest.mark.slow]  # a browser: started first (conftest.py)
 
 

@@ -28,7 +28,9 @@ from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 ge
 from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, screenshot_path,  # noqa: F401
                               serve, shown_result, shows_view, wait_until, within)
 
-pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
+# One xdist worker runs this file, so that its browser and server start, and its segmentation run trains, once.
+pytestmark = [pytest.mark.xdist_group("browser-runs"),
+              pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
               pytest.mark.slow]  # a browser: started first (conftest.py)
 # FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
 # so that the screenshot shows a class map rather than background everywhere.
