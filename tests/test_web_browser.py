@@ -83,7 +83,10 @@ def open_page(browser, server, width: int, touch: bool = False, height: int = 90
     page = browser.new_page(viewport={"width": width, "height": height}, has_touch=touch)
     page.foreign = []
     page.errors = []
+    page.answers = []  # the API's answers, "status path": what a failed wait prints
     page.on("pageerror", lambda err: page.errors.append(f"{err} {err.stack}"))
+    page.on("response", lambda r: "/api/" in r.url and page.answers.append(f"{r.status} {r.url.split('/api/')[1]}"))
+    page.on("requestfailed", lambda r: "/api/" in r.url and page.answers.append(f"failed {r.url.split('/api/')[1]}"))
 
     def only_local(route):
         if route.request.url.startswith(server):
@@ -94,8 +97,16 @@ def open_page(browser, server, width: int, touch: bool = False, height: int = 90
 
     page.route("**/*", only_local)
     page.goto(server)
-    page.wait_for_selector("body[data-ready='1']")
+    wait_for(page, "body[data-ready='1']")
     return page
+
+
+def shown(page) -> str:
+    """What the page says of its state: for a wait that timed out, instead of a bare timeout."""
+    state = page.evaluate("[...document.querySelectorAll('#prediction, #seen-note, #status, #conv-range, "
+                          "#source-note')].map(e => e.id + ': ' + e.textContent).join(' | ') + ' | body: ' + "
+                          "JSON.stringify(document.body.dataset)")
+    return f"{state}; page errors: {getattr(page, 'errors', [])}; answers: {getattr(page, 'answers', [])[-6:]}"
 
 
 def wait_until(page, condition: str, arg=None, seconds: float = 15):
@@ -105,9 +116,17 @@ def wait_until(page, condition: str, arg=None, seconds: float = 15):
     try:
         page.wait_for_function(condition, arg=arg, timeout=seconds * 1000)
     except TimeoutError:
-        shown = page.evaluate("[...document.querySelectorAll('#prediction, #seen-note, #status, #conv-range')]"
-                              ".map(e => e.id + ': ' + e.textContent).join(' | ')")
-        pytest.fail(f"page never met {condition!r}; it shows {shown}", pytrace=False)
+        pytest.fail(f"page never met {condition!r}; it shows {shown(page)}", pytrace=False)
+
+
+def wait_for(page, selector: str, seconds: float = 30):
+    """Wait for an element; on timeout, fail with what the page shows."""
+    from playwright.sync_api import TimeoutError
+
+    try:
+        page.wait_for_selector(selector, timeout=seconds * 1000)
+    except TimeoutError:
+        pytest.fail(f"page never showed {selector!r}; it shows {shown(page)}", pytrace=False)
 
 
 def settled(page, seconds: float = 15):
@@ -455,7 +474,7 @@ def choose_source(page, source: str):
     page.select_option("#source", source)
     wait_until(page, "document.querySelector('#source-note').textContent !== '' && "
                      "document.body.dataset.pending === '0'")
-    page.wait_for_selector(".layer[data-layer='softmax'], .layer[data-layer='scores']")
+    wait_for(page, ".layer[data-layer='softmax'], .layer[data-layer='scores']")
 
 
 def test_a_drawn_digit_flows_through_every_layer_view(browser, server, trained_run):  # noqa: F811
@@ -544,9 +563,10 @@ def test_playground_output_size_equals_pytorch_and_explains_invalid_settings(bro
             assert why.startswith("The division is exact")
         if expected:
             assert page.get_attribute("#conv-output", "data-shape") == f"{expected},{expected}"
-            numbers = page.locator("#pg-numbers")  # the window's place: its sum is the output pixel there
-            assert float(numbers.get_attribute("data-sum")) == pytest.approx(
-                float(numbers.get_attribute("data-output")), abs=1e-4)
+            # the window's place: its sum is the output pixel there (both read at once: the window moves on as the
+            # animation plays, and two reads could see two places)
+            window_sum, output = page.eval_on_selector("#pg-numbers", "e => [e.dataset.sum, e.dataset.output]")
+            assert float(window_sum) == pytest.approx(float(output), abs=1e-4)
 
     # An edited 5x5 kernel with stride 2, padding 2 and dilation 1 on the digit, against NumPy.
     page.click("#pg-digit")
@@ -623,7 +643,7 @@ def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_p
     open_unit(page, "conv2", 3)
     wait_until(page, "!document.querySelector('#top-button').hidden")
     page.click("#top-button")
-    page.wait_for_selector("#top-activations progress")
+    wait_for(page, "#top-activations progress")
     # the search of 10,000 test images: seconds alone, several times that while the whole suite runs on 2 cores
     wait_until(page, "document.querySelector('#top-activations').dataset.state === 'done'", seconds=90)
     assert page.locator("#top-activations figure").count() == 9

@@ -26,7 +26,7 @@ from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
 from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, screenshot_path,  # noqa: F401
-                              serve, shown_result, shows_view, wait_until, within)
+                              serve, shown_result, shows_view, wait_for, wait_until, within)
 
 # One xdist worker runs this file, so that its browser and server start, and its segmentation run trains, once.
 pytestmark = [pytest.mark.xdist_group("browser-runs"),
@@ -71,7 +71,7 @@ def server(runs, unet):
 
 def choose(page, run: Run, first_row: str):
     page.select_option("#source", f"run:{run.name}")
-    page.wait_for_selector(f".layer[data-layer='{first_row}']")
+    wait_for(page, f".layer[data-layer='{first_row}']")
     wait_until(page, "document.body.dataset.pending === '0'")
 
 
