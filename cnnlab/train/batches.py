@@ -159,11 +159,8 @@ class Augment:
         process's share): the random numbers are drawn for the whole batch and this share's are used, so that
         shares augment as the whole batch would."""
         draws = Draws(generator, len(x), rows)
-        if self.crop_padding:
-            x = self.random_crop(x, draws)
-        if self.flip:
-            flipped = draws.rand().to(x.device) < self.flip
-            x = torch.where(flipped[:, None, None, None], x.flip(3), x)
+        if self.crop_padding or self.flip:
+            x = self.crop_and_flip(x, draws)
         if self.brightness or self.contrast or self.saturation:
             x = self.jitter_colour(x, draws, mean, std)
         if self.max_shift or self.max_rotate or self.max_scale or self.elastic:
@@ -172,15 +169,27 @@ class Augment:
             x = self.random_erase(x, draws)
         return x
 
-    def random_crop(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
-        n, c, h, w = x.shape
+    def crop_and_flip(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
+        """The random crop of the padded images, then the flip, made as one copy of each image's window (mirrored
+        where it flips) into a batch of zeros, the padding: padding the whole batch, cropping it and flipping it
+        took three passes over it (0.2 s a batch of 128 images at 224 px on one core, as much as decoding them)."""
+        n, _, h, w = x.shape
         pad = self.crop_padding
-        padded = F.pad(x, (pad, pad, pad, pad))
-        top, left = draws.mine(torch.randint(0, 2 * pad + 1, (2, draws.total), generator=draws.generator), 1)
-        # each image's window copied as a block (a gather of every pixel by index is several times slower)
-        out = torch.empty_like(x)
-        for i, (t, l) in enumerate(zip(top.tolist(), left.tolist())):
-            out[i] = padded[i, :, t:t + h, l:l + w]
+        if pad:  # where the window starts in the padded image: 0 .. 2 * pad
+            top, left = draws.mine(torch.randint(0, 2 * pad + 1, (2, draws.total), generator=draws.generator), 1)
+            starts = zip(top.tolist(), left.tolist())
+        else:
+            starts = [(0, 0)] * n
+        mirrored = (draws.rand() < self.flip).tolist() if self.flip else [False] * n
+        out = x.new_zeros(x.shape) if pad else torch.empty_like(x)
+        for i, ((t, l), flip) in enumerate(zip(starts, mirrored)):
+            dy, dx = t - pad, l - pad  # the window's offset in the image itself
+            rows, cols = slice(max(0, dy), min(h, h + dy)), slice(max(0, dx), min(w, w + dx))
+            top_row, first, last = max(0, -dy), max(0, -dx), min(w, w - dx)  # where the image lands in the window
+            if flip:  # column j of the flipped window is column w - 1 - j of the window
+                first, last = w - last, w - first
+            block = x[i, :, rows, cols]
+            out[i, :, top_row:top_row + block.shape[1], first:last] = block.flip(-1) if flip else block
         return out
 
     def random_erase(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
