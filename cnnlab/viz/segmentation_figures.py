@@ -72,7 +72,7 @@ def scenes_figure(images, truth, predicted, classes: tuple[str, ...], count: int
 
 def plot_scenes(images, truth, predicted, classes: tuple[str, ...], path: Path, count: int = 6,
                 titles: list[str] | None = None) -> None:
-    _save(scenes_figure(images, truth, predicted, classes, count, titles), path, tight=False)  # tight_layout fitted it
+    _save(scenes_figure(images, truth, predicted, classes, count, titles), path)
 
 
 def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Path) -> None:
@@ -92,4 +92,4 @@ def plot_iou(history: list[dict], evaluation, classes: tuple[str, ...], path: Pa
     for ax in (ax_bar, ax_curve):
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    _save(fig, path, tight=False)
+    _save(fig, path)

@@ -11,9 +11,10 @@ import torch
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
 
 
-def _save(fig, path: Path, tight: bool = True) -> None:
-    """Write `fig` as a PNG and free it; `tight` crops the page to what is drawn (one more drawing of the figure)."""
-    fig.savefig(path, dpi=120, bbox_inches="tight" if tight else None)
+def _save(fig, path: Path) -> None:
+    """Write `fig` as a PNG and free it. Every figure saved here lays itself out (tight_layout, or to the pixel),
+    so the page is not cropped to what is drawn: that took one more drawing of the figure, at every training's end."""
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
@@ -59,7 +60,7 @@ def curves_figure(history: list[dict], title: str = ""):
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
-    _save(curves_figure(history, title), path, tight=False)  # tight_layout has fitted it
+    _save(curves_figure(history, title), path)
 
 
 def confusion_figure(confusion: torch.Tensor, classes: tuple[str, ...]):
@@ -85,7 +86,7 @@ def confusion_figure(confusion: torch.Tensor, classes: tuple[str, ...]):
 
 
 def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: Path) -> None:
-    _save(confusion_figure(confusion, classes), path, tight=False)  # tight_layout has fitted it
+    _save(confusion_figure(confusion, classes), path)
 
 
 def most_confident_mistakes(evaluation, count: int = 24) -> torch.Tensor:
@@ -132,4 +133,4 @@ def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 2
 
 
 def plot_mistakes(images, evaluation, classes: tuple[str, ...], path: Path, count: int = 24) -> None:
-    _save(mistakes_figure(images, evaluation, classes, count), path, tight=False)  # laid out to the pixel
+    _save(mistakes_figure(images, evaluation, classes, count), path)
