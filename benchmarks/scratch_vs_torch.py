@@ -16,13 +16,20 @@ import os
 import sys
 
 
+def count(text: str) -> int:
+    """A whole number of images, at least 1 (argparse turns the ValueError into a one-line error, exit 2)."""
+    if int(text) < 1:
+        raise ValueError(text)
+    return int(text)
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads and NumPy's BLAS threads")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9, Nesterov)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
-    p.add_argument("--test-limit", type=int, default=None, help="test on the first N test images only")
+    p.add_argument("--limit", type=count, default=None, help="train on the first N images only")
+    p.add_argument("--test-limit", type=count, default=None, help="test on the first N test images only")
     return p.parse_args()
 
 
@@ -127,14 +134,14 @@ def main() -> int:
     torch_acc, scratch_acc = (torch_pred == y_test).mean(), (scratch_pred == y_test).mean()
     numpy_gemm, torch_gemm = sgemm_gflops()
 
-    print(f"one epoch of simple-cnn on {len(x):,} MNIST images, batch {args.batch_size}, SGD lr {args.lr} "
-          f"Nesterov momentum 0.9, {args.threads} thread(s) (torch.set_num_threads / OPENBLAS_NUM_THREADS)")
+    print(f"one epoch of simple-cnn on {len(x):,} MNIST images, batch {args.batch_size}, SGD lr {args.lr}\n"
+          f"Nesterov momentum 0.9, {args.threads} thread(s); tested on {len(x_test):,} test images")
     print(f"{'engine':<9}{'epoch s':>9}{'img/s':>9}{'GFLOP/s':>9}{'test acc':>10}")
     for name, acc in (("torch", torch_acc), ("scratch", scratch_acc)):
         print(f"{name:<9}{seconds[name]:>9.2f}{len(x) / seconds[name]:>9,.0f}"
               f"{flops * len(x) / seconds[name] / 1e9:>9.1f}{acc:>10.2%}")
     print(f"scratch / torch epoch time: {seconds['scratch'] / seconds['torch']:.2f}x (target <= 2.0x)")
-    print(f"forward+backward: {flops / 1e6:.1f} MFLOP per image; "
+    print(f"forward+backward: {flops / 1e6:.1f} MFLOP per image\n"
           f"sgemm 1024^3: NumPy {numpy_gemm:.0f} GFLOP/s, torch {torch_gemm:.0f} GFLOP/s")
     return 0
 
