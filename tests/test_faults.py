@@ -145,3 +145,29 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys, device):
     assert "usable here: cpu" in err and list(tmp_path.iterdir()) == []
     code, out, _ = run_in_process(capsys, "info", "--json")
     assert code == 0 and json.loads(out)["devices"][0] == "cpu"
+
+
+@pytest.mark.parametrize("grown_to, refused", [(3_000, False), (5_000, True)])
+def test_a_file_that_grows_after_its_size_is_read_is_read_whole_or_refused(tmp_path, monkeypatch, grown_to, refused):
+    """A file is read as long as stat said, then on: bytes written after the stat are read up to the kind's
+    limit (4,096 bytes here), and a file that grew past the limit is refused in one line, never cut short."""
+    from cnnlab import files
+    from cnnlab.errors import ImageError
+
+    path = tmp_path / "growing.jpg"
+    path.write_bytes(bytes(range(256)) * 4)  # 1,024 bytes when stat looks
+    real_stat = files.regular_file
+
+    def stat_then_grow(*args):
+        info = real_stat(*args)
+        path.write_bytes(bytes(range(256)) * (grown_to // 256) + bytes(grown_to % 256))
+        return info
+
+    monkeypatch.setattr(files, "regular_file", stat_then_grow)
+    monkeypatch.setitem(files.LIMITS, "image", 4_096)
+    if refused:
+        with pytest.raises(ImageError, match="over the 0 MiB limit .image; it grew while being read"):
+            files.read_bytes(path, "image", ImageError, "image")
+    else:
+        assert files.read_bytes(path, "image", ImageError, "image") == path.read_bytes()
+        assert len(path.read_bytes()) == grown_to

@@ -283,7 +283,9 @@ def load_photo(source: str | Path | bytes, side: int | tuple[int, int], fit: str
     elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")  # transparent pixels show the black that padding uses
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    image = image.convert("RGB" if channels == 3 else "L")
+    wanted = "RGB" if channels == 3 else "L"
+    if image.mode != wanted:  # convert() copies even an image already in the mode
+        image = image.convert(wanted)
     if fit == "crop":
         image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
     else:
