@@ -31,6 +31,28 @@ def test_each_random_crop_is_a_window_of_the_padded_image():
     assert len(set(offsets)) > 8  # one draw per image, not one per batch
 
 
+@pytest.mark.parametrize("mean, std", [(MEAN, STD), (0.13, 0.31)], ids=["colour", "grey"])
+@pytest.mark.parametrize("side", [12, 150], ids=["small", "large"])  # large: normalized window by window
+@pytest.mark.parametrize("settings", [dict(crop_padding=3, flip=0.5), dict(flip=0.5), dict(crop_padding=2),
+                                      dict(crop_padding=3, flip=0.5, brightness=0.4, erase=0.5),
+                                      dict(contrast=0.3, max_rotate_deg=5)], ids=str)
+def test_uint8_pixels_are_normalized_as_they_are_augmented_to_the_same_bits(mean, std, side, settings):
+    """The loaders hand the batch's uint8 pixels to the augmentation, which normalizes them (large images window
+    by window in the crop's copy, into the loader's batch): bit for bit what normalizing the batch first gives,
+    with the same random draws after it."""
+    rng = np.random.default_rng(3)
+    channels = 3 if isinstance(mean, tuple) else 1
+    pixels = torch.from_numpy(rng.integers(0, 256, (9, channels, side, side - 2), dtype=np.uint8))
+    augment = Augment(**settings)
+    first = augment(normalize(pixels, mean, std), torch.Generator().manual_seed(5), mean, std, rows=(3, 12))
+    fused = augment(pixels, torch.Generator().manual_seed(5), mean, std, rows=(3, 12))
+    into = augment(pixels, torch.Generator().manual_seed(5), mean, std, rows=(3, 12),
+                   out=torch.full(pixels.shape, float("nan")))
+    assert fused.dtype == torch.float32 and torch.equal(fused, first) and torch.equal(into, first)
+    # and not by chance: other pixels give other numbers
+    assert not torch.equal(augment(pixels ^ 1, torch.Generator().manual_seed(5), mean, std, rows=(3, 12)), first)
+
+
 def test_flip_flips_the_drawn_images_left_to_right():
     x = batch(400)
     assert torch.equal(Augment(flip=1.0)(x), x.flip(3))

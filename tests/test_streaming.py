@@ -54,6 +54,35 @@ def test_streamed_batches_are_the_in_memory_ones_whatever_the_workers_or_the_cac
     assert [p.name.endswith(".sums.npy") for p in (photos / ".cnnlab-cache").glob("*.npy")].count(True) == 1
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+@pytest.mark.parametrize("augment", [None, {"crop_padding": 2, "flip": 0.5}, AUGMENT],
+                         ids=["plain", "cropped", "augmented"])
+def test_a_batch_is_written_over_only_once_nothing_holds_it(photos, stream, augment, monkeypatch):
+    """The loaders write each batch into one of two kept batches of floats (a fresh one of photos costs its page
+    faults again, as much as normalizing it): a loop that lets each batch go gets the same two back (the colour
+    and affine changes make new tensors of the crop), and no batch still held (in a list, by a view) is ever
+    written over."""
+    from cnnlab.train import batches
+
+    monkeypatch.setattr(batches, "MAPPED_AFRESH_BYTES", 0)  # these small batches kept as large ones are
+    split = load_dataset(f"folder:{photos}", "train", quiet=True)
+
+    def epoch(data=None, **drop_last):
+        data = data or (StreamSplit(split, workers=0) if stream else TensorSplit(split))
+        return data.batches(5, shuffle=True, generator=torch.Generator().manual_seed(0),
+                            augment=augment and Augment(**augment), **drop_last)
+
+    cloned = [x.clone() for x, _ in epoch()]
+    assert len(cloned) > 4
+    if augment != AUGMENT:
+        assert len({x.data_ptr() for x, _ in epoch(drop_last=True)}) == 2
+    held = [x for x, _ in epoch()]
+    assert len({x.data_ptr() for x in held}) == len(held)
+    assert all(torch.equal(x, expected) for x, expected in zip(held, cloned, strict=True))
+    views = [x[1:3] for x, _ in epoch()]
+    assert all(torch.equal(view, expected[1:3]) for view, expected in zip(views, cloned, strict=True))
+
+
 @pytest.mark.parametrize("size", [2, 3])
 def test_each_process_reads_only_its_share_and_together_they_read_the_epoch_once(photos, size, monkeypatch):
     split = load_dataset(f"folder:{photos}", "train", quiet=True)

@@ -307,12 +307,16 @@ def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def normalize(pixels, mean, std):
+def normalize(pixels, mean, std, out=None):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
     numbers; it takes a NumPy array or a torch tensor and returns the same kind. A colour dataset's `mean` and
-    `std` are one number per channel, for pixels [..., C, H, W]."""
-    x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
+    `std` are one number per channel, for pixels [..., C, H, W]. `out`: a float32 tensor of the pixels' shape
+    to write them into (a view too: a window of a larger batch), for torch pixels."""
+    if out is not None:
+        x = out.copy_(pixels)
+    else:
+        x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
     if isinstance(mean, (tuple, list)):
         shape = (len(mean), 1, 1)
         make = x.new_tensor if hasattr(x, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)

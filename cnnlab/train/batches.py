@@ -5,7 +5,9 @@ Normalization and augmentation are batched tensor ops on the whole mini-batch: n
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -36,8 +38,21 @@ class TensorSplit:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
-    def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return normalize(images_uint8, self.mean, self.std)
+    def normalize(self, images_uint8: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return normalize(images_uint8, self.mean, self.std, out)
+
+    @functools.cached_property
+    def _floats(self) -> "ReusedBatch":
+        return ReusedBatch()
+
+    def inputs(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
+               augment: "Augment | None" = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """One batch's uint8 `pixels` as the model's inputs: normalized and, with `augment`, augmented (`rows`:
+        Augment's), written into this split's reused batch of floats where nothing holds the last one."""
+        out = self._floats.empty(pixels.shape, pixels.device)
+        if augment is None:
+            return self.normalize(pixels, out)
+        return augment(pixels, generator, self.mean, self.std, rows=rows, out=out)
 
     def read(self, shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(uint8 images, labels) on the device of each list of indices in `shares`."""
@@ -62,9 +77,7 @@ class TensorSplit:
         shares = [share_of(order[start:start + batch_size], rank, size) for start in starts]
         for start, (pixels, labels) in zip(starts, self.read(shares)):
             total = min(batch_size, n - start)
-            x = self.normalize(pixels)
-            if augment is not None:
-                x = augment(x, generator, self.mean, self.std, rows=(share_start(total, rank, size), total))
+            x = self.inputs(pixels, generator, augment, rows=(share_start(total, rank, size), total))
             # integer labels (classes, uint8 maps of pixel classes) as int64; others (a box's coordinates) as stored
             yield x, labels if labels.is_floating_point() else labels.long()
 
@@ -121,6 +134,12 @@ def balanced_subset(labels: np.ndarray, num_classes: int, per_class: int, seed: 
     return np.sort(np.concatenate(picks))
 
 
+# Values per image from which crop_and_flip normalizes each image's window on its own rather than the batch first
+# (per image, one core, Zen 4: 24 against 48 us at 28 px, where a call per image is the cost; about equal at 64 and
+# 96 px; 183 against 419 us at 224 px, where the batch's three passes over memory are).
+WINDOW_NORMALIZED = 3 * 80 * 80
+
+
 class Augment:
     """Random changes to a normalized batch, one draw per image, all as batched tensor ops:
 
@@ -154,13 +173,17 @@ class Augment:
         self.elastic, self.elastic_sigma = elastic, elastic_sigma
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, mean=0.0,
-                 std=1.0, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """`x` augmented; with `rows` (start, total), `x` is rows start.. of a batch of `total` images (one
-        process's share): the random numbers are drawn for the whole batch and this share's are used, so that
-        shares augment as the whole batch would."""
+                 std=1.0, rows: tuple[int, int] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """`x` augmented: a normalized batch, or a batch of uint8 pixels, normalized here with `mean` and `std`
+        (into `out`, a float32 batch of their shape, where given), in the crop's one copy where there is one:
+        normalizing a large batch, then copying it, made two batches of floats. With `rows` (start, total), `x`
+        is rows start.. of a batch of `total` images (one process's share): the random numbers are drawn for
+        the whole batch and this share's are used, so that shares augment as the whole batch would."""
         draws = Draws(generator, len(x), rows)
         if self.crop_padding or self.flip:
-            x = self.crop_and_flip(x, draws)
+            x = self.crop_and_flip(x, draws, mean, std, out)
+        elif x.dtype == torch.uint8:
+            x = normalize(x, mean, std, out)
         if self.brightness or self.contrast or self.saturation:
             x = self.jitter_colour(x, draws, mean, std)
         if self.max_shift or self.max_rotate or self.max_scale or self.elastic:
@@ -169,10 +192,14 @@ class Augment:
             x = self.random_erase(x, draws)
         return x
 
-    def crop_and_flip(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
+    def crop_and_flip(self, x: torch.Tensor, draws: "Draws", mean=0.0, std=1.0,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
         """The random crop of the padded images, then the flip, made as one copy of each image's window (mirrored
-        where it flips) into a batch of zeros, the padding: padding the whole batch, cropping it and flipping it
-        took three passes over it (0.2 s a batch of 128 images at 224 px on one core, as much as decoding them)."""
+        where it flips) into a batch whose padding is zeros: padding the whole batch, cropping it and flipping it
+        took three passes over it (0.2 s a batch of 128 images at 224 px on one core, as much as decoding them).
+        uint8 pixels are normalized (`mean`, `std`) into `out` (or a new batch): large images window by window,
+        each while it is in the cache, the same numbers as normalizing the batch first without its three passes
+        over memory; small ones as a batch first, as a call per image costs more than their pixels."""
         n, _, h, w = x.shape
         pad = self.crop_padding
         if pad:  # where the window starts in the padded image: 0 .. 2 * pad
@@ -181,15 +208,29 @@ class Augment:
         else:
             starts = [(0, 0)] * n
         mirrored = (draws.rand() < self.flip).tolist() if self.flip else [False] * n
-        out = x.new_zeros(x.shape) if pad else torch.empty_like(x)
+        if out is None:
+            out = torch.empty(x.shape, dtype=torch.float32 if x.dtype == torch.uint8 else x.dtype, device=x.device)
+        by_window = x.dtype == torch.uint8 and x[0].numel() >= WINDOW_NORMALIZED
+        if x.dtype == torch.uint8 and not by_window:
+            x = normalize(x, mean, std)
+        if pad and not by_window:
+            out.zero_()  # the padding: the normalized zero, the mean colour
+        if by_window and isinstance(mean, (tuple, list)):  # as normalize makes them, once for all the windows
+            mean, std = (out.new_tensor(v).reshape(-1, 1, 1) for v in (mean, std))
         for i, ((t, l), flip) in enumerate(zip(starts, mirrored)):
             dy, dx = t - pad, l - pad  # the window's offset in the image itself
             rows, cols = slice(max(0, dy), min(h, h + dy)), slice(max(0, dx), min(w, w + dx))
             top_row, first, last = max(0, -dy), max(0, -dx), min(w, w - dx)  # where the image lands in the window
             if flip:  # column j of the flipped window is column w - 1 - j of the window
                 first, last = w - last, w - first
-            block = x[i, :, rows, cols]
-            out[i, :, top_row:top_row + block.shape[1], first:last] = block.flip(-1) if flip else block
+            block = x[i, :, rows, cols].flip(-1) if flip else x[i, :, rows, cols]
+            window = out[i, :, top_row:top_row + block.shape[1], first:last]
+            if not by_window:
+                window.copy_(block)
+                continue
+            if dy or dx:
+                out[i].zero_()  # the padding, while the image is in the cache
+            normalize(block, mean, std, out=window)
         return out
 
     def random_erase(self, x: torch.Tensor, draws: "Draws") -> torch.Tensor:
@@ -283,6 +324,42 @@ class Draws:
     def rand(self) -> torch.Tensor:
         """One uniform number in [0, 1) per image."""
         return self.mine(torch.rand(self.total, generator=self.generator))
+
+
+MAPPED_AFRESH_BYTES = 32 * 2 ** 20  # glibc's largest M_MMAP_THRESHOLD on 64 bits: larger blocks are mapped each time
+
+
+class ReusedBatch:
+    """Batches of floats in main memory, each handed out again once nothing holds it.
+
+    glibc maps a block as large as a batch of photos (77 MB: 128 images of 224 px) afresh at each request and
+    unmaps it when it is freed, so a fresh batch costs its pages again every time: 38 ms of page faults a batch,
+    as long as normalizing it. Two are kept, as a loop over batches holds the last one while the next is made.
+    Whatever still holds a batch (a list of batches, autograd's saved input, a view of it) keeps it: the
+    references to the tensor and to its memory say so, and then another is made."""
+
+    KEPT = 2
+
+    def __init__(self):
+        self.kept: list[torch.Tensor] = []
+
+    def empty(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        # A GPU's caching allocator reuses memory already (once its stream is done with it); glibc keeps blocks
+        # smaller than its largest mapping threshold in the heap once one of that size was freed.
+        if device.type != "cpu" or math.prod(shape) * 4 < MAPPED_AFRESH_BYTES:
+            return torch.empty(shape, dtype=torch.float32, device=device)
+        for i in range(len(self.kept)):
+            if self.kept[i].shape == shape and self._held_here_only(i):
+                return self.kept[i]
+        self.kept = [*self.kept[-(self.KEPT - 1):], torch.empty(shape, dtype=torch.float32)]
+        return self.kept[-1]
+
+    def _held_here_only(self, i: int) -> bool:
+        """Whether nothing but this object holds batch `i`: the tensor's one other reference is getrefcount's
+        argument, its memory's the storage object asked for."""
+        count = getattr(torch._C, "_storage_Use_Count", None)  # torch's own; without it, never reused
+        return (count is not None and sys.getrefcount(self.kept[i]) == 2
+                and count(self.kept[i].untyped_storage()._cdata) == 2)
 
 
 def resampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

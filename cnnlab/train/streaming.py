@@ -172,7 +172,7 @@ class ShardSplit(TensorSplit):
         if not shuffle:  # evaluation: every image once, in order
             for start in range(0, len(self), batch_size):
                 pixels = torch.from_numpy(self.images[start:start + batch_size]).to(self.device)
-                yield self.normalize(pixels), self.labels[start:start + batch_size].to(self.device)
+                yield self.inputs(pixels), self.labels[start:start + batch_size].to(self.device)
             return
         seed = int(torch.randint(2 ** 62, (1,), generator=generator))  # this epoch's: drawn like a permutation
         if skip and resume_state is not None:
@@ -190,7 +190,6 @@ class ShardSplit(TensorSplit):
                                               generator=torch.Generator(), prefetch_factor=4 if workers else None)
         rows = (share_start(batch_size, rank, size), batch_size)
         for _, (pixels, labels) in zip(range(skip, self.num_batches(batch_size)), batches):
-            x = self.normalize(pixels.to(self.device, non_blocking=pinned))
-            if augment is not None:
-                x = augment(x, generator, self.mean, self.std, rows=rows)
+            pixels = pixels.to(self.device, non_blocking=pinned)
+            x = self.inputs(pixels, generator, augment, rows)
             yield x, labels.to(self.device, non_blocking=pinned)
