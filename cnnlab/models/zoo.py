@@ -70,7 +70,7 @@ def family_table(family: str, shape: tuple[int, int, int] | None = None, classes
     for variant in variants(list_models(family=family)):
         model, input_shape = build(variant.model, shape, classes, **variant.options)
         counted = profile(model, input_shape)
-        cells = [variant.label, "x".join(map(str, input_shape)), str(weight_layers(model, input_shape)),
+        cells = [variant.label, "x".join(map(str, input_shape)), str(counted.weight_layers),
                  f"{counted.params:,}", human(counted.macs)]
         results = [] if shape else variant.results  # published errors belong to the native networks
         if width:
@@ -283,7 +283,7 @@ def summarize(model: torch.nn.Module, shape: tuple[int, int, int], title: str) -
             for r, (_, field) in zip(counted.rows, fields)]
     unused = counted.params - sum(r.params for r in counted.rows)
     totals = [
-        ("weight layers", str(weight_layers(model, shape))),
+        ("weight layers", str(counted.weight_layers)),
         ("parameters", f"{counted.params:,} ({human(counted.params)})" + (
             f", {unused:,} of them in layers an inference pass does not run (auxiliary heads)" if unused else "")),
         ("trainable parameters", f"{counted.trainable:,}"),
