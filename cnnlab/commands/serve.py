@@ -27,6 +27,9 @@ def add_parser(subparsers):
     p.add_argument("--allow-folder", metavar="DIR", action="append", default=[],
                    help="a folder of images whose runs' test images may be read (repeatable); a run's "
                    "folder:PATH dataset is shown, not read, unless it lies in one")
+    p.add_argument("--body-timeout", type=float, metavar="SECONDS",
+                   help="a request whose body stops arriving for this long is answered 408 and let go (default 15; "
+                   "longer for photos sent over a slow link)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads per forward pass (default 1: requests already run side by side, one per core)")
     return p
@@ -88,6 +91,8 @@ def run(args) -> int:
 
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+    if args.body_timeout is not None and not 0 < args.body_timeout <= 3600:
+        raise ConfigError(f"--body-timeout {args.body_timeout:g}: expected more than 0 and at most 3600 seconds")
     # Imported here, by name: FastAPI and Uvicorn are the `explorer` extra; without them this is one line.
     create_app = import_optional("cnnlab.web", "cnnlab serve").create_app
     uvicorn = import_optional("uvicorn", "cnnlab serve")
@@ -96,8 +101,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     return_freed_memory()
     own = own_model(args)
+    timeout = {} if args.body_timeout is None else {"body_timeout": args.body_timeout}
     app = create_app(args.run, args.runs_dir, [own] if own else [],
-                     hosts=allowed_hosts(args.host, args.allowed_hosts), folders=args.allow_folder)
+                     hosts=allowed_hosts(args.host, args.allowed_hosts), folders=args.allow_folder, **timeout)
     sock = listen(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab explorer: http://{host}:{sock.getsockname()[1]}/ (Ctrl-C stops it; API: /openapi.json)", flush=True)

@@ -252,18 +252,19 @@ class BodyLimit:
 
 
 def create_app(runs: list[str | Path] | None = None, runs_dir: str | Path | None = None, own=(),
-               hosts=LOOPBACK_HOSTS, folders=()) -> FastAPI:
+               hosts=LOOPBACK_HOSTS, folders=(), body_timeout: float = BODY_TIMEOUT_S) -> FastAPI:
     """The explorer for `runs` (default: every run in `runs_dir`), the registered models, and `own`
     (cnnlab.train.user_model.UserModel: models from the user's files). It answers requests whose Host header is
     one of `hosts` only, and reads the images of a folder dataset only under one of `folders` (or an `own`
-    model's): a run folder's config.json is not trusted to name what the server may read."""
+    model's): a run folder's config.json is not trusted to name what the server may read. A request whose body
+    stops arriving for `body_timeout` seconds is answered 408."""
     sources = Sources(runs, runs_dir, own=own, folders=folders)
     # No /docs or /redoc: their pages load scripts from a CDN, and the explorer works offline.
     app = FastAPI(title="cnnlab explorer", version=__version__, docs_url=None, redoc_url=None,
                   description="Look inside CNNs: predictions, every layer's feature maps, kernels and convolutions.")
     app.state.sources = sources
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=BODY_TIMEOUT_S)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=body_timeout)
     app.add_middleware(HostCheck, hosts=hosts)  # the last added runs first: a foreign Host reaches nothing
 
     @app.exception_handler(CnnlabError)
