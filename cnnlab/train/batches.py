@@ -197,9 +197,10 @@ class Augment:
         """The random crop of the padded images, then the flip, made as one copy of each image's window (mirrored
         where it flips) into a batch whose padding is zeros: padding the whole batch, cropping it and flipping it
         took three passes over it (0.2 s a batch of 128 images at 224 px on one core, as much as decoding them).
-        uint8 pixels are normalized (`mean`, `std`) into `out` (or a new batch): large images window by window,
-        each while it is in the cache, the same numbers as normalizing the batch first without its three passes
-        over memory; small ones as a batch first, as a call per image costs more than their pixels."""
+        uint8 pixels are normalized (`mean`, `std`) into `out` (or a new batch): large images in main memory
+        window by window, each while it is in the cache, the same numbers as normalizing the batch first without
+        its three passes over memory; small ones as a batch first, as a call per image costs more than their
+        pixels."""
         n, _, h, w = x.shape
         pad = self.crop_padding
         if pad:  # where the window starts in the padded image: 0 .. 2 * pad
@@ -210,7 +211,8 @@ class Augment:
         mirrored = (draws.rand() < self.flip).tolist() if self.flip else [False] * n
         if out is None:
             out = torch.empty(x.shape, dtype=torch.float32 if x.dtype == torch.uint8 else x.dtype, device=x.device)
-        by_window = x.dtype == torch.uint8 and x[0].numel() >= WINDOW_NORMALIZED
+        # (on a GPU each call is a kernel launch, which costs more than a pass over the batch)
+        by_window = x.dtype == torch.uint8 and x.device.type == "cpu" and x[0].numel() >= WINDOW_NORMALIZED
         if x.dtype == torch.uint8 and not by_window:
             x = normalize(x, mean, std)
         if pad and not by_window:
