@@ -1,6 +1,7 @@
 """Mini-batches from a dataset held in memory as one uint8 tensor.
 
-Normalization and augmentation are batched tensor ops on the whole mini-batch: no per-sample Python.
+Normalization and augmentation are tensor ops on the whole mini-batch, but for the random crop and flip: one copy
+of each image's window (normalized on its way when images are large), into a batch of floats the split reuses.
 """
 
 from __future__ import annotations
