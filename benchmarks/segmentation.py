@@ -88,10 +88,15 @@ def main() -> None:
     parser.add_argument("--prefix", default="", help="run folder name prefix")
     parser.add_argument("--json", type=Path, help="also write the rows to this file (appended, one per line)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--reference-rounds", type=int, default=5,
+                        help="timed rounds of 5 steps of the reference U-Net, before and after (default 5; fewer: "
+                        "a rougher budget, sooner)")
     args = parser.parse_args()
+    if args.reference_rounds < 1:
+        parser.error(f"--reference-rounds {args.reference_rounds}: expected 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rate_before = training_rates([(REFERENCE_WIDTHS, "fp32")])[0]
+    rate_before = training_rates([(REFERENCE_WIDTHS, "fp32")], rounds=args.reference_rounds)[0]
     rows = []
     for model in args.models:
         rows.append(run(model, args))
@@ -99,7 +104,7 @@ def main() -> None:
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(rows[-1]) + "\n")
-    rate_after = training_rates([(REFERENCE_WIDTHS, "fp32")])[0]
+    rate_after = training_rates([(REFERENCE_WIDTHS, "fp32")], rounds=args.reference_rounds)[0]
     rate = (rate_before + rate_after) / 2
     print(table(rows))
     print(f"CPU: {hardware.cpu_model()}, {hardware.cpu_capability()} kernels, native bf16: "

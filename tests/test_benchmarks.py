@@ -94,7 +94,7 @@ def test_segmentation_benchmark_short(tmp_path):
     """benchmarks/segmentation.py with its own size options (a few steps of FCN-8s): a run folder and a row."""
     out = python("benchmarks/segmentation.py", "--models", "fcn-8s", "--epochs", "1", "--train-limit", "32",
                  "--test-limit", "16", "--threads", "1", "--runs-dir", tmp_path / "runs", "--json", tmp_path / "rows.jsonl",
-                 "--quiet", cwd=tmp_path)
+                 "--quiet", "--reference-rounds", "1", cwd=tmp_path)
     (row,) = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert row["model"] == "fcn-8s" and row["train_scenes"] == 32 and row["test_scenes"] == 16
     assert 0 <= row["mean_iou"] <= 1 and (tmp_path / "runs" / "fcn-8s" / "model.safetensors").is_file()
