@@ -307,6 +307,15 @@ def fit_scene(scene: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def per_channel(mean, std, like):
+    """`mean` and `std` as `normalize` applies them to an array or tensor like `like`: one number each, or, for a
+    colour dataset, float32 [C, 1, 1] of its kind (made once, they serve any number of calls)."""
+    if not isinstance(mean, (tuple, list)):
+        return mean, std
+    make = like.new_tensor if hasattr(like, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)
+    return make(mean).reshape(len(mean), 1, 1), make(std).reshape(len(std), 1, 1)
+
+
 def normalize(pixels, mean, std, out=None):
     """uint8 pixels -> the float32 inputs every model is trained on, (x / 255 - mean) / std with the dataset's
     `mean` and `std`. One formula for training, evaluation and every look inside, so that all see the same
@@ -317,10 +326,7 @@ def normalize(pixels, mean, std, out=None):
         x = out.copy_(pixels)
     else:
         x = pixels.float() if hasattr(pixels, "float") else np.asarray(pixels, dtype=np.float32)
-    if isinstance(mean, (tuple, list)):
-        shape = (len(mean), 1, 1)
-        make = x.new_tensor if hasattr(x, "new_tensor") else functools.partial(np.asarray, dtype=np.float32)
-        mean, std = make(mean).reshape(shape), make(std).reshape(shape)
+    mean, std = per_channel(mean, std, x)
     if x is not pixels and hasattr(x, "mul_"):  # a fresh float copy: the same three steps, in place (half the time)
         return x.mul_(1 / 255).sub_(mean).mul_(1 / std)
     return (x * (1 / 255) - mean) * (1 / std)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data import Split
-from cnnlab.data.preprocess import normalize
+from cnnlab.data.preprocess import normalize, per_channel
 from cnnlab.errors import ConfigError
 
 
@@ -218,8 +218,8 @@ class Augment:
             x = normalize(x, mean, std)
         if pad and not by_window:
             out.zero_()  # the padding: the normalized zero, the mean colour
-        if by_window and isinstance(mean, (tuple, list)):  # as normalize makes them, once for all the windows
-            mean, std = (out.new_tensor(v).reshape(-1, 1, 1) for v in (mean, std))
+        if by_window:  # once for all the windows
+            mean, std = per_channel(mean, std, out)
         for i, ((t, l), flip) in enumerate(zip(starts, mirrored)):
             dy, dx = t - pad, l - pad  # the window's offset in the image itself
             rows, cols = slice(max(0, dy), min(h, h + dy)), slice(max(0, dx), min(w, w + dx))
