@@ -106,17 +106,21 @@ def test_feature_maps_of_a_layer_share_one_scale_centred_on_zero_where_signed():
     signed = torch.randn(6, 5, 5) * torch.arange(1, 7)[:, None, None]  # maps with very different ranges
     rectified = signed.relu()
     fig = plot_feature_maps(np.zeros((28, 28)), [("conv", signed), ("pool", rectified)], max_maps=4)
-    maps = [im for ax in fig.axes for im in ax.images if im.get_array().shape == (5, 5)]
-    assert len(maps) == 8  # the first 4 maps of each layer
+    rows = [ax for ax in fig.axes if ax.images][1:]  # after the input's
+    assert len(rows) == 2  # one image of the maps side by side per layer
     limit = signed[:4].abs().max().item()
-    for image in maps[:4]:
-        assert image.cmap is SIGNED and (image.norm.vmin, image.norm.vmax) == pytest.approx((-limit, limit))
-    for image in maps[4:]:
-        assert image.cmap.name == "gray"
-        assert (image.norm.vmin, image.norm.vmax) == pytest.approx((0, rectified[:4].max().item()))
-    titles = [ax.get_title() for ax in fig.axes if ax.images and ax.images[0].get_array().shape == (5, 5)]
-    assert titles == ["0", "1", "2", "3"] * 2  # every map numbered
-    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # one colour bar per layer
+    for ax, maps in zip(rows, (signed, rectified)):
+        (image,) = ax.images
+        tiles = mosaic_tiles(image.get_array(), 5, 5, gap=1)[0]
+        np.testing.assert_array_equal(tiles, maps[:4].numpy())  # the first 4 maps of each layer, in order
+        assert [t.get_text() for t in ax.texts] == ["0", "1", "2", "3"]  # every map numbered
+    assert rows[0].images[0].cmap is SIGNED
+    assert (rows[0].images[0].norm.vmin, rows[0].images[0].norm.vmax) == pytest.approx((-limit, limit))
+    assert rows[1].images[0].cmap.name == "gray"
+    assert (rows[1].images[0].norm.vmin, rows[1].images[0].norm.vmax) == pytest.approx((0, rectified[:4].max().item()))
+    assert sum(hasattr(ax, "_colorbar") for ax in fig.axes) == 2  # one colour bar per layer
+    # the columns of every row line up: each row's image spans the same width per map
+    assert rows[0].get_position().x0 == rows[1].get_position().x0
     plt.close(fig)
 
 
@@ -189,15 +193,20 @@ def test_filters_figure_numbers_the_edge_detectors_and_shows_their_signed_respon
             assert values.ndim == 3  # colour, clipped to [0, 1]
 
 
-def kernel_tiles(fig, kh: int, kw: int) -> np.ndarray:
-    """The kernels a deep layer's figure draws, [input channel, filter, kh, kw], read back from its mosaic image."""
-    (mosaic,) = [ax.images[0].get_array() for ax in fig.axes if ax.images]
-    gap = round(0.25 * max(kh, kw))
+def mosaic_tiles(mosaic, kh: int, kw: int, gap: int) -> np.ndarray:
+    """A mosaic image read back as its tiles [row, column, kh, kw] (NaN where a place is empty), checking that the
+    gaps between them are empty."""
     rows, cols = (mosaic.shape[0] + gap) // (kh + gap), (mosaic.shape[1] + gap) // (kw + gap)
     padded = np.pad(np.ma.filled(mosaic, np.nan), ((0, gap), (0, gap)), constant_values=np.nan)
     tiles = padded.reshape(rows, kh + gap, cols, kw + gap).transpose(0, 2, 1, 3)
-    assert np.isnan(tiles[:, :, kh:, :]).all() and np.isnan(tiles[:, :, :, kw:]).all()  # gaps between kernels only
+    assert np.isnan(tiles[:, :, kh:, :]).all() and np.isnan(tiles[:, :, :, kw:]).all()  # gaps between tiles only
     return tiles[:, :, :kh, :kw]
+
+
+def kernel_tiles(fig, kh: int, kw: int) -> np.ndarray:
+    """The kernels a deep layer's figure draws, [input channel, filter, kh, kw], read back from its mosaic image."""
+    (mosaic,) = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    return mosaic_tiles(mosaic, kh, kw, round(0.25 * max(kh, kw)))
 
 
 def test_a_deep_layer_shows_every_filter_with_no_empty_band():

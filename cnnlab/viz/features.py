@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
-from cnnlab.viz.pictures import picture
+from cnnlab.viz.pictures import mosaic, mosaic_places, picture
 
 
 # The web explorer's colours (cnnlab/web/static/app.js, colourFor): signed values fade from blue through white (0) to
@@ -27,31 +27,46 @@ def layer_scale(output: torch.Tensor) -> tuple[str | LinearSegmentedColormap, No
     return NON_NEGATIVE, Normalize(0, high or 1.0)
 
 
-def _strip(row, output: torch.Tensor, max_maps: int) -> str:
+SLOT = 0.85  # inches per map across, its gap to the next included
+LEFT, RIGHT, TOP, BAND = 0.15, 1.0, 0.45, 0.6  # inches: margin, colour bars, title, a row's name and numbers
+
+
+def _gap(width: int) -> int:
+    """Pixels between two maps of a row: a fifth of a map, at least one."""
+    return max(1, round(0.2 * width))
+
+
+def _strip(fig, box, output: torch.Tensor, max_maps: int, colour_bar) -> str:
     """1x1 maps (global pooling) are single numbers: one strip of values."""
     channels = output.shape[0]
     shown = min(channels, 8 * max_maps)
-    strip = row.subplots(1, 1)
+    strip = fig.add_axes(box)
     cmap, norm = layer_scale(output[:shown])
-    image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap=cmap, norm=norm, aspect="auto")
+    image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap=cmap, norm=norm, aspect="auto",
+                         interpolation="nearest")
     strip.set_yticks([])
-    strip.set_xlabel("channel", fontsize=8)
-    row.colorbar(image, ax=strip, fraction=0.03, pad=0.01)
+    strip.tick_params(labelsize=7, length=2, pad=1)
+    fig.colorbar(image, cax=colour_bar)
     return f" (first {shown} values)" if shown < channels else ""
 
 
-def _map_row(row, output: torch.Tensor, cols: int, max_maps: int) -> str:
-    """The first `max_maps` maps of a layer, numbered, on the layer's shared scale, with its colour bar."""
-    channels = output.shape[0]
+def _map_row(fig, box, output: torch.Tensor, cols: int, max_maps: int, colour_bar) -> str:
+    """The first `max_maps` maps of a layer, numbered, on the layer's shared scale, with its colour bar: one
+    `mosaic` image."""
+    channels, height, width = output.shape
     shown = min(channels, max_maps)
     cmap, norm = layer_scale(output[:shown])
-    axes = row.subplots(1, cols, squeeze=False)[0]
-    for index, ax in enumerate(axes):
-        ax.axis("off")
-        if index < shown:
-            image = ax.imshow(output[index].numpy(), cmap=cmap, norm=norm)
-            ax.set_title(str(index), fontsize=7, pad=2)
-    row.colorbar(image, ax=axes.tolist(), fraction=0.025, pad=0.01, aspect=8)
+    ax = fig.add_axes(box)
+    ax.set_axis_off()
+    gap = _gap(width)
+    image = ax.imshow(mosaic(output[:shown].numpy(), cols, gap), cmap=cmap, norm=norm, aspect="auto",
+                      interpolation="nearest")
+    ax.set_xlim(-0.5, cols * (width + gap) - gap - 0.5)  # empty places keep their width: columns line up
+    for index in range(shown):
+        x, y = mosaic_places(index, cols, height, width, gap)
+        ax.annotate(str(index), (x, y), xytext=(0, 1.5), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=7, annotation_clip=False)
+    fig.colorbar(image, cax=colour_bar)
     return f" (maps 0–{shown - 1} of {channels})" if shown < channels else ""
 
 
@@ -60,24 +75,54 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
     """One row per layer: its first `max_maps` channels, numbered, labelled with the layer's name and output shape.
     The maps of a layer share one colour scale (its colour bar), in the web explorer's colours: blue < 0 < red
     where the layer's values are signed, black (0) to white where all are >= 0. The input comes first; 1x1 maps
-    are one strip of values instead."""
+    are one strip of values instead.
+
+    Each row is one image of its maps side by side (`mosaic`), placed in inches: the map columns of all rows line
+    up, and a row is as tall as its maps' shape asks."""
     cols = max(1, min(max_maps, max((m.shape[0] for _, m in maps), default=1)))
-    cell = 0.85
-    fig = plt.figure(figsize=(cols * cell + 1.2, (len(maps) + 1) * (cell + 0.5) + 0.5))
-    rows = fig.subfigures(len(maps) + 1, 1, squeeze=False)[:, 0]
-    ax = rows[0].subplots(1, cols, squeeze=False)[0]
-    for a in ax:
-        a.axis("off")
     shown, cmap = picture(image)
-    ax[0].imshow(shown, cmap=cmap)
-    rows[0].suptitle(f"input {'×'.join(map(str, np.shape(image)))}.  Below, the maps of a layer share one colour scale: "
-                     "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0",
-                     fontsize=9, x=0.02, ha="left")
-    for row, (name, output) in zip(rows[1:], maps):
+    in_height, in_width = shown.shape[:2]
+
+    def row_height(height: int, width: int) -> float:  # a map's height in inches, its width being its slot's
+        return SLOT * width / (width + _gap(width)) * height / width
+
+    heights = [row_height(in_height, in_width)] + [0.3 if m.shape[1] * m.shape[2] == 1 else row_height(*m.shape[1:])
+                                                    for _, m in maps]
+    fig_width = cols * SLOT + LEFT + RIGHT
+    fig_height = TOP + sum(heights) + BAND * len(heights) + 0.1
+    fig = plt.figure(figsize=(fig_width, fig_height))
+    top = fig_height - TOP  # inches from the bottom, going down
+
+    def place(height: float, row_width: float) -> tuple[tuple, tuple]:
+        """(the row's box, its colour bar's box) in figure fractions, below the row's band of text."""
+        nonlocal top
+        y = top - BAND - height
+        box = (LEFT / fig_width, y / fig_height, row_width / fig_width, height / fig_height)
+        bar = ((LEFT + cols * SLOT + 0.15) / fig_width, y / fig_height, 0.12 / fig_width,
+               max(height, 0.3) / fig_height)
+        top = y
+        return box, bar
+
+    def label(text: str, height: float) -> None:
+        fig.text(LEFT / fig_width / 2, (top + height + BAND - 0.2) / fig_height, text, fontsize=9, ha="left",
+                 va="top")
+
+    box, _ = place(heights[0], SLOT * in_width / (in_width + _gap(in_width)))
+    label(f"input {'×'.join(map(str, np.shape(image)))}.  Below, the maps of a layer share one colour scale: "
+          "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0", heights[0])
+    ax = fig.add_axes(box)
+    ax.set_axis_off()
+    ax.imshow(shown, cmap=cmap, aspect="auto", interpolation="nearest")
+    for (name, output), height in zip(maps, heights[1:]):
         channels, h, w = output.shape
-        what = _strip(row, output, max_maps) if h * w == 1 else _map_row(row, output, cols, max_maps)
-        row.suptitle(f"{name}: {channels}×{h}×{w}{what}", fontsize=9, x=0.02, ha="left")
-    fig.suptitle(title or "Feature maps", fontsize=11, y=1.0 + 0.25 / len(rows), va="bottom")
+        row_width = cols * SLOT - SLOT * _gap(w) / (w + _gap(w))
+        box, bar = place(height, row_width)
+        colour_bar = fig.add_axes(bar)
+        colour_bar.tick_params(labelsize=8)
+        what = _strip(fig, box, output, max_maps, colour_bar) if h * w == 1 else \
+            _map_row(fig, box, output, cols, max_maps, colour_bar)
+        label(f"{name}: {channels}×{h}×{w}{what}", height)
+    fig.suptitle(title or "Feature maps", fontsize=11, y=1 - 0.12 / fig_height, va="top")
     return fig
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from torch import nn
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
+from cnnlab.viz.pictures import mosaic, mosaic_places
 
 
 def _grid(count: int, max_cols: int) -> tuple[int, int]:
@@ -44,13 +45,11 @@ def _deep_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str):
     left, right, top, bottom = 0.5, 1.3, 0.75, 0.15  # inches: row labels, colour bar, title and column labels
     width, height = filters * cell + left + right, inputs * cell + top + bottom
     gap = max(1, round(0.25 * max(kh, kw)))  # between kernels, in kernel pixels, shown as the page's white
-    mosaic = np.full((inputs, kh + gap, filters, kw + gap), np.nan, dtype=np.float32)
-    mosaic[:, :kh, :, :kw] = shown.transpose(1, 2, 0, 3)  # [in, kh, filters, kw]: row i holds every filter's slice i
-    mosaic = mosaic.reshape(inputs * (kh + gap), filters * (kw + gap))[:-gap, :-gap]
+    grid = mosaic(shown.transpose(1, 0, 2, 3).reshape(inputs * filters, kh, kw), filters, gap)  # row i: slices i
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((left / width, bottom / height, 1 - (left + right) / width, 1 - (top + bottom) / height))
     colours = plt.get_cmap("RdBu_r").with_extremes(bad="white")
-    image = ax.imshow(mosaic, cmap=colours, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    image = ax.imshow(grid, cmap=colours, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     ax.set_frame_on(False)
     ax.tick_params(length=0, labelsize=6, pad=2, top=True, labeltop=True, bottom=False, labelbottom=False)
     ax.set_xticks(np.arange(filters) * (kw + gap) + (kw - 1) / 2, [str(j) for j in range(filters)])
@@ -66,33 +65,35 @@ def _deep_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str):
 
 
 def _first_layer(shown: np.ndarray, out_ch: int, in_ch: int, head: str, hand_crafted: dict[str, np.ndarray]):
-    """Each filter as one small image (grey: RGB), with the hand-crafted filters below."""
+    """Each filter as one small image (grey: RGB), 8 to a row, drawn as one `mosaic`, with the hand-crafted
+    filters below."""
     limit = float(np.abs(shown).max()) or 1.0
-    rows, cols = _grid(shown.shape[0], 8)
+    count, _, kh, kw = shown.shape
+    rows, cols = _grid(count, 8)
     hand = len(hand_crafted)
     width = max(cols * 1.0 + 2.2, hand * 1.25 + 0.4)
-    learned_h, hand_h = rows * 1.0 + 0.8, 1.9 if hand else 0.0
-    fig = plt.figure(figsize=(width, learned_h + hand_h + 0.3))
-    subfigs = fig.subfigures(2 if hand else 1, 1, height_ratios=[learned_h, hand_h] if hand else None,
-                             squeeze=False)[:, 0]
-    learned = subfigs[0]
-    axes = learned.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_frame_on(False)
-    image = None
-    for index, ax in enumerate(axes.flat[:shown.shape[0]]):
-        if in_ch == 1:
-            image = ax.imshow(shown[index, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
-        else:  # RGB: map [-limit, limit] to [0, 1] so grey is 0 in every channel
-            ax.imshow(shown[index].transpose(1, 2, 0) / (2 * limit) + 0.5)
-        ax.set_title(f"filter {index}", fontsize=7)
-    what = f"all {out_ch} filters" if shown.shape[0] == out_ch else f"the first {shown.shape[0]} of {out_ch} filters"
-    learned.suptitle(f"{head}: {what}", fontsize=10)
-    if image is not None:
-        learned.colorbar(image, ax=axes, shrink=0.8, label="weight (shared scale, white = 0)")
-    if hand:
-        _hand_crafted_row(subfigs[1], hand_crafted)
+    band, learned_h, hand_h = 0.6, rows * 1.0 * kh / kw + 0.3, 1.9 if hand else 0.0  # inches
+    height = band + learned_h + hand_h + 0.3
+    fig = plt.figure(figsize=(width, height))
+    gap = max(1, round(0.4 * max(kh, kw)))  # room for the labels between rows
+    box = (0.1 / width, (hand_h + 0.3) / height, (cols - 0.2) / width, (learned_h - 0.3) / height)
+    ax = fig.add_axes(box)
+    ax.set_axis_off()
+    if in_ch == 1:
+        image = ax.imshow(mosaic(shown[:, 0], cols, gap), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto",
+                          interpolation="nearest")
+        bar = fig.add_axes(((cols + 0.4) / width, box[1] + box[3] * 0.1, 0.12 / width, box[3] * 0.8))
+        fig.colorbar(image, cax=bar, label="weight (shared scale, white = 0)")
+    else:  # RGB: map [-limit, limit] to [0, 1] so grey is 0 in every channel
+        ax.imshow(mosaic(shown.transpose(0, 2, 3, 1) / (2 * limit) + 0.5, cols, gap), aspect="auto",
+                  interpolation="nearest")
+    for index in range(count):
+        ax.annotate(f"filter {index}", mosaic_places(index, cols, kh, kw, gap), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7, annotation_clip=False)
+    what = f"all {out_ch} filters" if count == out_ch else f"the first {count} of {out_ch} filters"
+    fig.suptitle(f"{head}: {what}", fontsize=10, y=1 - 0.1 / height, va="top")
+    if hand:  # the bottom band, laid out by the subfigure
+        _hand_crafted_row(fig.subfigures(2, 1, height_ratios=[height - hand_h, hand_h])[1], hand_crafted)
     return fig
 
 
