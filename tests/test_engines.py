@@ -4,9 +4,9 @@ loss and gradients, the optimizers take PyTorch's steps, training learns, and a 
 Gradients are compared within 1e-4 (float32: both engines sum the same products in other orders). The PyTensor engine
 compiles its graphs to C; a test session starts from an empty compile cache shared by its workers (tests/conftest.py):
 the first compilation of the engine's training step took 40-300 s on the 2-core machines, later ones reuse its ops.
-So the math of PyTensor's graphs (logits, gradients, optimizer updates) is checked uncompiled (`UNCOMPILED`: PyTensor's
-Python implementation of each op, the same graph), and compiled C code runs where training is tested: learning MNIST,
-the killed run's resume, the command matrix and the lab.
+So the math of PyTensor's graphs (logits, gradients, optimizer updates) is checked uncompiled (`uncompiled()`:
+PyTensor's Python implementation of each op, the graph as built), and compiled C code runs where training is tested:
+learning MNIST, the killed run's resume, the command matrix and the lab.
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ from cnnlab.train.trainer import Trainer, make_engine
 from conftest import killed_run, metrics_without_timings, run_in_process
 
 ENGINES = ["keras", "pytensor"]
-# PyTensor's graphs run by its Python linker: no compilation (PyTensor 3's default mode, Numba, compiled one gradient
-# graph of LeNet-5 for minutes).
-UNCOMPILED = "FAST_COMPILE"
+
+
+def uncompiled():
+    """PyTensor's mode that runs a graph as built, by its Python linker: no compilation (PyTensor 3's default mode,
+    Numba, compiled one gradient graph of LeNet-5 for minutes), and no rewriting either. FAST_COMPILE's rewrites took
+    1-4 s a graph, and merged products into n-ary multiplications, which NumPy has no ufunc for: Python then
+    multiplied element by element (780,000 calls in one optimizer test). 6-7 s an optimizer test before, ~1 s now."""
+    from pytensor.compile.mode import Mode
+
+    return Mode(linker="py", optimizer=None)
 # The tests that compile the PyTensor engine's training step to C run on one xdist worker, one after the other
 # (`make test` runs --dist loadgroup): the first compiles, the others find its ops in the shared compile cache,
 # and no worker waits on PyTensor's compile lock while the other compiles.
@@ -75,7 +82,7 @@ def engine_gradients(engine: str, model: torch.nn.Module, name: str, x, y):
         logits = graph(xs, training=True)
         loss = cross_entropy_sum(logits, ys)
         names = [name for name, shared in graph.shared.items() if shared in graph.trainable]
-        f = pytensor.function([xs, ys], [logits, loss, *pytensor.grad(loss, graph.trainable)], mode=UNCOMPILED)
+        f = pytensor.function([xs, ys], [logits, loss, *pytensor.grad(loss, graph.trainable)], mode=uncompiled())
         logits, loss, *grads = f(x.numpy(), y.numpy())
         return logits, float(loss), dict(zip(names, grads))
     from cnnlab.train.keras_engine import keras_model  # first: it sets KERAS_BACKEND=torch before Keras loads
@@ -122,7 +129,7 @@ POOLS = {"max": torch.nn.functional.max_pool2d, "average": torch.nn.functional.a
 def test_pytensor_pooling_and_its_gradient_equal_torchs(kernel, stride, side):
     """Both of the engine's pooling paths, each mode: windows that tile a map of known size are pooled by one
     reduction over a reshape; others (overlapping, or a size known only at run time) by the maximum or sum of
-    shifted views. The graphs run uncompiled (FAST_COMPILE): this checks their math, in float64."""
+    shifted views. The graphs run uncompiled (`uncompiled()`): this checks their math, in float64."""
     import pytensor
     import pytensor.tensor as pt
 
@@ -138,7 +145,7 @@ def test_pytensor_pooling_and_its_gradient_equal_torchs(kernel, stride, side):
         (expected * weights).sum().backward()
         pooled = pool2d(h, (kernel, kernel), (stride, stride), mode)
         loss = (pooled * weights.permute(0, 2, 3, 1).numpy()).sum()
-        f = pytensor.function([h], [pooled, pytensor.grad(loss, h)], mode=UNCOMPILED)
+        f = pytensor.function([h], [pooled, pytensor.grad(loss, h)], mode=uncompiled())
         out, grad = f(x.detach().permute(0, 2, 3, 1).numpy())
         np.testing.assert_allclose(out.transpose(0, 3, 1, 2), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(grad.transpose(0, 3, 1, 2), x.grad.numpy(), rtol=1e-12, atol=1e-12)
@@ -157,7 +164,7 @@ def test_optimizer_steps_are_pytorchs(engine, settings, monkeypatch):
     if engine == "pytensor":
         from cnnlab.train import pytensor_engine
 
-        monkeypatch.setattr(pytensor_engine, "MODE", UNCOMPILED)  # the updates' math; C runs in the training tests
+        monkeypatch.setattr(pytensor_engine, "MODE", uncompiled())  # the updates' math; C: the training tests
     built, reference, side = engines_pair(engine, "simple-cnn", {"batch_norm": True}, schedule="onecycle", **settings)
     x, y = batch(16)
     for _ in range(3):
