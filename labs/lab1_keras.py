@@ -60,11 +60,10 @@ keras.utils.set_random_seed(0)
 
 # %%
 train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-x_train = (train.images / 255.0).astype("float32")[..., None]
-x_test = (test.images / 255.0).astype("float32")[..., None]
-y_train, y_test = train.labels, test.labels
-if QUICK:
-    x_train, y_train, x_test, y_test = x_train[:12_800], y_train[:12_800], x_test[:2_000], y_test[:2_000]
+train_size, test_size = (12_800, 2_000) if QUICK else (None, None)  # QUICK: the first of each, scaled alone
+x_train = (train.images[:train_size] / 255.0).astype("float32")[..., None]
+x_test = (test.images[:test_size] / 255.0).astype("float32")[..., None]
+y_train, y_test = train.labels[:train_size], test.labels[:test_size]
 print(x_train.shape, "train,", x_test.shape, "test")
 
 # %% [markdown]
