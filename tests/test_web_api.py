@@ -455,6 +455,41 @@ def test_concurrent_requests_agree_and_build_the_model_once(trained_run, mnist_t
     assert together == one_by_one
 
 
+def test_no_layer_runs_outside_the_models_lock(mnist_test, monkeypatch):
+    """The first answer for a model works out which maps each convolution reads by running the layer
+    (`formulas.conv_call`), so it takes the model's lock as every forward pass does. Outside it, the hooks of a
+    request tracing the model at that moment record that run as their layer's output, and move the layer to the
+    end of that request's rows (seen once in the suite: a concurrent answer whose layers began with relu1). Here
+    the other request tries to start its forward pass just as the kernel table is worked out."""
+    import threading
+
+    from cnnlab.models import get_model
+    from cnnlab.web import inspect as web_inspect
+
+    torch.manual_seed(0)
+    loaded = Loaded("model:simple-cnn", get_model("simple-cnn").eval(), dataset_info("mnist"))
+    reached, go, recorded = threading.Event(), threading.Event(), []
+    kernel_table = web_inspect._kernel_table
+
+    def paused(*args):
+        reached.set()
+        go.wait(10)
+        return kernel_table(*args)
+
+    monkeypatch.setattr(web_inspect, "_kernel_table", paused)
+    worker = threading.Thread(target=web_inspect.activations, args=(loaded, mnist_test.images[0], 8))
+    worker.start()
+    assert reached.wait(30)
+    other = loaded.lock.acquire(timeout=0.5)  # another request's forward pass, with its hooks
+    hook = loaded.model.conv1.register_forward_hook(lambda *_: recorded.append("conv1")) if other else None
+    go.set()
+    worker.join(30)
+    if other:
+        hook.remove()
+        loaded.lock.release()
+    assert not other and recorded == []
+
+
 def test_a_scratch_engine_run_is_shown_like_a_torch_one(tmp_path, mnist_test):
     """One optimizer step of the NumPy engine is enough: the explorer must read its run folder like any other."""
     config = TrainConfig(engine="scratch", train_limit=64, test_limit=64, batch_size=64, epochs=1, seed=0)

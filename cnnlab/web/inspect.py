@@ -144,7 +144,10 @@ def _links(loaded: Loaded, name: str, module: nn.Module | None, kind: str, inp: 
         return {"type": "flatten"}
     if kind in ("conv", "deconv"):
         if loaded.links.get(name) is None:
-            loaded.links[name] = _kernel_table(module, kind, inp)
+            # conv_call runs the layer: outside the lock, the hooks of another request's forward pass (trace) would
+            # record this call as that layer's output, and move the layer to the end of that request's rows
+            with loaded.lock:
+                loaded.links[name] = _kernel_table(module, kind, inp)
         return loaded.links[name]
     if kind == "linear":
         x = inp.reshape(-1).double()
