@@ -36,10 +36,8 @@ def _gap(width: int) -> int:
     return max(1, round(0.2 * width))
 
 
-def _strip(fig, box, output: torch.Tensor, max_maps: int, colour_bar) -> str:
-    """1x1 maps (global pooling) are single numbers: one strip of values."""
-    channels = output.shape[0]
-    shown = min(channels, 8 * max_maps)
+def _strip(fig, box, output: torch.Tensor, shown: int, colour_bar) -> None:
+    """1x1 maps (global pooling) are single numbers: the first `shown` as one strip of values."""
     strip = fig.add_axes(box)
     cmap, norm = layer_scale(output[:shown])
     image = strip.imshow(output[:shown, 0, 0].numpy()[None], cmap=cmap, norm=norm, aspect="auto",
@@ -47,14 +45,12 @@ def _strip(fig, box, output: torch.Tensor, max_maps: int, colour_bar) -> str:
     strip.set_yticks([])
     strip.tick_params(labelsize=7, length=2, pad=1)
     fig.colorbar(image, cax=colour_bar)
-    return f" (first {shown} values)" if shown < channels else ""
 
 
-def _map_row(fig, box, output: torch.Tensor, cols: int, max_maps: int, colour_bar) -> str:
-    """The first `max_maps` maps of a layer, numbered, on the layer's shared scale, with its colour bar: one
-    `mosaic` image."""
-    channels, height, width = output.shape
-    shown = min(channels, max_maps)
+def _map_row(fig, box, output: torch.Tensor, shown: int, cols: int, colour_bar) -> None:
+    """The first `shown` maps of a layer in `cols` places, numbered, on the layer's shared scale, with its colour
+    bar: one `mosaic` image."""
+    _, height, width = output.shape
     cmap, norm = layer_scale(output[:shown])
     ax = fig.add_axes(box)
     ax.set_axis_off()
@@ -67,7 +63,6 @@ def _map_row(fig, box, output: torch.Tensor, cols: int, max_maps: int, colour_ba
         ax.annotate(str(index), (x, y), xytext=(0, 1.5), textcoords="offset points", ha="center", va="bottom",
                     fontsize=7, annotation_clip=False)
     fig.colorbar(image, cax=colour_bar)
-    return f" (maps 0–{shown - 1} of {channels})" if shown < channels else ""
 
 
 def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], max_maps: int = 16,
@@ -84,7 +79,7 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
     in_height, in_width = shown.shape[:2]
 
     def row_height(height: int, width: int) -> float:  # a map's height in inches, its width being its slot's
-        return SLOT * width / (width + _gap(width)) * height / width
+        return SLOT * height / (width + _gap(width))
 
     heights = [row_height(in_height, in_width)] + [0.3 if m.shape[1] * m.shape[2] == 1 else row_height(*m.shape[1:])
                                                     for _, m in maps]
@@ -93,35 +88,36 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, torch.Tensor]], m
     fig = plt.figure(figsize=(fig_width, fig_height))
     top = fig_height - TOP  # inches from the bottom, going down
 
-    def place(height: float, row_width: float) -> tuple[tuple, tuple]:
-        """(the row's box, its colour bar's box) in figure fractions, below the row's band of text."""
+    def place(height: float, row_width: float, text: str) -> tuple[tuple, tuple]:
+        """(the next row's box, its colour bar's box) in figure fractions, below a band with its `text`."""
         nonlocal top
-        y = top - BAND - height
-        box = (LEFT / fig_width, y / fig_height, row_width / fig_width, height / fig_height)
-        bar = ((LEFT + cols * SLOT + 0.15) / fig_width, y / fig_height, 0.12 / fig_width,
+        fig.text(LEFT / fig_width / 2, (top - 0.2) / fig_height, text, fontsize=9, ha="left", va="top")
+        top -= BAND + height
+        box = (LEFT / fig_width, top / fig_height, row_width / fig_width, height / fig_height)
+        bar = ((LEFT + cols * SLOT + 0.15) / fig_width, top / fig_height, 0.12 / fig_width,
                max(height, 0.3) / fig_height)
-        top = y
         return box, bar
 
-    def label(text: str, height: float) -> None:
-        fig.text(LEFT / fig_width / 2, (top + height + BAND - 0.2) / fig_height, text, fontsize=9, ha="left",
-                 va="top")
-
-    box, _ = place(heights[0], SLOT * in_width / (in_width + _gap(in_width)))
-    label(f"input {'×'.join(map(str, np.shape(image)))}.  Below, the maps of a layer share one colour scale: "
-          "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0", heights[0])
+    box, _ = place(heights[0], SLOT * in_width / (in_width + _gap(in_width)),
+                   f"input {'×'.join(map(str, np.shape(image)))}.  Below, the maps of a layer share one colour scale: "
+                   "blue < 0 < red where it has signed values, black = 0 to white where all are ≥ 0")
     ax = fig.add_axes(box)
     ax.set_axis_off()
     ax.imshow(shown, cmap=cmap, aspect="auto", interpolation="nearest")
     for (name, output), height in zip(maps, heights[1:]):
         channels, h, w = output.shape
         row_width = cols * SLOT - SLOT * _gap(w) / (w + _gap(w))
-        box, bar = place(height, row_width)
+        values = h * w == 1  # global pooling: a strip of numbers, up to 8 rows' worth
+        count = min(channels, 8 * max_maps if values else max_maps)
+        what = "" if count == channels else f" (first {count} values)" if values else \
+            f" (maps 0–{count - 1} of {channels})"
+        box, bar = place(height, row_width, f"{name}: {channels}×{h}×{w}{what}")
         colour_bar = fig.add_axes(bar)
         colour_bar.tick_params(labelsize=8)
-        what = _strip(fig, box, output, max_maps, colour_bar) if h * w == 1 else \
-            _map_row(fig, box, output, cols, max_maps, colour_bar)
-        label(f"{name}: {channels}×{h}×{w}{what}", height)
+        if values:
+            _strip(fig, box, output, count, colour_bar)
+        else:
+            _map_row(fig, box, output, count, cols, colour_bar)
     fig.suptitle(title or "Feature maps", fontsize=11, y=1 - 0.12 / fig_height, va="top")
     return fig
 
