@@ -65,11 +65,6 @@ def nearest(word: str, known: list[str]) -> str | None:
     return max(prefixes, key=len) if prefixes else None
 
 
-def one_line(message: str) -> str:
-    """The message on one line, whatever a user-named file or value put in it (a newline in a JSON key)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab.commands import HelpFormatter
 
@@ -105,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except CnnlabError as err:
-        print(f"{command}: error: {one_line(str(err))}", file=sys.stderr)
+        print(f"{command}: error: {err}", file=sys.stderr)  # one line: CnnlabError
         return 2
     except BrokenPipeError:  # `cnnlab zoo | head`: the reader has what it wanted
         import os

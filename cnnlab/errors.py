@@ -15,8 +15,19 @@ def first_line(err: BaseException, most: int | None = None) -> str:
     return (str(err).strip().splitlines() or [""])[0][:most]
 
 
+def one_line(message: str) -> str:
+    """The message on one line, whatever a user-named file or value put in it (a newline in a JSON key), or a
+    library quoting it: control characters escaped, as Python writes them in a string."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 class CnnlabError(Exception):
-    """Base class: the message is one line that names the input and what is wrong with it."""
+    """Base class: the message is one line that names the input and what is wrong with it. The line is made here,
+    for every error and every caller (the CLI, a notebook): a message that quotes a user's file or a library's
+    words about it (safetensors quotes the header it could not read) may hold a newline."""
+
+    def __init__(self, message="", *args):
+        super().__init__(one_line(str(message)), *args)
 
 
 class DatasetError(CnnlabError):
