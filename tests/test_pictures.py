@@ -19,6 +19,7 @@ from cnnlab.tasks.segmentation import SegmentationEvaluation
 from cnnlab.train.trainer import Trainer
 from cnnlab.viz import handcrafted
 from cnnlab.viz.features import SIGNED, plot_feature_maps
+from cnnlab.viz.grid import labelled_grid
 from cnnlab.viz.kernels import plot_kernels
 from cnnlab.viz.saliency import default_cam_layer, grad_cam, gradient_saliency
 from cnnlab.viz.segmentation_figures import CORRECT, ERROR, PALETTE, error_map, legend_handles, plot_iou, \
@@ -89,6 +90,104 @@ def test_error_map_marks_errors_red_and_dims_correct_ink_to_the_legend_grey():
     np.testing.assert_allclose(rgb[0, 1], ERROR)
     np.testing.assert_allclose(rgb[0, 0], CORRECT)
     np.testing.assert_allclose(rgb[1, 0], 0)
+
+
+def test_a_labelled_grid_shows_each_tile_at_its_corner_under_its_label():
+    """The one picture of many small images: read back at the corners it returns, each tile is the image given
+    (grey 0-255 shown as grey; RGB as given), a smaller one centred in its cell; everything else is the page's
+    white; each label is above its tile, in its colour."""
+    rng = np.random.default_rng(0)
+    tiles = [rng.integers(0, 256, (10, 14), dtype=np.uint8), rng.random((6, 8, 3)).astype(np.float32),
+             rng.integers(0, 256, (10, 14), dtype=np.uint8)]
+    labels, colours = ["a", "b\nsecond line", "c"], ["black", "firebrick", "black"]
+    fig, ax, corners = labelled_grid(tiles, labels, cols=2, cell_inches=1.0, colours=colours, heading="heading")
+    canvas = ax.images[0].get_array()
+    expected = [np.repeat(tiles[0][..., None] / 255, 3, -1), tiles[1], np.repeat(tiles[2][..., None] / 255, 3, -1)]
+    covered = np.zeros(canvas.shape[:2], bool)
+    for (left, top), tile in zip(corners, expected):
+        np.testing.assert_allclose(canvas[top:top + tile.shape[0], left:left + tile.shape[1]], tile, atol=1e-6)
+        covered[top:top + tile.shape[0], left:left + tile.shape[1]] = True
+    assert (canvas[~covered] == 1).all()  # white between the tiles
+    (left0, top0), (left1, top1), (left2, top2) = corners
+    assert top1 == top0 + 2 and left1 - left0 == canvas.shape[1] // 2 + 3  # the small tile centred in its cell
+    assert left2 == left0 and top2 > top0 + 10  # the next row
+    assert [t.get_text() for t in ax.texts] == labels and [t.get_color() for t in ax.texts] == colours
+    for text, (left, top), tile in zip(ax.texts, corners, expected):
+        x, y = text.get_position()
+        assert x == left + tile.shape[1] / 2 and y < top and text.get_va() == "bottom"  # above it (y points down)
+    assert fig._suptitle.get_text() == "heading"
+    plt.close(fig)
+    fig, ax, corners = labelled_grid([], [], cols=8, cell_inches=1.0, empty="no mistakes")
+    assert corners == [] and [t.get_text() for t in ax.texts] == ["no mistakes"]
+    plt.close(fig)
+
+
+@pytest.fixture
+def grids(monkeypatch):
+    """The (axes, corners) of every labelled grid the scene and box figures draw."""
+    import cnnlab.viz.boxes
+    import cnnlab.viz.segmentation_figures
+
+    drawn = []
+
+    def recorded(*args, **kwargs):
+        fig, ax, corners = labelled_grid(*args, **kwargs)
+        drawn.append((ax, corners))
+        return fig, ax, corners
+
+    for module in (cnnlab.viz.boxes, cnnlab.viz.segmentation_figures):
+        monkeypatch.setattr(module, "labelled_grid", recorded)
+    return drawn
+
+
+def test_the_scenes_figure_shows_input_truth_prediction_and_errors_of_each_scene(grids):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 12, 16), dtype=np.uint8)
+    truth, predicted = rng.integers(0, 11, (2, 3, 12, 16))
+    classes = tuple(["background"] + [str(d) for d in range(10)])
+    plt.close(scenes_figure(images, truth, predicted, classes, count=2))
+    ((ax, corners),) = grids
+    canvas = ax.images[0].get_array()
+    expected = [picture for n in range(2) for picture in (
+        np.repeat(images[n][..., None] / 255, 3, -1), PALETTE[truth[n]], PALETTE[predicted[n]],
+        error_map(images[n], truth[n], predicted[n]))]
+    assert len(corners) == 8
+    for (left, top), picture in zip(corners, expected):
+        np.testing.assert_allclose(canvas[top:top + 12, left:left + 16], picture, atol=1e-6)
+    errors = [int((truth[n] != predicted[n]).sum()) for n in range(2)]
+    assert [t.get_text() for t in ax.texts] == [
+        text for n in range(2) for text in ("input", "ground truth", "prediction", f"errors: {errors[n]} px")]
+
+
+def test_the_boxes_figure_draws_both_boxes_on_each_image_and_reds_the_missed(grids):
+    from types import SimpleNamespace
+
+    from cnnlab.viz.boxes import PREDICTED, TRUE, _evaluated
+
+    images = np.random.default_rng(2).integers(0, 256, (3, 20, 30), dtype=np.uint8)
+    labels = torch.tensor([[1, 0.1, 0.2, 0.5, 0.9], [2, 0.0, 0.0, 1.0, 1.0], [3, 0.4, 0.1, 0.6, 0.3]])
+    boxes = torch.tensor([[0.2, 0.2, 0.6, 0.8], [0.1, 0.1, 0.9, 0.9], [0.0, 0.5, 0.5, 1.0]])
+    evaluation = SimpleNamespace(boxes=boxes, labels=labels, classes=labels[:, 0].long(),
+                                 predictions=torch.tensor([1, 2, 5]), iou=torch.tensor([0.6, 0.64, 0.0]),
+                                 localized=torch.tensor([True, True, False]))
+    plt.close(_evaluated(images, evaluation, tuple(map(str, range(10))), [2, 0], "heading"))
+    ((ax, corners),) = grids
+    canvas = ax.images[0].get_array()
+    for (left, top), index in zip(corners, [2, 0]):
+        np.testing.assert_allclose(canvas[top:top + 20, left:left + 30, 0], images[index] / 255, atol=1e-6)
+    drawn = [(p.get_xy(), p.get_width(), p.get_height(), to_rgb(p.get_edgecolor()), p.get_linestyle())
+             for p in ax.patches]
+    expected = []
+    for (left, top), index in zip(corners, [2, 0]):
+        for box, colour, style in [(labels[index, 1:], TRUE, "--"), (boxes[index], PREDICTED, "-")]:
+            x0, y0, x1, y1 = box.tolist()
+            expected.append(((left + x0 * 30, top + y0 * 20), (x1 - x0) * 30, (y1 - y0) * 20, to_rgb(colour), style))
+    assert len(drawn) == 4
+    for got, want in zip(drawn, expected):
+        np.testing.assert_allclose([*got[0], *got[1:3], *got[3]], [*want[0], *want[1:3], *want[3]], atol=1e-5)
+        assert got[4] == want[4]
+    assert [t.get_text() for t in ax.texts] == ["true 3, pred 5\nIoU 0.00", "true 1, pred 1\nIoU 0.60"]
+    assert [t.get_color() for t in ax.texts] == ["firebrick", "black"]
 
 
 def test_a_predicted_scene_has_a_one_row_legend_in_class_order():

@@ -4,61 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
+from cnnlab.viz.grid import labelled_grid
 from cnnlab.viz.training import _save
 
 PREDICTED, TRUE = "#ff3b30", "#34c759"  # red and green: the predicted box over the true one
 COLUMNS = 8
 
 
-def _box(ax, box, side: tuple[int, int], colour: str, dashed: bool = False) -> None:
-    """A box of fractions (left, top, right, bottom) drawn on an image of `side` (height, width) pixels."""
-    height, width = side
-    left, top, right, bottom = (float(v) for v in box)
-    ax.add_patch(Rectangle((left * width - 0.5, top * height - 0.5), (right - left) * width, (bottom - top) * height,
-                           fill=False, lw=1.6, edgecolor=colour, ls="--" if dashed else "-"))
-
-
-def boxes_figure(images, boxes, titles: list[str], truth=None, heading: str = ""):
+def boxes_figure(images, boxes, titles: list[str], truth=None, heading: str = "", colours=None):
     """Images ([N, H, W] uint8) each with its predicted box (solid red) and, given `truth` (true boxes [N, 4]),
-    the true one (dashed green); boxes are fractions (left, top, right, bottom). `titles` say what each shows."""
-    rows = max(1, -(-len(images) // COLUMNS))
-    columns = min(COLUMNS, max(1, len(images)))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 2.1 + 0.6), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for index, ax in zip(range(len(images)), axes.flat):
-        image = np.asarray(images[index])
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        if truth is not None:
-            _box(ax, truth[index], image.shape, TRUE, dashed=True)
-        _box(ax, boxes[index], image.shape, PREDICTED)
-        ax.set_title(titles[index], fontsize=8)
-    if not len(images):
-        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    the true one (dashed green); boxes are fractions (left, top, right, bottom). `titles` say what each shows, in
+    its colour from `colours` (default black). One picture (cnnlab.viz.grid)."""
+    images = [np.asarray(image) for image in images]
+    fig, ax, corners = labelled_grid(images, titles, cols=min(COLUMNS, max(1, len(images))), cell_inches=1.6,
+                                     colours=colours, heading=heading, footer_inches=0.3)
+    for index, ((left, top), image) in enumerate(zip(corners, images)):
+        height, width = image.shape
+        marks = [(boxes[index], PREDICTED, "-")] + ([(truth[index], TRUE, "--")] if truth is not None else [])
+        for box, colour, style in reversed(marks):  # the true box first, the predicted one over it
+            x0, y0, x1, y1 = (float(v) for v in box)
+            ax.add_patch(Rectangle((left + x0 * width, top + y0 * height), (x1 - x0) * width, (y1 - y0) * height,
+                                   fill=False, lw=1.6, edgecolor=colour, ls=style))
     handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=PREDICTED, label="predicted box")]
     if truth is not None:
         handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=TRUE, ls="--", label="true box"))
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    if heading:
-        fig.suptitle(heading, fontsize=10)
-    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))
     return fig
 
 
 def _evaluated(images: np.ndarray, evaluation, classes: tuple[str, ...], order: list[int], heading: str):
     """Test images `order` picks, with both boxes, titled with the true and predicted class and the IoU (red: not
     localized)."""
-    fig = boxes_figure(images[order], evaluation.boxes[order],
-                       [f"true {classes[int(evaluation.classes[i])]}, pred {classes[int(evaluation.predictions[i])]}"
-                        f"\nIoU {float(evaluation.iou[i]):.2f}" for i in order], evaluation.labels[order, 1:], heading)
-    for ax, i in zip(fig.axes, order):
-        ax.title.set_color("black" if bool(evaluation.localized[i]) else "firebrick")
-    return fig
+    return boxes_figure(images[order], evaluation.boxes[order],
+                        [f"true {classes[int(evaluation.classes[i])]}, pred {classes[int(evaluation.predictions[i])]}"
+                         f"\nIoU {float(evaluation.iou[i]):.2f}" for i in order], evaluation.labels[order, 1:], heading,
+                        ["black" if bool(evaluation.localized[i]) else "firebrick" for i in order])
 
 
 def plot_boxes(images: np.ndarray, evaluation, classes: tuple[str, ...], path: Path, count: int = 16) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
+from cnnlab.viz.grid import labelled_grid
 from cnnlab.viz.training import _save, epoch_axis
 
 # Background black, then one colour per digit class, chosen so that every pair of classes and the error map's
@@ -42,31 +43,28 @@ def legend_handles(classes: tuple[str, ...], with_errors: bool) -> list[Patch]:
 
 def scenes_figure(images, truth, predicted, classes: tuple[str, ...], count: int = 6,
                   titles: list[str] | None = None):
-    """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a class legend.
-    Images are uint8 [H, W], label maps integer [H, W] (tensors or arrays); without `truth` (a user's images),
-    rows are input | prediction."""
+    """Rows of input | ground truth | prediction | error map for the first `count` scenes, with a class legend,
+    drawn as one picture (cnnlab.viz.grid). Images are uint8 [H, W], label maps integer [H, W] (tensors or arrays);
+    without `truth` (a user's images), rows are input | prediction."""
     count = min(count, len(images))
-    columns = 2 if truth is None else 4
-    width = max(np.shape(image)[1] / np.shape(image)[0] for image in images[:count]) * 1.75
-    fig, axes = plt.subplots(count, columns, figsize=(columns * width + 0.3, count * 1.85 + 0.7), squeeze=False)
+    tiles, labels = [], []
     for row in range(count):
         image, pred = np.asarray(images[row]), np.asarray(predicted[row])
-        panels = [(image, titles[row] if titles else "input")]
+        tiles.append(image)
+        labels.append(titles[row] if titles else "input")
         if truth is None:
-            panels.append((colorize(pred), "prediction"))
+            tiles.append(colorize(pred))
+            labels.append("prediction")
         else:
             true = np.asarray(truth[row])
-            panels += [(colorize(true), "ground truth"), (colorize(pred), "prediction"),
-                       (error_map(image, true, pred), f"errors: {int((true != pred).sum())} px")]
-        for ax, (picture, title) in zip(axes[row], panels):
-            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest")
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
+            tiles += [colorize(true), colorize(pred), error_map(image, true, pred)]
+            labels += ["ground truth", "prediction", f"errors: {int((true != pred).sum())} px"]
+    width = max(np.shape(image)[1] / np.shape(image)[0] for image in images[:count]) * 1.75
+    fig, _, _ = labelled_grid(tiles, labels, cols=2 if truth is None else 4, cell_inches=width, footer_inches=0.3)
     handles = legend_handles(classes, truth is not None)
     # one row: in a grid of swatches, "background" above "5" read as a pair whichever way matplotlib fills it
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False,
                handlelength=1.0, handletextpad=0.4, columnspacing=0.9)
-    fig.tight_layout(rect=(0, 0.25 / fig.get_figheight(), 1, 1))
     return fig
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import cnnlab.viz  # noqa: F401  (selects the headless backend)
+from cnnlab.viz.grid import labelled_grid
 
 
 def _save(fig, path: Path) -> None:
@@ -98,37 +99,18 @@ def most_confident_mistakes(evaluation, count: int = 24) -> torch.Tensor:
 
 def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 24):
     """The test images the model got wrong with the highest confidence, with true and predicted labels (`images`:
-    uint8 [N, C, H, W], a tensor on any device or images read by index from disk).
-
-    Drawn as one picture on one axes, the images side by side with their labels in the gaps: every training draws
-    this figure at its end, and 24 small axes (one per image) took five times as long to lay out and draw."""
+    uint8 [N, C, H, W], a tensor on any device or images read by index from disk), drawn as one picture
+    (cnnlab.viz.grid)."""
     confidence, predicted = evaluation.logits.softmax(1).max(1)
     wrong = int((predicted != evaluation.labels).sum())
     order = most_confident_mistakes(evaluation, count).tolist()
     tiles = [torch.as_tensor(images[index]).cpu() for index in order]
-    channels, height, width = tiles[0].shape if tiles else (1, 28, 28)
-    cols = 8
-    rows = max(1, -(-len(order) // cols))
-    # In image pixels: each cell is its image, a margin either side and a band above for two lines of label.
-    margin, band = max(1, round(width * 0.12)), round(height * 0.42)
-    cell_width, cell_height = width + 2 * margin, height + band
-    canvas = np.ones((rows * cell_height + margin, cols * cell_width, 3), dtype=np.float32)  # white, as the page
-    inches_per_pixel, title_inches = 1.35 / cell_width, 0.3
-    fig = plt.figure(figsize=(cols * 1.35, rows * cell_height * inches_per_pixel + title_inches))
-    ax = fig.add_axes((0, 0, 1, 1 - title_inches / fig.get_figheight()))
-    for n, (tile, index) in enumerate(zip(tiles, order)):
-        top, left = (n // cols) * cell_height + band, (n % cols) * cell_width + margin
-        pixels = tile.permute(1, 2, 0).float().numpy() / 255  # grey is shown as grey: black 0, white 255
-        canvas[top:top + height, left:left + width] = pixels if channels == 3 else pixels[..., :1]
-        ax.text(left + width / 2, top - band * 0.08, f"true {classes[evaluation.labels[index]]}\n"
-                f"pred {classes[predicted[index]]} {confidence[index]:.0%}", ha="center", va="bottom", fontsize=8,
-                color="firebrick")
-    ax.imshow(canvas, interpolation="nearest", extent=(0, canvas.shape[1], canvas.shape[0], 0))
-    ax.set_axis_off()
-    if not order:
-        ax.text(canvas.shape[1] / 2, canvas.shape[0] / 2, "no mistakes", ha="center", va="center")
-    fig.suptitle(f"Most confident mistakes ({wrong} of {len(evaluation.labels)} test images wrong)", fontsize=10,
-                 y=1 - 0.06 / fig.get_figheight(), va="top")
+    tiles = [tile.permute(1, 2, 0).float().numpy() / 255 if tile.shape[0] == 3 else tile[0].numpy() for tile in tiles]
+    labels = [f"true {classes[evaluation.labels[index]]}\npred {classes[predicted[index]]} {confidence[index]:.0%}"
+              for index in order]
+    fig, _, _ = labelled_grid(tiles, labels, cols=8, cell_inches=1.35, colours=["firebrick"] * len(order),
+                              heading=f"Most confident mistakes ({wrong} of {len(evaluation.labels)} test images "
+                                      f"wrong)", empty="no mistakes")
     return fig
 
 
