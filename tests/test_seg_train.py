@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from cnnlab.train.batches import TensorSplit
 from cnnlab.train.config import TrainConfig, recipe_config
 from cnnlab.train.runs import Run, read_weights
 from cnnlab.tasks.classification import confusion_matrix
-from cnnlab.tasks.segmentation import evaluate_segmentation, iou_per_class
+from cnnlab.tasks.segmentation import SegmentationEvaluation, evaluate_segmentation, iou_per_class
 from cnnlab.train.trainer import Trainer
 
 from conftest import killed_run, metrics_without_timings, run_script
@@ -33,22 +34,39 @@ SMALL = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2
              channels_last=True, eval_batch_size=100, seed=0, threads=1, device="cpu")
 
 
-# The tests of the short run share one xdist worker, so that it trains once, not once per worker.
-SHORT_RUN = pytest.mark.xdist_group("seg-short-run")
-
-
-@pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
-    trainer = Trainer(recipe_config("segmentation", **SMALL), name="short", runs_dir=tmp_path_factory.mktemp("runs"),
-                      progress=False)
+def train_short_run(folder: Path) -> Path:
+    """The short run, trained once per test session for every worker and file (conftest.SharedBuilds; the explorer's
+    browser test draws it too), with what its Trainer measured beside it in short_run.json: the untrained and
+    the final evaluations, and the test labels' class counts."""
+    trainer = Trainer(recipe_config("segmentation", **SMALL), name="short", runs_dir=folder, progress=False)
     assert not trainer.engine.autocast and trainer.engine.logit_shift is not None
     untrained = evaluate_segmentation(trainer.engine.logits, trainer.test_data)
-    return trainer, untrained, trainer.fit()
+    result = trainer.fit()
+    measured = {name: {"loss": evaluation.loss, "confusion": evaluation.confusion.tolist()}
+                for name, evaluation in (("untrained", untrained), ("final", result.final))}
+    measured["label_counts"] = torch.bincount(trainer.test_data.labels.flatten().long(), minlength=11).tolist()
+    (folder / "short_run.json").write_text(json.dumps(measured))
+    return result.run_dir
 
 
-@SHORT_RUN
+@pytest.fixture(scope="session")
+def short_run(shared) -> SimpleNamespace:
+    """The short run's folder, history, untrained and final evaluations (their numbers: no predictions kept) and
+    its test labels' class counts."""
+    run_dir = shared.get("seg-short-run", train_short_run)
+    measured = json.loads((run_dir.parent / "short_run.json").read_text())
+
+    def evaluation(numbers) -> SegmentationEvaluation:
+        return SegmentationEvaluation(numbers["loss"], torch.tensor(numbers["confusion"]),
+                                      torch.empty(0, dtype=torch.uint8))
+
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return SimpleNamespace(run_dir=run_dir, history=history, untrained=evaluation(measured["untrained"]),
+                           final=evaluation(measured["final"]), label_counts=torch.tensor(measured["label_counts"]))
+
+
 def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(short_run):
-    trainer, untrained, result = short_run
+    run, counts = short_run, short_run.label_counts.double()
     # FCN-8s with the recipe's class-weighted loss and logit adjustment, 2,000 scenes x 2 epochs (10 s on one
     # core). Measured over seeds 0-4 x 1 and 2 threads, with this CPU's kernels (AVX-512) and with PyTorch's AVX2
     # ones (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): mean IoU 0.184-0.243 (untrained 0.0875: +0.096 to
@@ -56,42 +74,39 @@ def test_short_training_beats_the_untrained_model_and_the_best_constant_guess(sh
     # 0.110-0.121 where the best constant guess (the class frequencies) scores 0.246. Untrained, the adjusted logits
     # call every pixel background: the mean IoU of that guess, exactly. The same run with an unweighted loss ends
     # as that guess (mean IoU 0.0875-0.0886, digits 0.000-0.001; seeds 0-2): the digit floor fails it.
-    labels = trainer.test_data.labels
-    background_only = (labels == 0).double().mean().item()  # the background IoU of calling every pixel background
-    assert untrained.mean_iou == pytest.approx(background_only / 11)
-    assert result.final.mean_iou >= untrained.mean_iou + 0.06
-    assert result.final.iou[1:].nanmean() > 0.06  # it names digits, not only where ink is
+    background_only = (counts[0] / counts.sum()).item()  # the background IoU of calling every pixel background
+    assert run.untrained.mean_iou == pytest.approx(background_only / 11)
+    assert run.final.mean_iou >= run.untrained.mean_iou + 0.06
+    assert run.final.iou[1:].nanmean() > 0.06  # it names digits, not only where ink is
     # No floor on the background's IoU: calling every pixel background scores 0.962 there, as much as training.
-    frequency = torch.bincount(trainer.test_data.labels.flatten().long(), minlength=11).double()
-    frequency = frequency[frequency > 0] / frequency.sum()
+    frequency = counts[counts > 0] / counts.sum()
     best_constant_loss = -(frequency * frequency.log()).sum().item()  # predicting the class frequencies
-    assert result.final.loss < best_constant_loss
-    assert result.history[-1]["test_miou"] == result.final.mean_iou
+    assert run.final.loss < best_constant_loss
+    assert run.history[-1]["test_miou"] == run.final.mean_iou
 
 
-@SHORT_RUN
 def test_run_folder_checkpoint_and_cli(short_run, tmp_path, capsys):
-    _, _, result = short_run
-    names = {p.name for p in result.run_dir.iterdir()}
+    run = short_run
+    names = {p.name for p in run.run_dir.iterdir()}
     assert {"config.json", "metrics.jsonl", "model.safetensors", "best.safetensors", "curves.png", "iou.png",
             "scenes.png", "summary.md"} <= names
-    row = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    row = json.loads((run.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"test_acc", "test_miou"} <= set(row)
 
-    code = main(["segment", "evaluate", str(result.run_dir), "--json", "--limit", "100"])
+    code = main(["segment", "evaluate", str(run.run_dir), "--json", "--limit", "100"])
     numbers = json.loads(capsys.readouterr().out)
     assert code == 0 and numbers["scenes"] == 100 and numbers["mean_iou_includes_background"]
-    assert numbers["mean_iou"] == pytest.approx(result.final.mean_iou, abs=1e-9)  # the checkpoint is the model
+    assert numbers["mean_iou"] == pytest.approx(run.final.mean_iou, abs=1e-9)  # the checkpoint is the model
 
     scene = load_dataset("mnist-scenes", "test").images[0]
     from PIL import Image
 
     Image.fromarray(255 - scene).save(tmp_path / "scene.png")  # black on white: predict inverts it back
-    code = main(["segment", "predict", str(result.run_dir), str(tmp_path / "scene.png"), "--out-dir", str(tmp_path),
+    code = main(["segment", "predict", str(run.run_dir), str(tmp_path / "scene.png"), "--out-dir", str(tmp_path),
                  "--json"])
     predicted = json.loads(capsys.readouterr().out)[0]
     assert code == 0 and (tmp_path / "scene_segmented.png").is_file()
-    model = Run.open(result.run_dir).build_model()
+    model = Run.open(run.run_dir).build_model()
     data = TensorSplit(load_dataset("mnist-scenes", "test"), limit=1)
     with torch.inference_mode():
         expected = model(next(data.batches(1))[0]).argmax(1)[0]
@@ -215,17 +230,16 @@ def test_segment_train_in_two_processes_equals_one(tmp_path):
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@SHORT_RUN
 def test_error_analysis_benchmark_agrees_with_the_evaluation(short_run):
     """benchmarks/segmentation_errors.py on a real run: its mean IoU is the evaluation's, its pixel counts add up."""
-    _, _, result = short_run
-    code, out, err = run_script(BENCHMARKS / "segmentation_errors.py", result.run_dir, "--limit", "100")
+    run = short_run
+    code, out, err = run_script(BENCHMARKS / "segmentation_errors.py", run.run_dir, "--limit", "100")
     assert code == 0, err[-2000:]
     numbers = json.loads(out)
-    assert numbers["mean_iou"] == pytest.approx(result.final.mean_iou, abs=1e-4)  # same 100 test scenes
+    assert numbers["mean_iou"] == pytest.approx(run.final.mean_iou, abs=1e-4)  # same 100 test scenes
     pixels = numbers["pixels"]
     assert pixels["wrong"] == pixels["digit_as_other_digit"] + pixels["background_as_digit"] + pixels["digit_as_background"]
-    assert pixels["wrong"] == result.final.confusion.sum() - result.final.confusion.diag().sum()
+    assert pixels["wrong"] == run.final.confusion.sum() - run.final.confusion.diag().sum()
     assert "logit_adjusted_mean_iou" not in numbers  # the recipe's saved model has the adjustment in already
 
 

@@ -4,7 +4,8 @@ every pixel, each class's score map, the up-sampling layer's formula) and a colo
 checked against the runs' own models.
 
 CNNLAB_EXPLORER_SCREENSHOTS=docs refreshes docs/explorer-segmentation.png, -scores.png, -upsampling.png,
--colour.png and -colour-conv.png. The segmentation run trained here is small (seconds) and finds few digits;
+-colour.png and -colour-conv.png. The segmentation run is tests/test_seg_train.py's short run (FCN-8s, trained once
+per session for both files) and finds few digits;
 CNNLAB_EXPLORER_SCENES=RUN uses a run of yours instead (the documentation's: `cnnlab segment train --train-limit 8000
 --test-limit 200`)."""
 
@@ -22,9 +23,9 @@ from cnnlab.data import load_dataset
 from cnnlab.train.config import recipe_config
 from cnnlab.train.engine import build_torch_model
 from cnnlab.train.runs import Run, save_weights, write_json_atomic
-from cnnlab.train.trainer import Trainer
 from cnnlab.viz.activations import normalize_input, predict_probabilities
 from test_matrix import colour_run  # noqa: F401  (ResNet-20, one epoch on 24 generated photos of three tints)
+from test_seg_train import train_short_run
 from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, screenshot_path,  # noqa: F401
                               serve, shown_result, shows_view, wait_for, wait_until, within)
 
@@ -32,10 +33,6 @@ from test_web_browser import (CHROMIUM, browser, open_page, screenshot_between, 
 pytestmark = [pytest.mark.xdist_group("browser-runs"),
               pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (`make test` installs it)"),
               pytest.mark.slow]  # a browser: started first (conftest.py)
-# FCN-8s on 2,000 scenes for 2 epochs (tests/test_seg_train.py's short run, ~10 s on one core): it names digits,
-# so that the screenshot shows a class map rather than background everywhere.
-SCENES = dict(model="fcn-8s", model_options={}, dataset_options={}, train_limit=2000, test_limit=20, epochs=2,
-              batch_size=32, threads=1, device="cpu")
 
 
 def untrained_unet(folder: Path) -> Run:
@@ -50,10 +47,9 @@ def untrained_unet(folder: Path) -> Run:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, colour_run) -> tuple[Run, Run, object]:  # noqa: F811
-    scenes = os.environ.get("CNNLAB_EXPLORER_SCENES") or Trainer(
-        recipe_config("segmentation", **SCENES), name="scenes", runs_dir=tmp_path_factory.mktemp("explorer-runs"),
-        progress=False).fit().run_dir
+def runs(shared, colour_run) -> tuple[Run, Run, object]:  # noqa: F811
+    # The short run names digits, so that the screenshot shows a class map rather than background everywhere.
+    scenes = os.environ.get("CNNLAB_EXPLORER_SCENES") or shared.get("seg-short-run", train_short_run)
     colour, photos = colour_run
     return Run.open(scenes), Run.open(colour), photos
 
