@@ -120,6 +120,37 @@ def test_logits_loss_and_every_gradient_match_torch(engine, model_name, options)
         assert relative_error(grads[name], grad) <= 1e-4, name
 
 
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [
+    ((5, 5), (1, 1), (0, 0), (1, 1)), ((3, 3), (2, 2), (1, 1), (1, 1)), ((2, 3), (2, 1), (2, 1), (1, 1)),
+    ((3, 2), (1, 2), (1, 0), (2, 3)), ((1, 1), (1, 1), (0, 0), (1, 1))],
+    ids=["5x5", "strided-padded", "rectangular", "dilated", "1x1"])
+def test_pytensor_convolution_and_its_gradients_equal_torchs(kernel, stride, padding, dilation):
+    """The engine's im2col convolution (the windows cut in two passes: rows, then columns) against torch's, with
+    every stride, padding and dilation the engine takes: the output and the gradients of the input, the kernel
+    and the bias, in float32 (the engine's: PyTensor's pad returns floatX whatever its input), uncompiled
+    (`uncompiled()`)."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from cnnlab.train.pytensor_engine import conv2d
+
+    x = torch.randn(2, 3, 11, 10, dtype=torch.float32, requires_grad=True)
+    weight = torch.randn(4, 3, *kernel, dtype=torch.float32, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float32, requires_grad=True)
+    expected = torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation)
+    weights = torch.randn(expected.shape, dtype=torch.float32)
+    (expected * weights).sum().backward()
+    h, w, b = pt.tensor4(dtype="float32"), pt.tensor(dtype="float32", shape=weight.shape), pt.vector(dtype="float32")
+    out = conv2d(h, w, b, stride, padding, dilation)
+    loss = (out * weights.permute(0, 2, 3, 1).numpy()).sum()
+    f = pytensor.function([h, w, b], [out, *pytensor.grad(loss, [h, w, b])], mode=uncompiled())
+    got, grad_x, grad_w, grad_b = f(x.detach().permute(0, 2, 3, 1).numpy(), weight.detach().numpy(),
+                                    bias.detach().numpy())
+    for mine, theirs in [(got.transpose(0, 3, 1, 2), expected), (grad_x.transpose(0, 3, 1, 2), x.grad),
+                         (grad_w, weight.grad), (grad_b, bias.grad)]:
+        np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
 POOLS = {"max": torch.nn.functional.max_pool2d, "average": torch.nn.functional.avg_pool2d,
          "sum": lambda x, k, s: torch.nn.functional.avg_pool2d(x, k, s) * k * k}
 

@@ -55,14 +55,24 @@ def _windows(h, kernel, stride, dilation=(1, 1)):
 
 def conv2d(h, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     """Convolution of NHWC `h` with a torch-layout kernel (O, C, kh, kw): the windows side by side along the channels
-    (im2col), times the kernel as a (kh*kw*C, O) matrix."""
+    (im2col), times the kernel as a (kw*kh*C, O) matrix.
+
+    The windows are cut in two passes: the kh row offsets side by side, then the kw column offsets of that. PyTensor
+    compiles a C module for each pattern of slice (its first, inner and last offsets, in rows and in columns, and
+    their gradients): kh*kw cuts in one pass made 30 of them for simple-cnn's first training, two passes make 12
+    (80 -> 63 modules in all, 35 -> 30 s; a Trainer built from the warm cache 4.1 -> 2.5 s, and its steps run faster)."""
     out_channels, in_channels, kh, kw = weight.type.shape
     if any(padding):
         h = pt.pad(h, ((0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)))
-    windows, height, width = _windows(h, (kh, kw), stride, dilation)
-    columns = pt.concatenate(windows, axis=3) if len(windows) > 1 else windows[0]
-    kernel = weight.dimshuffle(2, 3, 1, 0).reshape((kh * kw * in_channels, out_channels))
-    out = pt.dot(columns.reshape((-1, kh * kw * in_channels)), kernel)
+    (sh, sw), (dh, dw) = stride, dilation
+    height = (h.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    width = (h.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    rows = [h[:, i * dh:i * dh + sh * (height - 1) + 1:sh] for i in range(kh)]  # [N, height, W, C] each
+    rows = pt.concatenate(rows, axis=3) if kh > 1 else rows[0]  # [N, height, W, kh*C]
+    columns = [rows[:, :, j * dw:j * dw + sw * (width - 1) + 1:sw] for j in range(kw)]
+    columns = pt.concatenate(columns, axis=3) if kw > 1 else columns[0]  # [N, height, width, kw*kh*C]
+    kernel = weight.dimshuffle(3, 2, 1, 0).reshape((kw * kh * in_channels, out_channels))
+    out = pt.dot(columns.reshape((-1, kw * kh * in_channels)), kernel)
     if bias is not None:
         out = out + bias
     return out.reshape((h.shape[0], height, width, out_channels))
