@@ -45,9 +45,9 @@ sys.dont_write_bytecode = False
 # processes it starts share it): a warm cache cannot hide a slow or broken compilation. tests/test_engines.py says
 # what the first compilation costs. The suite compiles at -O1 without debug information (PyTensor's default: -O3 -g):
 # the same C code and the same IEEE arithmetic (bit-identical results) for a third less of the compiler's time: the
-# engine's first training (82 modules) 58-65 -> 39-45 CPU s, the four tests of the "pytensor-c" group 148 and 155
-# -> 129 and 141 (two runs of each, alternated, one process, Zen 4). What the suite checks is the code, not the
-# compiler's optimizer.
+# engine's first training (82 modules then; 63 since a convolution's windows are cut in two passes) 58-65 -> 39-45
+# CPU s, the four tests of the "pytensor-c" group 148 and 155 -> 129 and 141 (two runs of each, alternated, one
+# process, Zen 4). What the suite checks is the code, not the compiler's optimizer.
 if "PYTENSOR_FLAGS" not in os.environ:
     os.environ["PYTENSOR_FLAGS"] = ("gcc__cxxflags=-O1 -g0,compiledir="
                                     + tempfile.mkdtemp(prefix="cnnlab-tests-pytensor-"))
