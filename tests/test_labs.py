@@ -110,7 +110,7 @@ def test_the_lecture_tour_runs_slide_by_slide(tmp_path, monkeypatch):
     # deep-cnn, 1 epoch of 5,000 images: 93.2% measured
     assert float(re.search(r"test accuracy ([\d.]+)%", html).group(1)) >= 85
     reused, scratch = map(float, re.search(r"reused features ([\d.]+)%, from scratch ([\d.]+)%", out).groups())
-    assert reused >= 40  # 10 labels per class of Fashion-MNIST
+    assert reused >= 40  # 10 labels per class of Fashion-MNIST, 8 epochs: 52.2-55.0% over seeds 0-2 (fp32, Zen 4)
     # FCN-8s, 2 epochs of 2,000 scenes (tests/test_seg_train.py's short run): 0.220-0.239 over seeds 0-3 (fp32, Zen 4;
     # the short run's 0.184-0.243 over seeds, threads and AVX2/AVX-512 kernels); background everywhere: 0.08
     assert float(re.search(r"mean IoU ([\d.]+)", out).group(1)) >= 0.15
