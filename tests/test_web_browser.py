@@ -78,9 +78,14 @@ def browser():
         chromium.close()
 
 
-def open_page(browser, server, width: int, touch: bool = False, height: int = 900):
-    """A page at `server`; any request to another host is refused and recorded (the explorer must work offline)."""
-    page = browser.new_page(viewport={"width": width, "height": height}, has_touch=touch)
+def open_page(browser, server, width: int, touch: bool = False, height: int = 900, reduced_motion: bool = False):
+    """A page at `server`; any request to another host is refused and recorded (the explorer must work offline).
+    `reduced_motion`: as a user who asks the system for less motion (the page scrolls to a formula at once, and
+    the playground waits for Play). The tests that open many formulas ask for it: a click on the next row waited
+    for the smooth scroll to the last formula to end, about a second a click. The explorer's end-to-end flow, the
+    playground, the keyboard and accessibility checks and the latency test keep the motion."""
+    page = browser.new_page(viewport={"width": width, "height": height}, has_touch=touch,
+                            reduced_motion="reduce" if reduced_motion else "no-preference")
     page.foreign = []
     page.errors = []
     page.answers = []  # the API's answers, "status path": what a failed wait prints
@@ -398,7 +403,7 @@ def photographed(digit: np.ndarray, seed: int = 3) -> bytes:
 
 
 def test_explorer_on_a_phone_touch_and_upload(browser, server, tmp_path):
-    page = open_page(browser, server, 390, touch=True, height=844)
+    page = open_page(browser, server, 390, touch=True, height=844, reduced_motion=True)
     wait_until(page, "document.querySelector('#prediction').textContent !== '–'")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
 
@@ -484,7 +489,7 @@ def test_a_drawn_digit_flows_through_every_layer_view(browser, server, trained_r
     from test_web_formulas import recorded
     from cnnlab.web.sources import Sources
 
-    page = open_page(browser, server, 1280)
+    page = open_page(browser, server, 1280, reduced_motion=True)  # 28 formulas opened: 21 -> 5 s
     draw_stroke(page, [(80 + min(step, 6) * 20 - max(0, step - 6) * 10, 70 + max(0, step - 6) * 28)
                        for step in range(12)])  # a 7: across, then down to the left
     wait_until(page, "document.querySelector('#seen-note').textContent.startsWith('drawing')")
@@ -616,7 +621,7 @@ def test_occlusion_and_top_activations_views(browser, server, trained_run, tmp_p
     from cnnlab.data import dataset_info
     from cnnlab.viz.activations import normalize_input
 
-    page = open_page(browser, server, 1280)
+    page = open_page(browser, server, 1280, reduced_motion=True)
     page.fill("#occ-size", "10")
     page.fill("#occ-stride", "6")
     page.click("#occ-run")

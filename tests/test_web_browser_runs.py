@@ -82,7 +82,7 @@ def seen_image(page, channels: int) -> np.ndarray:
 
 def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # noqa: F811
     scenes, _, _ = runs
-    page = open_page(browser, server, 1280)
+    page = open_page(browser, server, 1280, reduced_motion=True)
     choose(page, scenes, "scores")
     model, info = scenes.build_model(), scenes.info
     split = load_dataset("mnist-scenes", "test", limit=3, quiet=True)
@@ -157,7 +157,7 @@ def test_a_segmentation_run_in_the_browser(browser, server, runs, tmp_path):  # 
 
 def test_a_colour_run_in_the_browser(browser, server, runs, tmp_path):  # noqa: F811
     _, colour, photos = runs
-    page = open_page(browser, server, 1280)
+    page = open_page(browser, server, 1280, reduced_motion=True)
     choose(page, colour, "softmax")
     model, info = colour.build_model(), colour.info
     split = colour.test_split()
