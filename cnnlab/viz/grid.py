@@ -19,10 +19,11 @@ LINE_INCHES = 1.2 * FONT_SIZE / 72  # one line of label: matplotlib spaces lines
 
 
 def _rgb(tile) -> np.ndarray:
-    """[H, W, 3] floats in 0-1 of a tile: [H, W] is grey uint8 (0 black, 255 white: grey is shown as grey, not
-    stretched to its own range), [H, W, 3] is RGB already in 0-1 (a colourized class map)."""
-    tile = np.asarray(tile, dtype=np.float32)
-    return tile if tile.ndim == 3 else np.repeat(tile[..., None] / 255, 3, axis=-1)
+    """[H, W, 3] floats in 0-1 of a grey [H, W] or colour [H, W, 3] tile: integers are 0-255 (grey is shown as grey,
+    not stretched to its own range), floats are 0-1 already (a colourized class map)."""
+    tile = np.asarray(tile)
+    rgb = tile.astype(np.float32) / 255 if tile.dtype.kind in "ui" else tile.astype(np.float32)
+    return rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=-1)
 
 
 def labelled_grid(tiles, labels: list[str], cols: int, cell_inches: float, colours=None, heading: str = "",

@@ -104,8 +104,7 @@ def mistakes_figure(images, evaluation, classes: tuple[str, ...], count: int = 2
     confidence, predicted = evaluation.logits.softmax(1).max(1)
     wrong = int((predicted != evaluation.labels).sum())
     order = most_confident_mistakes(evaluation, count).tolist()
-    tiles = [torch.as_tensor(images[index]).cpu() for index in order]
-    tiles = [tile.permute(1, 2, 0).float().numpy() / 255 if tile.shape[0] == 3 else tile[0].numpy() for tile in tiles]
+    tiles = [torch.as_tensor(images[index]).cpu().permute(1, 2, 0).squeeze(-1).numpy() for index in order]  # HW(C)
     labels = [f"true {classes[evaluation.labels[index]]}\npred {classes[predicted[index]]} {confidence[index]:.0%}"
               for index in order]
     fig, _, _ = labelled_grid(tiles, labels, cols=8, cell_inches=1.35, colours=["firebrick"] * len(order),
