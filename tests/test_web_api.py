@@ -571,6 +571,15 @@ def test_serve_refuses_bad_arguments_in_one_line(capsys):
     assert capsys.readouterr().err.strip() == f"cnnlab serve: error: cannot listen on 127.0.0.1:{port} (Address already in use)"
 
 
+def test_the_socket_whose_url_serve_prints_already_listens():
+    """A client that connects as soon as it reads the URL is queued until the server accepts, not refused (a socket
+    only bound refused the browser test's first page once)."""
+    from cnnlab.commands.serve import listen
+
+    with listen("127.0.0.1", 0) as sock, socket.create_connection(sock.getsockname(), timeout=5):
+        pass
+
+
 def test_serve_leaves_the_processs_logging_alone(tmp_path, capsys, monkeypatch):
     """uvicorn's default logging setup (dictConfig) closes every handler the process has: run in a notebook or a
     test runner, `cnnlab serve` took their log files down with it."""

@@ -66,8 +66,10 @@ def return_freed_memory() -> None:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A bound socket, so that a busy port is a one-line error here (Uvicorn would log and exit) and port 0
-    gets a free port whose number the URL below can show."""
+    """A bound socket, listening, so that a busy port is a one-line error here (Uvicorn would log and exit) and
+    port 0 gets a free port whose number the URL below can show. It listens before the URL is printed: a client
+    that connects as soon as it reads the URL waits in the queue until Uvicorn accepts it, where a socket only
+    bound refused it (the browser test that opens the page first failed so, once)."""
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: expected 0 to 65535")
     try:
@@ -78,6 +80,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen()
     except OSError as err:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
